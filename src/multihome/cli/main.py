@@ -1,0 +1,36 @@
+"""The `multihome` command. Each group of subcommands lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# module -> attribute holding a click command or group; imported lazily so that
+# `multihome --help` and the fast paths stay cheap.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "install-cni": ("multihome.cli.install_cni", "install_cni"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS:
+            module, attr = _COMMANDS[cmd_name]
+            cmd = getattr(importlib.import_module(module), attr)
+            assert isinstance(cmd, click.Command)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="multihome")
+def cli() -> None:
+    """multihome: several network interfaces for pods and VMs."""
+
+
+def main() -> None:
+    cli()

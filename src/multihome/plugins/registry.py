@@ -1,0 +1,49 @@
+"""Built-in plugin types and the one function that runs any plugin type.
+
+Built-in types run in-process (no fork/exec); any other `type` is exec'ed from the
+CNI path exactly as libcni does. Modules are imported lazily so that a plugin
+executable only pays for the plugin it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any, cast
+
+from multihome.cni.result import Result
+from multihome.cni.skel import Plugin
+from multihome.cni.types import CmdArgs
+
+# type name -> module implementing the Plugin protocol
+BUILTIN: dict[str, str] = {
+    "bridge": "multihome.plugins.bridge",
+    "cnv-bridge": "multihome.plugins.bridge",
+    "host-local": "multihome.ipam.host_local",
+    "static": "multihome.ipam.static",
+}
+
+
+def lookup(plugin_type: str) -> Plugin | None:
+    module = BUILTIN.get(plugin_type)
+    return cast(Plugin, importlib.import_module(module)) if module else None
+
+
+def delegate(plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
+    """Run `cmd.command` of `plugin_type` with `conf` as its stdin.
+
+    Returns the parsed result for ADD, None otherwise; raises CNIError on failure.
+    """
+    plugin = lookup(plugin_type)
+    stdin = json.dumps(conf).encode()
+    if plugin is not None:
+        from multihome.cni.skel import handle
+
+        out = handle(plugin, cmd, stdin)
+    else:
+        from multihome.cni.invoke import exec_plugin, find_plugin
+
+        out = exec_plugin(find_plugin(plugin_type, cmd.path), cmd, stdin)
+    if cmd.command == "ADD":
+        return Result.from_dict(out)
+    return None
