@@ -10,6 +10,13 @@ import click
 # `multihome --help` and the fast paths stay cheap.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "install-cni": ("multihome.cli.install_cni", "install_cni"),
+    "apply": ("multihome.cli.objects", "apply_cmd"),
+    "create": ("multihome.cli.objects", "create_cmd"),
+    "get": ("multihome.cli.objects", "get_cmd"),
+    "delete": ("multihome.cli.objects", "delete_cmd"),
+    "describe": ("multihome.cli.objects", "describe_cmd"),
+    "pod": ("multihome.cli.pods", "pod"),
+    "lab": ("multihome.cli.lab", "lab"),
 }
 
 
@@ -28,8 +35,13 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="multihome")
-def cli() -> None:
+@click.option("--store", envvar="MULTIHOME_STORE", metavar="PATH", default=None,
+              help="Store file (default: $MULTIHOME_STORE, else /var/lib/multihome/store.db).")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
     """multihome: several network interfaces for pods and VMs."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
 
 
 def main() -> None:

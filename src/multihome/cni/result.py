@@ -30,6 +30,9 @@ def _addr(value: Any, what: str) -> IPAddress:
 
 
 def _iface(value: Any, what: str) -> IPInterface:
+    # a bare address would silently become a /32 or /128; results always carry a prefix
+    if not isinstance(value, str) or "/" not in value:
+        raise DecodingFailure(f"invalid {what} {value!r} in result: expected CIDR")
     try:
         return ipaddress.ip_interface(value)
     except (ValueError, TypeError) as e:
@@ -70,9 +73,8 @@ class Interface:
         out: dict[str, Any] = {"name": self.name}
         if self.mac:
             out["mac"] = self.mac
-        if ver.at_least(v, "1.1.0"):
-            if self.mtu:
-                out["mtu"] = self.mtu
+        if ver.at_least(v, "1.1.0") and self.mtu:
+            out["mtu"] = self.mtu
         if self.sandbox:
             out["sandbox"] = self.sandbox
         if ver.at_least(v, "1.1.0"):
@@ -235,7 +237,8 @@ class Result:
             return cls._from_legacy(v, data)
         result = cls(
             cni_version=v,
-            interfaces=[Interface.from_dict(i) for i in _list(data.get("interfaces"), "interfaces")],
+            interfaces=[Interface.from_dict(i)
+                        for i in _list(data.get("interfaces"), "interfaces")],
             ips=[IPConfig.from_dict(i) for i in _list(data.get("ips"), "ips")],
             routes=[Route.from_dict(r) for r in _list(data.get("routes"), "routes")],
             dns=DNS.from_dict(data.get("dns")),
@@ -284,6 +287,12 @@ class Result:
         return out
 
     def _to_legacy(self, v: str) -> dict[str, Any]:
+        if not self.ips:
+            # 0.1.0/0.2.0 results are nothing but ip4/ip6; the Go types refuse this too
+            raise IncompatibleVersion(
+                f"cannot convert result to version {v}: it has no IP address, and "
+                f"{v} results can only hold addresses (use cniVersion 0.3.0 or later)"
+            )
         out: dict[str, Any] = {"cniVersion": v}
         for family, key in ((4, "ip4"), (6, "ip6")):
             first = next((ip for ip in self.ips if ip.family == family), None)

@@ -93,7 +93,7 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int,
         return 0, json.dumps(out) if out is not None else ""
     except CNIError as e:
         return 1, json.dumps(e.to_dict(_version_of(stdin)))
-    except Exception as e:  # noqa: BLE001 - the contract forbids tracebacks on stdout
+    except Exception as e:  # the contract forbids tracebacks on stdout
         err = InternalError(f"internal error: {type(e).__name__}: {e}")
         return 1, json.dumps(err.to_dict(_version_of(stdin)))
 

@@ -14,7 +14,10 @@ from multihome.cni.result import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# The spec's pattern, as printed in error messages. The compiled form ends in \Z because
+# Python's `$` also matches before a trailing newline, which would let "abc\n" through.
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 CONTAINER_ID_RE = NAME_RE
 
 # Which variables each command needs (CNI spec, "Parameters").
@@ -32,8 +35,9 @@ def validate_ifname(name: str) -> str:
     """Linux interface name rules, as the CNI spec and the kernel apply them."""
     if not name:
         raise InvalidEnvironment("interface name is empty")
-    if len(name) > 15:
-        raise InvalidEnvironment(f"interface name {name!r} is longer than 15 characters")
+    # IFNAMSIZ counts bytes, not characters.
+    if len(name.encode("utf-8", "surrogateescape")) > 15:
+        raise InvalidEnvironment(f"interface name {name!r} is longer than 15 bytes")
     if name in (".", ".."):
         raise InvalidEnvironment(f"interface name {name!r} is not allowed")
     if any(c in name for c in "/:") or any(c.isspace() for c in name):
@@ -97,7 +101,7 @@ class CmdArgs:
         cid = env.get("CNI_CONTAINERID", "")
         if cid and not CONTAINER_ID_RE.match(cid):
             raise InvalidEnvironment(
-                f"invalid CNI_CONTAINERID {cid!r}: must match {CONTAINER_ID_RE.pattern}"
+                f"invalid CNI_CONTAINERID {cid!r}: must match {NAME_PATTERN}"
             )
         ifname = env.get("CNI_IFNAME", "")
         if ifname or command in ("ADD", "CHECK", "DEL"):
@@ -108,17 +112,19 @@ class CmdArgs:
         return cls(command, cid, env.get("CNI_NETNS", ""), ifname, cni_args, path)
 
     def to_env(self) -> dict[str, str]:
-        """The variables to pass to an exec'ed plugin (libcni's `Args.AsEnv`)."""
-        env = {"CNI_COMMAND": self.command, "CNI_PATH": ":".join(self.path)}
-        if self.container_id:
-            env["CNI_CONTAINERID"] = self.container_id
-        if self.netns:
-            env["CNI_NETNS"] = self.netns
-        if self.ifname:
-            env["CNI_IFNAME"] = self.ifname
-        if self.args:
-            env["CNI_ARGS"] = self.args
-        return env
+        """The variables to pass to an exec'ed plugin (libcni's `Args.AsEnv`).
+
+        All six are always present, empty when unset, so that values inherited from our
+        own environment (when we run as a plugin ourselves) never leak into a delegate.
+        """
+        return {
+            "CNI_COMMAND": self.command,
+            "CNI_CONTAINERID": self.container_id,
+            "CNI_NETNS": self.netns,
+            "CNI_ARGS": self.args,
+            "CNI_IFNAME": self.ifname,
+            "CNI_PATH": ":".join(self.path),
+        }
 
 
 @dataclass
@@ -165,7 +171,7 @@ class NetConf:
         if need_name and not name:
             raise InvalidConfig("network config is missing 'name'")
         if name and not NAME_RE.match(name):
-            raise InvalidConfig(f"invalid network name {name!r}: must match {NAME_RE.pattern}")
+            raise InvalidConfig(f"invalid network name {name!r}: must match {NAME_PATTERN}")
         ptype = raw.get("type", "")
         if not isinstance(ptype, str) or not ptype:
             raise InvalidConfig("network config is missing 'type'")

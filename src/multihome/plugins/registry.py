@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "cnv-bridge": "multihome.plugins.bridge",
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
+    "multihome": "multihome.attach.plugin",
 }
 
 

@@ -1,0 +1,68 @@
+"""Where NADs, pods and nodes live: one interface, the embedded SQLite store by default."""
+
+from __future__ import annotations
+
+import os
+
+from multihome.store.base import (
+    LAST_APPLIED,
+    AlreadyExists,
+    Conflict,
+    InvalidObject,
+    NotFound,
+    Object,
+    Outcome,
+    Store,
+    StoreError,
+)
+from multihome.store.objects import (
+    NAD,
+    NAMESPACE,
+    NODE,
+    POD,
+    KindInfo,
+    UnknownKind,
+    kind_info,
+    register_kind,
+    resolve_kind,
+)
+
+DEFAULT_STORE_PATH = "/var/lib/multihome/store.db"
+STORE_ENV = "MULTIHOME_STORE"
+
+
+def store_path(path: str | None = None) -> str:
+    """The store file: the argument, else ``$MULTIHOME_STORE``, else the default."""
+    return path or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH
+
+
+def open_store(path: str | None = None) -> Store:
+    from multihome.store.sqlite import SQLiteStore
+
+    return SQLiteStore(store_path(path))
+
+
+__all__ = [
+    "DEFAULT_STORE_PATH",
+    "LAST_APPLIED",
+    "NAD",
+    "NAMESPACE",
+    "NODE",
+    "POD",
+    "STORE_ENV",
+    "AlreadyExists",
+    "Conflict",
+    "InvalidObject",
+    "KindInfo",
+    "NotFound",
+    "Object",
+    "Outcome",
+    "Store",
+    "StoreError",
+    "UnknownKind",
+    "kind_info",
+    "open_store",
+    "register_kind",
+    "resolve_kind",
+    "store_path",
+]

@@ -1,0 +1,349 @@
+"""The attachment engine: what Multus does for one pod, on any Store.
+
+ADD plans every attachment (default network first), runs them one after another and
+undoes them in reverse on the first failure. Each pod's attachment list is kept in
+`<cniDir>/multihome/<containerID>.json`, written *before* each delegate runs, so
+that DEL, CHECK and GC work from the cache alone: when the NAD, the pod or the store
+are gone, or after a crash in the middle of an ADD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from multihome.attach import status as netstatus
+from multihome.attach.multus_config import MultusConfig
+from multihome.attach.naming import DEFAULT_IFNAME
+from multihome.attach.plan import Attachment, PodRef, default_network, plan
+from multihome.cni import runtime
+from multihome.cni.errors import CNIError, IOFailure, NotAvailable, UnknownContainer
+from multihome.cni.result import Result
+from multihome.store import POD, NotFound, Store
+
+CACHE_KIND = "multihomeAttachmentsV1"
+
+
+@dataclass
+class PodRequest:
+    """One engine call: the runtime's view (container, netns, ifname) and the pod."""
+
+    container_id: str
+    netns: str
+    pod: PodRef | None = None
+    ifname: str = DEFAULT_IFNAME
+    # extra CNI_ARGS pairs passed through to every delegate (K8S_* are added here)
+    args: list[tuple[str, str]] = field(default_factory=list)
+
+    def delegate_args(self) -> list[tuple[str, str]]:
+        pairs: list[tuple[str, str]] = [("IgnoreUnknown", "true")]
+        if self.pod is not None:
+            pairs += [("K8S_POD_NAMESPACE", self.pod.namespace),
+                      ("K8S_POD_NAME", self.pod.name),
+                      ("K8S_POD_INFRA_CONTAINER_ID", self.container_id)]
+        taken = {k for k, _ in pairs}
+        return pairs + [(k, v) for k, v in self.args if k not in taken]
+
+
+@dataclass
+class PodRecord:
+    """What the engine remembers of one container (the engine's cache file)."""
+
+    container_id: str
+    netns: str
+    ifname: str
+    pod: PodRef | None
+    args: list[tuple[str, str]]
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": CACHE_KIND, "containerID": self.container_id, "netns": self.netns,
+            "ifname": self.ifname,
+            "pod": {"namespace": self.pod.namespace, "name": self.pod.name} if self.pod else None,
+            "args": [list(p) for p in self.args],
+            "attachments": [a.to_json() for a in self.attachments],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PodRecord:
+        pod = data.get("pod")
+        return cls(
+            str(data["containerID"]), str(data.get("netns", "")),
+            str(data.get("ifname", DEFAULT_IFNAME)),
+            PodRef(str(pod["namespace"]), str(pod["name"])) if isinstance(pod, dict) else None,
+            [(str(k), str(v)) for k, v in data.get("args", [])],
+            [Attachment.from_json(a) for a in data.get("attachments", [])],
+        )
+
+
+# -- the engine's cache ------------------------------------------------------
+
+def _record_dir(conf: MultusConfig) -> str:
+    return os.path.join(conf.cni_dir, "multihome")
+
+
+def _record_path(conf: MultusConfig, container_id: str) -> str:
+    return os.path.join(_record_dir(conf), f"{container_id}.json")
+
+
+def save_record(conf: MultusConfig, record: PodRecord) -> None:
+    path = _record_path(conf, record.container_id)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(record.to_json(), f)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise IOFailure(f"cannot write the attachment cache {path}", str(e)) from e
+
+
+def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
+    path = _record_path(conf, container_id)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return PodRecord.from_json(data) if data.get("kind") == CACHE_KIND else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a corrupt cache is as good as none: DEL falls back to the default
+
+
+def drop_record(conf: MultusConfig, container_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_record_path(conf, container_id))
+
+
+def list_records(conf: MultusConfig) -> list[PodRecord]:
+    out: list[PodRecord] = []
+    try:
+        names = sorted(os.listdir(_record_dir(conf)))
+    except FileNotFoundError:
+        return out
+    for fname in names:
+        if fname.endswith(".json"):
+            rec = load_record(conf, fname[: -len(".json")])
+            if rec is not None:
+                out.append(rec)
+    return out
+
+
+# -- helpers ---------------------------------------------------------------
+
+def cni_path(conf: MultusConfig, extra: Sequence[str] = ()) -> list[str]:
+    seen: list[str] = []
+    for p in [*extra, *conf.bin_dirs]:
+        if p and p not in seen:
+            seen.append(p)
+    return seen
+
+
+def _runtime_conf(conf: MultusConfig, record: PodRecord, att: Attachment,
+                  netns: str | None = None) -> runtime.RuntimeConf:
+    return runtime.RuntimeConf(
+        container_id=record.container_id,
+        netns=record.netns if netns is None else netns,
+        ifname=att.ifname,
+        args=list(record.args),
+        capability_args=dict(att.capability_args),
+        cache_dir=conf.cni_dir,
+    )
+
+
+def _label(att: Attachment) -> str:
+    return f"network {att.network} (interface {att.ifname})"
+
+
+def _prefixed(e: CNIError, att: Attachment, what: str = "failed") -> CNIError:
+    return type(e)(f"{_label(att)} {what}: {e.msg}", e.details, code=e.code)
+
+
+def _apply_default_route(netns: str, att: Attachment) -> None:
+    from multihome.net.default_route import move_default_route
+
+    for gw in att.default_route:
+        move_default_route(netns, att.ifname, ipaddress.ip_address(gw))
+
+
+def _write_status(store: Store | None, pod: PodRef | None, value: str | None) -> None:
+    if store is None or pod is None:
+        return
+    with contextlib.suppress(NotFound):
+        store.patch_annotations(POD, pod.namespace, pod.name,
+                                {netstatus.NETWORK_STATUS_ANNOTATION: value})
+
+
+# -- operations --------------------------------------------------------------
+
+@dataclass
+class AddOutcome:
+    result: Result  # the default network's result, as Multus returns it
+    status: list[netstatus.NetworkStatus]
+    attachments: list[Attachment]
+
+
+def add(conf: MultusConfig, store: Store | None, req: PodRequest,
+        extra_path: Sequence[str] = ()) -> AddOutcome:
+    """Attach every network of the pod; on any failure undo and raise the delegate's error."""
+    planned = plan(conf, store, req.pod, req.ifname)
+    path = cni_path(conf, extra_path)
+    record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args())
+    entries: list[netstatus.NetworkStatus] = []
+    default_result: Result | None = None
+    done: list[Attachment] = []
+    for att in planned:
+        record.attachments.append(att)
+        save_record(conf, record)
+        try:
+            net = runtime.parse_network_config(att.conflist)
+            result = runtime.add_network_list(net, _runtime_conf(conf, record, att), path)
+            if att.default_route:
+                _apply_default_route(req.netns, att)
+        except CNIError as e:
+            # the failing one too: a delegate may have allocated before it failed
+            _rollback(conf, record, [*done, att], path)
+            raise _prefixed(e, att) from e
+        done.append(att)
+        if att.default:
+            default_result = result
+        gateways = att.default_route or (netstatus.gateways_of(result) if att.default else [])
+        entries += netstatus.entries_from_result(att.network, att.ifname, result,
+                                                 default=att.default, gateways=gateways)
+    assert default_result is not None  # the plan always starts with the default network
+    _write_status(store, req.pod, netstatus.render(entries))
+    return AddOutcome(default_result, entries, planned)
+
+
+def _rollback(conf: MultusConfig, record: PodRecord, attached: list[Attachment],
+              path: Sequence[str]) -> None:
+    failed: list[Attachment] = []
+    for att in reversed(attached):
+        try:
+            net = runtime.parse_network_config(att.conflist)
+            runtime.del_network_list(net, _runtime_conf(conf, record, att), path)
+        except CNIError:
+            failed.append(att)
+    if failed:
+        # keep what could not be undone, so that a later DEL or GC retries it
+        record.attachments = list(reversed(failed))
+        save_record(conf, record)
+    else:
+        drop_record(conf, record.container_id)
+
+
+class DeleteFailed(CNIError):
+    """At least one delegate DEL failed; every attachment was still tried."""
+
+
+def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
+           extra_path: Sequence[str] = ()) -> None:
+    """Detach every cached attachment in reverse; idempotent, collects every error."""
+    path = cni_path(conf, extra_path)
+    record = load_record(conf, req.container_id)
+    if record is None:
+        record = _record_without_cache(conf, store, req)
+    netns = record.netns or req.netns
+    if not netns or not os.path.exists(netns):
+        netns = ""  # plugins skip their in-pod cleanup, host-side objects still go
+    errors: list[CNIError] = []
+    for att in reversed(record.attachments):
+        try:
+            net = runtime.parse_network_config(att.conflist)
+            runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path)
+        except CNIError as e:
+            errors.append(_prefixed(e, att, "could not be removed"))
+    if not errors or not conf.retry_delete_on_error:
+        drop_record(conf, req.container_id)
+    _write_status(store, record.pod or req.pod, None)
+    if errors:
+        msg = "; ".join(e.msg for e in errors)
+        raise DeleteFailed(f"DEL of container {req.container_id} failed: {msg}",
+                           code=errors[0].code)
+
+
+def _record_without_cache(conf: MultusConfig, store: Store | None,
+                          req: PodRequest) -> PodRecord:
+    """The attachments to try when the cache is lost: from the store, else the default only."""
+    record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args())
+    try:
+        record.attachments = plan(conf, store, req.pod, req.ifname)
+    except CNIError:
+        try:
+            att = default_network(conf, None, None, req.pod)
+        except CNIError:
+            return record
+        att.ifname = req.ifname
+        record.attachments = [att]
+    return record
+
+
+def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -> None:
+    record = load_record(conf, req.container_id)
+    if record is None:
+        raise UnknownContainer(f"no attachments cached for container {req.container_id}")
+    path = cni_path(conf, extra_path)
+    for att in record.attachments:
+        try:
+            net = runtime.parse_network_config(att.conflist)
+            runtime.check_network_list(net, _runtime_conf(conf, record, att, req.netns), path)
+        except CNIError as e:
+            raise _prefixed(e, att, "check failed") from e
+
+
+def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
+    """Ready when the default network's plugins are and the readiness indicator exists."""
+    if conf.readiness_indicator_file and not os.path.exists(conf.readiness_indicator_file):
+        raise NotAvailable(
+            f"default network not ready: readiness indicator file "
+            f"{conf.readiness_indicator_file} does not exist"
+        )
+    att = default_network(conf, store, None, None)
+    try:
+        runtime.status_network_list(runtime.parse_network_config(att.conflist),
+                                    cni_path(conf, extra_path))
+    except CNIError as e:
+        raise type(e)(f"default network {att.network} not ready: {e.msg}", e.details,
+                      code=e.code) from e
+
+
+def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
+       extra_path: Sequence[str] = ()) -> None:
+    """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate."""
+    keep = {(str(a.get("containerID")), str(a.get("ifname"))) for a in valid}
+    path = cni_path(conf, extra_path)
+    errors: list[CNIError] = []
+    live: list[PodRecord] = []
+    for record in list_records(conf):
+        if (record.container_id, record.ifname) in keep:
+            live.append(record)
+            continue
+        try:
+            delete(conf, None, PodRequest(record.container_id, record.netns, record.pod,
+                                          record.ifname), extra_path)
+        except CNIError as e:
+            errors.append(e)
+    # each delegate network, with the attachments it still serves
+    networks: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    with contextlib.suppress(CNIError):
+        att = default_network(conf, store, None, None)
+        networks[att.network_name] = (att.conflist, [])
+    for record in live:
+        for att in record.attachments:
+            entry = networks.setdefault(att.network_name, (att.conflist, []))
+            entry[1].append({"containerID": record.container_id, "ifname": att.ifname})
+    for conflist, attachments in networks.values():
+        try:
+            runtime.gc_network_list(runtime.parse_network_config(conflist), attachments, path,
+                                    conf.cni_dir)
+        except CNIError as e:
+            errors.append(e)
+    if errors:
+        raise DeleteFailed("GC failed: " + "; ".join(e.msg for e in errors),
+                           code=errors[0].code)

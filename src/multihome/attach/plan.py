@@ -1,0 +1,260 @@
+"""From a pod to the ordered list of attachments the engine will make.
+
+Resolution only: the store and config files are read, nothing touches the kernel.
+Order is Multus' order: the default network (`eth0`), then `defaultNetworks` (not in
+system namespaces), then the pod's `k8s.v1.cni.cncf.io/networks` selection.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from multihome.attach.multus_config import MultusConfig
+from multihome.attach.naming import DEFAULT_IFNAME, assign_names
+from multihome.cni.errors import CNIError, InvalidConfig, UnknownContainer
+from multihome.store import NAD, POD, NotFound, Object, Store
+
+NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
+
+# selection field -> runtimeConfig capability it needs
+CAPABILITY_OF_FIELD: dict[str, str] = {
+    "ips": "ips",
+    "mac": "mac",
+    "bandwidth": "bandwidth",
+    "port_mappings": "portMappings",
+    "infiniband_guid": "infinibandGUID",
+    "device_id": "deviceID",
+}
+
+
+class NamespaceIsolationError(InvalidConfig):
+    """A pod selected a NAD outside its namespace and the global namespaces."""
+
+
+@dataclass
+class Attachment:
+    """One delegate call: which network, under which interface name, with what extras."""
+
+    network: str  # "ns/nad" for NADs, the network name for the file-based default
+    ifname: str
+    conflist: dict[str, Any]  # always in conflist form, cni-args already merged
+    default: bool = False
+    capability_args: dict[str, Any] = field(default_factory=dict)
+    default_route: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"network": self.network, "ifname": self.ifname, "conflist": self.conflist,
+                "default": self.default, "capabilityArgs": self.capability_args,
+                "defaultRoute": self.default_route}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        return cls(str(data["network"]), str(data["ifname"]), dict(data["conflist"]),
+                   bool(data.get("default", False)), dict(data.get("capabilityArgs") or {}),
+                   [str(g) for g in data.get("defaultRoute") or []])
+
+    @property
+    def network_name(self) -> str:
+        return str(self.conflist.get("name", ""))
+
+
+def as_conflist(value: Any, fallback_name: str = "") -> dict[str, Any]:
+    """A single plugin config or a conflist (dict, JSON text, or a parsed list) as a conflist."""
+    raw = getattr(value, "raw", value)
+    if isinstance(raw, bytes | str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as e:
+            raise InvalidConfig(f"network config of {fallback_name} is not valid JSON",
+                                str(e)) from e
+    if not isinstance(raw, dict):
+        raise InvalidConfig(f"network config of {fallback_name} must be a JSON object")
+    raw = copy.deepcopy(raw)
+    if not raw.get("name") and fallback_name:
+        raw["name"] = fallback_name
+    if isinstance(raw.get("plugins"), list):
+        return raw
+    single = {k: v for k, v in raw.items() if k not in ("cniVersion", "name")}
+    out: dict[str, Any] = {"cniVersion": raw.get("cniVersion", "0.1.0"), "name": raw.get("name"),
+                           "plugins": [single]}
+    # capabilities stay with the plugin (libcni reads them per plugin)
+    for key in ("disableCheck", "disableGC"):
+        if key in single:
+            out[key] = single.pop(key)
+    return out
+
+
+def merge_cni_args(conflist: dict[str, Any], cni_args: dict[str, Any] | None) -> None:
+    """`cni-args` from the selection go into `args.cni` of every plugin."""
+    if not cni_args:
+        return
+    for plugin in conflist.get("plugins", []):
+        if not isinstance(plugin, dict):
+            continue
+        args = plugin.setdefault("args", {})
+        if not isinstance(args, dict):
+            raise InvalidConfig(f"network {conflist.get('name')}: 'args' must be an object")
+        cni = args.setdefault("cni", {})
+        if isinstance(cni, dict):
+            cni.update(cni_args)
+
+
+def plugin_capabilities(conflist: dict[str, Any]) -> set[str]:
+    caps: set[str] = set()
+    for plugin in conflist.get("plugins", []):
+        if isinstance(plugin, dict) and isinstance(plugin.get("capabilities"), dict):
+            caps.update(k for k, v in plugin["capabilities"].items() if v)
+    return caps
+
+
+@dataclass
+class PodRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def load_pod(store: Store, pod: PodRef) -> Object:
+    try:
+        return store.get(POD, pod.namespace, pod.name)
+    except NotFound as e:
+        raise UnknownContainer(f"pod {pod} not found in the store") from e
+
+
+def _resolve_nad(store: Store | None, conf: MultusConfig, namespace: str, name: str,
+                 who: str) -> dict[str, Any]:
+    if store is None:
+        return as_conflist(_conf_dir_config(conf, name, who), name)
+    from multihome.attach.nad import nad_config
+
+    try:
+        value = nad_config(store, namespace, name, conf.conf_dir)
+    except NotFound as e:
+        raise InvalidConfig(f"{who}: NAD {namespace}/{name} not found") from e
+    return as_conflist(value, name)
+
+
+def _conf_dir_config(conf: MultusConfig, name: str, who: str) -> Any:
+    from multihome.cni.runtime import load_from_dir
+
+    try:
+        return load_from_dir(conf.conf_dir, name)
+    except CNIError as e:
+        raise InvalidConfig(f"{who}: network {name!r} not found in {conf.conf_dir}",
+                            e.msg) from e
+
+
+def _load_path(path: str, who: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return as_conflist(f.read(), os.path.basename(path))
+    except OSError as e:
+        raise InvalidConfig(f"{who}: cannot read default network config {path}", str(e)) from e
+
+
+def default_network(conf: MultusConfig, store: Store | None,
+                    pod_obj: Object | None, pod: PodRef | None) -> Attachment:
+    """The pod's default network: the pod annotation, else clusterNetwork, else delegates[0]."""
+    who = f"pod {pod}" if pod else "default network"
+    override = pod_obj.annotations.get(DEFAULT_NETWORK_ANNOTATION, "") if pod_obj else ""
+    if override.strip() and pod is not None:
+        from multihome.attach.selection import parse_default_network_annotation
+
+        # Multus resolves a namespace-less default network in multusNamespace.
+        sel = parse_default_network_annotation(override, conf.multus_namespace, pod.name)
+        assert sel is not None  # the text is not blank
+        conflist = _resolve_nad(store, conf, sel.namespace, sel.name, who)
+        return Attachment(f"{sel.namespace}/{sel.name}", DEFAULT_IFNAME, conflist, default=True)
+    if conf.cluster_network:
+        ref = conf.cluster_network
+        if os.path.isabs(ref) or ref.endswith((".conf", ".conflist", ".json")):
+            conflist = _load_path(ref, who)
+            return Attachment(str(conflist.get("name", ref)), DEFAULT_IFNAME, conflist, True)
+        if store is not None:
+            try:
+                store.get(NAD, conf.multus_namespace, ref)
+            except NotFound:
+                pass
+            else:
+                conflist = _resolve_nad(store, conf, conf.multus_namespace, ref, who)
+                return Attachment(f"{conf.multus_namespace}/{ref}", DEFAULT_IFNAME, conflist,
+                                  True)
+        conflist = as_conflist(_conf_dir_config(conf, ref, who), ref)
+        return Attachment(str(conflist.get("name", ref)), DEFAULT_IFNAME, conflist, True)
+    conflist = as_conflist(conf.delegates[0], "default")
+    return Attachment(str(conflist.get("name")), DEFAULT_IFNAME, conflist, True)
+
+
+def check_isolation(conf: MultusConfig, pod: PodRef, namespace: str, name: str) -> None:
+    if not conf.namespace_isolation or namespace == pod.namespace or conf.is_global(namespace):
+        return
+    globals_ = sorted({"default", *conf.global_namespaces})
+    raise NamespaceIsolationError(
+        f"pod {pod} may not use network {namespace}/{name}: namespace isolation allows only "
+        f'NADs in "{pod.namespace}" and global namespaces [{", ".join(globals_)}]'
+    )
+
+
+def _capability_args(sel: Any, network: str, pod: PodRef,
+                     conflist: dict[str, Any]) -> dict[str, Any]:
+    wanted: dict[str, Any] = {}
+    for attr, cap in CAPABILITY_OF_FIELD.items():
+        value = getattr(sel, attr, None)
+        if value in (None, "", [], {}):
+            continue
+        wanted[cap] = list(value) if isinstance(value, tuple) else value
+    if wanted:
+        have = plugin_capabilities(conflist)
+        missing = sorted(k for k in wanted if k not in have)
+        if missing:
+            raise InvalidConfig(
+                f"pod {pod}: network {network} was asked for {', '.join(missing)} but no "
+                f"plugin in its config declares the capability "
+                f"{' / '.join(repr(m) for m in missing)}"
+            )
+    return wanted
+
+
+def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
+         default_ifname: str = DEFAULT_IFNAME) -> list[Attachment]:
+    """Every attachment for the pod, in order; raises before anything is attached."""
+    pod_obj = load_pod(store, pod) if store is not None and pod is not None else None
+    first = default_network(conf, store, pod_obj, pod)
+    first.ifname = default_ifname
+    attachments = [first]
+    if pod is None:
+        return attachments
+    who = f"pod {pod}"
+    extra: list[tuple[Attachment, str | None]] = []
+    if pod.namespace not in conf.system_namespaces:
+        for name in conf.default_networks:
+            conflist = _resolve_nad(store, conf, conf.multus_namespace, name, who)
+            extra.append((Attachment(f"{conf.multus_namespace}/{name}", "", conflist), None))
+    for i, delegate in enumerate(conf.delegates[1:], start=1):
+        conflist = as_conflist(delegate, f"delegate{i}")
+        extra.append((Attachment(str(conflist.get("name")), "", conflist), None))
+    text = pod_obj.annotations.get(NETWORKS_ANNOTATION, "") if pod_obj else ""
+    if text.strip():
+        from multihome.attach.selection import parse_networks_annotation
+
+        for sel in parse_networks_annotation(text, pod.namespace, pod.name):
+            check_isolation(conf, pod, sel.namespace, sel.name)
+            network = f"{sel.namespace}/{sel.name}"
+            conflist = _resolve_nad(store, conf, sel.namespace, sel.name, who)
+            merge_cni_args(conflist, getattr(sel, "cni_args", None))
+            att = Attachment(network, "", conflist,
+                             capability_args=_capability_args(sel, network, pod, conflist),
+                             default_route=[str(g) for g in (sel.default_route or [])])
+            extra.append((att, sel.interface or None))
+    names = assign_names([want for _, want in extra], str(pod), default_ifname)
+    for (att, _), ifname in zip(extra, names, strict=True):
+        att.ifname = ifname
+        attachments.append(att)
+    return attachments

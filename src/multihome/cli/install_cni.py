@@ -1,0 +1,129 @@
+"""`multihome install-cni`: write the plugin executables into a CNI bin dir."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import click
+
+from multihome.cni.version import LATEST
+from multihome.plugins.registry import BUILTIN
+
+# The script is written for the interpreter that runs install-cni. `-I -S` skips site
+# processing and the environment (faster start, nothing from the caller's PYTHONPATH);
+# the paths that site processing would have added are written into the script instead.
+_TEMPLATE = """#!{python} -IS
+# Written by `multihome install-cni`; rerun it after upgrading multihome.
+import os
+import sys
+{version_fast_path}sys.path[:0] = {paths!r}
+try:
+    from multihome.cni.exe import {entry}
+except BaseException as e:
+    import json
+    sys.stdout.write(json.dumps({{
+        "cniVersion": "1.1.0", "code": 999,
+        "msg": "multihome cannot be imported by {python}; reinstall it and rerun install-cni",
+        "details": f"{{type(e).__name__}}: {{e}}"}}))
+    sys.exit(1)
+{entry}({arg!r}, {versions!r})
+"""
+
+
+def _site_paths() -> list[str]:
+    """What site processing adds to sys.path for this interpreter (site-packages, .pth)."""
+    probe = "import sys, json; print(json.dumps(sys.path))"
+
+    def path_of(flags: str) -> list[str]:
+        out = subprocess.run([sys.executable, flags, "-c", probe], capture_output=True,
+                             text=True, check=True, cwd="/")
+        return [p for p in json.loads(out.stdout) if p]
+
+    bare = set(path_of("-IS"))
+    return [p for p in path_of("-I") if p not in bare]
+
+
+def script_text(*, plugin_type: str | None = None, module: str | None = None,
+                extra_paths: Sequence[str] = ()) -> str:
+    """The executable for a built-in type, or for any plugin module (tests use that)."""
+    if (plugin_type is None) == (module is None):
+        raise ValueError("give exactly one of plugin_type and module")
+    entry, arg = ("main", plugin_type) if plugin_type is not None else ("run_module", module)
+    module_name = BUILTIN[plugin_type] if plugin_type is not None else str(module)
+    versions = _supported_versions(module_name)
+    fast_path = ""
+    if versions is not None:
+        # the same JSON skel prints for VERSION: a constant, so nothing needs loading
+        version_json = json.dumps({"cniVersion": LATEST, "supportedVersions": list(versions)})
+        fast_path = (f'if os.environ.get("CNI_COMMAND") == "VERSION":\n'
+                     f"    sys.stdout.write({version_json!r})\n"
+                     f"    sys.exit(0)\n")
+    return _TEMPLATE.format(python=sys.executable, paths=[*extra_paths, *_site_paths()],
+                            entry=entry, arg=arg, versions=versions,
+                            version_fast_path=fast_path)
+
+
+def _supported_versions(module: str) -> tuple[str, ...] | None:
+    """Read once here so that the executable answers VERSION without importing the plugin.
+
+    None when the module cannot tell (not importable now): the executable then imports it
+    on every call and reports the import error as CNI error JSON.
+    """
+    try:
+        plugin = importlib.import_module(module)
+    except Exception as e:
+        click.echo(f"warning: cannot import plugin module {module} ({type(e).__name__}: {e}); "
+                   "its executable will load it at each call", err=True)
+        return None
+    versions = getattr(plugin, "SUPPORTED_VERSIONS", None)
+    if not isinstance(versions, tuple | list) or not all(isinstance(v, str) for v in versions):
+        click.echo(f"warning: plugin module {module} has no SUPPORTED_VERSIONS tuple", err=True)
+        return None
+    return tuple(versions)
+
+
+def write_executable(dest: str, text: str) -> None:
+    """Replace `dest` atomically (never 'text file busy' for a plugin being run)."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def install(bin_dir: str, types: Sequence[str]) -> list[str]:
+    unknown = [t for t in types if t not in BUILTIN]
+    if unknown:
+        raise click.BadParameter(f"unknown plugin types {unknown}; built-in are "
+                                 f"{sorted(BUILTIN)}", param_hint="--types")
+    os.makedirs(bin_dir, exist_ok=True)
+    written = []
+    for plugin_type in types:
+        dest = os.path.join(bin_dir, plugin_type)
+        write_executable(dest, script_text(plugin_type=plugin_type))
+        written.append(dest)
+    return written
+
+
+@click.command("install-cni")
+@click.option("--bin-dir", required=True, type=click.Path(file_okay=False),
+              help="CNI bin dir to write the plugin executables into (e.g. /opt/cni/bin).")
+@click.option("--types", "types_", default=",".join(BUILTIN), show_default=True,
+              help="Comma-separated plugin types to install.")
+def install_cni(bin_dir: str, types_: str) -> None:
+    """Write the built-in plugin executables into BIN_DIR."""
+    types = [t.strip() for t in types_.split(",") if t.strip()]
+    for path in install(bin_dir, types):
+        click.echo(f"installed {path}")

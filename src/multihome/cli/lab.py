@@ -1,0 +1,74 @@
+"""`multihome lab up|down|status`: the local lab's node bridge and external network."""
+
+from __future__ import annotations
+
+import click
+
+from multihome.cli.context import get_store
+from multihome.cni.errors import CNIError
+from multihome.lab import pods as labpods
+from multihome.lab import settings as labsettings
+from multihome.lab import world
+from multihome.store import POD, StoreError
+
+
+def _progress(line: str) -> None:
+    click.echo(line)
+
+
+@click.group("lab")
+def lab() -> None:
+    """The local lab: dev-bridge, its uplink to the external network, the default network."""
+
+
+@lab.command("up")
+@click.option("--dev-bridge", default=None, help="Node bridge NADs attach to.")
+@click.option("--external-netns", default=None, help="Namespace playing the external LAN.")
+@click.option("--external-address", default=None, help="The external host, ADDRESS/PREFIX.")
+@click.option("--cluster-bridge", default=None, help="Bridge of the lab's default network.")
+@click.option("--cluster-subnet", default=None, help="Subnet of the lab's default network.")
+@click.option("--cluster-gateway/--no-cluster-gateway", default=None,
+              help="Give the host the default network's gateway address (isGateway).")
+@click.option("--namespace-isolation/--no-namespace-isolation", default=None)
+@click.option("--global-namespace", "global_namespaces", multiple=True,
+              help="Namespace whose NADs every pod may use (repeatable).")
+def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address: str | None,
+           cluster_bridge: str | None, cluster_subnet: str | None,
+           cluster_gateway: bool | None, namespace_isolation: bool | None,
+           global_namespaces: tuple[str, ...]) -> None:
+    """Create the lab (settings are kept in $MULTIHOME_STATE_DIR/lab.json)."""
+    settings = labsettings.load()
+    for key, value in (("dev_bridge", dev_bridge), ("external_netns", external_netns),
+                       ("external_address", external_address),
+                       ("cluster_bridge", cluster_bridge), ("cluster_subnet", cluster_subnet),
+                       ("cluster_gateway", cluster_gateway),
+                       ("namespace_isolation", namespace_isolation)):
+        if value is not None:
+            setattr(settings, key, value)
+    if global_namespaces:
+        settings.global_namespaces = list(global_namespaces)
+    try:
+        world.up(settings, _progress)
+    except CNIError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo("lab is up")
+
+
+@lab.command("down")
+def down_cmd() -> None:
+    """Delete every lab pod, then the bridges, the external namespace and the lab state."""
+    settings = labsettings.load()
+    store = get_store()
+    errors: list[str] = []
+    for obj in store.list(POD, None):
+        try:
+            labpods.delete(store, settings, obj.namespace, obj.name, _progress)
+        except (labpods.PodError, CNIError, StoreError) as e:
+            errors.append(str(e))
+    try:
+        world.down(settings, _progress)
+    except CNIError as e:
+        errors.append(str(e))
+    if errors:
+        raise click.ClickException("; ".join(errors))
+    click.echo("lab is down")

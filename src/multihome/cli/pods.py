@@ -1,0 +1,211 @@
+"""`multihome pod run|exec|get|describe|delete`: pods of the local lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from multihome.attach import status as netstatus
+from multihome.attach.plan import NETWORKS_ANNOTATION
+from multihome.cli import output
+from multihome.cli.context import get_store
+from multihome.cni.errors import CNIError
+from multihome.lab import pods as labpods
+from multihome.lab import settings as labsettings
+from multihome.store import POD, NotFound, Object, StoreError
+
+
+def _progress(line: str) -> None:
+    click.echo(line)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _pod_columns(obj: Object, wide: bool) -> list[tuple[str, str]]:
+    cols = [("STATUS", str(obj.status.get("phase", "Unknown")))]
+    if wide:
+        entries = netstatus.parse(obj.annotations.get(netstatus.NETWORK_STATUS_ANNOTATION, ""))
+        nets = ",".join(f"{e.get('interface')}={e.get('name')}" for e in entries
+                        if not e.get("default"))
+        cols += [("IP", str(obj.status.get("podIP") or "<none>")),
+                 ("NODE", str(obj.spec.get("nodeName") or "<none>")),
+                 ("NETWORKS", nets or "<none>")]
+    return cols
+
+
+output.register_columns(POD, _pod_columns)
+
+
+def _namespace(namespace: str | None) -> str:
+    return namespace or "default"
+
+
+def _annotations_from_file(path: str) -> dict[str, str]:
+    """A file with the JSON selection list, or a mapping of annotations."""
+    try:
+        with open(path) as f:
+            data: Any = yaml.safe_load(f)
+    except OSError as e:
+        raise click.ClickException(f"cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise click.ClickException(f"{path} is neither JSON nor YAML: {e}") from e
+    if isinstance(data, list):
+        return {NETWORKS_ANNOTATION: json.dumps(data)}
+    if isinstance(data, dict):
+        ann = data.get("metadata", {}).get("annotations") if "metadata" in data else data
+        if isinstance(ann, dict):
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in ann.items()}
+    raise click.ClickException(
+        f"{path}: expected a JSON list of network selections or a mapping of annotations")
+
+
+@click.group("pod")
+def pod() -> None:
+    """Pods of the local lab: a network namespace with the pod's networks attached."""
+
+
+@pod.command("run")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("--networks", default="", metavar="SELECTION",
+              help="k8s.v1.cni.cncf.io/networks in comma form, e.g. 'bridge-dev,other@net5'.")
+@click.option("--annotations", "annotations_file", default=None, metavar="FILE",
+              help="JSON/YAML file: the JSON selection list, or a mapping of annotations.")
+@click.option("--default-network", default="", metavar="[NS/]NAD",
+              help="v1.multus-cni.io/default-network for this pod.")
+@click.option("--address", "addresses", multiple=True, metavar="IFNAME=CIDR",
+              help="Lab only: set an address inside the pod after attach, as a VM guest "
+                   "would on a NIC whose NAD has no IPAM (not a CNI result).")
+def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: str | None,
+            default_network: str, addresses: tuple[str, ...]) -> None:
+    """Create pod NAME and attach its networks."""
+    ns = _namespace(namespace)
+    if networks and annotations_file:
+        _fail("use either --networks or --annotations, not both")
+    annotations = (_annotations_from_file(annotations_file) if annotations_file
+                   else labpods.networks_annotation(networks))
+    if default_network:
+        annotations["v1.multus-cni.io/default-network"] = default_network
+    try:
+        guests = [labpods.GuestAddress.parse(a) for a in addresses]
+        labpods.run(get_store(), labsettings.load(), ns, name, annotations, guests,
+                    progress=_progress)
+    except (labpods.PodError, CNIError, StoreError) as e:
+        _fail(str(e))
+
+
+@pod.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(name: str, namespace: str | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside the pod's network namespace."""
+    from multihome.net import netns
+
+    ns = _namespace(namespace)
+    if not labpods.exists_netns(ns, name):
+        _fail(f'pods "{name}" not found in namespace "{ns}"')
+    sys.stdout.flush()
+    try:
+        with netns.entered(labpods.netns_path(ns, name)):
+            os.execvp(command[0], list(command))
+    except FileNotFoundError:
+        _fail(f'exec: "{command[0]}": executable file not found in $PATH')
+    except CNIError as e:
+        _fail(str(e))
+
+
+@pod.command("get")
+@click.argument("names", nargs=-1)
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True)
+@click.option("-o", "--output", "fmt", type=click.Choice(["wide", "yaml", "json", "name"]),
+              default=None)
+def get_cmd(names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
+            fmt: str | None) -> None:
+    """List pods (or show the named ones)."""
+    store = get_store()
+    ns = _namespace(namespace)
+    missing: list[str] = []
+    if names:
+        objs = []
+        for n in names:
+            try:
+                objs.append(store.get(POD, ns, n))
+            except NotFound:
+                missing.append(n)
+    else:
+        objs = store.list(POD, None if all_namespaces else ns)
+    if fmt == "json":
+        click.echo(output.to_json(objs, single=len(names) == 1 and not missing))
+    elif fmt == "yaml":
+        click.echo(output.to_yaml(objs, single=len(names) == 1 and not missing))
+    elif fmt == "name":
+        for obj in objs:
+            click.echo(f"pod/{obj.name}")
+    elif objs:
+        click.echo(output.object_table(objs, all_namespaces=all_namespaces and not names,
+                                       wide=fmt == "wide"))
+    elif not names:
+        where = "" if all_namespaces else f" in {ns} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+    for n in missing:
+        click.echo(f'Error from server (NotFound): pods "{n}" not found', err=True)
+    if missing:
+        sys.exit(1)
+
+
+def _status_section(obj: Object) -> list[str]:
+    entries = netstatus.parse(obj.annotations.get(netstatus.NETWORK_STATUS_ANNOTATION, ""))
+    lines = ["Network Status:"]
+    if not entries:
+        lines.append("  <none>")
+    for e in entries:
+        default = " (default)" if e.get("default") else ""
+        lines.append(f"  {e.get('interface')}:  {e.get('name')}{default}")
+        lines.append(f"    IPs:      {', '.join(e.get('ips') or []) or '<none>'}")
+        lines.append(f"    MAC:      {e.get('mac') or '<none>'}")
+        if e.get("mtu"):
+            lines.append(f"    MTU:      {e['mtu']}")
+        if e.get("gateway"):
+            lines.append(f"    Gateway:  {', '.join(e['gateway'])}")
+    return lines
+
+
+@pod.command("describe")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+def describe_cmd(name: str, namespace: str | None) -> None:
+    """Show a pod, its annotations and its network status."""
+    ns = _namespace(namespace)
+    try:
+        obj = get_store().get(POD, ns, name)
+    except NotFound:
+        _fail(f'pods "{name}" not found in namespace "{ns}"')
+        return
+    click.echo(output.describe(obj, extra_sections=_status_section(obj)))
+
+
+@pod.command("delete")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=None, metavar="NS")
+def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
+    """Detach a pod's networks and remove it; parts already gone are skipped."""
+    store = get_store()
+    settings = labsettings.load()
+    failed = False
+    for n in names:
+        try:
+            labpods.delete(store, settings, _namespace(namespace), n, progress=_progress)
+        except (labpods.PodError, CNIError, StoreError) as e:
+            click.echo(f"Error: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,192 @@
+"""Lab pods: a Pod object in the store plus a network namespace, wired by the engine.
+
+A pod's namespace is `mh-<ns>-<name>` and its container ID is derived from ns/name,
+so `delete` finds every part again even when the store object, the netns or the
+cache is already gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multihome.attach import engine
+from multihome.attach.multus_config import parse_multus_config
+from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
+from multihome.cni.errors import CNIError
+from multihome.lab.settings import LabSettings
+from multihome.net import addr, links, netns
+from multihome.store import POD, AlreadyExists, NotFound, Object, Store
+
+Progress = Callable[[str], None]
+
+
+class PodError(Exception):
+    """A lab pod operation failed; the message is for the person at the terminal."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def netns_name(namespace: str, name: str) -> str:
+    return f"mh-{namespace}-{name}"
+
+
+def netns_path(namespace: str, name: str) -> str:
+    return netns.named_path(netns_name(namespace, name))
+
+
+def container_id(namespace: str, name: str) -> str:
+    return "mh" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:30]
+
+
+@dataclass(frozen=True)
+class GuestAddress:
+    """An address the lab sets inside the pod after attach, as a VM guest would
+    configure one on a NIC whose NAD has no IPAM. It is not a CNI result."""
+
+    ifname: str
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+    @classmethod
+    def parse(cls, text: str) -> GuestAddress:
+        ifname, sep, cidr = text.partition("=")
+        try:
+            if not sep or not ifname:
+                raise ValueError
+            return cls(ifname, ipaddress.ip_interface(cidr))
+        except ValueError as e:
+            raise PodError(f"invalid address {text!r}: expected IFNAME=ADDRESS/PREFIX, "
+                           "e.g. net1=10.250.0.10/24") from e
+
+
+def _request(namespace: str, name: str) -> engine.PodRequest:
+    return engine.PodRequest(container_id(namespace, name), netns_path(namespace, name),
+                             PodRef(namespace, name))
+
+
+def _pod_object(namespace: str, name: str, annotations: dict[str, str]) -> Object:
+    return Object(POD, name, namespace, {
+        "apiVersion": "v1",
+        "kind": POD,
+        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
+        "spec": {"nodeName": socket.gethostname(), "containers": [{"name": name}]},
+        "status": {"phase": "Pending"},
+    })
+
+
+def _set_status(store: Store, namespace: str, name: str, status: dict[str, Any]) -> None:
+    obj = store.get(POD, namespace, name)
+    obj.body["status"] = status
+    store.update(obj)
+
+
+def _set_guest_address(path: str, guest: GuestAddress) -> None:
+    with netns.iproute_in(path) as ipr:
+        link = links.by_name(ipr, guest.ifname)
+        if link is None:
+            raise PodError(f"cannot set {guest.address}: the pod has no interface "
+                           f"{guest.ifname}")
+        addr.add_address(ipr, link.index, guest.address, nodad=True, ifname=guest.ifname)
+
+
+def run(store: Store, settings: LabSettings, namespace: str, name: str,
+        annotations: dict[str, str], guest_addresses: Sequence[GuestAddress] = (),
+        progress: Progress = _quiet) -> engine.AddOutcome:
+    """Create the pod and attach its networks; on failure nothing of it is left."""
+    conf = parse_multus_config(settings.engine_config())
+    pod = f"{namespace}/{name}"
+    try:
+        store.create(_pod_object(namespace, name, annotations))
+    except AlreadyExists as e:
+        raise PodError(f'pods "{name}" already exists in namespace "{namespace}"') from e
+    path = ""
+    try:
+        # refuse a bad selection, an unknown NAD or isolation before touching the kernel
+        plan(conf, store, PodRef(namespace, name))
+    except CNIError as e:
+        _cleanup_after_failure(store, namespace, name, path)
+        raise PodError(str(e)) from e
+    progress(f"pod/{name} created in namespace {namespace}")
+    try:
+        path = netns.create_named(netns_name(namespace, name))
+        with netns.iproute_in(path) as ipr:
+            lo = links.by_name(ipr, "lo")
+            if lo is not None:
+                links.set_up(ipr, lo.index)
+        progress(f"pod/{name}: network namespace {netns_name(namespace, name)} created")
+        outcome = engine.add(conf, store, _request(namespace, name))
+        for att in outcome.attachments:
+            progress(f"pod/{name}: {att.ifname} attached to {att.network}")
+        for guest in guest_addresses:
+            _set_guest_address(path, guest)
+            progress(f"pod/{name}: lab set {guest.address} on {guest.ifname} "
+                     "(guest-side address, not from CNI)")
+        eth0_ips = [str(ip.address.ip) for ip in outcome.result.ips]
+        _set_status(store, namespace, name, {
+            "phase": "Running",
+            "podIP": eth0_ips[0] if eth0_ips else "",
+            "podIPs": [{"ip": ip} for ip in eth0_ips],
+            "containerID": container_id(namespace, name),
+        })
+    except (CNIError, PodError) as e:
+        progress(f"pod/{name}: failed, removing it again")
+        _cleanup_after_failure(store, namespace, name, path)
+        raise PodError(f"pod {pod} could not be started: {e}") from e
+    progress(f"pod/{name} running")
+    return outcome
+
+
+def _cleanup_after_failure(store: Store, namespace: str, name: str, path: str) -> None:
+    if path:
+        netns.delete_named(netns_name(namespace, name))
+    with contextlib.suppress(NotFound):
+        store.delete(POD, namespace, name)
+
+
+def delete(store: Store, settings: LabSettings, namespace: str, name: str,
+           progress: Progress = _quiet) -> None:
+    """Detach, remove the namespace and the object; whatever is already gone is skipped."""
+    conf = parse_multus_config(settings.engine_config())
+    req = _request(namespace, name)
+    in_store = True
+    try:
+        store.get(POD, namespace, name)
+    except NotFound:
+        in_store = False
+    has_cache = engine.load_record(conf, req.container_id) is not None
+    has_netns = netns.exists(req.netns)
+    if not (in_store or has_cache or has_netns):
+        raise PodError(f'pods "{name}" not found in namespace "{namespace}"')
+    error: CNIError | None = None
+    if has_cache or has_netns:
+        try:
+            engine.delete(conf, store, req)
+            progress(f"pod/{name}: networks detached")
+        except CNIError as e:
+            error = e
+            progress(f"pod/{name}: detaching failed: {e}")
+    if has_netns:
+        netns.delete_named(netns_name(namespace, name))
+        progress(f"pod/{name}: network namespace {netns_name(namespace, name)} deleted")
+    if in_store:
+        with contextlib.suppress(NotFound):
+            store.delete(POD, namespace, name)
+    progress(f'pod "{name}" deleted')
+    if error is not None:
+        raise PodError(f"pod {namespace}/{name} deleted, but some networks reported errors: "
+                       f"{error}")
+
+
+def exists_netns(namespace: str, name: str) -> bool:
+    return netns.exists(netns_path(namespace, name))
+
+
+def networks_annotation(selection: str) -> dict[str, str]:
+    return {NETWORKS_ANNOTATION: selection} if selection else {}

@@ -1,0 +1,73 @@
+"""The lab's world outside the pods: the node bridge and the external network.
+
+`dev-bridge` is the node bridge NADs attach to; its uplink is a veth whose other end
+is `eth0` of the `mh-external` namespace, which plays the datacenter LAN with one
+host at a known address. Everything lives in namespaces or on links the lab names,
+so `down` finds it again from the settings alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+from collections.abc import Callable
+
+from multihome.lab.settings import ENGINE_CONF_FILE, SETTINGS_FILE, LabSettings, save
+from multihome.net import addr, links, netns
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def up(settings: LabSettings, progress: Progress = _quiet) -> None:
+    """Create (or complete) the lab; running it again changes nothing."""
+    save(settings)
+    ext_path = netns.named_path(settings.external_netns)
+    if not netns.exists(ext_path):
+        netns.create_named(settings.external_netns)
+        progress(f"namespace {settings.external_netns} created (the external network)")
+    with netns.iproute_in(None) as ipr:
+        bridge = links.ensure_bridge(ipr, settings.dev_bridge)
+        progress(f"bridge {settings.dev_bridge} is up")
+        uplink = links.by_name(ipr, settings.uplink)
+        if uplink is None:
+            fd = netns.open_netns(ext_path)
+            try:
+                uplink, _ = links.create_veth(ipr, "eth0", fd, host_name=settings.uplink)
+            finally:
+                os.close(fd)
+            progress(f"uplink {settings.uplink} connects {settings.dev_bridge} to "
+                     f"{settings.external_netns}")
+        links.set_master(ipr, uplink.index, bridge.index)
+        links.set_up(ipr, uplink.index)
+    host = ipaddress.ip_interface(settings.external_address)
+    with netns.iproute_in(ext_path) as ipr:
+        for name in ("lo", "eth0"):
+            link = links.by_name(ipr, name)
+            if link is not None:
+                links.set_up(ipr, link.index)
+        eth0 = links.by_name(ipr, "eth0")
+        if eth0 is not None:
+            addr.add_address(ipr, eth0.index, host, ifname="eth0")
+    progress(f"external host {host} in {settings.external_netns}")
+
+
+def down(settings: LabSettings, progress: Progress = _quiet) -> None:
+    """Remove what `up` and the pods' default network made; missing parts are fine."""
+    with netns.iproute_in(None) as ipr:
+        for name in (settings.uplink, settings.dev_bridge, settings.cluster_bridge):
+            if links.delete_by_name(ipr, name):
+                progress(f"link {name} deleted")
+    if netns.exists(netns.named_path(settings.external_netns)):
+        netns.delete_named(settings.external_netns)
+        progress(f"namespace {settings.external_netns} deleted")
+    for sub in (settings.cni_dir, settings.ipam_dir):
+        shutil.rmtree(sub, ignore_errors=True)
+    for fname in (SETTINGS_FILE, ENGINE_CONF_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(settings.state_dir, fname))

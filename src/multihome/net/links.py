@@ -1,0 +1,266 @@
+"""Links: bridges, veth pairs, bridge-port flags, lookups. All take an open IPRoute.
+
+Netlink errors become CNIErrors with a sentence naming the link; EEXIST on bridge
+creation is resolved by re-reading (parallel ADDs creating the same bridge).
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from multihome.cni.errors import CNIError, InvalidConfig
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    flags: int
+    master: int  # 0 when not a port
+    peer_index: int  # IFLA_LINK: the veth peer's ifindex (in its own netns)
+    operstate: str
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def promisc(self) -> bool:
+        return bool(self.flags & IFF_PROMISC)
+
+
+def _to_link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME") or "",
+        kind=kind,
+        mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        flags=msg["flags"],
+        master=msg.get_attr("IFLA_MASTER") or 0,
+        peer_index=msg.get_attr("IFLA_LINK") or 0,
+        operstate=msg.get_attr("IFLA_OPERSTATE") or "",
+    )
+
+
+def _fail(what: str, e: NetlinkError) -> CNIError:
+    return CNIError(what, f"{e.args[1] if len(e.args) > 1 else e} (errno {e.code})")
+
+
+def by_index(ipr: IPRoute, index: int) -> Link | None:
+    try:
+        msgs = ipr.get_links(index)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise _fail(f"cannot read link {index}", e) from e
+    return _to_link(msgs[0]) if msgs else None
+
+
+def by_name(ipr: IPRoute, name: str) -> Link | None:
+    try:
+        msgs = ipr.link("get", ifname=name)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise _fail(f"cannot read link {name}", e) from e
+    return _to_link(msgs[0]) if msgs else None
+
+
+def all_links(ipr: IPRoute) -> list[Link]:
+    return [_to_link(m) for m in ipr.get_links()]
+
+
+def ports_of(ipr: IPRoute, bridge_index: int) -> list[Link]:
+    return [link for link in all_links(ipr) if link.master == bridge_index]
+
+
+def ensure_bridge(ipr: IPRoute, name: str, *, mtu: int = 0, promisc: bool = False,
+                  vlan_filtering: bool = False, mac: str = "") -> Link:
+    """Create bridge `name` or accept an existing one; always returns it up.
+
+    Parallel callers may all try to create it: EEXIST means someone else won the
+    race (or it was there already), and what exists must really be a bridge.
+    """
+    spec: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+    if mtu:
+        spec["mtu"] = mtu
+    if mac:
+        spec["address"] = mac
+    if vlan_filtering:
+        spec["br_vlan_filtering"] = 1
+    try:
+        ipr.link("add", **spec)
+    except NetlinkError as e:
+        if e.code == errno.EOPNOTSUPP and vlan_filtering:
+            raise CNIError(
+                f"cannot create bridge {name} with VLAN filtering: this kernel lacks bridge "
+                "VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING); use a kernel with it or drop "
+                "the vlan/vlanTrunk keys") from e
+        if e.code != errno.EEXIST:
+            raise _fail(f"cannot create bridge {name}", e) from e
+    link = by_name(ipr, name)
+    if link is None:  # deleted between our add and read: rare; one retry is enough
+        return ensure_bridge(ipr, name, mtu=mtu, promisc=promisc,
+                             vlan_filtering=vlan_filtering, mac=mac)
+    if link.kind != "bridge":
+        raise InvalidConfig(f"{name!r} already exists but is not a bridge (it is a "
+                            f"{link.kind or 'plain'} link); choose another bridge name")
+    if vlan_filtering:
+        set_vlan_filtering(ipr, link, True)
+    if promisc and not link.promisc:
+        set_promisc(ipr, link.index, True)
+    if not link.up:
+        set_up(ipr, link.index)
+    return by_index(ipr, link.index) or link
+
+
+def set_vlan_filtering(ipr: IPRoute, link: Link, on: bool) -> None:
+    try:
+        ipr.link("set", index=link.index, kind="bridge", br_vlan_filtering=1 if on else 0)
+    except NetlinkError as e:
+        if e.code == errno.EOPNOTSUPP:
+            raise CNIError(
+                f"cannot turn on VLAN filtering on bridge {link.name}: this kernel lacks bridge "
+                "VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)") from e
+        raise _fail(f"cannot set VLAN filtering on bridge {link.name}", e) from e
+
+
+def random_veth_name() -> str:
+    """Host-side name in the reference plugin's style: `veth` + 8 hex digits."""
+    return "veth" + secrets.token_hex(4)
+
+
+def create_veth(ipr: IPRoute, container_ifname: str, netns_fd: int, *, mtu: int = 0,
+                mac: str = "", host_name: str = "") -> tuple[Link, str]:
+    """Create a veth pair whose peer is born inside the container netns as `container_ifname`.
+
+    Returns the host end (in `ipr`'s namespace) and its name. A host-name clash (EEXIST on
+    a random name) is retried with a new one; a clash inside the container is reported
+    by the caller, who checks first.
+    """
+    for _ in range(8):
+        name = host_name or random_veth_name()
+        peer: dict[str, Any] = {"ifname": container_ifname, "net_ns_fd": netns_fd}
+        spec: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer}
+        if mtu:
+            spec["mtu"] = mtu
+            peer["mtu"] = mtu
+        if mac:
+            peer["address"] = mac
+        try:
+            ipr.link("add", **spec)
+        except NetlinkError as e:
+            if e.code == errno.EEXIST and not host_name:
+                # Either our random host name or the container name exists.
+                if by_name(ipr, name) is not None:
+                    continue
+                raise CNIError(f"container already has an interface named {container_ifname}",
+                               str(e)) from e
+            if e.code == errno.EADDRNOTAVAIL and mac:
+                raise InvalidConfig(f"cannot use MAC address {mac} for {container_ifname}",
+                                    str(e)) from e
+            raise _fail(f"cannot create veth pair for {container_ifname}", e) from e
+        link = by_name(ipr, name)
+        if link is None:
+            raise CNIError(f"veth {name} vanished right after creation")
+        return link, name
+    raise CNIError("cannot find a free host-side veth name after 8 tries")
+
+
+def set_up(ipr: IPRoute, index: int) -> None:
+    try:
+        ipr.link("set", index=index, state="up")
+    except NetlinkError as e:
+        raise _fail(f"cannot set link {index} up", e) from e
+
+
+def set_down(ipr: IPRoute, index: int) -> None:
+    try:
+        ipr.link("set", index=index, state="down")
+    except NetlinkError as e:
+        raise _fail(f"cannot set link {index} down", e) from e
+
+
+def set_master(ipr: IPRoute, index: int, master_index: int) -> None:
+    try:
+        ipr.link("set", index=index, master=master_index)
+    except NetlinkError as e:
+        raise _fail(f"cannot attach link {index} to bridge {master_index}", e) from e
+
+
+def set_mtu(ipr: IPRoute, index: int, mtu: int) -> None:
+    try:
+        ipr.link("set", index=index, mtu=mtu)
+    except NetlinkError as e:
+        raise _fail(f"cannot set MTU {mtu} on link {index}", e) from e
+
+
+def set_mac(ipr: IPRoute, index: int, mac: str) -> None:
+    try:
+        ipr.link("set", index=index, address=mac)
+    except NetlinkError as e:
+        raise _fail(f"cannot set MAC {mac} on link {index}", e) from e
+
+
+def set_promisc(ipr: IPRoute, index: int, on: bool) -> None:
+    try:
+        ipr.link("set", index=index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+    except NetlinkError as e:
+        raise _fail(f"cannot set promiscuous mode on link {index}", e) from e
+
+
+def set_port_flags(ipr: IPRoute, index: int, *, hairpin: bool | None = None,
+                   isolated: bool | None = None) -> None:
+    """Bridge-port flags: hairpin is IFLA_BRPORT_MODE, isolation IFLA_BRPORT_ISOLATED."""
+    flags: dict[str, int] = {}
+    if hairpin is not None:
+        flags["mode"] = int(hairpin)
+    if isolated is not None:
+        flags["isolated"] = int(isolated)
+    if not flags:
+        return
+    try:
+        ipr.brport("set", index=index, **flags)
+    except NetlinkError as e:
+        raise _fail(f"cannot set bridge port flags {flags} on link {index}", e) from e
+
+
+def port_flags(ipr: IPRoute, index: int) -> dict[str, int]:
+    """Current bridge-port attributes of a port, keyed like `mode`, `isolated`."""
+    for msg in ipr.brport("show", index=index):
+        info = msg.get_attr("IFLA_PROTINFO")
+        if info is None:
+            continue
+        return {name[len("IFLA_BRPORT_"):].lower(): value for name, value in info["attrs"]}
+    return {}
+
+
+def delete(ipr: IPRoute, index: int) -> bool:
+    """Delete a link; False if it was already gone."""
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return False
+        raise _fail(f"cannot delete link {index}", e) from e
+    return True
+
+
+def delete_by_name(ipr: IPRoute, name: str) -> bool:
+    link = by_name(ipr, name)
+    return delete(ipr, link.index) if link is not None else False

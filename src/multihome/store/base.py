@@ -1,0 +1,207 @@
+"""The storage contract: Kubernetes-style objects and the operations the engine and CLI need.
+
+Backends (the embedded SQLite store now, the Kubernetes API later) implement
+:class:`Store`; nothing outside ``multihome.store`` may know which one is in use.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Outcome = Literal["created", "configured", "unchanged"]
+
+# Annotation `kubectl apply` keeps so a later apply knows which keys it owns.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+class StoreError(Exception):
+    """Base of every store failure."""
+
+
+class NotFound(StoreError, LookupError):
+    """The object does not exist."""
+
+    def __init__(self, kind: str, namespace: str, name: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        where = f' in namespace "{namespace}"' if namespace else ""
+        super().__init__(f'{kind.lower()} "{name}" not found{where}')
+
+
+class AlreadyExists(StoreError):
+    """`create` of an object that exists."""
+
+    def __init__(self, kind: str, namespace: str, name: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        where = f' in namespace "{namespace}"' if namespace else ""
+        super().__init__(f'{kind.lower()} "{name}" already exists{where}')
+
+
+class Conflict(StoreError):
+    """`update` with an ``expected_version`` that is no longer current."""
+
+    def __init__(self, kind: str, namespace: str, name: str, expected: int, actual: int) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            f'Operation cannot be fulfilled on {kind.lower()} "{name}": the object has been '
+            f"modified (resourceVersion {actual}, expected {expected}); please apply your "
+            "changes to the latest version and try again"
+        )
+
+
+class InvalidObject(StoreError, ValueError):
+    """A manifest that is not a usable object (no kind, no name, wrong types)."""
+
+
+def format_timestamp(when: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as the API server writes it."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass
+class Object:
+    """A Kubernetes-style object of any kind; ``body`` is the whole manifest."""
+
+    kind: str
+    name: str
+    namespace: str  # "" for cluster-scoped kinds
+    body: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # Keep the identity fields and the manifest in agreement from the start.
+        self.body.setdefault("kind", self.kind)
+        meta = self.metadata
+        meta["name"] = self.name
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        else:
+            meta.pop("namespace", None)
+
+    @classmethod
+    def from_manifest(cls, body: dict[str, Any], namespace: str = "") -> Object:
+        """Build from a parsed manifest; ``namespace`` is used when the manifest has none."""
+        if not isinstance(body, dict):
+            raise InvalidObject("object must be a mapping")
+        kind = body.get("kind")
+        if not isinstance(kind, str) or not kind:
+            raise InvalidObject("object has no 'kind'")
+        meta = body.get("metadata")
+        if not isinstance(meta, dict):
+            raise InvalidObject(f"{kind} has no 'metadata'")
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidObject(f"{kind} has no 'metadata.name'")
+        ns = meta.get("namespace") or namespace
+        if not isinstance(ns, str):
+            raise InvalidObject(f"{kind} {name}: 'metadata.namespace' must be a string")
+        for key in ("annotations", "labels"):
+            value = meta.get(key)
+            if value is not None and not (
+                isinstance(value, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            ):
+                raise InvalidObject(f"{kind} {name}: 'metadata.{key}' must map strings to strings")
+        return cls(kind, name, ns, copy.deepcopy(body))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.body.setdefault("metadata", {})
+        assert isinstance(meta, dict)
+        return meta
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The live annotations mapping (edits change ``body``)."""
+        ann = self.metadata.setdefault("annotations", {})
+        assert isinstance(ann, dict)
+        return ann
+
+    @property
+    def labels(self) -> dict[str, str]:
+        lab = self.metadata.setdefault("labels", {})
+        assert isinstance(lab, dict)
+        return lab
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self.body.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status = self.body.get("status")
+        return status if isinstance(status, dict) else {}
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata.get("uid", ""))
+
+    @property
+    def resource_version(self) -> int:
+        try:
+            return int(self.metadata.get("resourceVersion", 0))
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def creation_timestamp(self) -> datetime | None:
+        ts = self.metadata.get("creationTimestamp")
+        return parse_timestamp(ts) if isinstance(ts, str) else None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    def copy(self) -> Object:
+        return Object(self.kind, self.name, self.namespace, copy.deepcopy(self.body))
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the engine, the daemon and the CLI may ask of a backend."""
+
+    def get(self, kind: str, namespace: str, name: str) -> Object:
+        """Raises NotFound."""
+        ...
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        """Objects of ``kind``, sorted by namespace then name; ``None`` = all namespaces."""
+        ...
+
+    def create(self, obj: Object) -> Object:
+        """Raises AlreadyExists; sets uid, creationTimestamp, resourceVersion."""
+        ...
+
+    def apply(self, obj: Object) -> tuple[Object, bool]:
+        """Create, or replace what the manifest says (status and others' annotations kept).
+
+        The flag is True when the object was created.
+        """
+        ...
+
+    def apply_outcome(self, obj: Object) -> tuple[Object, Outcome]:
+        """Like :meth:`apply`, telling "created", "configured" or "unchanged" (for the CLI)."""
+        ...
+
+    def update(self, obj: Object, *, expected_version: int | None = None) -> Object:
+        """Replace the stored body; raises NotFound, and Conflict on a stale version."""
+        ...
+
+    def patch_annotations(
+        self, kind: str, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> Object:
+        """Set annotations atomically; a ``None`` value removes the key. Raises NotFound."""
+        ...
+
+    def delete(self, kind: str, namespace: str, name: str) -> Object:
+        """Raises NotFound; returns the object as it was."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,99 @@
+"""The kinds multihome knows: their API group, plural, short names and scope.
+
+The CLI resolves what a user types (`nad`, `net-attach-def`, `pods`…) here, and prints
+names the way kubectl does (`networkattachmentdefinition.k8s.cni.cncf.io/bridge-dev`).
+Later issues add node-network kinds and VMs with :func:`register_kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class UnknownKind(LookupError):
+    """A resource type nobody registered."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(f'the server doesn\'t have a resource type "{text}"')
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str  # "NetworkAttachmentDefinition"
+    plural: str  # "network-attachment-definitions"
+    group: str  # "k8s.cni.cncf.io"; "" for the core group
+    version: str  # "v1"
+    namespaced: bool = True
+    short_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def resource(self) -> str:
+        """The type as kubectl errors name it: ``networkattachmentdefinitions.<group>``."""
+        plural = self.plural.replace("-", "")
+        return f"{plural}.{self.group}" if self.group else plural
+
+    @property
+    def type_name(self) -> str:
+        """The type before ``/name`` in kubectl output: ``networkattachmentdefinition.<group>``."""
+        return f"{self.singular}.{self.group}" if self.group else self.singular
+
+    def ref(self, name: str) -> str:
+        return f"{self.type_name}/{name}"
+
+
+NAD = "NetworkAttachmentDefinition"
+POD = "Pod"
+NODE = "Node"
+NAMESPACE = "Namespace"
+
+_KINDS: dict[str, KindInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_kind(info: KindInfo) -> KindInfo:
+    """Make a kind known; every spelling kubectl accepts resolves to it."""
+    _KINDS[info.kind] = info
+    names = {
+        info.kind.lower(), info.plural, info.plural.replace("-", ""), info.singular + "s",
+        *info.short_names,
+    }
+    if info.group:
+        names |= {f"{n}.{info.group}" for n in set(names)}
+    for name in names:
+        _ALIASES[name.lower()] = info.kind
+    return info
+
+
+register_kind(KindInfo(NAD, "network-attachment-definitions", "k8s.cni.cncf.io", "v1",
+                       short_names=("net-attach-def", "nad")))
+register_kind(KindInfo(POD, "pods", "", "v1", short_names=("po",)))
+register_kind(KindInfo(NODE, "nodes", "", "v1", namespaced=False, short_names=("no",)))
+register_kind(KindInfo(NAMESPACE, "namespaces", "", "v1", namespaced=False,
+                       short_names=("ns",)))
+
+
+def resolve_kind(text: str) -> str:
+    """The kind for what a user typed, in any case: ``nad`` → ``NetworkAttachmentDefinition``."""
+    kind = _ALIASES.get(text.strip().lower())
+    if kind is None:
+        raise UnknownKind(text)
+    return kind
+
+
+def kind_info(kind_or_alias: str) -> KindInfo:
+    """Registration data for a kind (or any alias of it)."""
+    info = _KINDS.get(kind_or_alias)
+    return info if info is not None else _KINDS[resolve_kind(kind_or_alias)]
+
+
+def known_kinds() -> list[KindInfo]:
+    return list(_KINDS.values())

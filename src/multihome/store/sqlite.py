@@ -1,0 +1,261 @@
+"""The embedded store: one SQLite file, safe for the CLI and a daemon at the same time.
+
+WAL lets readers run while one process writes; every read-modify-write runs inside
+``BEGIN IMMEDIATE`` so two processes never interleave their updates of one object.
+Resource versions come from one global counter, like etcd revisions, so a later watch
+can ask for "everything after version N".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from multihome.store.base import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    Object,
+    Outcome,
+    format_timestamp,
+)
+from multihome.store.merge import merge_apply, normalize
+
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    created TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS revision (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO revision (id, value) VALUES (0, 0);
+"""
+
+
+class SQLiteStore:
+    """:class:`multihome.store.base.Store` on a local SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._connect()
+
+    # -- connection ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # A connection inherited over fork() must not be used by the child.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock from the start."""
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def _row_to_object(row: tuple[str, str, str, str]) -> Object:
+        kind, namespace, name, body = row
+        return Object(kind, name, namespace, json.loads(body))
+
+    @staticmethod
+    def _fetch(conn: sqlite3.Connection, kind: str, namespace: str, name: str) -> Object | None:
+        row = conn.execute(
+            "SELECT kind, namespace, name, body FROM objects "
+            "WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        ).fetchone()
+        return SQLiteStore._row_to_object(row) if row else None
+
+    @staticmethod
+    def _next_revision(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE revision SET value = value + 1 WHERE id = 0")
+        row = conn.execute("SELECT value FROM revision WHERE id = 0").fetchone()
+        return int(row[0])
+
+    def _write_object(self, conn: sqlite3.Connection, obj: Object, *, insert: bool) -> Object:
+        rv = self._next_revision(conn)
+        obj.metadata["resourceVersion"] = str(rv)
+        normalize(obj.body)
+        body = json.dumps(obj.body, sort_keys=True, separators=(",", ":"))
+        if insert:
+            conn.execute(
+                "INSERT INTO objects (kind, namespace, name, uid, created, resource_version, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (obj.kind, obj.namespace, obj.name, obj.uid,
+                 obj.metadata["creationTimestamp"], rv, body),
+            )
+        else:
+            conn.execute(
+                "UPDATE objects SET resource_version = ?, body = ? "
+                "WHERE kind = ? AND namespace = ? AND name = ?",
+                (rv, body, obj.kind, obj.namespace, obj.name),
+            )
+        return obj.copy()
+
+    @staticmethod
+    def _stamp_new(obj: Object) -> Object:
+        new = obj.copy()
+        meta = new.metadata
+        meta.pop("resourceVersion", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = format_timestamp(datetime.now(UTC))
+        meta["generation"] = 1
+        return new
+
+    # -- Store --------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Object:
+        with self._lock:
+            obj = self._fetch(self._connect(), kind, namespace, name)
+        if obj is None:
+            raise NotFound(kind, namespace, name)
+        return obj
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        sql = "SELECT kind, namespace, name, body FROM objects WHERE kind = ?"
+        params: tuple[Any, ...] = (kind,)
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            params += (namespace,)
+        sql += " ORDER BY namespace, name"
+        with self._lock:
+            rows = self._connect().execute(sql, params).fetchall()
+        return [self._row_to_object(r) for r in rows]
+
+    def create(self, obj: Object) -> Object:
+        with self._write() as conn:
+            if self._fetch(conn, obj.kind, obj.namespace, obj.name) is not None:
+                raise AlreadyExists(obj.kind, obj.namespace, obj.name)
+            return self._write_object(conn, self._stamp_new(obj), insert=True)
+
+    def apply(self, obj: Object) -> tuple[Object, bool]:
+        stored, outcome = self.apply_outcome(obj)
+        return stored, outcome == "created"
+
+    def apply_outcome(self, obj: Object) -> tuple[Object, Outcome]:
+        with self._write() as conn:
+            current = self._fetch(conn, obj.kind, obj.namespace, obj.name)
+            if current is None:
+                new = self._stamp_new(obj)
+                new.body = merge_apply({"metadata": new.metadata}, new.body)
+                return self._write_object(conn, new, insert=True), "created"
+            body = normalize(merge_apply(current.body, obj.body))
+            if body == current.body:
+                return current, "unchanged"
+            if body.get("spec") != current.body.get("spec"):
+                body["metadata"]["generation"] = int(current.metadata.get("generation", 1)) + 1
+            new = Object(obj.kind, obj.name, obj.namespace, body)
+            return self._write_object(conn, new, insert=False), "configured"
+
+    def update(self, obj: Object, *, expected_version: int | None = None) -> Object:
+        with self._write() as conn:
+            current = self._fetch(conn, obj.kind, obj.namespace, obj.name)
+            if current is None:
+                raise NotFound(obj.kind, obj.namespace, obj.name)
+            if expected_version is not None and expected_version != current.resource_version:
+                raise Conflict(obj.kind, obj.namespace, obj.name, expected_version,
+                               current.resource_version)
+            new = obj.copy()
+            for key in ("uid", "creationTimestamp"):
+                new.metadata[key] = current.metadata[key]
+            generation = int(current.metadata.get("generation", 1))
+            if new.body.get("spec") != current.body.get("spec"):
+                generation += 1
+            new.metadata["generation"] = generation
+            return self._write_object(conn, new, insert=False)
+
+    def patch_annotations(
+        self, kind: str, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> Object:
+        with self._write() as conn:
+            current = self._fetch(conn, kind, namespace, name)
+            if current is None:
+                raise NotFound(kind, namespace, name)
+            ann = current.annotations
+            before = copy.deepcopy(ann)
+            for key, value in annotations.items():
+                if value is None:
+                    ann.pop(key, None)
+                else:
+                    ann[key] = value
+            if ann == before:
+                return normalize_object(current)
+            return self._write_object(conn, current, insert=False)
+
+    def delete(self, kind: str, namespace: str, name: str) -> Object:
+        with self._write() as conn:
+            current = self._fetch(conn, kind, namespace, name)
+            if current is None:
+                raise NotFound(kind, namespace, name)
+            conn.execute(
+                "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            )
+            return current
+
+
+def normalize_object(obj: Object) -> Object:
+    normalize(obj.body)
+    return obj

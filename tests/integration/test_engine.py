@@ -1,0 +1,321 @@
+"""The attachment engine with real namespaces, bridges, IPAM and a store."""
+# ruff: noqa: F811  (the `world` fixture is imported from engine_world)
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from engine_world import World, links_in, world  # noqa: F401 - the fixture
+
+from conftest import Netns
+from multihome.attach import engine
+from multihome.attach.status import NETWORK_STATUS_ANNOTATION
+from multihome.cni.errors import CNIError, InvalidConfig
+from multihome.store import NAD, POD
+
+pytestmark = pytest.mark.netns
+
+
+def _status(w: World, ns: str, name: str) -> list[dict[str, object]]:
+    text = w.store.get(POD, ns, name).annotations[NETWORK_STATUS_ANNOTATION]
+    return list(json.loads(text))
+
+
+def test_comma_form_orders_and_names_interfaces(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "net-a", "10.61.1.0/24")
+    world.bridge_nad("ns1", "net-b")
+    pod = world.pod("ns1", "p1", "net-a, net-b@custom, ns1/net-a")
+    out = engine.add(world.conf(), world.store, world.request(netns, pod))
+
+    assert [(a.network, a.ifname) for a in out.attachments] == [
+        ("cluster", "eth0"), ("ns1/net-a", "net1"), ("ns1/net-b", "custom"), ("ns1/net-a", "net3")]
+    assert set(links_in(netns)) == {"lo", "eth0", "net1", "custom", "net3"}
+    status = _status(world, "ns1", "p1")
+    assert [(s["name"], s["interface"], s["default"]) for s in status] == [
+        ("cluster", "eth0", True), ("ns1/net-a", "net1", False),
+        ("ns1/net-b", "custom", False), ("ns1/net-a", "net3", False)]
+    # the same NAD twice gives two attachments with two addresses
+    assert status[1]["ips"] != status[3]["ips"]
+    assert str(status[1]["ips"][0]).startswith("10.61.1.")  # type: ignore[index]
+    # the engine returns the default network's result
+    assert [i.name for i in out.result.interfaces if i.sandbox] == ["eth0"]
+    assert str(out.result.ips[0].address).startswith("10.60.0.")
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+    assert links_in(netns) == ["lo"]
+    assert world.ipam_allocations() == []
+    assert NETWORK_STATUS_ANNOTATION not in world.store.get(POD, "ns1", "p1").annotations
+
+
+def test_json_form_ips_go_to_plugins_with_the_capability(world: World, netns: Netns) -> None:
+    br = world.bridge()
+    world.nad("ns1", "static-net", {
+        "cniVersion": "1.0.0", "type": "bridge", "bridge": br,
+        "capabilities": {"ips": True}, "ipam": {"type": "static"}})
+    pod = world.pod("ns1", "p2", json.dumps(
+        [{"name": "static-net", "interface": "data0", "ips": ["10.62.0.5/24"]}]))
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    status = _status(world, "ns1", "p2")
+    assert status[1]["interface"] == "data0"
+    assert status[1]["ips"] == ["10.62.0.5"]
+    assert "10.62.0.5/24" in netns.run("ip", "-o", "addr", "show", "data0").stdout
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_request_without_capability_fails_before_attaching(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "plain")
+    pod = world.pod("ns1", "p3", json.dumps([{"name": "plain", "ips": ["10.62.0.6/24"]}]))
+    with pytest.raises(InvalidConfig, match=r"ns1/plain was asked for ips but no plugin"):
+        engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert links_in(netns) == ["lo"]
+    assert world.ipam_allocations() == []
+
+
+def test_cni_args_merge_into_args_cni(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "argnet")
+    pod = world.pod("ns1", "p4", json.dumps([{"name": "argnet", "cni-args": {"foo": "bar"}}]))
+    out = engine.add(world.conf(), world.store, world.request(netns, pod))
+    plugin = out.attachments[1].conflist["plugins"][0]
+    assert plugin["args"]["cni"] == {"foo": "bar"}
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_generated_name_collision_fails(world: World, netns: Netns) -> None:
+    world.bridge_nad("default", "a")
+    world.bridge_nad("default", "b")
+    pod = world.pod("default", "vm-a", "b, a@net1")
+    with pytest.raises(InvalidConfig,
+                       match="interface name net1 already in use in pod default/vm-a"):
+        engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert links_in(netns) == ["lo"]
+
+
+def test_requested_eth0_collides_with_default(world: World, netns: Netns) -> None:
+    world.bridge_nad("default", "a")
+    pod = world.pod("default", "vm-b", "a@eth0")
+    with pytest.raises(InvalidConfig, match="interface name eth0 already in use"):
+        engine.add(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_failing_second_delegate_rolls_everything_back(world: World, netns: Netns) -> None:
+    br = world.bridge_nad("ns1", "good", "10.61.2.0/24")
+    world.fail_nad("ns1", "bad")
+    pod = world.pod("ns1", "p5", "good, bad")
+    with pytest.raises(CNIError) as info:
+        engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert info.value.code == 11
+    assert "network ns1/bad (interface net2) failed" in info.value.msg
+    assert "deliberate failure of ADD" in info.value.msg
+    assert links_in(netns) == ["lo"]
+    assert world.bridge_ports(br) == []
+    assert world.bridge_ports(world.cluster_bridge) == []
+    assert world.ipam_allocations() == []
+    assert engine.list_records(world.conf()) == []
+    assert NETWORK_STATUS_ANNOTATION not in world.store.get(POD, "ns1", "p5").annotations
+
+
+def test_del_after_nad_and_pod_are_gone(world: World, netns: Netns) -> None:
+    br = world.bridge_nad("ns1", "gone", "10.61.3.0/24")
+    pod = world.pod("ns1", "p6", "gone")
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    world.store.delete(NAD, "ns1", "gone")
+    world.store.delete(POD, "ns1", "p6")
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+    assert links_in(netns) == ["lo"]
+    assert world.bridge_ports(br) == []
+    assert world.ipam_allocations() == []
+    # DEL is idempotent, also without any store
+    engine.delete(world.conf(), None, world.request(netns, pod))
+
+
+def test_del_after_cache_loss_frees_what_the_store_describes(world: World,
+                                                             netns: Netns) -> None:
+    br = world.bridge_nad("ns1", "lost", "10.61.4.0/24")
+    pod = world.pod("ns1", "p7", "lost")
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    shutil.rmtree(world.tmp / "cache")
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+    assert links_in(netns) == ["lo"]
+    assert world.bridge_ports(br) == []
+    assert world.ipam_allocations() == []
+
+
+def test_del_after_cache_and_store_loss_frees_the_default_network(world: World,
+                                                                  netns: Netns) -> None:
+    pod = world.pod("ns1", "p8")
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    shutil.rmtree(world.tmp / "cache")
+    engine.delete(world.conf(), None, world.request(netns, pod))
+    assert world.ipam_allocations() == []
+    assert world.bridge_ports(world.cluster_bridge) == []
+
+
+def test_del_failure_keeps_cache_only_with_retry_delete_on_error(world: World,
+                                                               netns_factory: object) -> None:
+    world.fail_nad("ns1", "sticky", fail_on="DEL")
+    for retry in (True, False):
+        ns = netns_factory()  # type: ignore[operator]
+        pod = world.pod("ns1", f"p9-{retry}".lower(), "sticky")
+        conf = world.conf(retryDeleteOnError=retry)
+        req = world.request(ns, pod)
+        engine.add(conf, world.store, req)
+        with pytest.raises(CNIError, match="deliberate failure of DEL"):
+            engine.delete(conf, world.store, req)
+        assert (engine.load_record(conf, req.container_id) is not None) is retry
+        # the default network was still torn down
+        assert "eth0" not in links_in(ns)
+        if retry:
+            os.unlink(os.path.join(conf.cni_dir, "multihome", f"{req.container_id}.json"))
+
+
+def test_namespace_isolation(world: World, netns_factory: object) -> None:
+    world.bridge_nad("multus-test", "bridge-dev")
+    world.bridge_nad("shared", "common")
+    conf = world.conf(namespaceIsolation=True, globalNamespaces="shared")
+    ns = netns_factory()  # type: ignore[operator]
+    pod = world.pod("other", "p1", "multus-test/bridge-dev")
+    with pytest.raises(InvalidConfig) as info:
+        engine.add(conf, world.store, world.request(ns, pod))
+    assert info.value.msg == (
+        'pod other/p1 may not use network multus-test/bridge-dev: namespace isolation allows '
+        'only NADs in "other" and global namespaces [default, shared]')
+    assert links_in(ns) == ["lo"]
+    # own namespace and global namespaces are fine
+    ok = world.pod("multus-test", "p2", "bridge-dev, shared/common")
+    ns2 = netns_factory()  # type: ignore[operator]
+    engine.add(conf, world.store, world.request(ns2, ok))
+    assert {"net1", "net2"} <= set(links_in(ns2))
+    engine.delete(conf, world.store, world.request(ns2, ok))
+
+
+def test_system_namespaces_get_no_default_networks(world: World,
+                                                   netns_factory: object) -> None:
+    world.bridge_nad("kube-system", "sidecar")
+    conf = world.conf(defaultNetworks=["sidecar"])
+    ns = netns_factory()  # type: ignore[operator]
+    pod = world.pod("app", "p1")
+    out = engine.add(conf, world.store, world.request(ns, pod))
+    assert [(a.network, a.ifname) for a in out.attachments] == [
+        ("cluster", "eth0"), ("kube-system/sidecar", "net1")]
+    engine.delete(conf, world.store, world.request(ns, pod))
+    ns2 = netns_factory()  # type: ignore[operator]
+    sys_pod = world.pod("kube-system", "p2")
+    out = engine.add(conf, world.store, world.request(ns2, sys_pod))
+    assert [a.ifname for a in out.attachments] == ["eth0"]
+    engine.delete(conf, world.store, world.request(ns2, sys_pod))
+
+
+def test_default_network_annotation_overrides_cluster_network(world: World,
+                                                              netns: Netns) -> None:
+    world.bridge_nad("kube-system", "alt-default", "10.61.5.0/24")
+    pod = world.pod("ns1", "p1",
+                    annotations={"v1.multus-cni.io/default-network": "alt-default"})
+    out = engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert out.attachments[0].network == "kube-system/alt-default"
+    assert str(out.result.ips[0].address).startswith("10.61.5.")
+    assert _status(world, "ns1", "p1")[0]["default"] is True
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_default_route_moves_to_the_selected_network(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "uplink", "10.61.6.0/24")
+    pod = world.pod("ns1", "p1", json.dumps(
+        [{"name": "uplink", "default-route": ["10.61.6.1"]}]))
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    routes = netns.run("ip", "-4", "route", "show", "default").stdout.strip().splitlines()
+    assert len(routes) == 1
+    assert routes[0].startswith("default via 10.61.6.1 dev net1")
+    status = _status(world, "ns1", "p1")
+    assert status[1]["gateway"] == ["10.61.6.1"]
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_network_status_content(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "withip", "10.61.7.0/24")
+    pod = world.pod("ns1", "p1", "withip")
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    eth0, net1 = _status(world, "ns1", "p1")
+    mac = netns.run("cat", "/sys/class/net/net1/address").stdout.strip()
+    assert net1["mac"] == mac
+    assert net1["ips"] == [netns.run("ip", "-4", "-o", "addr", "show", "net1")
+                           .stdout.split()[3].split("/")[0]]
+    assert eth0["default"] is True and net1["default"] is False
+    assert eth0["gateway"] == ["10.60.0.1"]
+    assert "dns" in net1
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+
+
+def test_check_and_status(world: World, netns: Netns) -> None:
+    pod = world.pod("ns1", "p1")
+    conf = world.conf(readinessindicatorfile=str(world.tmp / "ready"))
+    with pytest.raises(CNIError) as info:
+        engine.status(conf, world.store)
+    assert info.value.code == 50 and "readiness indicator" in info.value.msg
+    (world.tmp / "ready").write_text("")
+    engine.status(conf, world.store)
+    engine.add(conf, world.store, world.request(netns, pod))
+    engine.check(conf, world.request(netns, pod))
+    netns.run("ip", "link", "del", "eth0")
+    with pytest.raises(CNIError, match="network cluster"):
+        engine.check(conf, world.request(netns, pod))
+    engine.delete(conf, world.store, world.request(netns, pod))
+
+
+def test_gc_removes_attachments_not_in_the_valid_list(world: World,
+                                                      netns_factory: object) -> None:
+    br = world.bridge_nad("ns1", "gcnet", "10.61.8.0/24")
+    keep_ns, drop_ns = netns_factory(), netns_factory()  # type: ignore[operator]
+    keep = world.request(keep_ns, world.pod("ns1", "keep", "gcnet"))
+    drop = world.request(drop_ns, world.pod("ns1", "drop", "gcnet"))
+    conf = world.conf()
+    engine.add(conf, world.store, keep)
+    engine.add(conf, world.store, drop)
+    engine.gc(conf, world.store, [{"containerID": keep.container_id, "ifname": "eth0"}])
+    assert links_in(drop_ns) == ["lo"]
+    assert set(links_in(keep_ns)) == {"lo", "eth0", "net1"}
+    assert len(world.bridge_ports(br)) == 1
+    assert len(world.ipam_allocations()) == 2
+    assert [r.container_id for r in engine.list_records(conf)] == [keep.container_id]
+    engine.delete(conf, world.store, keep)
+
+
+def test_engine_as_cni_plugin_type_multihome(world: World, netns: Netns) -> None:
+    """A runtime calling `multihome` with a 00-multihome.conf, pod from CNI_ARGS."""
+    from multihome.cni.skel import dispatch
+    from multihome.plugins import registry
+
+    world.bridge_nad("ns1", "extra", "10.61.9.0/24")
+    world.pod("ns1", "cp", "extra")
+    conf = dict(world.conf().raw, store=str(world.tmp / "s.db"), cniVersion="1.0.0")
+    plugin = registry.lookup("multihome")
+    assert plugin is not None
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "cid-plugin", "CNI_NETNS": netns.path,
+           "CNI_IFNAME": "eth0", "CNI_PATH": world.bin_dir,
+           "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=cp"}
+    rc, out = dispatch(plugin, env, json.dumps(conf).encode())
+    assert rc == 0, out
+    result = json.loads(out)
+    assert result["cniVersion"] == "1.0.0"
+    assert [i["name"] for i in result["interfaces"] if i.get("sandbox")] == ["eth0"]
+    assert set(links_in(netns)) == {"lo", "eth0", "net1"}
+    assert _status(world, "ns1", "cp")[1]["name"] == "ns1/extra"
+    rc, out = dispatch(plugin, {**env, "CNI_COMMAND": "DEL"}, json.dumps(conf).encode())
+    assert rc == 0, out
+    assert links_in(netns) == ["lo"]
+    rc, out = dispatch(plugin, {**env, "CNI_COMMAND": "DEL"}, json.dumps(conf).encode())
+    assert rc == 0, out
+
+
+def test_plugin_reports_config_errors_as_code_7(world: World, netns: Netns) -> None:
+    from multihome.attach import plugin
+    from multihome.cni.skel import dispatch
+
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "cid-bad", "CNI_NETNS": netns.path,
+           "CNI_IFNAME": "eth0", "CNI_PATH": world.bin_dir}
+    rc, out = dispatch(plugin, env, json.dumps(  # type: ignore[arg-type]
+        {"cniVersion": "1.0.0", "name": "m", "type": "multihome"}).encode())
+    assert rc == 1
+    err = json.loads(out)
+    assert err["code"] == 7 and "clusterNetwork" in err["msg"]
