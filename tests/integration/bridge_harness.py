@@ -19,21 +19,7 @@ from conftest import Netns, unique
 from multihome.cni.skel import dispatch
 from multihome.net import links, netns
 from multihome.net.netns import iproute_in
-
-
-@dataclass
-class Outcome:
-    rc: int
-    out: Any
-
-    def ok(self) -> Any:
-        assert self.rc == 0, f"plugin failed: {self.out}"
-        return self.out
-
-    def error(self, code: int) -> dict[str, Any]:
-        assert self.rc != 0, f"expected error {code}, plugin succeeded: {self.out}"
-        assert isinstance(self.out, dict) and self.out.get("code") == code, self.out
-        return self.out
+from plugin_harness import Outcome
 
 
 @dataclass

@@ -24,7 +24,7 @@ import os
 import sys
 {version_fast_path}sys.path[:0] = {paths!r}
 try:
-    from multihome.cni.exe import {entry}
+    from {entry_module} import {entry}
 except BaseException as e:
     import json
     sys.stdout.write(json.dumps({{
@@ -54,7 +54,10 @@ def script_text(*, plugin_type: str | None = None, module: str | None = None,
     """The executable for a built-in type, or for any plugin module (tests use that)."""
     if (plugin_type is None) == (module is None):
         raise ValueError("give exactly one of plugin_type and module")
-    entry, arg = ("main", plugin_type) if plugin_type is not None else ("run_module", module)
+    # A built-in type goes through the shim: the daemon when its socket answers, else
+    # in-process exactly like run_module; a bare module (tests) always runs in-process.
+    entry_module, entry, arg = (("multihome.shim", "main", plugin_type) if plugin_type is not None
+                                else ("multihome.cni.exe", "run_module", module))
     module_name = BUILTIN[plugin_type] if plugin_type is not None else str(module)
     versions = _supported_versions(module_name)
     fast_path = ""
@@ -65,7 +68,7 @@ def script_text(*, plugin_type: str | None = None, module: str | None = None,
                      f"    sys.stdout.write({version_json!r})\n"
                      f"    sys.exit(0)\n")
     return _TEMPLATE.format(python=sys.executable, paths=[*extra_paths, *_site_paths()],
-                            entry=entry, arg=arg, versions=versions,
+                            entry_module=entry_module, entry=entry, arg=arg, versions=versions,
                             version_fast_path=fast_path)
 
 
@@ -90,12 +93,17 @@ def _supported_versions(module: str) -> tuple[str, ...] | None:
 
 def write_executable(dest: str, text: str) -> None:
     """Replace `dest` atomically (never 'text file busy' for a plugin being run)."""
+    write_file_atomic(dest, text, 0o755)
+
+
+def write_file_atomic(dest: str, text: str, mode: int) -> None:
+    """Replace `dest` by a rename, so a reader sees the old file or the new, never half."""
     directory = os.path.dirname(os.path.abspath(dest))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):

@@ -17,6 +17,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "describe": ("multihome.cli.objects", "describe_cmd"),
     "pod": ("multihome.cli.pods", "pod"),
     "lab": ("multihome.cli.lab", "lab"),
+    "node": ("multihome.cli.node", "node"),
+    "daemon": ("multihome.cli.daemon", "daemon_cmd"),
+    "uninstall": ("multihome.cli.daemon", "uninstall_cmd"),
 }
 
 

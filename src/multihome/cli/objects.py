@@ -62,14 +62,24 @@ def _delete_lab_pod(store: Store, obj: Object) -> None:
         raise DeleteFailed(str(e)) from e
 
 
+def _validate_nncp(obj: Object) -> None:
+    from multihome.node.policy import validate_policy
+
+    validate_policy(obj)
+
+
 # kind -> admission check run before create/apply (raises CNIError or ValueError).
-VALIDATORS: dict[str, Validator] = {NAD: _validate_nad}
+VALIDATORS: dict[str, Validator] = {NAD: _validate_nad,
+                                    "NodeNetworkConfigurationPolicy": _validate_nncp}
 # kind -> what `delete` must do besides removing the record (a lab pod's netns, say).
 DELETE_HANDLERS: dict[str, DeleteHandler] = {POD: _delete_lab_pod}
 
 
 # kind -> module that registers its `get` columns when imported (kept lazy for startup time).
-COLUMN_MODULES: dict[str, str] = {POD: "multihome.cli.pods"}
+COLUMN_MODULES: dict[str, str] = {POD: "multihome.cli.pods",
+                                  **dict.fromkeys(("NodeNetworkConfigurationPolicy",
+                                                   "NodeNetworkConfigurationEnactment",
+                                                   "NodeNetworkState"), "multihome.cli.node")}
 
 
 def _load_columns(kind: str) -> None:

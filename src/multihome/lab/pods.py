@@ -109,7 +109,11 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
     path = ""
     try:
         # refuse a bad selection, an unknown NAD or isolation before touching the kernel
-        plan(conf, store, PodRef(namespace, name))
+        attachments = plan(conf, store, PodRef(namespace, name))
+        # the scheduling rule: a NAD's bridge resource must exist on this node
+        from multihome.node.resources import require_for_networks
+
+        require_for_networks(store, [a.network for a in attachments if not a.default], pod)
     except CNIError as e:
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(str(e)) from e

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError
@@ -54,3 +55,13 @@ def default_gateways(netns: str, version: int = 4) -> list[tuple[str, str]]:
                 link = links.by_index(ipr, route.oif)
                 out.append((str(route.gw) if route.gw else "", link.name if link else ""))
     return out
+
+
+def default_route_ifname(ipr: IPRoute) -> str | None:
+    """The interface of the first IPv4 default route in `ipr`'s namespace (macvlan's master)."""
+    for route in list_routes(ipr, 4):
+        if route.dst.prefixlen == 0 and route.oif:
+            link = links.by_index(ipr, route.oif)
+            if link is not None:
+                return link.name
+    return None

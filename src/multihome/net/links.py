@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -18,6 +18,7 @@ from multihome.cni.errors import CNIError, InvalidConfig
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Link:
     master: int  # 0 when not a port
     peer_index: int  # IFLA_LINK: the veth peer's ifindex (in its own netns)
     operstate: str
+    alias: str = ""  # IFLA_IFALIAS: host-device keeps the original name here
+    txqlen: int = 0
+    num_tx_queues: int = 0
+    # IFLA_INFO_DATA attributes (macvlan mode, vlan id, tun owner…), names as pyroute2 gives
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def up(self) -> bool:
@@ -40,10 +46,17 @@ class Link:
     def promisc(self) -> bool:
         return bool(self.flags & IFF_PROMISC)
 
+    @property
+    def allmulti(self) -> bool:
+        return bool(self.flags & IFF_ALLMULTI)
+
 
 def _to_link(msg: Any) -> Link:
     info = msg.get_attr("IFLA_LINKINFO")
     kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+    data_nla = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+    data = {k: v for k, v in data_nla["attrs"] if k != "UNKNOWN"} \
+        if data_nla is not None and not isinstance(data_nla, str | bytes) else {}
     return Link(
         index=msg["index"],
         name=msg.get_attr("IFLA_IFNAME") or "",
@@ -54,6 +67,10 @@ def _to_link(msg: Any) -> Link:
         master=msg.get_attr("IFLA_MASTER") or 0,
         peer_index=msg.get_attr("IFLA_LINK") or 0,
         operstate=msg.get_attr("IFLA_OPERSTATE") or "",
+        alias=msg.get_attr("IFLA_IFALIAS") or "",
+        txqlen=msg.get_attr("IFLA_TXQLEN") or 0,
+        num_tx_queues=msg.get_attr("IFLA_NUM_TX_QUEUES") or 0,
+        data=data,
     )
 
 
@@ -222,6 +239,56 @@ def set_promisc(ipr: IPRoute, index: int, on: bool) -> None:
         ipr.link("set", index=index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
     except NetlinkError as e:
         raise _fail(f"cannot set promiscuous mode on link {index}", e) from e
+
+
+def set_allmulti(ipr: IPRoute, index: int, on: bool) -> None:
+    try:
+        ipr.link("set", index=index, flags=IFF_ALLMULTI if on else 0, change=IFF_ALLMULTI)
+    except NetlinkError as e:
+        raise _fail(f"cannot set all-multicast mode on link {index}", e) from e
+
+
+def set_txqlen(ipr: IPRoute, index: int, txqlen: int) -> None:
+    try:
+        ipr.link("set", index=index, txqlen=txqlen)
+    except NetlinkError as e:
+        raise _fail(f"cannot set transmit queue length {txqlen} on link {index}", e) from e
+
+
+def set_alias(ipr: IPRoute, index: int, alias: str) -> None:
+    """IFLA_IFALIAS; an empty alias clears it."""
+    try:
+        ipr.link("set", index=index, ifalias=alias)
+    except NetlinkError as e:
+        raise _fail(f"cannot set alias {alias!r} on link {index}", e) from e
+
+
+def rename(ipr: IPRoute, index: int, name: str) -> None:
+    """Rename a link (it must be down, as the kernel requires)."""
+    try:
+        ipr.link("set", index=index, ifname=name)
+    except NetlinkError as e:
+        if e.code == errno.EEXIST:
+            raise CNIError(f"cannot rename link {index} to {name}: that name is taken") from e
+        raise _fail(f"cannot rename link {index} to {name}", e) from e
+
+
+def move_to_netns(ipr: IPRoute, index: int, netns_fd: int, name: str = "") -> None:
+    """Move a link into another namespace, renaming it on the way when `name` is given.
+
+    The kernel applies IFLA_IFNAME together with the move, so a name that exists only in
+    the source namespace never clashes.
+    """
+    spec: dict[str, Any] = {"index": index, "net_ns_fd": netns_fd}
+    if name:
+        spec["ifname"] = name
+    try:
+        ipr.link("set", **spec)
+    except NetlinkError as e:
+        if e.code == errno.EEXIST:
+            raise CNIError(f"cannot move link {index}: the target namespace already has an "
+                           f"interface named {name or 'like it'}") from e
+        raise _fail(f"cannot move link {index} to another network namespace", e) from e
 
 
 def set_port_flags(ipr: IPRoute, index: int, *, hairpin: bool | None = None,

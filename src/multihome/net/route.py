@@ -26,6 +26,7 @@ class RouteEntry:
     oif: int
     table: int
     priority: int
+    proto: int = 0  # RTPROT_*: 2 kernel (from an address), 3 boot, 4 static
 
 
 def _family(version: int) -> int:
@@ -76,9 +77,26 @@ def list_routes(ipr: IPRoute, version: int, table: int = RT_TABLE_MAIN) -> list[
         out.append(RouteEntry(net, ipaddress.ip_address(gw) if gw else None,
                               msg.get_attr("RTA_OIF") or 0,
                               msg.get_attr("RTA_TABLE") or msg["table"],
-                              msg.get_attr("RTA_PRIORITY") or 0))
+                              msg.get_attr("RTA_PRIORITY") or 0, msg["proto"]))
     return out
 
 
 def has_route(ipr: IPRoute, dst: IPNetwork, gw: IPAddress | None) -> bool:
     return any(r.dst == dst and (gw is None or r.gw == gw) for r in list_routes(ipr, dst.version))
+
+
+def delete_route(ipr: IPRoute, route: RouteEntry) -> None:
+    """Remove exactly this route; one already gone is fine."""
+    kwargs: dict[str, Any] = {"dst": str(route.dst), "family": _family(route.dst.version),
+                              "table": route.table, "priority": route.priority}
+    if route.gw is not None:
+        kwargs["gateway"] = str(route.gw)
+    if route.oif:
+        kwargs["oif"] = route.oif
+    try:
+        ipr.route("del", **kwargs)
+    except NetlinkError as e:
+        if e.code in (errno.ESRCH, errno.ENOENT):
+            return
+        raise CNIError(f"cannot remove route to {route.dst}",
+                       f"{e.args[1] if len(e.args) > 1 else e}") from e

@@ -8,8 +8,6 @@ and masquerade rules of attachments the runtime no longer knows.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import ipaddress
 import os
 import time
@@ -24,10 +22,8 @@ from multihome.cni.result import DNS, Interface, Result, Route
 from multihome.cni.skel import Call
 from multihome.net import addr as net_addr
 from multihome.net import bridge_vlan, links, netns, sysctl
-from multihome.net import route as net_route
-from multihome.plugins import bridge_config, bridge_nft
+from multihome.plugins import bridge_config, bridge_nft, ipam_helper
 from multihome.plugins.bridge_config import BridgeConf
-from multihome.plugins.registry import delegate
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
 
@@ -39,8 +35,7 @@ _PORT_UP_WAITS_MS = (0, 50, 500, 1000, 1000)
 
 
 def _ipam(call: Call, conf: BridgeConf, command: str) -> Result | None:
-    cmd = dataclasses.replace(call.cmd, command=command)
-    return delegate(conf.ipam_type, cmd, call.conf.raw)
+    return ipam_helper.run(call, conf.ipam_type, command)
 
 
 # -- ADD --------------------------------------------------------------------
@@ -82,30 +77,6 @@ def _ensure_bridge_addr(ipr: IPRoute, br: links.Link, want: IPInterface, force: 
     links.set_mac(ipr, br.index, br.mac)
 
 
-def _configure_container(conf: BridgeConf, ifname: str, result: Result) -> None:
-    """Inside the container netns (thread already entered): sysctls, addresses, routes."""
-    dad_key = sysctl.iface_key("ipv6", ifname, "accept_dad")
-    if conf.enable_dad:
-        sysctl.write_best_effort(sysctl.iface_key("ipv6", ifname, "enhanced_dad"), "1")
-        sysctl.write_best_effort(dad_key, "1")
-    else:
-        sysctl.write_best_effort(dad_key, "0")
-    sysctl.write_best_effort(sysctl.iface_key("ipv4", ifname, "arp_notify"), "1")
-    with IPRoute() as ipr:
-        link = links.by_name(ipr, ifname)
-        if link is None:
-            raise CNIError(f"container interface {ifname} vanished during setup")
-        for ip in result.ips:
-            net_addr.add_address(ipr, link.index, ip.address, nodad=not conf.enable_dad,
-                                 ifname=ifname)
-        links.set_up(ipr, link.index)
-        gws = {ip.family: ip.gateway for ip in reversed(result.ips) if ip.gateway}
-        for r in result.routes:
-            gw = r.gw if r.gw is not None else gws.get(r.dst.version)
-            net_route.add_route(ipr, r.dst, gw=gw, oif=link.index, mtu=r.mtu, advmss=r.advmss,
-                                priority=r.priority, table=r.table, scope=r.scope)
-
-
 def _wait_port_up(ipr: IPRoute, index: int, name: str) -> links.Link:
     link: links.Link | None = None
     for ms in _PORT_UP_WAITS_MS:
@@ -134,7 +105,6 @@ def _setup_port(ipr: IPRoute, conf: BridgeConf, br: links.Link, host: links.Link
 def add(call: Call) -> Result:
     conf = bridge_config.parse(call)
     cmd = call.cmd
-    undo: list[Callable[[], Any]] = []
     nsfd = netns.open_netns(cmd.netns)
     try:
         with IPRoute() as ipr:
@@ -146,20 +116,14 @@ def add(call: Call) -> Result:
                 if links.by_name(cipr, cmd.ifname) is not None:
                     raise CNIError(f"container {cmd.container_id} already has an interface "
                                    f"named {cmd.ifname}")
-            try:
+            with ipam_helper.rollback() as undo:
                 return _add_with_undo(call, conf, ipr, br, nsfd, undo)
-            except BaseException:
-                for step in reversed(undo):
-                    # Undo is best effort: the error worth reporting is the one that got us here.
-                    with contextlib.suppress(Exception):
-                        step()
-                raise
     finally:
         os.close(nsfd)
 
 
 def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, br: links.Link, nsfd: int,
-                   undo: list[Callable[[], Any]]) -> Result:
+                   undo: ipam_helper.UndoSteps) -> Result:
     cmd = call.cmd
     host, host_name = links.create_veth(ipr, cmd.ifname, nsfd, mtu=conf.mtu, mac=conf.mac)
     undo.append(lambda: links.delete_by_name(ipr, host_name))
@@ -183,15 +147,12 @@ def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, br: links.Link, n
         Interface(name=cmd.ifname, mac=cont.mac, sandbox=cmd.netns),
     ])
     if conf.ipam_type:
-        ipam_result = _ipam(call, conf, "ADD")
-        undo.append(lambda: _ipam(call, conf, "DEL"))
-        if ipam_result is None or not ipam_result.ips:
-            raise CNIError(f"IPAM plugin {conf.ipam_type} returned no IP configuration")
+        ipam_result = ipam_helper.add(call, conf.ipam_type, undo)
         result.ips, result.routes, result.dns = ipam_result.ips, ipam_result.routes, \
             ipam_result.dns
         bridge_addrs = _gateways(result, conf)
         with netns.entered(nsfd):
-            _configure_container(conf, cmd.ifname, result)
+            ipam_helper.configure_container(cmd.ifname, result, enable_dad=conf.enable_dad)
         for family, wanted in bridge_addrs.items():
             for want in wanted:
                 _ensure_bridge_addr(ipr, br, want, conf.force_address)
@@ -279,14 +240,7 @@ def check(call: Call) -> None:
             if cont_if.mac and cont_if.mac.lower() != cont.mac:
                 raise CNIError(f"interface {cmd.ifname} MAC {cont.mac} does not match "
                                f"{cont_if.mac}")
-            have = set(net_addr.list_addresses(cipr, cont.index))
-            for ip in prev.ips:
-                if ip.address not in have:
-                    raise CNIError(f"address {ip.address} is missing on {cmd.ifname}")
-            for r in prev.routes:
-                if not net_route.has_route(cipr, r.dst, r.gw):
-                    raise CNIError(f"route to {r.dst}" + (f" via {r.gw}" if r.gw else "")
-                                   + f" is missing in container {cmd.container_id}")
+            ipam_helper.check_container(cipr, cont, prev, cmd.container_id)
         host = links.by_index(ipr, cont.peer_index)
         if host is None or host.kind != "veth" or host.master != br.index:
             raise CNIError(f"the host end of {cmd.ifname} is not a port of bridge "

@@ -9,6 +9,8 @@ from multihome.cni.args import requested_mac
 from multihome.cni.errors import InvalidConfig, InvalidEnvironment
 from multihome.cni.skel import Call
 from multihome.cni.types import validate_ifname
+from multihome.plugins import conf_keys
+from multihome.plugins.conf_keys import get_bool, get_int
 
 DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
@@ -42,21 +44,11 @@ class BridgeConf:
 
 
 def _bool(raw: dict[str, Any], key: str, default: bool = False) -> bool:
-    value = raw.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidConfig(f"bridge config key {key!r} must be true or false, got {value!r}")
-    return value
+    return get_bool(raw, key, "bridge", default)
 
 
 def _int(raw: dict[str, Any], key: str) -> int:
-    value = raw.get(key, 0)
-    if value is None:
-        return 0
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidConfig(f"bridge config key {key!r} must be an integer, got {value!r}")
-    return value
+    return get_int(raw, key, "bridge")
 
 
 def _trunk_id(item: dict[str, Any], key: str) -> int | None:
@@ -104,9 +96,7 @@ def parse(call: Call) -> BridgeConf:
         validate_ifname(name)
     except InvalidEnvironment as e:
         raise InvalidConfig(f"invalid bridge name: {e.msg}") from e
-    mtu = _int(raw, "mtu")
-    if mtu < 0 or mtu > 65535:
-        raise InvalidConfig(f"invalid mtu {mtu}: must be between 0 and 65535")
+    mtu = conf_keys.get_mtu(raw, "bridge")
     vlan = _int(raw, "vlan")
     if not 0 <= vlan <= MAX_VLAN:
         raise InvalidConfig(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")
@@ -118,12 +108,7 @@ def parse(call: Call) -> BridgeConf:
     promisc = _bool(raw, "promiscMode")
     if hairpin and promisc:
         raise InvalidConfig("cannot set hairpinMode and promiscMode at the same time")
-    ipam_type = ""
-    if call.conf.ipam is not None:
-        t = call.conf.ipam.get("type", "")
-        if not isinstance(t, str):
-            raise InvalidConfig("ipam 'type' must be a string")
-        ipam_type = t
+    ipam_type = conf_keys.ipam_type(call)
     disable_if = _bool(raw, "disableContainerInterface")
     if disable_if and ipam_type:
         raise InvalidConfig("cannot use IPAM when disableContainerInterface is set: a down "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from multihome.cni.result import Result
@@ -22,6 +24,15 @@ BUILTIN: dict[str, str] = {
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
     "multihome": "multihome.attach.plugin",
+    "macvlan": "multihome.plugins.macvlan",
+    "ipvlan": "multihome.plugins.ipvlan",
+    "vlan": "multihome.plugins.vlan",
+    "tap": "multihome.plugins.tap",
+    "macvtap": "multihome.plugins.macvtap",
+    "tuning": "multihome.plugins.tuning",
+    "cnv-tuning": "multihome.plugins.tuning",
+    "host-device": "multihome.plugins.host_device",
+    "sriov": "multihome.plugins.sriov",
 }
 
 
@@ -30,11 +41,26 @@ def lookup(plugin_type: str) -> Plugin | None:
     return cast(Plugin, importlib.import_module(module)) if module else None
 
 
+# Set by the daemon to time every delegate call: (plugin type, command, seconds).
+delegate_observer: Callable[[str, str, float], None] | None = None
+
+
 def delegate(plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
     """Run `cmd.command` of `plugin_type` with `conf` as its stdin.
 
     Returns the parsed result for ADD, None otherwise; raises CNIError on failure.
     """
+    observer = delegate_observer
+    if observer is None:
+        return _delegate(plugin_type, cmd, conf)
+    start = time.perf_counter()
+    try:
+        return _delegate(plugin_type, cmd, conf)
+    finally:
+        observer(plugin_type, cmd.command, time.perf_counter() - start)
+
+
+def _delegate(plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
     plugin = lookup(plugin_type)
     stdin = json.dumps(conf).encode()
     if plugin is not None:

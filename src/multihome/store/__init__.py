@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+# the node-network kinds (NNCP, NNS, NNCE) register themselves on import
+from multihome.node import kinds as _node_kinds  # noqa: F401
 from multihome.store.base import (
     LAST_APPLIED,
     AlreadyExists,

@@ -1,0 +1,84 @@
+"""`multihome daemon` (the node daemon) and `multihome uninstall` (undo its node changes)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV
+
+DEFAULT_CONF_DIR = "/etc/cni/net.d"
+DEFAULT_BIN_DIR = "/opt/cni/bin"
+# The second line of every executable that `multihome install-cni` writes.
+INSTALLED_MARK = "# Written by `multihome install-cni`"
+
+
+@click.command("daemon")
+@click.option("--socket", "socket_path", envvar=SOCKET_ENV, default=DEFAULT_SOCKET,
+              show_default=True, help="Unix socket to serve on (root only, mode 0600).")
+@click.option("--conf-dir", default=DEFAULT_CONF_DIR, show_default=True,
+              help="CNI conf dir: 00-multihome.conflist is written here ('' to skip).")
+@click.option("--bin-dir", default=DEFAULT_BIN_DIR, show_default=True,
+              help="CNI bin dir where delegates are found.")
+@click.option("--store", default=None, metavar="PATH",
+              help="Store file the engine reads pods and NADs from (default: the global "
+              "--store / $MULTIHOME_STORE).")
+@click.option("--cni-dir", default="", help="Attachment cache dir (Multus cniDir).")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Requests run at the same time.")
+@click.option("--queue", default=32, show_default=True, type=click.IntRange(0, 4096),
+              help="Requests waiting for a worker before callers get CNI code 11.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
+               store: str | None, cni_dir: str, workers: int, queue: int, log_level: str) -> None:
+    """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
+    from multihome.daemon import logs
+    from multihome.daemon.server import DaemonOptions, run
+
+    if os.geteuid() != 0:
+        raise click.ClickException("multihome daemon must run as root (it changes the "
+                                   "node's network and owns a root-only socket)")
+    logs.setup(log_level)
+    store = store or (ctx.obj or {}).get("store") or ""
+    try:
+        run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
+                          store=os.path.abspath(store) if store else "", cni_dir=cni_dir,
+                          workers=workers, queue=queue))
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def installed_executables(bin_dir: str) -> list[str]:
+    """Files in `bin_dir` written by install-cni (never another vendor's plugin)."""
+    out: list[str] = []
+    try:
+        names = sorted(os.listdir(bin_dir))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        path = os.path.join(bin_dir, name)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(256)
+        except (IsADirectoryError, PermissionError, FileNotFoundError):
+            continue
+        if INSTALLED_MARK.encode() in head:
+            out.append(path)
+    return out
+
+
+@click.command("uninstall")
+@click.option("--conf-dir", default=DEFAULT_CONF_DIR, show_default=True)
+@click.option("--bin-dir", default=DEFAULT_BIN_DIR, show_default=True)
+def uninstall_cmd(conf_dir: str, bin_dir: str) -> None:
+    """Remove 00-multihome.conflist and the executables that install-cni wrote."""
+    from multihome.daemon.autoconf import CONFIG_NAME, remove
+
+    if remove(conf_dir):
+        click.echo(f"removed {os.path.join(conf_dir, CONFIG_NAME)}")
+    for path in installed_executables(bin_dir):
+        os.unlink(path)
+        click.echo(f"removed {path}")

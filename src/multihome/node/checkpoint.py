@@ -1,0 +1,172 @@
+"""Checkpoints: the state of everything a policy touches, kept until commit or rollback.
+
+A checkpoint is a JSON file in the node state dir, so a later `node commit`/`rollback`
+(or the rollback timer, a separate process) finds it. Restoring builds a desired state
+from the saved one (interfaces created since are `absent`) and applies it with the same
+code as any policy, then checks that the saved state is back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from multihome.cni.errors import CNIError
+from multihome.node import apply, current, schema, verify
+
+CHECKPOINT_FILE = "checkpoint.json"
+NODE_DIR_ENV = "MULTIHOME_NODE_DIR"
+
+
+def node_dir() -> str:
+    """`$MULTIHOME_NODE_DIR`, else `node/` under the lab state dir."""
+    from multihome.lab.settings import state_dir
+
+    return os.environ.get(NODE_DIR_ENV) or os.path.join(state_dir(), "node")
+
+
+@dataclass
+class Checkpoint:
+    id: str
+    created: float
+    timeout: int
+    netns: str | None
+    touched: list[str]
+    before: dict[str, Any]  # {"interfaces": [...], "routes": {"config": [...]}}
+    timer_pid: int = 0
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def expires(self) -> float:
+        return self.created + self.timeout
+
+
+def touched_names(desired: dict[str, Any], now: dict[str, Any]) -> set[str]:
+    """Interfaces a policy may change: those it names, their ports, bridges' current ports."""
+    have = {i["name"]: i for i in now.get("interfaces") or []}
+    names: set[str] = set()
+    for iface in schema.interfaces(desired):
+        names.add(iface["name"])
+        names |= {p["name"] for p in (iface.get("bridge") or {}).get("port") or []}
+        peer = (iface.get("veth") or {}).get("peer")
+        if peer:
+            names.add(peer)
+        existing = have.get(iface["name"])
+        if existing is not None:
+            names |= {p["name"] for p in (existing.get("bridge") or {}).get("port") or []}
+    # a port taken by a policy bridge leaves its old bridge: that bridge is touched too
+    for name, iface in have.items():
+        if {p["name"] for p in (iface.get("bridge") or {}).get("port") or []} & names:
+            names.add(name)
+    return names
+
+
+def _relevant_routes(routes: list[dict[str, Any]], names: set[str],
+                     policy_routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in routes if r.get("next-hop-interface") in names
+            or any(verify.route_matches(p, r) for p in policy_routes)]
+
+
+def capture(desired: dict[str, Any], netns_path: str | None, timeout: int) -> Checkpoint:
+    now = current.show(netns_path)
+    names = touched_names(desired, now)
+    ifaces = [i for i in now["interfaces"] if i["name"] in names]
+    routes = _relevant_routes(schema.route_config(now), names, schema.route_config(desired))
+    return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
+                      {"interfaces": ifaces, "routes": {"config": routes}})
+
+
+def restore_state(cp: Checkpoint) -> dict[str, Any]:
+    """The desired state that takes the touched part of the node back to `cp.before`."""
+    now = current.show(cp.netns)
+    names = set(cp.touched)
+    before = {i["name"]: i for i in cp.before["interfaces"]}
+    ifaces: list[dict[str, Any]] = []
+    for iface in now["interfaces"]:
+        if iface["name"] in names and iface["name"] not in before \
+                and iface["type"] in schema.VIRTUAL_TYPES:
+            ifaces.append({"name": iface["name"], "state": "absent"})
+    # a deleted veth pair comes back from whichever end is listed first
+    recreated: set[str] = set()
+    for name, iface in before.items():
+        if name in recreated:
+            continue
+        ifaces.append(iface)
+        peer = (iface.get("veth") or {}).get("peer")
+        if peer:
+            recreated.add(peer)
+    policy_routes = list(cp.before["routes"]["config"])
+    now_routes = _relevant_routes(schema.route_config(now), names, policy_routes)
+    routes = [{**r, "state": "absent"} for r in now_routes
+              if not any(verify.route_matches(r, b) and verify.route_matches(b, r)
+                         for b in policy_routes)]
+    routes += policy_routes
+    return {"interfaces": ifaces, "routes": {"config": routes}}
+
+
+class RestoreFailed(CNIError):
+    """The saved state could not be brought back; the checkpoint file is kept."""
+
+
+def restore(cp: Checkpoint) -> list[str]:
+    """Bring the saved state back and check it is back exactly."""
+    state = restore_state(cp)
+    done = apply.change(state, cp.netns)
+    diffs = verify.contained(cp.before, cp.netns)
+    if diffs:
+        raise RestoreFailed("rollback did not bring the earlier state back", "; ".join(diffs))
+    return done
+
+
+# -- persistence and the rollback timer -----------------------------------------------
+
+
+def path() -> str:
+    return os.path.join(node_dir(), CHECKPOINT_FILE)
+
+
+def save(cp: Checkpoint) -> None:
+    os.makedirs(node_dir(), exist_ok=True)
+    tmp = path() + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(cp), f, indent=2)
+    os.replace(tmp, path())
+
+
+def load() -> Checkpoint | None:
+    try:
+        with open(path()) as f:
+            return Checkpoint(**json.load(f))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        raise CNIError(f"cannot read checkpoint {path()}", str(e)) from e
+
+
+def drop(cp: Checkpoint) -> None:
+    """Forget the checkpoint and stop its timer (commit, or after a rollback)."""
+    with suppress(FileNotFoundError):
+        os.unlink(path())
+    if cp.timer_pid and cp.timer_pid != os.getpid():
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(cp.timer_pid, signal.SIGTERM)
+
+
+def start_timer(cp: Checkpoint) -> int:
+    """A detached process that rolls back at the timeout unless the checkpoint is gone."""
+    os.makedirs(node_dir(), exist_ok=True)
+    log = open(os.path.join(node_dir(), "rollback-timer.log"), "a")  # noqa: SIM115
+    env = {**os.environ, NODE_DIR_ENV: node_dir()}
+    with log:
+        proc = subprocess.Popen([sys.executable, "-m", "multihome.node.timer", cp.id],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True)
+    return proc.pid

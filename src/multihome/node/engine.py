@@ -1,0 +1,136 @@
+"""`node apply`: validate → checkpoint → change → verify → probes → commit or roll back.
+
+Probes are pings: the targets a policy names (`probes.ping`), targets from the command
+line, and the default gateways of the main table unless `probes.default-gateway: false`.
+As in kubernetes-nmstate a probe counts only if it answered before the change, so a
+node without a reachable gateway does not roll back every policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from multihome.cni.errors import CNIError
+from multihome.net import icmp
+from multihome.node import apply, checkpoint, current, schema, verify
+
+DEFAULT_TIMEOUT = 60
+
+
+@dataclass
+class ApplyReport:
+    changes: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)  # targets that were checked
+    committed: bool = False
+    checkpoint_id: str = ""
+    rolled_back: list[str] = field(default_factory=list)
+
+
+class ApplyFailed(CNIError):
+    """The policy could not be applied; the earlier state was restored (see `report`)."""
+
+    def __init__(self, msg: str, details: str = "", report: ApplyReport | None = None) -> None:
+        super().__init__(msg, details)
+        self.report = report or ApplyReport()
+
+
+class CheckpointPending(CNIError):
+    """An earlier `--no-commit` apply waits for commit or rollback."""
+
+
+def probe_targets(desired: dict[str, Any], extra: Sequence[str],
+                  netns_path: str | None) -> list[str]:
+    probes = desired.get("probes") or {}
+    targets = [*probes.get("ping", []), *extra]
+    if probes.get("default-gateway", True) and not targets:
+        for route in current.show(netns_path, names=set())["routes"]["running"]:
+            if route["destination"] in ("0.0.0.0/0", "::/0") and route.get("next-hop-address"):
+                targets.append(route["next-hop-address"])
+    return list(dict.fromkeys(targets))
+
+
+def _failed_probes(targets: list[str], netns_path: str | None) -> list[str]:
+    return [t for t in targets if not icmp.ping(t, netns_path=netns_path)]
+
+
+def _roll_back(cp: checkpoint.Checkpoint, report: ApplyReport, why: str,
+               details: str) -> ApplyFailed:
+    try:
+        report.rolled_back = checkpoint.restore(cp)
+    except CNIError as e:
+        return ApplyFailed(f"{why}, and the rollback failed too (checkpoint kept; run "
+                           "`multihome node rollback` again)", f"{details}; rollback: {e}",
+                           report)
+    checkpoint.drop(cp)
+    return ApplyFailed(f"{why}; the earlier state was restored", details, report)
+
+
+def rollback_leftover() -> list[str]:
+    """Roll back a checkpoint an earlier apply left (what a node handler does first)."""
+    cp = checkpoint.load()
+    if cp is None:
+        return []
+    done = checkpoint.restore(cp)
+    checkpoint.drop(cp)
+    return done
+
+
+def apply_state(desired_raw: Any, *, netns_path: str | None = None,
+                timeout: int = DEFAULT_TIMEOUT, commit: bool = True,
+                probes: Sequence[str] = (), leftover: str = "refuse") -> ApplyReport:
+    """Apply and verify `desired_raw`; raises ApplyFailed after restoring the earlier state."""
+    desired = schema.validate(desired_raw)  # before anything changes
+    pending = checkpoint.load()
+    if pending is not None:
+        if leftover != "rollback":
+            raise CheckpointPending(
+                f"checkpoint {pending.id} from an earlier `node apply --no-commit` is pending "
+                f"({max(0, int(pending.expires - time.time()))}s left): run `multihome node "
+                "commit` or `multihome node rollback` first")
+        rollback_leftover()
+    targets = probe_targets(desired, probes, netns_path)
+    usable = [t for t in targets if t not in _failed_probes(targets, netns_path)]
+    report = ApplyReport(probes=usable)
+    cp = checkpoint.capture(desired, netns_path, timeout)
+    report.checkpoint_id = cp.id
+    checkpoint.save(cp)
+    try:
+        report.changes = apply.change(desired, netns_path)
+    except CNIError as e:
+        raise _roll_back(cp, report, "applying the policy failed", str(e)) from e
+    diffs = verify.contained(desired, netns_path)
+    if diffs:
+        raise _roll_back(cp, report, "the node did not reach the desired state",
+                         "; ".join(diffs))
+    failed = _failed_probes(usable, netns_path)
+    if failed:
+        raise _roll_back(cp, report, "probe failed after the change",
+                         f"{', '.join(failed)} stopped answering")
+    if commit:
+        checkpoint.drop(cp)
+        report.committed = True
+        return report
+    cp.changes = report.changes
+    cp.timer_pid = checkpoint.start_timer(cp)
+    checkpoint.save(cp)
+    return report
+
+
+def commit() -> str:
+    cp = checkpoint.load()
+    if cp is None:
+        raise CNIError("no checkpoint to commit")
+    checkpoint.drop(cp)
+    return cp.id
+
+
+def rollback() -> tuple[str, list[str]]:
+    cp = checkpoint.load()
+    if cp is None:
+        raise CNIError("no checkpoint to roll back")
+    done = checkpoint.restore(cp)
+    checkpoint.drop(cp)
+    return cp.id, done

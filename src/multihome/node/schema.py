@@ -1,0 +1,269 @@
+"""Desired state in nmstate's schema (the subset multihome applies), checked before any change.
+
+Every unknown key or wrong type is reported with its path, e.g.
+``interfaces[0].bridge.port[1].vlan.mdoe: unknown key``. The parsed state stays a plain
+mapping in nmstate's spelling so that `node show` output can be fed back to `node apply`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from multihome.cni.errors import InvalidConfig
+
+IFACE_TYPES = ("linux-bridge", "ethernet", "veth", "vlan", "mac-vlan", "dummy", "unknown")
+# types multihome can create (and delete again on rollback)
+VIRTUAL_TYPES = ("linux-bridge", "veth", "vlan", "mac-vlan", "dummy")
+STATES = ("up", "down", "absent")
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+class InvalidDesiredState(InvalidConfig):
+    """The desired state does not follow the schema; nothing was changed."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+
+
+# -- a tiny declarative schema: mappings with known keys, lists, scalars --------------
+
+
+@dataclass(frozen=True)
+class Scalar:
+    kind: type
+    choices: tuple[Any, ...] = ()
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    keys: dict[str, Any] = field(default_factory=dict)
+
+
+STR = Scalar(str)
+BOOL = Scalar(bool)
+
+
+def INT(low: int | None = None, high: int | None = None) -> Scalar:
+    return Scalar(int, low=low, high=high)
+
+
+def ENUM(*choices: str) -> Scalar:
+    return Scalar(str, choices=choices)
+
+
+_VLAN_ID = INT(0, 4094)
+_ADDRESS = MapOf({"ip": STR, "prefix-length": INT(0, 128)})
+_IP = MapOf({"enabled": BOOL, "address": ListOf(_ADDRESS), "dhcp": BOOL, "autoconf": BOOL})
+_TRUNK_TAG = MapOf({"id": _VLAN_ID, "id-range": MapOf({"min": _VLAN_ID, "max": _VLAN_ID})})
+_PORT_VLAN = MapOf({"mode": ENUM("trunk", "access"), "tag": _VLAN_ID, "enable-native": BOOL,
+                    "trunk-tags": ListOf(_TRUNK_TAG)})
+_PORT = MapOf({"name": STR, "stp-hairpin-mode": BOOL, "stp-path-cost": INT(1, 65535),
+               "stp-priority": INT(0, 63), "vlan": _PORT_VLAN})
+_STP = MapOf({"enabled": BOOL, "forward-delay": INT(2, 30), "hello-time": INT(1, 10),
+              "max-age": INT(6, 40), "priority": INT(0, 65535)})
+_BRIDGE = MapOf({"options": MapOf({"stp": _STP, "mac-ageing-time": INT(0)}),
+                 "port": ListOf(_PORT)})
+# type-specific section of each interface type
+TYPE_SECTIONS: dict[str, tuple[str, MapOf]] = {
+    "linux-bridge": ("bridge", _BRIDGE),
+    "vlan": ("vlan", MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")})),
+    "mac-vlan": ("mac-vlan", MapOf({"base-iface": STR, "mode": ENUM(
+        "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL})),
+    "veth": ("veth", MapOf({"peer": STR})),
+}
+_COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
+           "mtu": INT(68, 65535), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
+           "description": STR}
+_ROUTE = MapOf({"destination": STR, "next-hop-interface": STR, "next-hop-address": STR,
+                "metric": INT(0), "table-id": INT(0), "state": ENUM("absent")})
+_PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60)})
+# interfaces are checked one by one (their keys depend on their type)
+_TOP = MapOf({"interfaces": ListOf(None), "routes": MapOf({"config": ListOf(_ROUTE),
+                                                               "running": ListOf(_ROUTE)}),
+              "probes": _PROBES})
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", str: "string", list: "list",
+            dict: "mapping"}.get(type(value), type(value).__name__)
+
+
+def check(value: Any, spec: Any, path: str) -> None:
+    """Raise InvalidDesiredState at the first key or value that does not fit `spec`."""
+    if spec is None:
+        return
+    if isinstance(spec, MapOf):
+        if not isinstance(value, dict):
+            raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in spec.keys:
+                raise InvalidDesiredState(where, "unknown key")
+            check(sub, spec.keys[key], where)
+    elif isinstance(spec, ListOf):
+        if not isinstance(value, list):
+            raise InvalidDesiredState(path, f"expected a list, got {_type_name(value)}")
+        for i, item in enumerate(value):
+            check(item, spec.item, f"{path}[{i}]")
+    else:
+        assert isinstance(spec, Scalar)
+        # bool is an int in Python: keep `mtu: true` and `enabled: 1` apart
+        if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
+            raise InvalidDesiredState(path, f"expected a {_type_name(spec.kind())}, got "
+                                            f"{_type_name(value)} {value!r}")
+        if spec.choices and value not in spec.choices:
+            raise InvalidDesiredState(path, f"{value!r} is not one of "
+                                            f"{', '.join(map(str, spec.choices))}")
+        if spec.low is not None and isinstance(value, int) and value < spec.low:
+            raise InvalidDesiredState(path, f"{value} is below the minimum {spec.low}")
+        if spec.high is not None and isinstance(value, int) and value > spec.high:
+            raise InvalidDesiredState(path, f"{value} is above the maximum {spec.high}")
+
+
+def _check_interface(iface: Any, path: str) -> None:
+    if not isinstance(iface, dict):
+        raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(iface)}")
+    itype = iface.get("type")
+    keys = dict(_COMMON)
+    if isinstance(itype, str) and itype in TYPE_SECTIONS:
+        section, spec = TYPE_SECTIONS[itype]
+        keys[section] = spec
+    check(iface, MapOf(keys), path)
+    name = iface.get("name")
+    if not name:
+        raise InvalidDesiredState(f"{path}.name", "required")
+    if len(name) > 15 or "/" in name or " " in name:
+        raise InvalidDesiredState(f"{path}.name", f"{name!r} is not a valid interface name "
+                                                  "(at most 15 characters, no '/' or spaces)")
+    mac = iface.get("mac-address")
+    if mac is not None and not MAC_RE.match(mac):
+        raise InvalidDesiredState(f"{path}.mac-address", f"{mac!r} is not a MAC address")
+    for family in ("ipv4", "ipv6"):
+        _check_ip(iface.get(family), family, f"{path}.{family}")
+    if itype in ("vlan", "mac-vlan") and iface.get("state") != "absent":
+        sec = iface.get(itype) or {}
+        if "base-iface" not in sec:
+            raise InvalidDesiredState(f"{path}.{itype}.base-iface", "required")
+        if itype == "vlan" and "id" not in sec:
+            raise InvalidDesiredState(f"{path}.vlan.id", "required")
+    for i, port in enumerate((iface.get("bridge") or {}).get("port") or []):
+        where = f"{path}.bridge.port[{i}]"
+        if "name" not in port:
+            raise InvalidDesiredState(f"{where}.name", "required")
+        _check_port_vlan(port.get("vlan"), f"{where}.vlan")
+
+
+def _check_ip(section: dict[str, Any] | None, family: str, path: str) -> None:
+    if not section:
+        return
+    for key in ("dhcp", "autoconf"):
+        if section.get(key):
+            raise InvalidDesiredState(f"{path}.{key}", "dynamic addressing is not supported; "
+                                                       "give static addresses")
+    version = 4 if family == "ipv4" else 6
+    for i, entry in enumerate(section.get("address") or []):
+        where = f"{path}.address[{i}]"
+        if "ip" not in entry or "prefix-length" not in entry:
+            raise InvalidDesiredState(where, "needs ip and prefix-length")
+        try:
+            ip = ipaddress.ip_interface(f"{entry['ip']}/{entry['prefix-length']}")
+        except ValueError as e:
+            raise InvalidDesiredState(where, str(e)) from None
+        if ip.version != version:
+            raise InvalidDesiredState(f"{where}.ip", f"{entry['ip']} is not an {family} address")
+
+
+def _check_port_vlan(vlan: dict[str, Any] | None, path: str) -> None:
+    if not vlan:
+        return
+    mode = vlan.get("mode", "access" if "tag" in vlan else "trunk")
+    if mode == "access":
+        if "tag" not in vlan:
+            raise InvalidDesiredState(f"{path}.tag", "required for mode access")
+        if vlan.get("trunk-tags"):
+            raise InvalidDesiredState(f"{path}.trunk-tags", "only for mode trunk")
+        return
+    if not vlan.get("trunk-tags"):
+        raise InvalidDesiredState(f"{path}.trunk-tags", "required for mode trunk")
+    if vlan.get("enable-native") and "tag" not in vlan:
+        raise InvalidDesiredState(f"{path}.tag", "required with enable-native")
+    for i, tag in enumerate(vlan["trunk-tags"]):
+        where = f"{path}.trunk-tags[{i}]"
+        if ("id" in tag) == ("id-range" in tag):
+            raise InvalidDesiredState(where, "give exactly one of id or id-range")
+        rng = tag.get("id-range")
+        if rng is not None and (("min" not in rng or "max" not in rng)
+                                or rng["min"] > rng["max"]):
+            raise InvalidDesiredState(f"{where}.id-range", "needs min <= max")
+
+
+def _check_route(route: dict[str, Any], path: str) -> None:
+    if route.get("state") != "absent":
+        for key in ("destination", "next-hop-interface"):
+            if key not in route:
+                raise InvalidDesiredState(f"{path}.{key}", "required")
+    for key in ("destination",):
+        if key in route:
+            try:
+                ipaddress.ip_network(route[key], strict=False)
+            except ValueError as e:
+                raise InvalidDesiredState(f"{path}.{key}", str(e)) from None
+    if route.get("next-hop-address"):
+        try:
+            ipaddress.ip_address(route["next-hop-address"])
+        except ValueError as e:
+            raise InvalidDesiredState(f"{path}.next-hop-address", str(e)) from None
+
+
+def validate(state: Any) -> dict[str, Any]:
+    """The desired state if it is valid; raises InvalidDesiredState naming the bad key."""
+    if state is None:
+        return {}
+    check(state, _TOP, "")
+    names: set[str] = set()
+    for i, iface in enumerate(state.get("interfaces") or []):
+        _check_interface(iface, f"interfaces[{i}]")
+        if iface["name"] in names:
+            raise InvalidDesiredState(f"interfaces[{i}].name",
+                                      f"{iface['name']} is listed twice")
+        names.add(iface["name"])
+    for i, route in enumerate((state.get("routes") or {}).get("config") or []):
+        _check_route(route, f"routes.config[{i}]")
+    for i, target in enumerate((state.get("probes") or {}).get("ping") or []):
+        try:
+            ipaddress.ip_address(target)
+        except ValueError:
+            raise InvalidDesiredState(f"probes.ping[{i}]",
+                                      f"{target!r} is not an IP address") from None
+    return dict(state)
+
+
+def trunk_ids(vlan: dict[str, Any]) -> list[int]:
+    """Every VLAN id a trunk port carries, ranges expanded."""
+    out: list[int] = []
+    for tag in vlan.get("trunk-tags") or []:
+        if "id" in tag:
+            out.append(int(tag["id"]))
+        else:
+            rng = tag["id-range"]
+            out += range(int(rng["min"]), int(rng["max"]) + 1)
+    return sorted(set(out))
+
+
+def interfaces(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(state.get("interfaces") or [])
+
+
+def route_config(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((state.get("routes") or {}).get("config") or [])

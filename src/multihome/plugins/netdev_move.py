@@ -1,0 +1,77 @@
+"""Lending a host network device to a container and getting it back (host-device, sriov).
+
+The device's host name is kept in its ifalias while it lives in the container under
+CNI_IFNAME. When the container namespace dies first, the kernel returns a physical device
+to the host namespace under its container name: the alias is then how DEL finds it and
+gives it its name back (the reference plugin strands it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from pyroute2 import IPRoute
+
+from multihome.cni.errors import CNIError
+from multihome.net import links, netns
+
+THIS_NETNS = "/proc/thread-self/ns/net"
+
+
+def move_in(ipr: IPRoute, link: links.Link, nsfd: int, ifname: str) -> links.Link:
+    """Move host `link` into the container as `ifname`, up; return it as seen in there."""
+    links.set_down(ipr, link.index)
+    links.set_alias(ipr, link.index, link.name)
+    try:
+        links.move_to_netns(ipr, link.index, nsfd, ifname)
+    except CNIError:
+        links.set_alias(ipr, link.index, link.alias)
+        raise
+    with netns.iproute_in(nsfd) as cipr:
+        moved = links.by_name(cipr, ifname)
+        if moved is None:
+            raise CNIError(f"{link.name} vanished while moving into the container as {ifname}")
+        links.set_up(cipr, moved.index)
+        return links.by_index(cipr, moved.index) or moved
+
+
+def move_out(netns_path: str, ifname: str) -> str | None:
+    """Move container `ifname` back to this namespace under its saved name.
+
+    Returns that name; None when the namespace or the interface is gone.
+    """
+    try:
+        nsfd = netns.open_netns(netns_path)
+    except netns.NetnsGone:
+        return None
+    host_fd = os.open(THIS_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with netns.iproute_in(nsfd) as cipr:
+            link = links.by_name(cipr, ifname)
+            if link is None:
+                return None
+            name = link.alias or ifname
+            links.set_down(cipr, link.index)
+            links.move_to_netns(cipr, link.index, host_fd, name)
+    finally:
+        os.close(nsfd)
+        os.close(host_fd)
+    with IPRoute() as ipr:
+        back = links.by_name(ipr, name)
+        if back is not None:
+            links.set_alias(ipr, back.index, "")
+    return name
+
+
+def recover_fallen(ipr: IPRoute, belongs: Callable[[links.Link], bool]) -> str | None:
+    """A device that fell back to this namespace still named as in the container: rename
+    it to the name in its alias. Returns the restored name, None when there is none."""
+    for link in links.all_links(ipr):
+        if not link.alias or link.alias == link.name or not belongs(link):
+            continue
+        links.set_down(ipr, link.index)
+        links.rename(ipr, link.index, link.alias)
+        links.set_alias(ipr, link.index, "")
+        return link.alias
+    return None

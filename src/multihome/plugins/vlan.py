@@ -1,0 +1,68 @@
+"""The vlan plugin: an 802.1Q link with `vlanId` on `master`, moved into the container.
+
+Keys: master (required), vlanId (0-4094), mtu (at most the master's), linkInContainer, ipam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from multihome.cni import version as ver
+from multihome.cni.errors import CNIError, InvalidConfig
+from multihome.cni.result import Result
+from multihome.cni.skel import Call
+from multihome.net import links, sublinks
+from multihome.plugins import conf_keys, stacked
+
+SUPPORTED_VERSIONS = ver.ALL_VERSIONS
+PLUGIN = "vlan"
+
+
+@dataclass(frozen=True)
+class VlanConf:
+    base: stacked.StackedConf
+    vlan_id: int
+
+
+def parse(call: Call) -> VlanConf:
+    base = stacked.parse(call, PLUGIN, default_master=False)
+    vlan_id = conf_keys.get_int(call.conf.raw, "vlanId", PLUGIN)
+    if not 0 <= vlan_id <= sublinks.MAX_VLAN_ID:
+        raise InvalidConfig(f"invalid VLAN ID {vlan_id} (must be between 0 and "
+                            f"{sublinks.MAX_VLAN_ID})")
+    return VlanConf(base=base, vlan_id=vlan_id)
+
+
+def add(call: Call) -> Result:
+    conf = parse(call)
+
+    def create(ipr: IPRoute, name: str, lower: int, nsfd: int | None) -> None:
+        sublinks.create_vlan(ipr, name, lower, conf.vlan_id, mtu=conf.base.mtu, netns_fd=nsfd)
+
+    return stacked.add(call, conf.base, create)
+
+
+def delete(call: Call) -> None:
+    stacked.delete(call, parse(call).base)
+
+
+def check(call: Call) -> None:
+    conf = parse(call)
+
+    def verify(link: links.Link) -> None:
+        have = link.data.get("IFLA_VLAN_ID")
+        if have != conf.vlan_id:
+            raise CNIError(f"interface {link.name} has VLAN ID {have}, config says "
+                           f"{conf.vlan_id}")
+
+    stacked.check(call, conf.base, verify)
+
+
+def status(call: Call) -> None:
+    stacked.status(call, parse(call).base)
+
+
+def gc(call: Call) -> None:
+    stacked.gc(call, parse(call).base)

@@ -1,0 +1,167 @@
+"""The CNI shim: forwards one CNI call to the multihome daemon over its unix socket.
+
+Standard library only and a handful of imports, because it runs once per CNI call and
+its start-up is on every pod's critical path. The installed executables (`multihome`
+and each built-in plugin type) call :func:`main`; the daemon imports the constants.
+
+Wire format: HTTP/1.1 `POST /cni` with JSON `{"type", "env", "stdin", "netns"}`; the reply
+is JSON `{"code", "output"}` (the plugin's exit code and stdout) or `{"fallback": why}`
+when the daemon cannot serve this caller (another network namespace): the executable
+then runs the plugin in-process, as it does when no daemon listens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+
+DEFAULT_SOCKET = "/run/multihome/multihome.sock"
+SOCKET_ENV = "MULTIHOME_SOCKET"
+SOCKET_KEY = "socketPath"
+ENGINE_TYPE = "multihome"
+CONNECT_TIMEOUT = 2.0
+TRY_AGAIN_LATER = 11
+NOT_AVAILABLE = 50
+# Commands that need the daemon for the engine; DEL and GC can run in-process from the cache.
+_NEEDS_DAEMON = ("ADD", "CHECK")
+
+
+class Unreachable(Exception):
+    """Nothing answers on the socket (not running, or gone before the request was sent)."""
+
+
+class Lost(Exception):
+    """The daemon took the request but died or closed the connection before replying."""
+
+
+def socket_path(stdin: bytes, env: Mapping[str, str]) -> str:
+    """Config key `socketPath`, else $MULTIHOME_SOCKET, else the default."""
+    if b'"' + SOCKET_KEY.encode() + b'"' in stdin:  # parse only when the key can be there
+        try:
+            value = json.loads(stdin).get(SOCKET_KEY)
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, str) and value:
+            return value
+    return env.get(SOCKET_ENV) or DEFAULT_SOCKET
+
+
+def netns_id() -> int:
+    """Inode of our network namespace: the daemon serves only callers in its own."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return 0
+
+
+def request_body(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> bytes:
+    cni_env = {k: v for k, v in env.items() if k.startswith("CNI_") or k == "PATH"}
+    return json.dumps({"type": plugin_type, "env": cni_env,
+                       "stdin": stdin.decode("utf-8", "surrogateescape"),
+                       "netns": netns_id()}).encode("utf-8", "surrogateescape")
+
+
+def http_post(path: str, url: str, body: bytes, timeout: float | None = None) -> bytes:
+    """POST `body` to `url` on the unix socket `path`; the reply body."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            raise Unreachable(f"{path}: {e.strerror or e}") from e
+        sock.settimeout(timeout)
+        head = (f"POST {url} HTTP/1.1\r\nHost: multihome\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        try:
+            sock.sendall(head + body)
+        except OSError as e:
+            raise Unreachable(f"{path}: {e.strerror or e}") from e
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as e:
+            raise Lost(f"connection to {path} failed: {e.strerror or e}") from e
+    finally:
+        sock.close()
+    reply = b"".join(chunks)
+    head_end = reply.find(b"\r\n\r\n")
+    if not reply.startswith(b"HTTP/1.") or head_end < 0:
+        raise Lost(f"the daemon on {path} closed the connection without a reply")
+    return reply[head_end + 4:]
+
+
+def call_daemon(path: str, plugin_type: str, env: Mapping[str, str],
+                stdin: bytes) -> tuple[int, str] | None:
+    """(exit code, stdout) from the daemon; None when it asks us to run in-process."""
+    body = http_post(path, "/cni", request_body(plugin_type, env, stdin))
+    try:
+        reply = json.loads(body)
+        if "fallback" in reply:
+            return None
+        return int(reply["code"]), str(reply["output"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise Lost(f"the daemon on {path} sent an unreadable reply: {body[:200]!r}") from e
+
+
+def error_json(code: int, msg: str, details: str = "") -> str:
+    out = {"cniVersion": "1.1.0", "code": code, "msg": msg}
+    if details:
+        out["details"] = details
+    return json.dumps(out)
+
+
+def _finish(code: int, output: str) -> None:
+    if output:
+        sys.stdout.write(output)
+        sys.stdout.flush()
+    sys.exit(code)
+
+
+def _run_in_process(plugin_type: str, versions: Sequence[str] | None, stdin: bytes) -> None:
+    """The executable's own path (no daemon): skel.run on the stdin we already read."""
+    import io
+
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    from multihome.cni.exe import main as run_plugin
+
+    run_plugin(plugin_type, versions)
+
+
+def main(plugin_type: str, versions: Sequence[str] | None = None) -> None:
+    """Entry of an installed executable (exits)."""
+    command = os.environ.get("CNI_COMMAND", "")
+    try:
+        stdin = b"" if command == "VERSION" else sys.stdin.buffer.read()
+    except OSError:
+        stdin = b""
+    path = socket_path(stdin, os.environ)
+    engine = plugin_type == ENGINE_TYPE
+    try:
+        reply = call_daemon(path, plugin_type, os.environ, stdin)
+    except Unreachable as e:
+        if engine and command in _NEEDS_DAEMON:
+            _finish(1, error_json(
+                TRY_AGAIN_LATER, f"multihome daemon is not running (no answer on {path}); "
+                "start `multihome daemon` on this node, the runtime will retry", str(e)))
+        if engine and command == "STATUS":
+            _finish(1, error_json(NOT_AVAILABLE,
+                                  f"multihome daemon is not running (no answer on {path})",
+                                  str(e)))
+        reply = None
+    except Lost as e:
+        if command in _NEEDS_DAEMON or command == "STATUS":
+            _finish(1, error_json(TRY_AGAIN_LATER,
+                                  "multihome daemon stopped before answering; try again", str(e)))
+        reply = None  # DEL and GC are idempotent: do them here
+    if reply is None:
+        _run_in_process(plugin_type, versions, stdin)
+        return
+    _finish(*reply)

@@ -1,0 +1,411 @@
+"""The node daemon and the shim, end to end, with real namespaces.
+
+The daemon runs inside a namespace that plays the node (`ip netns exec`), so its bridges
+and nft tables never touch the real host; the installed `multihome` shim is exec'ed in
+the same namespace, exactly as a runtime would exec it. Every daemon is started in its
+own session and its process group is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CNIOutcome, Netns, run_cni, unique
+from multihome.daemon.autoconf import CONFIG_NAME
+
+pytestmark = pytest.mark.netns
+
+MULTIHOME = str(Path(sys.executable).parent / "multihome")
+
+# A chained plugin that holds ADD while its hold file exists (and says so in a marker
+# file), so a test can act while a request is in the middle of its work.
+HOLD_PLUGIN = """#!/bin/sh
+conf=$(cat)
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'; exit 0;;
+ADD)
+  dir=$(dirname "$0")
+  touch "$dir/holding-$CNI_CONTAINERID"
+  while [ -e "$dir/hold" ]; do sleep 0.05; done
+  printf '%s' "$conf" | python3 -c \
+    'import json,sys; print(json.dumps(json.load(sys.stdin)["prevResult"]))'
+  ;;
+esac
+exit 0
+"""
+
+
+@dataclass
+class Node:
+    ns: Netns
+    tmp: Path
+    installed: Path
+    bridge: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def socket(self) -> str:
+        return str(self.tmp / "run" / "mh.sock")
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.tmp / "net.d"
+
+    @property
+    def extra_bin(self) -> Path:
+        return self.tmp / "bin"
+
+    @property
+    def cache(self) -> Path:
+        return self.tmp / "cache"
+
+    @property
+    def ipam(self) -> Path:
+        return self.tmp / "ipam"
+
+    def write_default(self, *, hold: bool = False, subnet: str = "10.62.0.0/24") -> Path:
+        plugins: list[dict[str, Any]] = [{
+            "type": "bridge", "bridge": self.bridge, "isGateway": True, "macspoofchk": True,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                     "dataDir": str(self.ipam)}}]
+        if hold:
+            plugins.append({"type": "mh-hold"})
+        path = self.conf_dir / "10-cluster.conflist"
+        path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "cluster",
+                                    "plugins": plugins}))
+        return path
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / "daemon.log", "ab")  # noqa: SIM115 (the child owns it)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns.name, MULTIHOME, "daemon", "--socket", self.socket,
+             "--conf-dir", str(self.conf_dir), "--bin-dir", str(self.installed),
+             "--cni-dir", str(self.cache), *extra],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"daemon exited: {self.log()}"
+            if os.path.exists(self.socket) and self.get("/healthz") == b"ok\n":
+                return proc
+            time.sleep(0.05)
+        raise AssertionError(f"daemon did not start: {self.log()}")
+
+    def get(self, url: str) -> bytes | None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.socket)
+            s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        except OSError:
+            return None
+        finally:
+            s.close()
+        return data.partition(b"\r\n\r\n")[2]
+
+    def log(self) -> str:
+        path = self.tmp / "daemon.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def plugin_conf(self) -> dict[str, Any]:
+        """The multihome plugin's stdin as a runtime builds it from our conflist."""
+        conflist = json.loads((self.conf_dir / CONFIG_NAME).read_text())
+        return {**conflist["plugins"][0], "name": conflist["name"],
+                "cniVersion": conflist["cniVersion"]}
+
+    def cni(self, command: str, cid: str, pod: Netns | None, *, exe: str = "multihome",
+            conf: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+            ) -> CNIOutcome:
+        return run_cni(self.installed / exe, command, conf or self.plugin_conf(),
+                       container_id=cid, netns=pod.path if pod else "", ifname="eth0",
+                       cni_path=f"{self.extra_bin}:{self.installed}", host_ns=self.ns,
+                       cni_args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={cid}",
+                       env=env)
+
+    def cni_background(self, command: str, cid: str, pod: Netns) -> subprocess.Popen[bytes]:
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+               "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0",
+               "CNI_PATH": f"{self.extra_bin}:{self.installed}"}
+        stdin = self.tmp / f"stdin-{command}-{cid}.json"
+        stdin.write_text(json.dumps(self.plugin_conf()))
+        with open(stdin, "rb") as f:
+            return subprocess.Popen(["ip", "netns", "exec", self.ns.name,
+                                     str(self.installed / "multihome")], env=env,
+                                    stdin=f, stdout=subprocess.PIPE)
+
+    def hold(self) -> None:
+        (self.extra_bin / "hold").touch()
+
+    def release(self) -> None:
+        (self.extra_bin / "hold").unlink(missing_ok=True)
+
+    def wait_holding(self, cid: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.extra_bin / f"holding-{cid}").exists():
+            assert time.monotonic() < deadline, f"ADD of {cid} never reached mh-hold"
+            time.sleep(0.05)
+
+    def leftovers(self, pod: Netns) -> dict[str, Any]:
+        """Everything an attachment leaves: pod links, bridge ports, IPs, cache files."""
+        pod_links = [ln.split(":")[1].strip().split("@")[0] for ln in
+                     pod.run("ip", "-o", "link", "show").stdout.splitlines()]
+        ports = self.ns.run("ip", "-o", "link", "show", "master", self.bridge,
+                            check=False).stdout.strip()
+        ips = [p.name for p in self.ipam.rglob("*") if p.name[0].isdigit()]
+        caches = [str(p.relative_to(self.cache)) for p in self.cache.rglob("*") if p.is_file()]
+        return {"pod links": [n for n in pod_links if n != "lo"], "bridge ports": ports,
+                "ips": ips, "cache": caches}
+
+
+@pytest.fixture
+def node(tmp_path: Path, host_ns: Netns, cni_bin_dir: Path) -> Iterator[Node]:
+    tmp_path.chmod(0o700)
+    n = Node(host_ns, tmp_path, cni_bin_dir, unique("mhd"))
+    n.conf_dir.mkdir()
+    n.extra_bin.mkdir()
+    hold = n.extra_bin / "mh-hold"
+    hold.write_text(HOLD_PLUGIN)
+    hold.chmod(0o755)
+    try:
+        yield n
+    finally:
+        n.release()
+        n.stop_all()
+
+
+NOTHING = {"pod links": [], "bridge ports": "", "ips": [], "cache": []}
+
+
+def test_add_del_through_shim_and_daemon(node: Node, netns: Netns) -> None:
+    node.write_default()
+    node.start()
+    cid = unique("c")
+    result = node.cni("ADD", cid, netns).ok()
+    assert result["interfaces"][-1]["name"] == "eth0"
+    assert result["ips"][0]["address"] == "10.62.0.2/24"
+    assert netns.run("ip", "-o", "-4", "addr", "show", "eth0").stdout.split()[3] == "10.62.0.2/24"
+    assert node.ns.run("ping", "-c1", "-W2", "10.62.0.2").returncode == 0
+    node.cni("CHECK", cid, netns).ok()
+    node.cni("DEL", cid, netns).ok()
+    node.cni("DEL", cid, netns).ok()  # idempotent
+    assert node.leftovers(netns) == NOTHING
+
+    metrics = (node.get("/metrics") or b"").decode()
+    assert 'multihome_cni_requests_total{command="ADD",type="multihome",result="ok"} 1' in metrics
+    assert 'multihome_plugin_duration_seconds_count{plugin="bridge",command="ADD"} 1' in metrics
+    assert "multihome_cni_requests_in_flight 0" in metrics
+    assert f"pod=default/{cid} container={cid} ifname=eth0 msg=\"ADD ok\"" in node.log()
+    assert node.get("/readyz") == b"ready\n"
+
+
+def test_plugin_executable_takes_the_daemon_path(node: Node, netns: Netns) -> None:
+    node.write_default()
+    node.start()
+    conf = {"cniVersion": "1.0.0", "name": "direct", "type": "bridge", "bridge": node.bridge,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.63.0.0/24"}]],
+                     "dataDir": str(node.ipam)}}
+    env = {"MULTIHOME_SOCKET": node.socket}
+    cid = unique("c")
+    assert node.cni("ADD", cid, netns, exe="bridge", conf=conf, env=env).ok()["ips"]
+    node.cni("DEL", cid, netns, exe="bridge", conf=conf, env=env).ok()
+    metrics = (node.get("/metrics") or b"").decode()
+    assert 'multihome_cni_requests_total{command="ADD",type="bridge",result="ok"} 1' in metrics
+    assert node.leftovers(netns) == NOTHING
+
+
+def test_caller_in_another_netns_runs_in_process(node: Node, netns: Netns,
+                                                 netns_factory: Any) -> None:
+    """A daemon must never build a caller's bridge in its own namespace."""
+    node.write_default()
+    node.start()
+    other: Netns = netns_factory("mho")
+    conf = {"cniVersion": "1.0.0", "name": "elsewhere", "type": "bridge",
+            "bridge": node.bridge, "ipam": {"type": "host-local", "dataDir": str(node.ipam),
+                                            "ranges": [[{"subnet": "10.64.0.0/24"}]]}}
+    out = run_cni(node.installed / "bridge", "ADD", conf, container_id="x1", netns=netns.path,
+                  cni_path=node.installed, host_ns=other,
+                  env={"MULTIHOME_SOCKET": node.socket})
+    out.ok()
+    assert other.run("ip", "link", "show", node.bridge, check=False).returncode == 0
+    assert 'type="bridge"' not in (node.get("/metrics") or b"").decode()
+    run_cni(node.installed / "bridge", "DEL", conf, container_id="x1", netns=netns.path,
+            cni_path=node.installed, host_ns=other, env={"MULTIHOME_SOCKET": node.socket}).ok()
+
+
+def test_socket_is_root_only(node: Node) -> None:
+    node.write_default()
+    node.start()
+    st = os.stat(node.socket)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == 0
+    assert stat.S_IMODE(os.stat(os.path.dirname(node.socket)).st_mode) == 0o700
+
+
+def test_no_daemon_add_is_try_again_and_del_runs_in_process(node: Node, netns: Netns) -> None:
+    node.write_default(hold=True)
+    node.start()
+    conf = node.plugin_conf()
+    node.stop_all()
+    os.unlink(node.socket)  # a SIGKILLed daemon leaves its socket; nothing listens there
+    cid = unique("c")
+    out = node.cni("ADD", cid, netns, conf=conf)
+    assert out.returncode == 1
+    assert out.json["code"] == 11
+    assert "multihome daemon is not running" in out.json["msg"]
+    node.cni("DEL", cid, netns, conf=conf).ok()
+    assert node.leftovers(netns) == NOTHING
+
+
+def kill_mid_add(node: Node, netns: Netns) -> str:
+    """SIGKILL the daemon while an ADD holds in its last plugin; the caller gets code 11."""
+    node.write_default(hold=True)
+    node.hold()
+    proc = node.start()
+    cid = unique("c")
+    add = node.cni_background("ADD", cid, netns)
+    node.wait_holding(cid)  # the bridge is attached and the IP allocated; mh-hold runs
+    assert node.leftovers(netns)["ips"] == ["10.62.0.2"]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    out, _ = add.communicate(timeout=30)
+    assert add.returncode == 1 and json.loads(out)["code"] == 11
+    node.release()
+    return cid
+
+
+def test_daemon_killed_mid_add_then_del_leaves_nothing(node: Node, netns: Netns) -> None:
+    cid = kill_mid_add(node, netns)
+    node.cni("DEL", cid, netns).ok()  # no daemon: the shim runs DEL from the cache
+    assert node.leftovers(netns) == NOTHING
+
+
+def test_daemon_killed_mid_add_then_gc_leaves_nothing(node: Node, netns: Netns) -> None:
+    kill_mid_add(node, netns)
+    node.start()  # a new daemon; the runtime's GC with no valid attachments
+    conf = {**node.plugin_conf(), "cniVersion": "1.1.0", "cni.dev/valid-attachments": []}
+    out = run_cni(node.installed / "multihome", "GC", conf, cni_path=f"{node.extra_bin}:"
+                  f"{node.installed}", host_ns=node.ns, ifname="")
+    out.ok()
+    assert node.leftovers(netns) == NOTHING
+
+
+def test_queue_limit_answers_try_again(node: Node, netns_factory: Any) -> None:
+    node.write_default(hold=True)
+    node.hold()
+    node.start("--workers", "1", "--queue", "0")
+    pods: list[Netns] = [netns_factory("mhq"), netns_factory("mhq")]
+    first = node.cni_background("ADD", "q1", pods[0])
+    node.wait_holding("q1")
+    busy = node.cni("ADD", "q2", pods[1])
+    assert busy.returncode == 1
+    assert busy.json["code"] == 11
+    assert "busy" in busy.json["msg"]
+    metrics = (node.get("/metrics") or b"").decode()
+    assert 'multihome_cni_requests_total{command="ADD",type="multihome",result="busy"} 1' \
+        in metrics
+    assert "multihome_cni_requests_in_flight 1" in metrics
+    node.release()
+    out, _ = first.communicate(timeout=60)
+    assert first.returncode == 0, out
+    for cid, pod in (("q1", pods[0]), ("q2", pods[1])):
+        node.cni("DEL", cid, pod).ok()
+        assert node.leftovers(pod) == NOTHING
+
+
+def test_same_container_serialized(node: Node, netns: Netns) -> None:
+    """A DEL that arrives while its container's ADD runs waits for it (then cleans up)."""
+    node.write_default(hold=True)
+    node.hold()
+    node.start()
+    add = node.cni_background("ADD", "s1", netns)
+    node.wait_holding("s1")
+    delete = node.cni_background("DEL", "s1", netns)
+    time.sleep(0.5)
+    assert delete.poll() is None  # queued behind the ADD
+    node.release()
+    assert add.wait(timeout=60) == 0
+    assert delete.wait(timeout=60) == 0
+    assert node.leftovers(netns) == NOTHING
+
+
+def test_sigterm_finishes_in_flight_and_keeps_config(node: Node, netns: Netns) -> None:
+    node.write_default(hold=True)
+    node.hold()
+    proc = node.start()
+    add = node.cni_background("ADD", "t1", netns)
+    node.wait_holding("t1")
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while os.path.exists(node.socket):  # stops accepting at once
+        assert time.monotonic() < deadline, "socket still there after SIGTERM"
+        time.sleep(0.05)
+    assert proc.poll() is None  # still finishing the ADD
+    node.release()
+    out, _ = add.communicate(timeout=60)
+    assert add.returncode == 0, out
+    assert json.loads(out)["ips"][0]["address"] == "10.62.0.2/24"
+    assert proc.wait(timeout=30) == 0
+    assert (node.conf_dir / CONFIG_NAME).exists()
+    node.cni("DEL", "t1", netns).ok()  # no daemon now: in-process
+    assert node.leftovers(netns) == NOTHING
+
+
+def test_config_follows_default_kept_on_restart_removed_on_uninstall(
+        node: Node, tmp_path: Path) -> None:
+    assert node.get("/readyz") is None
+    default = node.write_default()
+    proc = node.start()
+    ours = node.conf_dir / CONFIG_NAME
+    conf = json.loads(ours.read_text())
+    assert conf["plugins"][0]["clusterNetwork"] == str(default)
+    assert conf["plugins"][0]["socketPath"] == node.socket
+
+    (node.conf_dir / "05-first.conf").write_text(json.dumps(
+        {"cniVersion": "0.4.0", "name": "first", "type": "bridge", "bridge": "x"}))
+    deadline = time.monotonic() + 10
+    while json.loads(ours.read_text())["plugins"][0]["clusterNetwork"] != str(
+            node.conf_dir / "05-first.conf"):
+        assert time.monotonic() < deadline, "config not rewritten after the default changed"
+        time.sleep(0.1)
+    assert json.loads(ours.read_text())["cniVersion"] == "0.4.0"
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert ours.exists()
+    node.start()
+    assert ours.exists()
+    node.stop_all()
+
+    bin_dir = tmp_path / "uninstall-bin"
+    subprocess.run([MULTIHOME, "install-cni", "--bin-dir", str(bin_dir),
+                    "--types", "multihome,bridge"], check=True, capture_output=True)
+    (bin_dir / "other-vendor").write_text("#!/bin/sh\n")
+    subprocess.run([MULTIHOME, "uninstall", "--conf-dir", str(node.conf_dir), "--bin-dir",
+                    str(bin_dir)], check=True, capture_output=True)
+    assert not ours.exists()
+    assert sorted(p.name for p in node.conf_dir.iterdir()) == ["05-first.conf",
+                                                               "10-cluster.conflist"]
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["other-vendor"]

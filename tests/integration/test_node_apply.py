@@ -1,0 +1,169 @@
+"""Node policies applied inside a namespace: verify, no-op re-apply, probe rollback, bad keys."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import kstate
+from integration.node_world import NodeWorld, make_world
+from multihome.node import current, engine, schema
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def world(netns_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[NodeWorld]:
+    monkeypatch.setenv("MULTIHOME_NODE_DIR", str(tmp_path / "node"))
+    yield make_world(netns_factory, tmp_path, random.randint(100, 199))
+
+
+def _snapshot(w: NodeWorld) -> dict[str, Any]:
+    """Links with their masters and flags, addresses and routes, read with iproute2."""
+    links = {n: (lk.get("master"), lk.get("mtu"), "UP" in lk.get("flags", []),
+                 lk.get("address"), lk.get("linkinfo", {}).get("info_kind"))
+             for n, lk in kstate.links(w.node.name).items()}
+    addrs = {n: kstate.addresses(w.node.name, n) for n in links}
+    routes = [(r.get("dst"), r.get("dev"), r.get("gateway")) for r in kstate.routes(w.node.name)]
+    return {"links": links, "addresses": addrs, "routes": sorted(routes, key=str)}
+
+
+def test_bridge_with_uplink_then_reapply_is_noop(world: NodeWorld) -> None:
+    assert not world.pings_host()
+    report = engine.apply_state(world.bridge_policy("br0", ["up0"]),
+                                netns_path=world.node.path)
+    assert report.committed and report.changes
+    assert report.probes == []  # the host did not answer before: that probe is not used
+    assert kstate.link(world.node.name, "up0")["master"] == "br0"
+    assert kstate.addresses(world.node.name, "br0") == [f"{world.net}.0.2/24"]
+    assert world.pings_host()
+    again = engine.apply_state(world.bridge_policy("br0", ["up0"]),
+                               netns_path=world.node.path)
+    assert again.changes == []
+    assert again.probes == [world.host]
+
+
+def test_probe_failure_restores_everything_exactly(world: NodeWorld) -> None:
+    policy = world.bridge_policy("br0", ["up0"])
+    policy["routes"] = {"config": [{"destination": "10.99.0.0/16",
+                                    "next-hop-address": world.host,
+                                    "next-hop-interface": "br0"}]}
+    engine.apply_state(policy, netns_path=world.node.path)
+    before = _snapshot(world)
+    shown = current.show(world.node.path)
+    # move the uplink off the bridge, and change more on the way: the host stops answering
+    bad = world.bridge_policy("br0", [])
+    bad["interfaces"][0]["mtu"] = 1400
+    bad["interfaces"][0]["ipv4"]["address"] = [{"ip": "10.98.0.2", "prefix-length": 24}]
+    bad["routes"] = {"config": [{"destination": "10.99.0.0/16", "state": "absent"}]}
+    with pytest.raises(engine.ApplyFailed) as failed:
+        engine.apply_state(bad, netns_path=world.node.path)
+    assert "probe failed" in str(failed.value) and world.host in str(failed.value)
+    assert failed.value.report.changes and failed.value.report.rolled_back
+    assert _snapshot(world) == before
+    assert current.show(world.node.path) == shown
+    assert world.pings_host()
+
+
+def test_bad_key_changes_nothing(world: NodeWorld) -> None:
+    before = _snapshot(world)
+    policy = world.bridge_policy("br0", ["up0"])
+    policy["interfaces"][0]["bridge"]["port"] = [{"name": "up0"},
+                                                 {"name": "up1", "vlan": {"mdoe": "trunk"}}]
+    with pytest.raises(schema.InvalidDesiredState) as bad:
+        engine.apply_state(policy, netns_path=world.node.path)
+    assert str(bad.value) == "interfaces[0].bridge.port[1].vlan.mdoe: unknown key"
+    assert _snapshot(world) == before
+
+
+def test_routes_config_and_absent(world: NodeWorld) -> None:
+    engine.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
+    route = {"destination": "10.97.0.0/16", "next-hop-address": world.host,
+             "next-hop-interface": "br0", "metric": 50}
+    engine.apply_state({"routes": {"config": [route]}}, netns_path=world.node.path)
+    found = [r for r in kstate.routes(world.node.name) if r["dst"] == "10.97.0.0/16"]
+    assert found and found[0]["gateway"] == world.host and found[0]["metric"] == 50
+    engine.apply_state({"routes": {"config": [{"destination": "10.97.0.0/16",
+                                               "state": "absent"}]}},
+                       netns_path=world.node.path)
+    assert not [r for r in kstate.routes(world.node.name) if r["dst"] == "10.97.0.0/16"]
+
+
+def test_cli_bad_key_reports_path(world: NodeWorld) -> None:
+    policy = world.bridge_policy("br0", ["up0"])
+    policy["interfaces"][0]["bridge"]["port"][0]["vlan"] = {"mdoe": "access"}
+    proc = world.node_cmd("apply", "-f", world.write("bad.yml", policy))
+    assert proc.returncode == 1
+    assert "interfaces[0].bridge.port[0].vlan.mdoe: unknown key" in proc.stderr
+    assert kstate.link(world.node.name, "br0") is None
+
+
+def test_cli_show_apply_round_trip(world: NodeWorld) -> None:
+    assert world.node_cmd("apply", "-f", world.write(
+        "p.yml", world.bridge_policy("br0", ["up0"]))).returncode == 0
+    shown = world.node_cmd("show", "-o", "yaml")
+    assert shown.returncode == 0, shown.stderr
+    state = yaml.safe_load(shown.stdout)
+    assert {i["name"] for i in state["interfaces"]} == {"br0", "up0"}
+    bridge = next(i for i in state["interfaces"] if i["name"] == "br0")
+    assert bridge["bridge"]["port"] == [{"name": "up0"}]
+    proc = world.node_cmd("apply", "-f", world.write("shown.yml", state))
+    assert proc.returncode == 0, proc.stderr
+    assert "no changes" in proc.stdout
+    as_json = world.node_cmd("show", "-o", "json", "br0")
+    assert '"name": "br0"' in as_json.stdout and "up0" in as_json.stdout
+
+
+def test_cli_no_commit_times_out_and_rolls_back(world: NodeWorld) -> None:
+    before = _snapshot(world)
+    proc = world.node_cmd("apply", "-f", world.write("p.yml", world.bridge_policy(
+        "br0", ["up0"])), "--no-commit", "--timeout", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "checkpoint" in proc.stdout
+    assert kstate.link(world.node.name, "up0")["master"] == "br0"
+    second = world.node_cmd("apply", "-f", world.write("q.yml", {"interfaces": []}))
+    assert second.returncode == 1 and "pending" in second.stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and kstate.link(world.node.name, "br0") is not None:
+        time.sleep(0.5)
+    assert _snapshot(world) == before
+    assert not (world.tmp / "node" / "checkpoint.json").exists()
+
+
+def test_cli_no_commit_then_commit_keeps_changes(world: NodeWorld) -> None:
+    proc = world.node_cmd("apply", "-f", world.write("p.yml", world.bridge_policy(
+        "br0", ["up0"])), "--no-commit", "--timeout", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert world.node_cmd("commit").returncode == 0
+    time.sleep(4)
+    assert kstate.link(world.node.name, "up0")["master"] == "br0"
+    assert world.node_cmd("rollback").returncode == 1  # nothing left to roll back
+
+
+def test_cli_no_commit_then_rollback(world: NodeWorld) -> None:
+    before = _snapshot(world)
+    proc = world.node_cmd("apply", "-f", world.write("p.yml", world.bridge_policy(
+        "br0", ["up0"])), "--no-commit")
+    assert proc.returncode == 0, proc.stderr
+    rb = world.node_cmd("rollback")
+    assert rb.returncode == 0, rb.stderr
+    assert "rolled back" in rb.stdout
+    assert _snapshot(world) == before
+
+
+def test_cli_probe_option_failure(world: NodeWorld) -> None:
+    """A --probe target that answered before and not after causes a rollback."""
+    engine.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
+    before = _snapshot(world)
+    proc = world.node_cmd("apply", "-f", world.write("off.yml", world.bridge_policy(
+        "br0", [], probes=False)), "--probe", world.host)
+    assert proc.returncode == 1
+    assert "earlier state was restored" in proc.stderr
+    assert _snapshot(world) == before

@@ -1,0 +1,132 @@
+"""Daemon parts without a kernel: pool admission and ordering, metrics text, auto-config,
+the shim's socket lookup and logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from multihome.daemon import autoconf, logs
+from multihome.daemon.metrics import DaemonMetrics, Histogram
+from multihome.daemon.pool import Busy, WorkerPool
+from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV, socket_path
+
+
+def test_pool_refuses_past_workers_plus_queue() -> None:
+    pool = WorkerPool(1, 1)
+    gate = threading.Event()
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        pool.run(f"c{i}", lambda i=i: gate.wait(10) and i))) for i in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while pool.admitted < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(Busy, match="2 requests in progress"):
+        pool.run("c3", lambda: 3)
+    gate.set()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1]
+    assert pool.wait_idle(1) and pool.lock_count() == 0
+    pool.shutdown()
+
+
+def test_pool_serializes_one_container_and_parallelizes_others() -> None:
+    pool = WorkerPool(4, 8)
+    active: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    both = threading.Barrier(2, timeout=5)
+    lock = threading.Lock()
+
+    def work(key: str) -> None:
+        with lock:
+            active[key] = active.get(key, 0) + 1
+            peak[key] = max(peak.get(key, 0), active[key])
+        if key in ("a", "b"):
+            both.wait()  # a and b only pass together: they must run at the same time
+        time.sleep(0.02)
+        with lock:
+            active[key] -= 1
+
+    keys = ["same"] * 4 + ["a", "b"]
+    threads = [threading.Thread(target=pool.run, args=(k, lambda k=k: work(k))) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == {"same": 1, "a": 1, "b": 1}
+    pool.shutdown()
+
+
+def test_metrics_text_format() -> None:
+    m = DaemonMetrics()
+    m.requests.inc("ADD", "multihome", "ok")
+    m.request_seconds.observe(0.003, "ADD")
+    text = m.render()
+    assert 'multihome_cni_requests_total{command="ADD",type="multihome",result="ok"} 1' in text
+    assert 'multihome_cni_request_duration_seconds_bucket{command="ADD",le="0.0025"} 0' in text
+    assert 'multihome_cni_request_duration_seconds_bucket{command="ADD",le="0.005"} 1' in text
+    assert 'multihome_cni_request_duration_seconds_bucket{command="ADD",le="+Inf"} 1' in text
+    assert "# TYPE multihome_cni_requests_in_flight gauge" in text
+    assert "multihome_cni_requests_in_flight 0" in text
+    assert "multihome_resident_memory_bytes " in text
+
+
+def test_histogram_counts_beyond_last_bucket() -> None:
+    h = Histogram("x_seconds", "x", ("k",), buckets=(1.0,))
+    h.observe(5.0, 'a"b')
+    assert h.count('a"b') == 1
+    assert 'x_seconds_bucket{k="a\\"b",le="1"} 0' in h.render()
+
+
+def test_autoconf_uses_first_other_config(tmp_path: Path) -> None:
+    (tmp_path / "20-b.conf").write_text(json.dumps({"cniVersion": "0.4.0", "name": "b",
+                                                    "type": "bridge"}))
+    (tmp_path / "10-a.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "a",
+        "plugins": [{"type": "ptp", "capabilities": {"portMappings": True, "ips": False}}]}))
+    (tmp_path / "05-broken.conf").write_text("{not json")
+    settings = autoconf.Settings(str(tmp_path), "/run/x.sock", store="/s.db")
+    assert autoconf.sync(settings)
+    conf = json.loads((tmp_path / autoconf.CONFIG_NAME).read_text())
+    assert conf["name"] == autoconf.NETWORK_NAME and conf["cniVersion"] == "1.0.0"
+    plugin = conf["plugins"][0]
+    assert plugin == {"type": "multihome", "clusterNetwork": str(tmp_path / "10-a.conflist"),
+                      "socketPath": "/run/x.sock", "store": "/s.db",
+                      "capabilities": {"portMappings": True}}
+    assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-a.conflist")
+    assert autoconf.remove(str(tmp_path)) and not autoconf.remove(str(tmp_path))
+
+
+def test_autoconf_not_ready_without_default(tmp_path: Path) -> None:
+    assert not autoconf.sync(autoconf.Settings(str(tmp_path), "/s"))
+    assert not (tmp_path / autoconf.CONFIG_NAME).exists()
+
+
+def test_shim_socket_lookup_order() -> None:
+    conf = json.dumps({"type": "multihome", "socketPath": "/a.sock"}).encode()
+    assert socket_path(conf, {SOCKET_ENV: "/b.sock"}) == "/a.sock"
+    assert socket_path(b'{"type": "x"}', {SOCKET_ENV: "/b.sock"}) == "/b.sock"
+    assert socket_path(b"not json but \"socketPath\"", {}) == DEFAULT_SOCKET
+
+
+def test_log_lines_carry_pod_container_ifname(caplog: pytest.LogCaptureFixture) -> None:
+    tags = logs.RequestTags.from_env({"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
+                                      "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"})
+    token = logs.current.set(tags)
+    try:
+        record = logging.LogRecord("multihome.daemon", logging.INFO, "", 0, "ADD ok", (), None)
+        record.fields = {"ms": 1.5, "error": 'a "quoted" msg'}
+        line = logs.LogfmtFormatter().format(record)
+    finally:
+        logs.current.reset(token)
+    assert " pod=ns/p container=c1 ifname=eth0 msg=\"ADD ok\" " in line
+    assert line.endswith('error="a \\"quoted\\" msg" ms=1.5')

@@ -1,0 +1,64 @@
+"""Desired-state validation: every bad key or value is named by its path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from multihome.node import schema, verify
+
+
+def _bridge(port: dict[str, Any]) -> dict[str, Any]:
+    return {"interfaces": [{"name": "br0", "type": "linux-bridge",
+                            "bridge": {"port": [{"name": "eth1"}, port]}}]}
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    (_bridge({"name": "p", "vlan": {"mdoe": "trunk"}}),
+     "interfaces[0].bridge.port[1].vlan.mdoe: unknown key"),
+    (_bridge({"name": "p", "vlan": {"mode": "trunk"}}),
+     "interfaces[0].bridge.port[1].vlan.trunk-tags: required for mode trunk"),
+    (_bridge({"name": "p", "vlan": {"mode": "access"}}),
+     "interfaces[0].bridge.port[1].vlan.tag: required for mode access"),
+    (_bridge({"name": "p", "vlan": {"mode": "trunk", "trunk-tags": [
+        {"id-range": {"min": 20, "max": 10}}]}}),
+     "interfaces[0].bridge.port[1].vlan.trunk-tags[0].id-range: needs min <= max"),
+    ({"interfaces": [{"name": "x", "type": "bond"}]},
+     "interfaces[0].type: 'bond' is not one of"),
+    ({"interfaces": [{"name": "x", "mtu": True}]},
+     "interfaces[0].mtu: expected a integer, got boolean True"),
+    ({"interfaces": [{"name": "x", "type": "ethernet", "vlan": {}}]},
+     "interfaces[0].vlan: unknown key"),
+    ({"interfaces": [{"name": "x", "ipv4": {"address": [{"ip": "fd00::1",
+                                                         "prefix-length": 64}]}}]},
+     "interfaces[0].ipv4.address[0].ip: fd00::1 is not an ipv4 address"),
+    ({"interfaces": [{"name": "v", "type": "vlan", "vlan": {"id": 5}}]},
+     "interfaces[0].vlan.base-iface: required"),
+    ({"routes": {"config": [{"destination": "10.0.0.0/8"}]}},
+     "routes.config[0].next-hop-interface: required"),
+    ({"dns": {}}, "dns: unknown key"),
+    ({"interfaces": [{"name": "a"}, {"name": "a"}]}, "interfaces[1].name: a is listed twice"),
+    ({"probes": {"ping": ["gateway"]}}, "probes.ping[0]: 'gateway' is not an IP address"),
+])
+def test_rejected_with_path(state: dict[str, Any], message: str) -> None:
+    with pytest.raises(schema.InvalidDesiredState) as bad:
+        schema.validate(state)
+    assert str(bad.value).startswith(message)
+
+
+def test_valid_state_and_trunk_ranges() -> None:
+    state = _bridge({"name": "p", "vlan": {"mode": "trunk", "enable-native": True, "tag": 5,
+                                           "trunk-tags": [{"id": 7},
+                                                          {"id-range": {"min": 10, "max": 12}}]}})
+    assert schema.validate(state) == state
+    vlan = state["interfaces"][0]["bridge"]["port"][1]["vlan"]
+    assert schema.trunk_ids(vlan) == [7, 10, 11, 12]
+
+
+def test_route_matching_uses_only_named_fields() -> None:
+    have = {"destination": "10.1.0.0/16", "next-hop-interface": "br0",
+            "next-hop-address": "10.0.0.1", "metric": 0, "table-id": 254}
+    assert verify.route_matches({"destination": "10.1.0.0/16", "state": "absent"}, have)
+    assert not verify.route_matches({"destination": "10.2.0.0/16"}, have)
+    assert verify.route_matches({"next-hop-interface": "br0"}, have)
