@@ -2,7 +2,8 @@
 #
 #   make install     Debian packages + .venv with the package and its test extras (idempotent)
 #   make test        ruff, mypy and the whole pytest suite
-#   make demo        two namespaces joined by the seed's bridge-dev network, pinging each other
+#   make demo        the local lab: seed NAD, two pods on bridge-dev pinging each other and the external host
+#   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
 #   make bench       our bridge executable vs /usr/lib/cni/bridge
 #   make lint        ruff and mypy only
@@ -17,7 +18,7 @@ STAMPS := $(VENV)/.stamps
 DEB_PACKAGES := iproute2 nftables iptables containernetworking-plugins iputils-ping \
 	python3 python3-venv
 
-.PHONY: install test lint demo demo-clean bench clean
+.PHONY: install test test-kernel lint demo demo-cni demo-clean bench clean
 
 install: $(STAMPS)/installed
 
@@ -57,13 +58,21 @@ test: lint
 	$(VENV)/bin/pytest
 
 demo: install
+	$(VPY) demo/lab_demo.py
+
+demo-cni: install
 	$(VPY) demo/bridge_dev.py
 
 demo-clean: install
+	$(VPY) demo/lab_demo.py --clean
 	$(VPY) demo/bridge_dev.py --clean
 
 bench: install
 	$(VPY) bench/bench_bridge.py
+	$(VPY) bench/bench_daemon.py
+
+test-kernel: install
+	$(VPY) tests/kernel/run_tier.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
