@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_harness import call, conf, link_names, only_lo, static_ipam, veth
 
 import kstate
 from conftest import Netns, unique
 from multihome.net import links
 from multihome.net.netns import iproute_in
+from plugin_harness import call, conf, link_names, only_lo, static_ipam, veth
 
 pytestmark = pytest.mark.netns
 
