@@ -38,6 +38,20 @@ fi
 exit 0
 """
 
+RECORD_PLUGIN = """#!/bin/sh
+# A delegate that keeps the config of each ADD in <world>/records/<ifname>.json.
+conf=$(cat)
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}'; exit 0;;
+ADD)
+  mkdir -p "$(dirname "$0")/../records"
+  echo "$conf" > "$(dirname "$0")/../records/$CNI_IFNAME.json"
+  iface='{"name":"'"$CNI_IFNAME"'","sandbox":"'"$CNI_NETNS"'"}'
+  echo '{"cniVersion":"1.0.0","interfaces":['"$iface"'],"ips":[]}';;
+esac
+exit 0
+"""
+
 
 @dataclass
 class World:
@@ -139,9 +153,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
     (tmp_path / "bin").mkdir()
-    script = tmp_path / "bin" / "mh-fail"
-    script.write_text(FAIL_PLUGIN)
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    for name, text in (("mh-fail", FAIL_PLUGIN), ("mh-record", RECORD_PLUGIN)):
+        script = tmp_path / "bin" / name
+        script.write_text(text)
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
     store = open_store(str(tmp_path / "s.db"))
     w = World(tmp_path, store, unique("mhc"))
     w.bridges.append(w.cluster_bridge)

@@ -319,3 +319,110 @@ def test_plugin_reports_config_errors_as_code_7(world: World, netns: Netns) -> N
     assert rc == 1
     err = json.loads(out)
     assert err["code"] == 7 and "clusterNetwork" in err["msg"]
+
+
+def _plugin_call(world: World, netns: Netns, command: str, **conf_keys: object) -> int:
+    from multihome.attach import plugin
+    from multihome.cni.skel import dispatch
+
+    conf = dict(world.conf().raw, store=str(world.tmp / "s.db"), **conf_keys)
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "cid-log", "CNI_NETNS": netns.path,
+           "CNI_IFNAME": "eth0", "CNI_PATH": world.bin_dir,
+           "CNI_ARGS": "K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=lp"}
+    rc, _ = dispatch(plugin, env, json.dumps(conf).encode())  # type: ignore[arg-type]
+    return rc
+
+
+def test_log_file_at_verbose_records_each_delegate_call(world: World, netns: Netns) -> None:
+    world.bridge_nad("ns1", "logged", "10.61.10.0/24")
+    world.pod("ns1", "lp", "logged")
+    log_file = world.tmp / "multus.log"
+    assert _plugin_call(world, netns, "ADD", logLevel="verbose", logFile=str(log_file)) == 0
+    assert _plugin_call(world, netns, "DEL", logLevel="verbose", logFile=str(log_file)) == 0
+    lines = log_file.read_text().splitlines()
+    assert any(" [verbose] Add: ns1:lp:cid-log:ns1/logged:net1: {" in line for line in lines)
+    assert any(" [verbose] Del: ns1:lp:cid-log:ns1/logged:net1" in line for line in lines)
+    assert not any("[debug]" in line for line in lines)  # below the configured level
+    assert all(line[:4].isdigit() and line[19] == "Z" for line in lines)  # RFC 3339 UTC
+
+
+def test_log_level_error_keeps_only_the_failure(world: World, netns: Netns,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    world.bridge_nad("ns1", "fine", "10.61.11.0/24")
+    world.fail_nad("ns1", "broken")
+    world.pod("ns1", "lp", "fine,broken")
+    log_file = world.tmp / "multus.log"
+    rc = _plugin_call(world, netns, "ADD", logLevel="error", logFile=str(log_file),
+                      logToStderr=True)
+    assert rc == 1
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 1 and "[error] network ns1/broken (interface net2) failed" in lines[0]
+    assert "[error] network ns1/broken" in capsys.readouterr().err
+    assert links_in(netns) == ["lo"]
+
+
+def test_no_log_settings_write_nothing_to_stderr(world: World, netns: Netns,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    world.fail_nad("ns1", "broken")
+    world.pod("ns1", "lp", "broken")
+    assert _plugin_call(world, netns, "ADD") == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_resource_devices_go_to_delegates_and_device_info_to_status(
+        world: World, netns: Netns) -> None:
+    """Multus' device flow: kubelet checkpoint → deviceID per attachment → device-info."""
+    from multihome.attach import devices
+    from multihome.store import Object
+
+    resource = "example.com/sriov_net"
+    pod = world.pod("ns1", "dp", "vf,vf")
+    uid = world.store.get(POD, "ns1", "dp").uid
+    checkpoint = world.tmp / "kubelet_internal_checkpoint"
+    checkpoint.write_text(json.dumps({"Data": {"PodDeviceEntries": [
+        {"PodUID": "someone-else", "ResourceName": resource, "DeviceIDs": {"0": ["0000:99"]}},
+        {"PodUID": uid, "ContainerName": "c", "ResourceName": resource,
+         "DeviceIDs": {"0": ["0000:03:00.2", "0000:03:00.3"]}}]}, "Checksum": 1}))
+    info_root = world.tmp / "devinfo"
+    dp_info = {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:00.2"}}
+    dp_path = devices.dp_info_path(str(info_root), resource, "0000:03:00.2")
+    os.makedirs(os.path.dirname(dp_path))
+    with open(dp_path, "w") as f:
+        json.dump(dp_info, f)
+    world.store.apply(Object.from_manifest({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": NAD,
+        "metadata": {"name": "vf", "namespace": "ns1",
+                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": resource}},
+        "spec": {"config": json.dumps({"cniVersion": "1.0.0", "type": "mh-record",
+                                       "capabilities": {"CNIDeviceInfoFile": True}})}}))
+    conf = world.conf(kubeletCheckpointFile=str(checkpoint), deviceInfoDir=str(info_root))
+    req = world.request(netns, pod)
+    engine.add(conf, world.store, req)
+    net1 = json.loads((world.tmp / "records" / "net1.json").read_text())
+    net2 = json.loads((world.tmp / "records" / "net2.json").read_text())
+    assert (net1["deviceID"], net2["deviceID"]) == ("0000:03:00.2", "0000:03:00.3")
+    handed = net1["runtimeConfig"]["CNIDeviceInfoFile"]
+    with open(handed) as f:
+        assert json.load(f) == dp_info
+    status = {e["interface"]: e for e in _status(world, "ns1", "dp")}
+    assert status["net1"]["device-info"] == dp_info
+    assert "device-info" not in status["net2"]  # its device plugin wrote no info
+    engine.delete(conf, world.store, req)
+    assert not os.path.exists(handed)
+    assert links_in(netns) == ["lo"]
+
+
+def test_checkpoint_shapes_and_missing_file() -> None:
+    import tempfile
+
+    from multihome.attach import devices
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump({"Data": {"PodDeviceEntries": [
+            {"PodUID": "u1", "ResourceName": "r/a", "DeviceIDs": ["d1", "d2"]},  # before 1.20
+            {"PodUID": "u1", "ResourceName": "r/b", "DeviceIDs": {"1": ["d4"], "0": ["d3"]}},
+        ]}}, f)
+        f.flush()
+        assert devices.allocated(f.name, "u1") == {"r/a": ["d1", "d2"], "r/b": ["d3", "d4"]}
+        assert devices.allocated(f.name, "u2") == {}
+    assert devices.allocated("/nonexistent/checkpoint", "u1") == {}

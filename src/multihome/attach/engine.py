@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.attach import devices
 from multihome.attach import status as netstatus
+from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.naming import DEFAULT_IFNAME
-from multihome.attach.plan import Attachment, PodRef, default_network, plan
+from multihome.attach.plan import Attachment, PodRef, default_network, plan, plugin_capabilities
 from multihome.cni import runtime
 from multihome.cni.errors import CNIError, IOFailure, NotAvailable, UnknownContainer
 from multihome.cni.result import Result
@@ -162,7 +164,15 @@ def _label(att: Attachment) -> str:
 
 
 def _prefixed(e: CNIError, att: Attachment, what: str = "failed") -> CNIError:
-    return type(e)(f"{_label(att)} {what}: {e.msg}", e.details, code=e.code)
+    out = type(e)(f"{_label(att)} {what}: {e.msg}", e.details, code=e.code)
+    log.error("%s", out.msg)
+    return out
+
+
+def _who(record: PodRecord, att: Attachment) -> str:
+    """Multus' tag for a delegate call: namespace:pod:container:network:ifname."""
+    pod = f"{record.pod.namespace}:{record.pod.name}" if record.pod else "-:-"
+    return f"{pod}:{record.container_id}:{att.network}:{att.ifname}"
 
 
 def _apply_default_route(netns: str, att: Attachment) -> None:
@@ -170,6 +180,39 @@ def _apply_default_route(netns: str, att: Attachment) -> None:
 
     for gw in att.default_route:
         move_default_route(netns, att.ifname, ipaddress.ip_address(gw))
+
+
+def _cni_info_path(conf: MultusConfig, record: PodRecord, att: Attachment) -> str:
+    return devices.cni_info_path(conf.device_info_dir, att.network, record.container_id,
+                                 att.ifname)
+
+
+def _prepare_device_info(conf: MultusConfig, record: PodRecord, att: Attachment) -> None:
+    """A delegate that declares CNIDeviceInfoFile gets the device plugin's info there.
+
+    The path goes into the cached attachment too: DEL passes the same runtimeConfig.
+    """
+    if not att.device_id or devices.DEVICE_INFO_CAPABILITY not in plugin_capabilities(
+            att.conflist):
+        return
+    path = _cni_info_path(conf, record, att)
+    try:
+        devices.hand_over(devices.dp_info_path(conf.device_info_dir, att.resource,
+                                               att.device_id), path)
+    except OSError as e:
+        raise IOFailure(f"cannot write the device-info file {path}", str(e)) from e
+    att.capability_args[devices.DEVICE_INFO_CAPABILITY] = path
+    save_record(conf, record)
+
+
+def _device_info(conf: MultusConfig, record: PodRecord,
+                 att: Attachment) -> dict[str, Any] | None:
+    """What the delegate wrote to its device-info file, else the device plugin's."""
+    if not att.device_id:
+        return None
+    return (devices.load_info(_cni_info_path(conf, record, att))
+            or devices.load_info(devices.dp_info_path(conf.device_info_dir, att.resource,
+                                                      att.device_id)))
 
 
 def _write_status(store: Store | None, pod: PodRef | None, value: str | None) -> None:
@@ -201,21 +244,26 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     for att in planned:
         record.attachments.append(att)
         save_record(conf, record)
+        log.debug("Add: %s: %s", _who(record, att), json.dumps(att.conflist))
         try:
+            _prepare_device_info(conf, record, att)
             net = runtime.parse_network_config(att.conflist)
             result = runtime.add_network_list(net, _runtime_conf(conf, record, att), path)
             if att.default_route:
                 _apply_default_route(req.netns, att)
         except CNIError as e:
+            err = _prefixed(e, att)
             # the failing one too: a delegate may have allocated before it failed
             _rollback(conf, record, [*done, att], path)
-            raise _prefixed(e, att) from e
+            raise err from e
+        log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))
         done.append(att)
         if att.default:
             default_result = result
         gateways = att.default_route or (netstatus.gateways_of(result) if att.default else [])
         entries += netstatus.entries_from_result(att.network, att.ifname, result,
-                                                 default=att.default, gateways=gateways)
+                                                 default=att.default, gateways=gateways,
+                                                 device_info=_device_info(conf, record, att))
     assert default_result is not None  # the plan always starts with the default network
     _write_status(store, req.pod, netstatus.render(entries))
     return AddOutcome(default_result, entries, planned)
@@ -225,9 +273,11 @@ def _rollback(conf: MultusConfig, record: PodRecord, attached: list[Attachment],
               path: Sequence[str]) -> None:
     failed: list[Attachment] = []
     for att in reversed(attached):
+        log.info("Rollback: %s", _who(record, att))
         try:
             net = runtime.parse_network_config(att.conflist)
             runtime.del_network_list(net, _runtime_conf(conf, record, att), path)
+            devices.forget(_cni_info_path(conf, record, att))
         except CNIError:
             failed.append(att)
     if failed:
@@ -254,9 +304,11 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
         netns = ""  # plugins skip their in-pod cleanup, host-side objects still go
     errors: list[CNIError] = []
     for att in reversed(record.attachments):
+        log.info("Del: %s", _who(record, att))
         try:
             net = runtime.parse_network_config(att.conflist)
             runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path)
+            devices.forget(_cni_info_path(conf, record, att))
         except CNIError as e:
             errors.append(_prefixed(e, att, "could not be removed"))
     if not errors or not conf.retry_delete_on_error:
@@ -324,6 +376,7 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
         if (record.container_id, record.ifname) in keep:
             live.append(record)
             continue
+        log.info("GC: container %s is not among the valid attachments", record.container_id)
         try:
             delete(conf, None, PodRequest(record.container_id, record.netns, record.pod,
                                           record.ifname), extra_path)

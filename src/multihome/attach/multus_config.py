@@ -1,8 +1,10 @@
 """The engine's own configuration, read from a Multus config (`00-multus.conf` keys).
 
 An existing Multus configuration works unchanged: every key keeps its Multus name.
-`store` is multihome's only addition (the path of the local store, in place of
-Multus' `kubeconfig`).
+multihome's additions: `store` (the path of the local store, in place of Multus'
+`kubeconfig`), and `kubeletCheckpointFile` / `deviceInfoDir` (where device-plugin
+allocations and device-info files are read; the kubelet's and the Device Info spec's
+paths by default, which Multus has built in).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.attach.devices import DEVICE_INFO_DIR, KUBELET_CHECKPOINT
 from multihome.cni.errors import InvalidConfig
 
 DEFAULT_MULTUS_NAMESPACE = "kube-system"
@@ -45,6 +48,8 @@ class MultusConfig:
     log_file: str = ""
     log_to_stderr: bool = False
     store: str = ""
+    kubelet_checkpoint_file: str = KUBELET_CHECKPOINT
+    device_info_dir: str = DEVICE_INFO_DIR
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def is_global(self, namespace: str) -> bool:
@@ -136,5 +141,8 @@ def parse_multus_config(raw: Any) -> MultusConfig:
         log_file=_str(raw, "logFile", ""),
         log_to_stderr=_bool(raw, "logToStderr"),
         store=_str(raw, "store", ""),
+        kubelet_checkpoint_file=_str(raw, "kubeletCheckpointFile", KUBELET_CHECKPOINT)
+        or KUBELET_CHECKPOINT,
+        device_info_dir=_str(raw, "deviceInfoDir", DEVICE_INFO_DIR) or DEVICE_INFO_DIR,
         raw=dict(raw),
     )

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.attach.devices import DeviceAssigner, allocated, inject_device_id
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.naming import DEFAULT_IFNAME, assign_names
 from multihome.cni.errors import CNIError, InvalidConfig, UnknownContainer
@@ -46,17 +47,22 @@ class Attachment:
     default: bool = False
     capability_args: dict[str, Any] = field(default_factory=dict)
     default_route: list[str] = field(default_factory=list)
+    # the NAD's device-plugin resource and the device of it this attachment uses
+    resource: str = ""
+    device_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"network": self.network, "ifname": self.ifname, "conflist": self.conflist,
                 "default": self.default, "capabilityArgs": self.capability_args,
-                "defaultRoute": self.default_route}
+                "defaultRoute": self.default_route, "resource": self.resource,
+                "deviceID": self.device_id}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attachment:
         return cls(str(data["network"]), str(data["ifname"]), dict(data["conflist"]),
                    bool(data.get("default", False)), dict(data.get("capabilityArgs") or {}),
-                   [str(g) for g in data.get("defaultRoute") or []])
+                   [str(g) for g in data.get("defaultRoute") or []],
+                   str(data.get("resource") or ""), str(data.get("deviceID") or ""))
 
     @property
     def network_name(self) -> str:
@@ -130,15 +136,35 @@ def load_pod(store: Store, pod: PodRef) -> Object:
 
 def _resolve_nad(store: Store | None, conf: MultusConfig, namespace: str, name: str,
                  who: str) -> dict[str, Any]:
+    return _resolve_nad_resource(store, conf, namespace, name, who)[0]
+
+
+def _resolve_nad_resource(store: Store | None, conf: MultusConfig, namespace: str, name: str,
+                          who: str) -> tuple[dict[str, Any], str]:
+    """The NAD's config as a conflist, and its resourceName ("" when it names none)."""
     if store is None:
-        return as_conflist(_conf_dir_config(conf, name, who), name)
-    from multihome.attach.nad import nad_config
+        return as_conflist(_conf_dir_config(conf, name, who), name), ""
+    from multihome.attach.nad import nad_config_from_object, resource_name
 
     try:
-        value = nad_config(store, namespace, name, conf.conf_dir)
+        nad = store.get(NAD, namespace, name)
     except NotFound as e:
         raise InvalidConfig(f"{who}: NAD {namespace}/{name} not found") from e
-    return as_conflist(value, name)
+    return (as_conflist(nad_config_from_object(nad, conf.conf_dir), name),
+            resource_name(nad) or "")
+
+
+def _assign_device(att: Attachment, assigner: DeviceAssigner) -> None:
+    """Multus' rule: each attachment of a resource-backed NAD takes the pod's next device."""
+    if not att.resource:
+        return
+    requested = att.capability_args.get("deviceID")
+    device = str(requested) if requested else assigner.take(att.resource)
+    if device:
+        att.device_id = device
+        inject_device_id(att.conflist, device)
+        if "deviceID" in plugin_capabilities(att.conflist):
+            att.capability_args.setdefault("deviceID", device)
 
 
 def _conf_dir_config(conf: MultusConfig, name: str, who: str) -> Any:
@@ -235,8 +261,10 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
     extra: list[tuple[Attachment, str | None]] = []
     if pod.namespace not in conf.system_namespaces:
         for name in conf.default_networks:
-            conflist = _resolve_nad(store, conf, conf.multus_namespace, name, who)
-            extra.append((Attachment(f"{conf.multus_namespace}/{name}", "", conflist), None))
+            conflist, resource = _resolve_nad_resource(store, conf, conf.multus_namespace,
+                                                       name, who)
+            extra.append((Attachment(f"{conf.multus_namespace}/{name}", "", conflist,
+                                     resource=resource), None))
     for i, delegate in enumerate(conf.delegates[1:], start=1):
         conflist = as_conflist(delegate, f"delegate{i}")
         extra.append((Attachment(str(conflist.get("name")), "", conflist), None))
@@ -247,14 +275,19 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
         for sel in parse_networks_annotation(text, pod.namespace, pod.name):
             check_isolation(conf, pod, sel.namespace, sel.name)
             network = f"{sel.namespace}/{sel.name}"
-            conflist = _resolve_nad(store, conf, sel.namespace, sel.name, who)
+            conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
+                                                       who)
             merge_cni_args(conflist, getattr(sel, "cni_args", None))
             att = Attachment(network, "", conflist,
                              capability_args=_capability_args(sel, network, pod, conflist),
-                             default_route=[str(g) for g in (sel.default_route or [])])
+                             default_route=[str(g) for g in (sel.default_route or [])],
+                             resource=resource)
             extra.append((att, sel.interface or None))
     names = assign_names([want for _, want in extra], str(pod), default_ifname)
+    assigner = DeviceAssigner(allocated(conf.kubelet_checkpoint_file,
+                                        pod_obj.uid if pod_obj else ""))
     for (att, _), ifname in zip(extra, names, strict=True):
         att.ifname = ifname
+        _assign_device(att, assigner)
         attachments.append(att)
     return attachments

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from multihome.attach import engine
+from multihome.attach import engine, logs
 from multihome.attach.multus_config import MultusConfig, parse_multus_config
 from multihome.attach.plan import PodRef
 from multihome.cni.result import Result
@@ -23,7 +23,9 @@ SUPPORTED_VERSIONS: tuple[str, ...] = ALL_VERSIONS
 
 
 def _config(call: Call) -> MultusConfig:
-    return parse_multus_config(call.conf.raw)
+    conf = parse_multus_config(call.conf.raw)
+    logs.configure(conf)
+    return conf
 
 
 @contextlib.contextmanager
