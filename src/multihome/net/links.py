@@ -199,68 +199,51 @@ def create_veth(ipr: IPRoute, container_ifname: str, netns_fd: int, *, mtu: int 
     raise CNIError("cannot find a free host-side veth name after 8 tries")
 
 
-def set_up(ipr: IPRoute, index: int) -> None:
+def _set(ipr: IPRoute, index: int, what: str, **attrs: Any) -> None:
+    """One RTM_NEWLINK change; `what` completes "cannot ..." in the error."""
     try:
-        ipr.link("set", index=index, state="up")
+        ipr.link("set", index=index, **attrs)
     except NetlinkError as e:
-        raise _fail(f"cannot set link {index} up", e) from e
+        raise _fail(f"cannot {what}", e) from e
+
+
+def set_up(ipr: IPRoute, index: int) -> None:
+    _set(ipr, index, f"set link {index} up", state="up")
 
 
 def set_down(ipr: IPRoute, index: int) -> None:
-    try:
-        ipr.link("set", index=index, state="down")
-    except NetlinkError as e:
-        raise _fail(f"cannot set link {index} down", e) from e
+    _set(ipr, index, f"set link {index} down", state="down")
 
 
 def set_master(ipr: IPRoute, index: int, master_index: int) -> None:
-    try:
-        ipr.link("set", index=index, master=master_index)
-    except NetlinkError as e:
-        raise _fail(f"cannot attach link {index} to bridge {master_index}", e) from e
+    _set(ipr, index, f"attach link {index} to bridge {master_index}", master=master_index)
 
 
 def set_mtu(ipr: IPRoute, index: int, mtu: int) -> None:
-    try:
-        ipr.link("set", index=index, mtu=mtu)
-    except NetlinkError as e:
-        raise _fail(f"cannot set MTU {mtu} on link {index}", e) from e
+    _set(ipr, index, f"set MTU {mtu} on link {index}", mtu=mtu)
 
 
 def set_mac(ipr: IPRoute, index: int, mac: str) -> None:
-    try:
-        ipr.link("set", index=index, address=mac)
-    except NetlinkError as e:
-        raise _fail(f"cannot set MAC {mac} on link {index}", e) from e
+    _set(ipr, index, f"set MAC {mac} on link {index}", address=mac)
 
 
 def set_promisc(ipr: IPRoute, index: int, on: bool) -> None:
-    try:
-        ipr.link("set", index=index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
-    except NetlinkError as e:
-        raise _fail(f"cannot set promiscuous mode on link {index}", e) from e
+    _set(ipr, index, f"set promiscuous mode on link {index}",
+         flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
 
 
 def set_allmulti(ipr: IPRoute, index: int, on: bool) -> None:
-    try:
-        ipr.link("set", index=index, flags=IFF_ALLMULTI if on else 0, change=IFF_ALLMULTI)
-    except NetlinkError as e:
-        raise _fail(f"cannot set all-multicast mode on link {index}", e) from e
+    _set(ipr, index, f"set all-multicast mode on link {index}",
+         flags=IFF_ALLMULTI if on else 0, change=IFF_ALLMULTI)
 
 
 def set_txqlen(ipr: IPRoute, index: int, txqlen: int) -> None:
-    try:
-        ipr.link("set", index=index, txqlen=txqlen)
-    except NetlinkError as e:
-        raise _fail(f"cannot set transmit queue length {txqlen} on link {index}", e) from e
+    _set(ipr, index, f"set transmit queue length {txqlen} on link {index}", txqlen=txqlen)
 
 
 def set_alias(ipr: IPRoute, index: int, alias: str) -> None:
     """IFLA_IFALIAS; an empty alias clears it."""
-    try:
-        ipr.link("set", index=index, ifalias=alias)
-    except NetlinkError as e:
-        raise _fail(f"cannot set alias {alias!r} on link {index}", e) from e
+    _set(ipr, index, f"set alias {alias!r} on link {index}", ifalias=alias)
 
 
 def rename(ipr: IPRoute, index: int, name: str) -> None:

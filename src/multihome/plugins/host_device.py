@@ -136,10 +136,7 @@ def delete(call: Call) -> None:
 def check(call: Call) -> None:
     conf = parse(call)
     cmd = call.cmd
-    ipam_helper.run_if_set(call, conf.ipam_type, "CHECK")
-    prev = call.conf.prev_result
-    if prev is None:
-        raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
+    prev = ipam_helper.prev_for_check(call, conf.ipam_type)
     with netns.iproute_in(cmd.netns) as cipr:
         link = links.by_name(cipr, cmd.ifname)
         if link is None:
@@ -162,6 +159,4 @@ def status(call: Call) -> None:
                                    "(in use by a container, or absent)")
 
 
-def gc(call: Call) -> None:
-    conf = parse(call)
-    ipam_helper.run_if_set(call, conf.ipam_type, "GC")
+gc = ipam_helper.ipam_only(parse, "GC")

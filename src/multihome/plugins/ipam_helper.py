@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from pyroute2 import IPRoute
 
-from multihome.cni.errors import CNIError
+from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import addr as net_addr
@@ -48,6 +48,29 @@ def run_if_set(call: Call, ipam_type: str, command: str) -> None:
     """DEL/CHECK/STATUS/GC pass-through for plugins whose IPAM section is optional."""
     if ipam_type:
         run(call, ipam_type, command)
+
+
+def prev_for_check(call: Call, ipam_type: str) -> Result:
+    """CHECK's common start: IPAM checks its own state, and prevResult is required."""
+    run_if_set(call, ipam_type, "CHECK")
+    prev = call.conf.prev_result
+    if prev is None:
+        raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
+    return prev
+
+
+class HasIpam(Protocol):
+    @property
+    def ipam_type(self) -> str: ...
+
+
+def ipam_only(parse: Callable[[Call], HasIpam], command: str) -> Callable[[Call], None]:
+    """A STATUS or GC that only the plugin's IPAM has state for."""
+
+    def entry(call: Call) -> None:
+        run_if_set(call, parse(call).ipam_type, command)
+
+    return entry
 
 
 def delete_container_link(netns_path: str, ifname: str) -> None:

@@ -14,7 +14,6 @@ from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
-from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import links, sublinks
 from multihome.plugins import conf_keys, stacked
@@ -27,6 +26,15 @@ PLUGIN = "ipvlan"
 class IpvlanConf:
     base: stacked.StackedConf
     mode: str
+
+    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None:
+        sublinks.create_ipvlan(ipr, name, lower, self.mode, mtu=self.base.mtu,
+                               netns_fd=netns_fd)
+
+    def verify(self, link: links.Link) -> None:
+        if sublinks.ipvlan_mode(link) != self.mode:
+            raise CNIError(f"interface {link.name} is in ipvlan mode "
+                           f"{sublinks.ipvlan_mode(link)}, config says {self.mode}")
 
 
 def parse(call: Call) -> IpvlanConf:
@@ -43,33 +51,4 @@ def parse(call: Call) -> IpvlanConf:
     return IpvlanConf(base=base, mode=mode)
 
 
-def add(call: Call) -> Result:
-    conf = parse(call)
-
-    def create(ipr: IPRoute, name: str, lower: int, nsfd: int | None) -> None:
-        sublinks.create_ipvlan(ipr, name, lower, conf.mode, mtu=conf.base.mtu, netns_fd=nsfd)
-
-    return stacked.add(call, conf.base, create)
-
-
-def delete(call: Call) -> None:
-    stacked.delete(call, parse(call).base)
-
-
-def check(call: Call) -> None:
-    conf = parse(call)
-
-    def verify(link: links.Link) -> None:
-        if sublinks.ipvlan_mode(link) != conf.mode:
-            raise CNIError(f"interface {link.name} is in ipvlan mode "
-                           f"{sublinks.ipvlan_mode(link)}, config says {conf.mode}")
-
-    stacked.check(call, conf.base, verify)
-
-
-def status(call: Call) -> None:
-    stacked.status(call, parse(call).base)
-
-
-def gc(call: Call) -> None:
-    stacked.gc(call, parse(call).base)
+add, delete, check, status, gc = stacked.entry_points(parse)

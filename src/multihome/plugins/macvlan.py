@@ -13,7 +13,6 @@ from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError
-from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import links, sublinks
 from multihome.plugins import conf_keys, stacked
@@ -28,6 +27,15 @@ class MacvlanConf:
     mode: str
     mac: str
 
+    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None:
+        sublinks.create_macvlan(ipr, name, lower, self.mode, mtu=self.base.mtu, mac=self.mac,
+                                netns_fd=netns_fd)
+
+    def verify(self, link: links.Link) -> None:
+        if sublinks.macvlan_mode(link) != self.mode:
+            raise CNIError(f"interface {link.name} is in macvlan mode "
+                           f"{sublinks.macvlan_mode(link)}, config says {self.mode}")
+
 
 def parse(call: Call) -> MacvlanConf:
     base = stacked.parse(call, PLUGIN, default_master=True)
@@ -36,34 +44,4 @@ def parse(call: Call) -> MacvlanConf:
     return MacvlanConf(base=base, mode=mode, mac=mac or "")
 
 
-def add(call: Call) -> Result:
-    conf = parse(call)
-
-    def create(ipr: IPRoute, name: str, lower: int, nsfd: int | None) -> None:
-        sublinks.create_macvlan(ipr, name, lower, conf.mode, mtu=conf.base.mtu, mac=conf.mac,
-                                netns_fd=nsfd)
-
-    return stacked.add(call, conf.base, create)
-
-
-def delete(call: Call) -> None:
-    stacked.delete(call, parse(call).base)
-
-
-def check(call: Call) -> None:
-    conf = parse(call)
-
-    def verify(link: links.Link) -> None:
-        if sublinks.macvlan_mode(link) != conf.mode:
-            raise CNIError(f"interface {link.name} is in macvlan mode "
-                           f"{sublinks.macvlan_mode(link)}, config says {conf.mode}")
-
-    stacked.check(call, conf.base, verify)
-
-
-def status(call: Call) -> None:
-    stacked.status(call, parse(call).base)
-
-
-def gc(call: Call) -> None:
-    stacked.gc(call, parse(call).base)
+add, delete, check, status, gc = stacked.entry_points(parse)

@@ -184,10 +184,7 @@ def delete(call: Call) -> None:
 def check(call: Call) -> None:
     conf = parse(call)
     cmd = call.cmd
-    ipam_helper.run_if_set(call, conf.ipam_type, "CHECK")
-    prev = call.conf.prev_result
-    if prev is None:
-        raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
+    prev = ipam_helper.prev_for_check(call, conf.ipam_type)
     if state_file.load(conf.data_dir, cmd.container_id, cmd.ifname) is None:
         raise CNIError(f"no saved state for {cmd.container_id}/{cmd.ifname}: was ADD run?")
     fn = sysfs.virtual_function(sysfs.root(conf.sysfs_root), conf.pci)
@@ -200,11 +197,5 @@ def check(call: Call) -> None:
         ipam_helper.check_container(cipr, link, prev, cmd.container_id)
 
 
-def status(call: Call) -> None:
-    conf = parse(call)
-    ipam_helper.run_if_set(call, conf.ipam_type, "STATUS")
-
-
-def gc(call: Call) -> None:
-    conf = parse(call)
-    ipam_helper.run_if_set(call, conf.ipam_type, "GC")
+status = ipam_helper.ipam_only(parse, "STATUS")
+gc = ipam_helper.ipam_only(parse, "GC")

@@ -1,8 +1,9 @@
 """The shape macvlan, ipvlan and vlan share: a link on a master, born in the container.
 
-The plugin module supplies its parsed config and a `create` function; everything else
-(master lookup, MTU bound, IPAM or prevResult addresses, undo, DEL, CHECK, STATUS, GC)
-is the same for the three and lives here.
+The plugin module supplies a `parse` giving its config, which knows how to create and
+verify its link; everything else (master lookup, MTU bound, IPAM or prevResult
+addresses, undo, DEL, CHECK, STATUS, GC) is the same for the three and lives here, and
+`entry_points(parse)` gives the module its five CNI functions.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from pyroute2 import IPRoute
 
@@ -120,10 +122,7 @@ def delete(call: Call, conf: StackedConf) -> None:
 
 def check(call: Call, conf: StackedConf, verify: Verifier) -> None:
     cmd = call.cmd
-    ipam_helper.run_if_set(call, conf.ipam_type, "CHECK")
-    prev = call.conf.prev_result
-    if prev is None:
-        raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
+    prev = ipam_helper.prev_for_check(call, conf.ipam_type)
     want = next((i for i in prev.interfaces
                  if i.name == cmd.ifname and i.sandbox == cmd.netns), None)
     if want is None:
@@ -155,3 +154,41 @@ def gc(call: Call, conf: StackedConf) -> None:
     # The links die with their namespaces; only IPAM can hold stale state.
     ipam_helper.run_if_set(call, conf.ipam_type, "GC")
 
+
+class Sublink(Protocol):
+    """A plugin's parsed config: the shared keys, and how to make and check its link."""
+
+    @property
+    def base(self) -> StackedConf: ...
+
+    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None: ...
+
+    def verify(self, link: links.Link) -> None: ...
+
+
+class EntryPoints(NamedTuple):
+    add: Callable[[Call], Result]
+    delete: Callable[[Call], None]
+    check: Callable[[Call], None]
+    status: Callable[[Call], None]
+    gc: Callable[[Call], None]
+
+
+def entry_points(parse_conf: Callable[[Call], Sublink]) -> EntryPoints:
+    """The CNI functions of a stacked-link plugin, from its config parser."""
+
+    def add_(call: Call) -> Result:
+        conf = parse_conf(call)
+        return add(call, conf.base, conf.create)
+
+    def check_(call: Call) -> None:
+        conf = parse_conf(call)
+        check(call, conf.base, conf.verify)
+
+    return EntryPoints(
+        add=add_,
+        delete=lambda call: delete(call, parse_conf(call).base),
+        check=check_,
+        status=lambda call: status(call, parse_conf(call).base),
+        gc=lambda call: gc(call, parse_conf(call).base),
+    )

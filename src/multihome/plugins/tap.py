@@ -115,10 +115,7 @@ def delete(call: Call) -> None:
 def check(call: Call) -> None:
     conf = parse(call)
     cmd = call.cmd
-    ipam_helper.run_if_set(call, conf.ipam_type, "CHECK")
-    prev = call.conf.prev_result
-    if prev is None:
-        raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
+    prev = ipam_helper.prev_for_check(call, conf.ipam_type)
     with netns.iproute_in(cmd.netns) as cipr:
         link = links.by_name(cipr, cmd.ifname)
         if link is None or link.kind != "tun":
@@ -131,11 +128,5 @@ def check(call: Call) -> None:
         ipam_helper.check_container(cipr, link, prev, cmd.container_id)
 
 
-def status(call: Call) -> None:
-    conf = parse(call)
-    ipam_helper.run_if_set(call, conf.ipam_type, "STATUS")
-
-
-def gc(call: Call) -> None:
-    conf = parse(call)
-    ipam_helper.run_if_set(call, conf.ipam_type, "GC")
+status = ipam_helper.ipam_only(parse, "STATUS")
+gc = ipam_helper.ipam_only(parse, "GC")

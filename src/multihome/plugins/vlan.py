@@ -11,7 +11,6 @@ from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
-from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import links, sublinks
 from multihome.plugins import conf_keys, stacked
@@ -25,6 +24,16 @@ class VlanConf:
     base: stacked.StackedConf
     vlan_id: int
 
+    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None:
+        sublinks.create_vlan(ipr, name, lower, self.vlan_id, mtu=self.base.mtu,
+                             netns_fd=netns_fd)
+
+    def verify(self, link: links.Link) -> None:
+        have = link.data.get("IFLA_VLAN_ID")
+        if have != self.vlan_id:
+            raise CNIError(f"interface {link.name} has VLAN ID {have}, config says "
+                           f"{self.vlan_id}")
+
 
 def parse(call: Call) -> VlanConf:
     base = stacked.parse(call, PLUGIN, default_master=False)
@@ -35,34 +44,4 @@ def parse(call: Call) -> VlanConf:
     return VlanConf(base=base, vlan_id=vlan_id)
 
 
-def add(call: Call) -> Result:
-    conf = parse(call)
-
-    def create(ipr: IPRoute, name: str, lower: int, nsfd: int | None) -> None:
-        sublinks.create_vlan(ipr, name, lower, conf.vlan_id, mtu=conf.base.mtu, netns_fd=nsfd)
-
-    return stacked.add(call, conf.base, create)
-
-
-def delete(call: Call) -> None:
-    stacked.delete(call, parse(call).base)
-
-
-def check(call: Call) -> None:
-    conf = parse(call)
-
-    def verify(link: links.Link) -> None:
-        have = link.data.get("IFLA_VLAN_ID")
-        if have != conf.vlan_id:
-            raise CNIError(f"interface {link.name} has VLAN ID {have}, config says "
-                           f"{conf.vlan_id}")
-
-    stacked.check(call, conf.base, verify)
-
-
-def status(call: Call) -> None:
-    stacked.status(call, parse(call).base)
-
-
-def gc(call: Call) -> None:
-    stacked.gc(call, parse(call).base)
+add, delete, check, status, gc = stacked.entry_points(parse)
