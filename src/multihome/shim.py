@@ -23,10 +23,6 @@ SOCKET_ENV = "MULTIHOME_SOCKET"
 SOCKET_KEY = "socketPath"
 ENGINE_TYPE = "multihome"
 CONNECT_TIMEOUT = 2.0
-TRY_AGAIN_LATER = 11
-NOT_AVAILABLE = 50
-# Commands that need the daemon for the engine; DEL and GC can run in-process from the cache.
-_NEEDS_DAEMON = ("ADD", "CHECK")
 
 
 class Unreachable(Exception):
@@ -111,13 +107,6 @@ def call_daemon(path: str, plugin_type: str, env: Mapping[str, str],
         raise Lost(f"the daemon on {path} sent an unreadable reply: {body[:200]!r}") from e
 
 
-def error_json(code: int, msg: str, details: str = "") -> str:
-    out = {"cniVersion": "1.1.0", "code": code, "msg": msg}
-    if details:
-        out["details"] = details
-    return json.dumps(out)
-
-
 def _finish(code: int, output: str) -> None:
     if output:
         sys.stdout.write(output)
@@ -125,14 +114,18 @@ def _finish(code: int, output: str) -> None:
     sys.exit(code)
 
 
-def _run_in_process(plugin_type: str, versions: Sequence[str] | None, stdin: bytes) -> None:
-    """The executable's own path (no daemon): skel.run on the stdin we already read."""
+def _run_in_process(plugin_type: str, versions: Sequence[str] | None, stdin: bytes,
+                    daemon_down: tuple[str, str] | None = None) -> None:
+    """The executable's own path (no daemon): skel.run on the stdin we already read.
+
+    Errors, the daemon's absence among them, become CNI error JSON there (skel.dispatch).
+    """
     import io
 
     sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
     from multihome.cni.exe import main as run_plugin
 
-    run_plugin(plugin_type, versions)
+    run_plugin(plugin_type, versions, daemon_down)
 
 
 def main(plugin_type: str, versions: Sequence[str] | None = None) -> None:
@@ -143,25 +136,20 @@ def main(plugin_type: str, versions: Sequence[str] | None = None) -> None:
     except OSError:
         stdin = b""
     path = socket_path(stdin, os.environ)
-    engine = plugin_type == ENGINE_TYPE
+    down: tuple[str, str] | None = None
     try:
         reply = call_daemon(path, plugin_type, os.environ, stdin)
     except Unreachable as e:
-        if engine and command in _NEEDS_DAEMON:
-            _finish(1, error_json(
-                TRY_AGAIN_LATER, f"multihome daemon is not running (no answer on {path}); "
-                "start `multihome daemon` on this node, the runtime will retry", str(e)))
-        if engine and command == "STATUS":
-            _finish(1, error_json(NOT_AVAILABLE,
-                                  f"multihome daemon is not running (no answer on {path})",
-                                  str(e)))
+        # Only the engine needs its daemon; a plugin executable does the work itself.
+        if plugin_type == ENGINE_TYPE:
+            down = (f"multihome daemon is not running (no answer on {path}); start "
+                    "`multihome daemon` on this node", str(e))
         reply = None
     except Lost as e:
-        if command in _NEEDS_DAEMON or command == "STATUS":
-            _finish(1, error_json(TRY_AGAIN_LATER,
-                                  "multihome daemon stopped before answering; try again", str(e)))
-        reply = None  # DEL and GC are idempotent: do them here
+        # DEL and GC are idempotent: done here; ADD/CHECK/STATUS must not run twice at once.
+        down = ("multihome daemon stopped before answering", str(e))
+        reply = None
     if reply is None:
-        _run_in_process(plugin_type, versions, stdin)
+        _run_in_process(plugin_type, versions, stdin, down)
         return
     _finish(*reply)

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from multihome.cni import skel
 from multihome.cni import version as ver
-from multihome.cni.errors import CNIError, InternalError
+from multihome.cni.errors import CNIError, InternalError, NotAvailable, TryAgainLater
 
 
 class _LazyPlugin:
@@ -33,6 +33,30 @@ class _LazyPlugin:
         if self._module is None:
             self._module = _import(self._module_name)
         return getattr(self._module, name)
+
+
+class _DaemonDown:
+    """A plugin whose ADD, CHECK and STATUS need a daemon that did not answer.
+
+    The call still goes through skel, so a bad environment or config gets its own error
+    first; DEL, GC and VERSION run in-process as usual (DEL works from the cache).
+    """
+
+    def __init__(self, inner: Any, why: str, details: str) -> None:
+        self._inner, self._why, self._details = inner, why, details
+        self.SUPPORTED_VERSIONS = inner.SUPPORTED_VERSIONS
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def add(self, call: skel.Call) -> Any:
+        raise TryAgainLater(f"{self._why}; the runtime will retry", self._details)
+
+    def check(self, call: skel.Call) -> None:
+        raise TryAgainLater(f"{self._why}; the runtime will retry", self._details)
+
+    def status(self, call: skel.Call) -> None:
+        raise NotAvailable(self._why, self._details)
 
 
 def _import(module: str) -> ModuleType:
@@ -50,8 +74,12 @@ def _fail(err: CNIError) -> None:
     sys.exit(1)
 
 
-def main(plugin_type: str, supported_versions: Sequence[str] | None = None) -> None:
-    """Run the built-in plugin `plugin_type` as a CNI executable (exits)."""
+def main(plugin_type: str, supported_versions: Sequence[str] | None = None,
+         daemon_down: tuple[str, str] | None = None) -> None:
+    """Run the built-in plugin `plugin_type` as a CNI executable (exits).
+
+    `daemon_down` (why, details): the plugin needs a daemon that did not answer.
+    """
     from multihome.plugins.registry import BUILTIN
 
     module = BUILTIN.get(plugin_type)
@@ -60,17 +88,21 @@ def main(plugin_type: str, supported_versions: Sequence[str] | None = None) -> N
             f"{os.path.basename(sys.argv[0])}: {plugin_type!r} is not a built-in plugin type "
             "of this multihome version; rerun `multihome install-cni`"))
         return
-    run_module(module, supported_versions)
+    run_module(module, supported_versions, daemon_down)
 
 
-def run_module(module: str, supported_versions: Sequence[str] | None = None) -> None:
+def run_module(module: str, supported_versions: Sequence[str] | None = None,
+               daemon_down: tuple[str, str] | None = None) -> None:
     """Run the plugin implemented by `module` (exits)."""
+    plugin: Any
     if supported_versions is not None:
-        skel.run(cast(skel.Plugin, _LazyPlugin(module, supported_versions)))
-        return
-    try:
-        plugin = _import(module)
-    except CNIError as e:
-        _fail(e)
-        return
+        plugin = _LazyPlugin(module, supported_versions)
+    else:
+        try:
+            plugin = _import(module)
+        except CNIError as e:
+            _fail(e)
+            return
+    if daemon_down is not None:
+        plugin = _DaemonDown(plugin, *daemon_down)
     skel.run(cast(skel.Plugin, plugin))

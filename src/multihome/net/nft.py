@@ -1,4 +1,9 @@
-"""nftables through `nft -j`: batches of JSON commands in, JSON listings out.
+"""nftables through libnftables' JSON API: batches of JSON commands in, JSON listings out.
+
+libnftables (Debian's python3-nftables binding, loaded with ctypes) does in-process what
+`nft -j -f -` does, in about 0.1 ms instead of the 10-15 ms of starting `nft`: this is
+on every attachment's critical path. A context's netlink socket belongs to the network
+namespace it was opened in, so contexts are kept per thread and per namespace.
 
 Tables shared between attachments (e.g. `bridge nat`) are created and removed under
 one file lock so a DEL removing an empty table cannot race an ADD filling it.
@@ -9,8 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
-import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,24 +27,44 @@ Obj = dict[str, Any]
 
 
 class NftError(CNIError):
-    """nft refused a batch; `details` holds nft's own message."""
+    """nftables refused a batch; `details` holds its own message."""
 
 
-def _nft() -> str:
-    path = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else "")
-    if not path:
-        raise CNIError("the nft command is not installed: install the nftables package")
-    return path
+_contexts = threading.local()
+
+
+def _context() -> Any:
+    """This thread's libnftables context for its current network namespace."""
+    try:
+        ns = os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        ns = 0
+    cache: dict[int, Any] = _contexts.__dict__.setdefault("by_ns", {})
+    ctx = cache.get(ns)
+    if ctx is None:
+        try:
+            import nftables
+        except ImportError as e:
+            raise CNIError("the nftables Python binding is missing: install the Debian "
+                           "package python3-nftables (make install does)") from e
+        try:
+            ctx = nftables.Nftables()
+        except OSError as e:
+            raise CNIError("cannot load libnftables: install the nftables package",
+                           str(e)) from e
+        ctx.set_json_output(True)
+        ctx.set_handle_output(True)
+        cache[ns] = ctx
+    return ctx
 
 
 def run(commands: list[Obj], *, what: str = "apply nftables rules") -> None:
-    """Apply a batch atomically (`nft -j -f -`): all commands or none."""
+    """Apply a batch atomically, like `nft -j -f -`: all commands or none."""
     if not commands:
         return
-    doc = json.dumps({"nftables": commands})
-    proc = subprocess.run([_nft(), "-j", "-f", "-"], input=doc, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise NftError(f"cannot {what}", (proc.stderr or proc.stdout).strip())
+    rc, out, err = _context().json_cmd({"nftables": commands})
+    if rc != 0:
+        raise NftError(f"cannot {what}", (err or str(out)).strip())
 
 
 def list_objects(*target: str) -> list[Obj]:
@@ -48,16 +72,16 @@ def list_objects(*target: str) -> list[Obj]:
 
     A missing table or chain gives an empty list.
     """
-    proc = subprocess.run([_nft(), "-j", "list", *target], capture_output=True, text=True)
-    if proc.returncode != 0:
-        msg = (proc.stderr or "").strip()
+    rc, out, err = _context().cmd("list " + " ".join(target))
+    if rc != 0:
+        msg = (err or "").strip()
         if "No such file or directory" in msg or "does not exist" in msg:
             return []
         raise NftError(f"cannot list nftables {' '.join(target)}", msg)
     try:
-        items = json.loads(proc.stdout or "{}").get("nftables", [])
+        items = json.loads(out or "{}").get("nftables", [])
     except ValueError as e:
-        raise NftError("nft printed invalid JSON", str(e)) from e
+        raise NftError("nftables printed invalid JSON", str(e)) from e
     return [i for i in items if "metainfo" not in i]
 
 
