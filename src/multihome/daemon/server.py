@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import signal
 import socket
@@ -21,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 
+from multihome import shim
 from multihome.cni.errors import CNIError
 from multihome.daemon import logs
 from multihome.daemon.autoconf import ConfigWriter, Settings
@@ -61,8 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one structured line per CNI request comes from the runner
 
-    def _reply(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+    def _reply(self, status: int, body: bytes, ctype: str = "application/json",
+               headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -98,11 +101,14 @@ class _Handler(BaseHTTPRequestHandler):
             code, out = error_reply(e)
         else:
             if not d.runner.in_own_netns(req):
-                self._reply(200, json.dumps({"fallback": "caller is in another network "
-                                             "namespace than the daemon"}).encode())
+                self._reply(200, b"", "text/plain", {
+                    shim.FALLBACK_HEADER: "caller is in another network namespace than the "
+                                          "daemon"})
                 return
             code, out = d.runner.serve(req)
-        self._reply(200, json.dumps({"code": code, "output": out}).encode())
+        # the plugin's stdout as it is, its exit code beside it: the shim needs no JSON
+        self._reply(200, out.encode("utf-8", "surrogateescape"), "application/json",
+                    {shim.CODE_HEADER: str(code)})
 
 
 def _listen(path: str) -> _Server:
