@@ -8,10 +8,12 @@ fixture deletes every bridge it made and then the namespaces.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import kstate
 import multihome.plugins.bridge as bridge_plugin
@@ -91,3 +93,12 @@ class Lab:
         with iproute_in(self.node.path) as ipr:
             for name in self.bridges:
                 links.delete_by_name(ipr, name)
+
+
+@pytest.fixture
+def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
+    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
+    try:
+        yield the_lab
+    finally:
+        the_lab.cleanup()

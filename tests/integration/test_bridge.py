@@ -3,17 +3,16 @@
 The plugin runs in-process through `skel.dispatch` (the executable's own path) inside a
 namespace playing the node; see bridge_harness.
 """
+# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge_harness import Lab
+from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
 import kstate
 from multihome.net import addr as net_addr
@@ -21,15 +20,6 @@ from multihome.net import links, netns
 from multihome.net.netns import iproute_in
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
-    try:
-        yield the_lab
-    finally:
-        the_lab.cleanup()
 
 
 def _port(lab: Lab, host_veth: str) -> dict[str, Any]:

@@ -1,29 +1,19 @@
 """Bad configs, failed ADDs that must undo everything, and DEL idempotency."""
+# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge_harness import Lab
+from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
 import kstate
 from multihome.net import netns
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
-    try:
-        yield the_lab
-    finally:
-        the_lab.cleanup()
 
 
 @pytest.mark.parametrize(("keys", "needle"), [

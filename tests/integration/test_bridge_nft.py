@@ -1,16 +1,15 @@
 """nftables state of the bridge plugin: macspoofchk (reference scheme), ipMasq, GC."""
+# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from bridge_harness import Lab
+from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
 import kstate
 from multihome.net import netns
@@ -19,15 +18,6 @@ from multihome.plugins import bridge_nft
 pytestmark = pytest.mark.netns
 
 GO_BRIDGE = Path("/usr/lib/cni/bridge")
-
-
-@pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
-    try:
-        yield the_lab
-    finally:
-        the_lab.cleanup()
 
 
 def _drops(lab: Lab, cid: str) -> int:
