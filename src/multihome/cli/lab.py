@@ -60,6 +60,9 @@ def down_cmd() -> None:
     settings = labsettings.load()
     store = get_store()
     errors: list[str] = []
+    from multihome.vm import lifecycle as vms  # VMs first: their qemu outlives the pod
+
+    errors += vms.delete_all(store, settings, _progress)
     for obj in store.list(POD, None):
         try:
             labpods.delete(store, settings, obj.namespace, obj.name, _progress)

@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "pod": ("multihome.cli.pods", "pod"),
     "lab": ("multihome.cli.lab", "lab"),
     "node": ("multihome.cli.node", "node"),
+    "vm": ("multihome.cli.vm", "vm"),
     "daemon": ("multihome.cli.daemon", "daemon_cmd"),
     "uninstall": ("multihome.cli.daemon", "uninstall_cmd"),
 }

@@ -1,0 +1,191 @@
+"""`multihome vm run|get|describe|console|exec|delete`: VMs of the local lab."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+
+import click
+
+from multihome.attach import status as netstatus
+from multihome.cli.context import get_store
+from multihome.cni.errors import CNIError
+from multihome.lab import settings as labsettings
+from multihome.store import POD, NotFound, StoreError
+from multihome.vm import agent, console, lifecycle, qemu, state
+from multihome.vm.errors import VMError
+
+
+def _progress(line: str) -> None:
+    click.echo(line)
+
+
+def _ns(namespace: str | None) -> str:
+    return namespace or "default"
+
+
+def _record(namespace: str, name: str) -> state.VMRecord:
+    rec = state.load(labsettings.load().state_dir, namespace, name)
+    if rec is None:
+        raise click.ClickException(f'VM "{name}" not found in namespace "{namespace}"')
+    return rec
+
+
+def _vm_dir(rec: state.VMRecord) -> str:
+    return state.vm_dir(labsettings.load().state_dir, rec.namespace, rec.name)
+
+
+def _phase(rec: state.VMRecord) -> str:
+    return "Running" if qemu.running(_vm_dir(rec)) else "Stopped"
+
+
+def _age(created: float) -> str:
+    secs = int(time.time() - created)
+    return f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
+
+
+def _parse_addresses(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        ifname, sep, cidr = item.partition("=")
+        if not sep or not ifname or "/" not in cidr:
+            raise click.ClickException(f"invalid address {item!r}: expected IFNAME=ADDRESS/PREFIX"
+                                       ", e.g. net1=10.250.0.20/24")
+        out[ifname] = cidr
+    return out
+
+
+@click.group("vm")
+def vm() -> None:
+    """Virtual machines of the local lab: qemu joined to a launcher pod's networks."""
+
+
+@vm.command("run")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("--networks", required=True, metavar="SELECTION",
+              help="Networks of the launcher pod, e.g. 'bridge-dev' or 'bridge-dev,other'.")
+@click.option("--memory", default=256, show_default=True, metavar="MiB")
+@click.option("--address", "addresses", multiple=True, metavar="IFNAME=CIDR",
+              help="Guest address for the NIC on pod interface IFNAME, for NADs without IPAM "
+                   "(the guest configures it, as a VM's own OS would).")
+def run_cmd(name: str, namespace: str | None, networks: str, memory: int,
+            addresses: tuple[str, ...]) -> None:
+    """Create the launcher pod, bind its networks to VM NICs and boot the VM."""
+    try:
+        lifecycle.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
+                      memory=memory, guest_addresses=_parse_addresses(addresses),
+                      progress=_progress)
+    except (CNIError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("get")
+@click.argument("names", nargs=-1)
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True)
+@click.option("-o", "--output", "fmt", type=click.Choice(["json"]), default=None)
+def get_cmd(names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
+            fmt: str | None) -> None:
+    """List VMs (or show the named ones)."""
+    root = labsettings.load().state_dir
+    recs = state.load_all(root, None if all_namespaces else _ns(namespace))
+    if names:
+        recs = [r for r in recs if r.name in names]
+        missing = set(names) - {r.name for r in recs}
+        for n in sorted(missing):
+            click.echo(f'Error: VM "{n}" not found', err=True)
+        if missing:
+            sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps([{**r.to_json(), "phase": _phase(r)} for r in recs], indent=2))
+        return
+    if not recs:
+        click.echo("No resources found.", err=True)
+        return
+    rows = [("NAMESPACE", "NAME", "STATUS", "ACCEL", "NICS", "AGE")]
+    rows += [(r.namespace, r.name, _phase(r), r.accel,
+              ",".join(f"{n.ifname}={n.binding}" for n in r.nics), _age(r.created))
+             for r in recs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@vm.command("describe")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+def describe_cmd(name: str, namespace: str | None) -> None:
+    """Show a VM: its NICs, MACs, addresses and the launcher pod's network-status."""
+    rec = _record(_ns(namespace), name)
+    lines = [f"Name:          {rec.name}", f"Namespace:     {rec.namespace}",
+             f"Status:        {_phase(rec)}", f"Accelerator:   {rec.accel}",
+             f"Memory:        {rec.memory} MiB", f"Boot:          {rec.boot_seconds} s",
+             f"Launcher pod:  {rec.pod}", "NICs:"]
+    for nic in rec.nics:
+        lines.append(f"  {nic.guest_ifname}:  {nic.network} via pod {nic.ifname} "
+                     f"({nic.binding} binding)")
+        lines.append(f"    MAC:       {nic.mac}")
+        lines.append(f"    Addresses: {', '.join(nic.addresses) or '<none>'}")
+        if nic.gateway:
+            lines.append(f"    Gateway:   {nic.gateway}")
+        if nic.binding == "bridge":
+            lines.append(f"    In pod:    bridge {nic.bridge}, tap {nic.tap}, {nic.ifname} "
+                         f"now {nic.pod_mac}")
+    lines.append("Pod Network Status:")
+    try:
+        pod = get_store().get(POD, rec.namespace, rec.pod)
+        raw = pod.annotations.get(netstatus.NETWORK_STATUS_ANNOTATION, "")
+        lines += ["  " + line for line in
+                  json.dumps(netstatus.parse(raw), indent=2).splitlines()]
+    except NotFound:
+        lines.append("  <launcher pod not found>")
+    click.echo("\n".join(lines))
+
+
+@vm.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(name: str, namespace: str | None, timeout: float,
+             command: tuple[str, ...]) -> None:
+    """Run COMMAND in the guest (through its agent on the second serial port)."""
+    rec = _record(_ns(namespace), name)
+    try:
+        result = agent.run(_vm_dir(rec), shlex.join(command), timeout=timeout)
+    except VMError as e:
+        raise click.ClickException(str(e)) from e
+    sys.stdout.buffer.write(result.output)
+    sys.stdout.flush()
+    sys.exit(result.rc)
+
+
+@vm.command("console")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, metavar="NS")
+def console_cmd(name: str, namespace: str | None) -> None:
+    """Attach to the VM's serial console (Ctrl-] leaves)."""
+    rec = _record(_ns(namespace), name)
+    try:
+        console.attach(_vm_dir(rec))
+    except VMError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("delete")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=None, metavar="NS")
+def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
+    """Stop qemu, undo the bindings and delete the launcher pod."""
+    failed = False
+    for n in names:
+        try:
+            lifecycle.delete(get_store(), labsettings.load(), _ns(namespace), n, _progress)
+        except (CNIError, StoreError) as e:
+            click.echo(f"Error: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)

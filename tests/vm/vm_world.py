@@ -1,0 +1,112 @@
+"""A private lab for VM tests, driven through the `multihome` command as a user would."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import unique
+
+MULTIHOME = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "multihome")
+NS = "multus-test"
+SUBNET = "10.66.0"
+EXTERNAL_HOST = f"{SUBNET}.1"
+
+
+def skip_without_vm_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create namespaces, bridges and taps")
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (Debian: qemu-system-x86)")
+    if not glob.glob("/boot/vmlinuz-*") and not os.environ.get("MULTIHOME_VM_KERNEL"):
+        pytest.skip("no guest kernel in /boot (Debian: linux-image-amd64)")
+    if not any(os.path.isfile(p) for p in ("/bin/busybox", "/usr/bin/busybox")):
+        pytest.skip("busybox is not installed (Debian: busybox-static)")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("/dev/net/tun is missing: no tap devices on this host")
+
+
+@dataclass
+class VMLab:
+    tmp: Path
+    dev_bridge: str
+    external: str
+    cluster_bridge: str
+
+    @property
+    def state(self) -> Path:
+        return self.tmp / "state"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "MULTIHOME_STATE_DIR": str(self.state), **extra}
+        env.pop("MULTIHOME_STORE", None)
+        return env
+
+    def mh(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MULTIHOME, "--store", str(self.tmp / "s.db"), *args],
+                              capture_output=True, text=True, env=self.env(**env),
+                              timeout=240)
+
+    def ok(self, *args: str, **env: str) -> str:
+        proc = self.mh(*args, **env)
+        assert proc.returncode == 0, f"{args}: {proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def apply_nad(self, name: str, config: dict[str, object]) -> None:
+        path = self.tmp / f"{name}.yml"
+        path.write_text(
+            "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
+            f"metadata:\n  name: {name}\nspec:\n  config: '{json.dumps(config)}'\n")
+        self.ok("apply", "-f", str(path), "-n", NS)
+
+    def in_external(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.external, *argv],
+                              capture_output=True, text=True, timeout=30)
+
+    def vm_dir(self, name: str) -> Path:
+        return self.state / "vms" / f"{NS}_{name}"
+
+    def qemu_pid(self, name: str) -> int | None:
+        try:
+            return int((self.vm_dir(name) / "qemu.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def qemu_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        return b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def up(tmp: Path) -> VMLab:
+    lab = VMLab(tmp, unique("mvd"), unique("mvx"), unique("mvk"))
+    lab.ok("lab", "up", "--dev-bridge", lab.dev_bridge, "--external-netns", lab.external,
+           "--external-address", f"{EXTERNAL_HOST}/24", "--cluster-bridge",
+           lab.cluster_bridge, "--cluster-subnet", "10.69.0.0/24")
+    return lab
+
+
+def down(lab: VMLab) -> None:
+    """Remove every VM (killing qemu), pod and the world, whatever state they are in."""
+    for pidfile in lab.state.glob("vms/*/qemu.pid"):
+        vm = pidfile.parent.name.partition("_")[2]
+        lab.mh("vm", "delete", vm, "-n", pidfile.parent.name.partition("_")[0])
+        pid = lab.qemu_pid(vm)
+        if qemu_alive(pid):
+            assert pid is not None
+            os.kill(pid, 9)
+    lab.mh("lab", "down")
+    for link in (lab.dev_bridge, lab.cluster_bridge, f"{lab.dev_bridge}-up"):
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "del", lab.external], capture_output=True, check=False)
