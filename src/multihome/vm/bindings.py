@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
+from pyroute2 import IPRoute
+
 from multihome.cni.errors import CNIError
 from multihome.net import addr, links, netns, sysctl, tapfd
 from multihome.vm.errors import VMError
@@ -44,14 +46,20 @@ def _no_ipv6(ifname: str) -> None:
     sysctl.write_best_effort(sysctl.iface_key("ipv6", ifname, "disable_ipv6"), "1")
 
 
+def _pod_link(ipr: IPRoute, nic: Nic) -> links.Link:
+    """The pod interface the NIC binds to; its MAC becomes the VM NIC's."""
+    link = links.by_name(ipr, nic.ifname)
+    if link is None:
+        raise VMError(STEP, f"the pod has no interface {nic.ifname}")
+    nic.mac = link.mac
+    return link
+
+
 def bind_bridge(pod_netns: str, nic: Nic) -> int:
     """Make the in-pod bridge and the tap; returns the tap fd. `nic` records the changes."""
     try:
         with netns.iproute_in(pod_netns) as ipr:
-            link = links.by_name(ipr, nic.ifname)
-            if link is None:
-                raise VMError(STEP, f"the pod has no interface {nic.ifname}")
-            nic.mac = link.mac
+            link = _pod_link(ipr, nic)
             owned = [a for a in addr.list_addresses(ipr, link.index)
                      if not a.ip.is_link_local]
             nic.pod_addresses = [str(a) for a in owned]
@@ -106,11 +114,7 @@ def bind_macvtap(pod_netns: str, nic: Nic) -> int:
     """The macvtap's character device, opened for qemu; the VM NIC must use its MAC."""
     try:
         with netns.iproute_in(pod_netns) as ipr:
-            link = links.by_name(ipr, nic.ifname)
-            if link is None:
-                raise VMError(STEP, f"the pod has no interface {nic.ifname}")
-            nic.mac = link.mac
-            links.set_up(ipr, link.index)
+            links.set_up(ipr, _pod_link(ipr, nic).index)
         return tapfd.open_macvtap(pod_netns, nic.ifname)
     except VMError:
         raise
