@@ -1,7 +1,8 @@
 # multihome: set-up, tests, demo and benchmarks. Run as root on Debian 12.
 #
 #   make install     Debian packages + .venv with the package and its test extras (idempotent)
-#   make test        ruff, mypy and the whole pytest suite
+#   make test        ruff, mypy, the whole pytest suite, then the Debian-kernel tier
+#   make test-kernel only the Debian-kernel tier (tests/kernel in a qemu guest, ~4-6 min)
 #   make demo        the local lab: seed NAD, two pods on bridge-dev pinging each other and the external host
 #   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
@@ -15,8 +16,12 @@ VPY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
 
 # iptables: the Go reference bridge plugin implements ipMasq with it (conformance tests).
+# python3-nftables: the libnftables binding, linked into the venv (below): nftables
+# in-process instead of one `nft` process per batch.
+# qemu-system-x86, linux-image-amd64, busybox-static: the Debian-kernel test tier
+# (tests/kernel/run_tier.py boots that kernel with virtme-ng, a PyPI test extra).
 DEB_PACKAGES := iproute2 nftables iptables containernetworking-plugins iputils-ping \
-	python3 python3-venv
+	python3 python3-venv python3-nftables qemu-system-x86 linux-image-amd64 busybox-static
 
 .PHONY: install test test-kernel lint demo demo-cni demo-clean bench clean
 
@@ -42,8 +47,13 @@ $(STAMPS)/debs: Makefile
 		"multihome needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0])'
 	@mkdir -p $(STAMPS) && touch $@
 
+# Debian ships the libnftables binding for its own Python only and PyPI does not have it:
+# the venv sees just that one package, through a .pth naming a directory that holds it.
 $(VPY): $(STAMPS)/debs
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@mkdir -p $(VENV)/debian-site
+	@ln -sfn /usr/lib/python3/dist-packages/nftables $(VENV)/debian-site/nftables
+	@echo "$(CURDIR)/$(VENV)/debian-site" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth"
 
 $(STAMPS)/installed: pyproject.toml $(STAMPS)/debs | $(VPY)
 	$(VPY) -m pip install -q -e '.[test]'
@@ -54,8 +64,10 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench demo
 
+# The kernel tier runs even when pytest failed (both results are worth seeing); `make test`
+# fails if either did.
 test: lint
-	$(VENV)/bin/pytest
+	rc=0; $(VENV)/bin/pytest || rc=$$?; $(VPY) tests/kernel/run_tier.py || rc=$$?; exit $$rc
 
 demo: install
 	$(VPY) demo/lab_demo.py

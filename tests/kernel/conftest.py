@@ -16,6 +16,12 @@ import pytest
 TIER_DIR = Path(__file__).resolve().parent
 SKIP_REASON = "needs the Debian kernel tier (run via tests/kernel/run_tier.py)"
 ROOT_CONFTEST = TIER_DIR.parent / "conftest.py"
+# The tier reuses harnesses that live next to the host-kernel tests (bridge_harness, the
+# conformance helpers); pytest only puts a directory on sys.path when it collects from it,
+# and in the guest only this directory is collected.
+for _helpers in ("integration", "conformance"):
+    if str(TIER_DIR.parent / _helpers) not in sys.path:
+        sys.path.append(str(TIER_DIR.parent / _helpers))
 
 
 def in_guest() -> bool:
