@@ -2,9 +2,11 @@
 """The issue-3 demo: the seed NAD in the local lab, as a user would type it.
 
 Runs `multihome` commands one after another and prints each with its output:
-lab up → apply the seed NAD (verbatim) → get net-attach-def → two pods on bridge-dev →
-`ip address` in one → their network-status → ping pod↔pod and pod→external host over
-net1 → a pod in another namespace refused under namespace isolation → cleanup.
+lab up (external network) → dev-bridge from examples/dev-bridge-policy.yml (NNCP,
+enacted on this node, NNCE shown) → apply the seed NAD (verbatim) → get
+net-attach-def → two pods on bridge-dev → `ip address` in one → their
+network-status → ping pod↔pod and pod→external host over net1 → a pod in another
+namespace refused under namespace isolation → cleanup.
 
 The seed NAD has no IPAM, so net1 comes up without an address, exactly as in
 OpenShift Virtualization where the VM guest addresses its NIC. The demo plays the
@@ -24,8 +26,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import vm_step  # demo/vm_step.py: the VM on bridge-dev (runs from demo/, so it is importable)
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "linux-bridge-dev.yml"
+POLICY = ROOT / "examples" / "dev-bridge-policy.yml"
 STATE = Path(os.environ.get("MULTIHOME_DEMO_DIR", "/tmp/multihome-demo"))
 NS = "multus-test"
 PODS = {"vm-a": "10.250.0.10/24", "vm-b": "10.250.0.11/24"}
@@ -82,8 +87,14 @@ def main() -> int:
     clean(quiet=True)
     STATE.mkdir(parents=True, exist_ok=True)
     try:
-        step("1. the node bridge dev-bridge, its uplink to the external network")
-        mh("lab", "up")
+        step("1. the external network, then the node bridge dev-bridge from a policy")
+        mh("lab", "up", "--dev-bridge-by-policy")
+        print(POLICY.read_text().rstrip())
+        mh("apply", "-f", str(POLICY.relative_to(ROOT)))
+        mh("node", "enact")
+        mh("get", "nncp")
+        mh("get", "nnce", "-o", "wide")
+        mh("node", "describe")
 
         step("2. the seed NAD, verbatim, in namespace multus-test")
         print(SEED.read_text().rstrip())
@@ -109,6 +120,8 @@ def main() -> int:
         mh("pod", "run", "intruder", "-n", "other", "--networks", f"{NS}/bridge-dev",
            expect_rc=1)
         mh("pod", "get", "-A")
+
+        vm_step.run(mh, step, NS, EXTERNAL_HOST, PODS["vm-b"].split("/")[0])
 
         step("6. cleanup")
         for pod in PODS:

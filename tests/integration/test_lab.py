@@ -164,3 +164,87 @@ def test_lab_down_removes_pods_and_the_world(lab: Lab) -> None:
     assert 'pod "p5" deleted' in out and "lab is down" in out
     assert lab.external not in host_netns() and "mh-default-p5" not in host_netns()
     assert not {lab.dev_bridge, lab.cluster_bridge} & host_links()
+
+
+def _resource_nad(lab: Lab, bridge: str) -> str:
+    """The seed NAD's shape: a resourceName naming `bridge`, the config on the lab bridge."""
+    path = lab.tmp / f"res-{bridge}.yml"
+    config = json.dumps({"cniVersion": "0.3.1", "name": "res", "type": "cnv-bridge",
+                         "bridge": lab.dev_bridge})
+    path.write_text(
+        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n"
+        "  name: res\n  annotations:\n"
+        f"    k8s.v1.cni.cncf.io/resourceName: bridge.network.kubevirt.io/{bridge}\n"
+        f"spec:\n  config: '{config}'\n")
+    return str(path)
+
+
+def test_strict_node_resources_refuse_a_pod_without_the_bridge(lab: Lab) -> None:
+    lab.ok("lab", "up", "--node-resources", "strict")
+    missing = unique("mhm")
+    lab.ok("apply", "-f", _resource_nad(lab, missing))
+    refused = lab.mh("pod", "run", "p6", "--networks", "res")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"Error: pod default/p6 cannot be scheduled on this node: NAD default/res requires "
+        f"resource bridge.network.kubevirt.io/{missing}, and the node has no bridge {missing} "
+        "(create it with a NodeNetworkConfigurationPolicy)")
+    assert "mh-default-p6" not in host_netns()
+    assert lab.ok("pod", "get", "-A") == ""
+    # the bridge the resource names is there: the same pod runs
+    lab.ok("apply", "-f", _resource_nad(lab, lab.dev_bridge))
+    out = lab.ok("pod", "run", "p6", "--networks", "res")
+    assert "warning" not in out and "pod/p6: net1 attached to default/res" in out
+
+
+def test_warn_node_resources_run_the_pod_and_say_so(lab: Lab) -> None:
+    missing = unique("mhm")
+    lab.ok("apply", "-f", _resource_nad(lab, missing))
+    out = lab.ok("pod", "run", "p7", "--networks", "res")  # warn is the default
+    assert (f"warning: pod default/p7 cannot be scheduled on this node: NAD default/res "
+            f"requires resource bridge.network.kubevirt.io/{missing}") in out
+    assert "lab setting node_resources=warn" in out
+    assert "pod/p7 running" in out
+
+
+def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
+        tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create namespaces and bridges")
+    lab = Lab(tmp_path, unique("mhd"), unique("mhx"), unique("mhk"))
+    uplink = f"{lab.dev_bridge}-up"
+    policy = tmp_path / "policy.yml"
+    policy.write_text(json.dumps({
+        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": "lab-bridge"},
+        "spec": {"desiredState": {
+            "interfaces": [{"name": lab.dev_bridge, "type": "linux-bridge", "state": "up",
+                            "bridge": {"port": [{"name": uplink}]}},
+                           {"name": uplink, "state": "up"}],
+            "probes": {"default-gateway": False}}}}))
+    try:
+        out = lab.ok("lab", "up", "--dev-bridge", lab.dev_bridge, "--external-netns",
+                     lab.external, "--external-address", "10.66.0.1/24", "--cluster-bridge",
+                     lab.cluster_bridge, "--cluster-subnet", "10.67.0.0/24",
+                     "--dev-bridge-by-policy")
+        assert "left to a NodeNetworkConfigurationPolicy" in out
+        assert lab.dev_bridge not in host_links() and uplink in host_links()
+        lab.ok("apply", "-f", str(policy))
+        enacted = lab.ok("node", "enact")
+        assert f"created linux-bridge {lab.dev_bridge}" in enacted
+        assert "lab-bridge: Available (SuccessfullyConfigured)" in enacted
+        assert "Available" in lab.ok("get", "nnce")
+        assert f"bridge.network.kubevirt.io/{lab.dev_bridge}: 1k" in lab.ok("node", "describe")
+        # a pending --no-commit checkpoint is dropped by `lab down`, its timer stopped
+        lab.ok("node", "apply", "-f", str(policy), "--no-commit", "--timeout", "300")
+        node_dir = tmp_path / "state" / "node"
+        assert (node_dir / "checkpoint.json").exists()
+        down = lab.ok("lab", "down")
+        assert "node checkpoint" in down and "dropped" in down
+        assert not node_dir.exists()
+        assert not {lab.dev_bridge, uplink, lab.cluster_bridge} & host_links()
+    finally:
+        lab.mh("lab", "down")
+        for link in (lab.dev_bridge, lab.cluster_bridge, uplink):
+            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", lab.external], capture_output=True, check=False)

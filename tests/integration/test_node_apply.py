@@ -30,8 +30,10 @@ def _snapshot(w: NodeWorld) -> dict[str, Any]:
     links = {n: (lk.get("master"), lk.get("mtu"), "UP" in lk.get("flags", []),
                  lk.get("address"), lk.get("linkinfo", {}).get("info_kind"))
              for n, lk in kstate.links(w.node.name).items()}
-    addrs = {n: kstate.addresses(w.node.name, n) for n in links}
-    routes = [(r.get("dst"), r.get("dev"), r.get("gateway")) for r in kstate.routes(w.node.name)]
+    addrs = {n: (kstate.addresses(w.node.name, n), kstate.addresses(w.node.name, n, 6))
+             for n in links}
+    routes = [(r.get("dst"), r.get("dev"), r.get("gateway"), r.get("metric"))
+              for family in (4, 6) for r in kstate.routes(w.node.name, family)]
     return {"links": links, "addresses": addrs, "routes": sorted(routes, key=str)}
 
 
@@ -167,3 +169,64 @@ def test_cli_probe_option_failure(world: NodeWorld) -> None:
     assert proc.returncode == 1
     assert "earlier state was restored" in proc.stderr
     assert _snapshot(world) == before
+
+
+def test_rollback_restores_created_deleted_and_moved_parts_exactly(world: NodeWorld) -> None:
+    """A failing policy that creates a veth pair, takes ports off the bridge, changes MTU,
+    both address families and routes of both families: everything is back as it was."""
+    start = world.bridge_policy("br0", ["up0", "vx0"])
+    start["interfaces"][0]["ipv6"] = {"enabled": True, "address": [
+        {"ip": "fd00:71::2", "prefix-length": 64}]}
+    start["interfaces"].insert(0, {"name": "vx0", "type": "veth", "state": "up",
+                                   "veth": {"peer": "vx1"}})
+    start["routes"] = {"config": [
+        {"destination": "10.99.0.0/16", "next-hop-address": world.host,
+         "next-hop-interface": "br0", "metric": 70},
+        {"destination": "fd00:72::/64", "next-hop-interface": "br0", "metric": 80}]}
+    engine.apply_state(start, netns_path=world.node.path)
+    assert kstate.link(world.node.name, "vx0")["master"] == "br0"
+    before = _snapshot(world)
+    shown = current.show(world.node.path)
+    bad = world.bridge_policy("br0", ["nw0"])
+    bad["interfaces"][0]["mtu"] = 1400
+    bad["interfaces"][0]["ipv6"] = {"enabled": True, "address": [
+        {"ip": "fd00:73::2", "prefix-length": 64}]}
+    bad["interfaces"] += [{"name": "nw0", "type": "veth", "state": "up",
+                           "veth": {"peer": "nw1"}},
+                          {"name": "vx1", "state": "down"}]
+    bad["routes"] = {"config": [
+        {"destination": "10.99.0.0/16", "state": "absent"},
+        {"destination": "fd00:74::/64", "next-hop-interface": "br0", "metric": 90}]}
+    with pytest.raises(engine.ApplyFailed) as failed:
+        engine.apply_state(bad, netns_path=world.node.path)
+    changes = failed.value.report.changes
+    assert "created veth nw0" in changes and "br0: port vx0 released" in changes
+    assert "probe failed" in str(failed.value)
+    assert kstate.link(world.node.name, "nw0") is None
+    assert kstate.link(world.node.name, "nw1") is None
+    assert _snapshot(world) == before
+    assert current.show(world.node.path) == shown
+
+
+def test_show_of_a_fuller_node_applies_back_as_a_no_op(world: NodeWorld) -> None:
+    """show → apply changes nothing for bridges, veths, both families and static routes."""
+    state = world.bridge_policy("br0", ["up0", "vx0"])
+    state["interfaces"][0]["ipv6"] = {"enabled": True, "address": [
+        {"ip": "fd00:75::2", "prefix-length": 64}]}
+    state["interfaces"] += [{"name": "vx0", "type": "veth", "state": "up", "mtu": 1450,
+                             "veth": {"peer": "vx1"}},
+                            {"name": "vx1", "state": "down", "mac-address": "02:00:00:00:71:01"}]
+    state["routes"] = {"config": [
+        {"destination": "10.98.0.0/16", "next-hop-address": world.host,
+         "next-hop-interface": "br0", "metric": 60},
+        {"destination": "fd00:76::/64", "next-hop-interface": "br0", "metric": 61}]}
+    engine.apply_state(state, netns_path=world.node.path)
+    shown = world.node_cmd("show", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    before = _snapshot(world)
+    proc = world.node_cmd("apply", "-f", world.write("shown.json", yaml.safe_load(
+        shown.stdout)))
+    assert proc.returncode == 0, proc.stderr
+    assert "no changes" in proc.stdout and "changed:" not in proc.stdout
+    assert _snapshot(world) == before
+    assert world.node_cmd("show", "-o", "json").stdout == shown.stdout

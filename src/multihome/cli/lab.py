@@ -30,11 +30,18 @@ def lab() -> None:
 @click.option("--cluster-gateway/--no-cluster-gateway", default=None,
               help="Give the host the default network's gateway address (isGateway).")
 @click.option("--namespace-isolation/--no-namespace-isolation", default=None)
+@click.option("--dev-bridge-by-lab/--dev-bridge-by-policy", "create_dev_bridge", default=None,
+              help="Make the node bridge here, or leave it (and its uplink port) to a "
+                   "NodeNetworkConfigurationPolicy such as examples/dev-bridge-policy.yml.")
+@click.option("--node-resources", type=click.Choice(["strict", "warn"]), default=None,
+              help="A pod whose NAD needs bridge.network.kubevirt.io/<bridge> the node lacks: "
+                   "strict refuses it (as a scheduler would), warn runs it with a warning.")
 @click.option("--global-namespace", "global_namespaces", multiple=True,
               help="Namespace whose NADs every pod may use (repeatable).")
 def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address: str | None,
            cluster_bridge: str | None, cluster_subnet: str | None,
            cluster_gateway: bool | None, namespace_isolation: bool | None,
+           create_dev_bridge: bool | None, node_resources: str | None,
            global_namespaces: tuple[str, ...]) -> None:
     """Create the lab (settings are kept in $MULTIHOME_STATE_DIR/lab.json)."""
     settings = labsettings.load()
@@ -42,7 +49,9 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
                        ("external_address", external_address),
                        ("cluster_bridge", cluster_bridge), ("cluster_subnet", cluster_subnet),
                        ("cluster_gateway", cluster_gateway),
-                       ("namespace_isolation", namespace_isolation)):
+                       ("namespace_isolation", namespace_isolation),
+                       ("create_dev_bridge", create_dev_bridge),
+                       ("node_resources", node_resources)):
         if value is not None:
             setattr(settings, key, value)
     if global_namespaces:

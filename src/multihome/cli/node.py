@@ -141,7 +141,10 @@ def rollback_cmd() -> None:
               "$MULTIHOME_NODE_NAME).")
 @click.pass_context
 def enact_cmd(ctx: click.Context, policies: tuple[str, ...], node_name: str | None) -> None:
-    """Enact stored NodeNetworkConfigurationPolicies on this node (default: all)."""
+    """Enact stored NodeNetworkConfigurationPolicies on this node (default: all).
+
+    Exits 1 unless every enactment ends Available (Failing, Pending, Aborted).
+    """
     from multihome.node import policy
     from multihome.store import NotFound
 

@@ -110,15 +110,17 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
     try:
         # refuse a bad selection, an unknown NAD or isolation before touching the kernel
         attachments = plan(conf, store, PodRef(namespace, name))
-        # The scheduling rule a cluster would apply. The lab only warns: the seed NAD's
-        # resourceName names bridge-dev while its config uses dev-bridge, and the seed must
-        # work verbatim here.
+        # the scheduling rule a cluster would apply (bridge-marker resources); the lab
+        # setting node_resources says whether to refuse or only warn (see settings.py)
         from multihome.node.resources import MissingNodeResource, require_for_networks
 
         try:
             require_for_networks(store, [a.network for a in attachments if not a.default], pod)
         except MissingNodeResource as e:
-            progress(f"warning: {e}")
+            if settings.node_resources == "strict":
+                raise
+            progress(f"warning: {e}; running it anyway (lab setting node_resources=warn; "
+                     "`multihome lab up --node-resources strict` refuses such pods)")
     except CNIError as e:
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(str(e)) from e

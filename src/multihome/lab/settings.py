@@ -19,6 +19,7 @@ STATE_ENV = "MULTIHOME_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
 SETTINGS_FILE = "lab.json"
 ENGINE_CONF_FILE = "00-multihome.conf"
+NODE_RESOURCE_MODES = ("strict", "warn")
 
 
 def state_dir(path: str | None = None) -> str:
@@ -40,6 +41,14 @@ class LabSettings:
     external_netns: str = "mh-external"
     external_address: str = "10.250.0.1/24"
     namespace_isolation: bool = True
+    # False: `lab up` makes only the external network and the uplink veth; the bridge
+    # with its port comes from a NodeNetworkConfigurationPolicy (examples/dev-bridge-policy.yml)
+    create_dev_bridge: bool = True
+    # a NAD's resourceName bridge.network.kubevirt.io/<bridge> the node lacks: "strict"
+    # refuses the pod as a scheduler would, "warn" runs it and says so. warn by default:
+    # the seed NAD asks for bridge-dev while its config (and the lab) uses dev-bridge,
+    # and the seed must run verbatim.
+    node_resources: str = "warn"
     global_namespaces: list[str] = field(default_factory=list)
     bin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
 
@@ -107,7 +116,11 @@ def load(path: str | None = None) -> LabSettings:
     known = {f.name for f in dataclasses.fields(LabSettings)}
     values = {k: v for k, v in data.items() if k in known}
     values["state_dir"] = root
-    return LabSettings(**values)
+    settings = LabSettings(**values)
+    if settings.node_resources not in NODE_RESOURCE_MODES:
+        raise InvalidConfig(f"lab setting node_resources in {file} is "
+                            f"{settings.node_resources!r}: use strict or warn")
+    return settings
 
 
 def save(settings: LabSettings) -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 
+from multihome.cni.errors import CNIError
 from multihome.lab.settings import ENGINE_CONF_FILE, SETTINGS_FILE, LabSettings, save
 from multihome.net import addr, links, netns
 
@@ -32,8 +33,6 @@ def up(settings: LabSettings, progress: Progress = _quiet) -> None:
         netns.create_named(settings.external_netns)
         progress(f"namespace {settings.external_netns} created (the external network)")
     with netns.iproute_in(None) as ipr:
-        bridge = links.ensure_bridge(ipr, settings.dev_bridge)
-        progress(f"bridge {settings.dev_bridge} is up")
         uplink = links.by_name(ipr, settings.uplink)
         if uplink is None:
             fd = netns.open_netns(ext_path)
@@ -41,9 +40,14 @@ def up(settings: LabSettings, progress: Progress = _quiet) -> None:
                 uplink, _ = links.create_veth(ipr, "eth0", fd, host_name=settings.uplink)
             finally:
                 os.close(fd)
-            progress(f"uplink {settings.uplink} connects {settings.dev_bridge} to "
-                     f"{settings.external_netns}")
-        links.set_master(ipr, uplink.index, bridge.index)
+            progress(f"uplink {settings.uplink} leads to {settings.external_netns}")
+        if settings.create_dev_bridge:
+            bridge = links.ensure_bridge(ipr, settings.dev_bridge)
+            links.set_master(ipr, uplink.index, bridge.index)
+            progress(f"bridge {settings.dev_bridge} is up, {settings.uplink} is its port")
+        else:
+            progress(f"bridge {settings.dev_bridge} is left to a "
+                     "NodeNetworkConfigurationPolicy (e.g. examples/dev-bridge-policy.yml)")
         links.set_up(ipr, uplink.index)
     host = ipaddress.ip_interface(settings.external_address)
     with netns.iproute_in(ext_path) as ipr:
@@ -66,8 +70,26 @@ def down(settings: LabSettings, progress: Progress = _quiet) -> None:
     if netns.exists(netns.named_path(settings.external_netns)):
         netns.delete_named(settings.external_netns)
         progress(f"namespace {settings.external_netns} deleted")
-    for sub in (settings.cni_dir, settings.ipam_dir):
+    _drop_node_checkpoint(settings, progress)
+    for sub in (settings.cni_dir, settings.ipam_dir, os.path.join(settings.state_dir, "node")):
         shutil.rmtree(sub, ignore_errors=True)
     for fname in (SETTINGS_FILE, ENGINE_CONF_FILE):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(settings.state_dir, fname))
+
+
+def _drop_node_checkpoint(settings: LabSettings, progress: Progress) -> None:
+    """Forget a pending `node apply --no-commit` checkpoint of the lab node and stop its
+    rollback timer: the links it would restore are gone with the lab."""
+    from multihome.node import checkpoint
+
+    node_dir = os.path.join(settings.state_dir, "node")
+    with checkpoint.node_dir_override(node_dir):
+        try:
+            cp = checkpoint.load()
+        except CNIError as e:  # unreadable: the directory goes anyway
+            progress(f"node checkpoint ignored: {e}")
+            return
+        if cp is not None:
+            checkpoint.drop(cp)
+            progress(f"node checkpoint {cp.id} dropped")

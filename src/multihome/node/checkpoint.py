@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,20 @@ from multihome.node import apply, current, schema, verify
 
 CHECKPOINT_FILE = "checkpoint.json"
 NODE_DIR_ENV = "MULTIHOME_NODE_DIR"
+
+
+@contextmanager
+def node_dir_override(path: str) -> Iterator[None]:
+    """Use `path` as the node dir for the block (lab down cleans the lab's own)."""
+    old = os.environ.get(NODE_DIR_ENV)
+    os.environ[NODE_DIR_ENV] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(NODE_DIR_ENV, None)
+        else:
+            os.environ[NODE_DIR_ENV] = old
 
 
 def node_dir() -> str:

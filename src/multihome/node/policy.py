@@ -2,8 +2,11 @@
 
 `multihome apply -f policy.yml` only stores the policy (as the API server would);
 `multihome node enact` is the node handler's reconcile step: for each policy whose
-nodeSelector matches this node it rolls back any leftover checkpoint, applies with
-probes, and records the outcome in `<node>.<policy>`.
+nodeSelector matches this node it takes an unavailable-node slot (maxUnavailable, see
+rollout.py; none free: Pending, or Aborted when failed nodes fill them), rolls back any
+leftover checkpoint, applies with probes (retrying when the policy asks for it), and
+records the outcome in `<node>.<policy>`. A policy that no longer selects the node loses
+that enactment; the node keeps its configuration, as with kubernetes-nmstate.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from multihome.cni.errors import CNIError
-from multihome.node import current, engine, schema
+from multihome.node import current, engine, rollout, schema
 from multihome.node.kinds import NNCE, NNCP, NNS
-from multihome.store import NODE, NotFound, Object, Store
+from multihome.store import NODE, Conflict, NotFound, Object, Store
 from multihome.store.base import format_timestamp
 
 NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
@@ -55,6 +59,9 @@ def validate_policy(obj: Object) -> None:
     if selector is not None and not (isinstance(selector, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
         raise ValueError("spec.nodeSelector must map label names to strings")
+    if "maxUnavailable" in obj.spec:
+        rollout.validate_max_unavailable(obj.spec["maxUnavailable"])
+    rollout.max_retries(obj)
     try:
         schema.validate(obj.spec.get("desiredState"))
     except schema.InvalidDesiredState as e:
@@ -86,15 +93,27 @@ def _put(store: Store, obj: Object) -> Object:
     return store.update(old)
 
 
+def generation(policy: Object) -> int:
+    return int(policy.metadata.get("generation", 1))
+
+
 def _set_enactment(store: Store, node: str, policy: Object, active: str, reason: str,
-                   message: str) -> Object:
+                   message: str, retries: int | None = None) -> Object:
     name = f"{node}.{policy.name}"
+    gen = generation(policy)
+    retry_count: dict[str, int] = {}
+    with contextlib.suppress(NotFound):
+        old = store.get(NNCE, "", name)
+        if old.status.get("policyGeneration") == gen:
+            retry_count = dict(old.status.get("retryCount") or {})
+    if retries is not None:
+        retry_count[str(gen)] = retries
     body: dict[str, Any] = {
         "apiVersion": "nmstate.io/v1beta1", "kind": NNCE,
         "metadata": {"name": name, "labels": {"nmstate.io/node": node,
                                               "nmstate.io/policy": policy.name}},
         "status": {"desiredState": policy.spec.get("desiredState") or {},
-                   "policyGeneration": policy.resource_version,
+                   "policyGeneration": gen, "retryCount": retry_count,
                    "conditions": conditions(active, reason, message)},
     }
     return _put(store, Object(NNCE, name, "", body))
@@ -118,25 +137,100 @@ def refresh_state(store: Store, node: str, netns_path: str | None = None) -> Obj
 
 
 def _policy_status(store: Store, policy: Object) -> None:
-    enactments = [e for e in store.list(NNCE, None)
-                  if e.labels.get("nmstate.io/policy") == policy.name]
-    states = [active_condition(e)[0] for e in enactments]
-    failing = states.count("Failing")
-    if failing:
+    states = [active_condition(e)[0] for e in rollout.enactments_of(store, policy.name)]
+    failing, aborted = states.count("Failing"), states.count("Aborted")
+    if failing or aborted:
         active, reason, msg = ("Degraded", "FailedToConfigure",
-                               f"{failing}/{len(states)} nodes failed to configure")
+                               f"{failing}/{len(states)} nodes failed to configure"
+                               + (f", {aborted} aborted" if aborted else ""))
     elif states and all(s == "Available" for s in states):
         active, reason, msg = ("Available", "SuccessfullyConfigured",
                                f"{len(states)}/{len(states)} nodes successfully configured")
     else:
         active, reason, msg = ("Progressing", "ConfigurationProgressing", "")
     now = format_timestamp(datetime.now(UTC))
-    policy = store.get(NNCP, "", policy.name)
-    policy.body["status"] = {"conditions": [
-        {"type": t, "status": "True" if t == active else "False",
-         "reason": reason if t == active else "", "message": msg if t == active else "",
-         "lastTransitionTime": now} for t in ("Available", "Degraded", "Progressing")]}
-    store.update(policy)
+    while True:
+        policy = store.get(NNCP, "", policy.name)
+        policy.body.setdefault("status", {})["conditions"] = [
+            {"type": t, "status": "True" if t == active else "False",
+             "reason": reason if t == active else "", "message": msg if t == active else "",
+             "lastTransitionTime": now} for t in ("Available", "Degraded", "Progressing")]
+        try:
+            store.update(policy, expected_version=policy.resource_version)
+            return
+        except Conflict:
+            continue  # another node updated the policy status meanwhile
+
+
+def _forget_enactment(store: Store, node: str, policy: Object, progress: Progress) -> None:
+    """kubernetes-nmstate deletes the enactment of a policy that no longer selects the node
+    (the node keeps its configuration: deleting or narrowing a policy does not revert)."""
+    try:
+        store.delete(NNCE, "", f"{node}.{policy.name}")
+    except NotFound:
+        return
+    progress(f"policy {policy.name}: enactment {node}.{policy.name} removed")
+    _policy_status(store, policy)
+
+
+def _held_slot(store: Store, node: str, policy: Object) -> bool:
+    """This node already counts as unavailable for this generation (it failed before)."""
+    with contextlib.suppress(NotFound):
+        old = store.get(NNCE, "", f"{node}.{policy.name}")
+        return (old.status.get("policyGeneration") == generation(policy)
+                and active_condition(old)[0] in ("Failing", "Progressing"))
+    return False
+
+
+def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
+               progress: Progress) -> Object:
+    name = f"{node}.{policy.name}"
+    held = _held_slot(store, node, policy)
+    if not held:
+        # the enactment exists (Pending) before the slot count: it is one of the nodes
+        # maxUnavailable is scaled to
+        _set_enactment(store, node, policy, "Pending", "", "waiting for an unavailable-node "
+                       "slot")
+        try:
+            rollout.claim_slot(store, policy)
+        except rollout.MaxUnavailableReached as e:
+            failed, limit = rollout.failed_nodes(store, policy), rollout.max_unavailable(
+                store, policy)
+            if failed >= limit:
+                return _set_enactment(
+                    store, node, policy, "Aborted", "ConfigurationAborted",
+                    f"reconciliation of enactment {name} has aborted: {failed} node(s) failed "
+                    f"this policy, maxUnavailable is {limit}")
+            return _set_enactment(store, node, policy, "Pending", "MaxUnavailableLimitReached",
+                                  f"{e}; run `multihome node enact` again later")
+    retries = rollout.max_retries(policy)
+    attempt = 0
+    while True:
+        _set_enactment(store, node, policy, "Progressing", "ConfigurationProgressing",
+                       "applying desired state", retries=attempt)
+        try:
+            report = engine.apply_state(policy.spec.get("desiredState") or {},
+                                        netns_path=netns_path, leftover="rollback")
+            break
+        except CNIError as e:
+            attempt += 1
+            progress(f"policy {policy.name}: attempt {attempt} failed: {e}")
+            retryable = not isinstance(e, schema.InvalidDesiredState)
+            if not retryable or attempt > retries:
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                return _set_enactment(store, node, policy, "Failing", "FailedToConfigure",
+                                      f"failed{tries}: {e}", retries=attempt)
+            _set_enactment(store, node, policy, "Progressing", "Retrying",
+                           f"failed to reconcile policy {policy.name} on node {node}. "
+                           f"Retrying {attempt + 1}/{retries + 1}: {e}", retries=attempt)
+            time.sleep(rollout.backoff(attempt))
+    for line in report.changes:
+        progress(f"policy {policy.name}: {line}")
+    rollout.release_slot(store, policy)
+    msg = "successfully reconciled" if report.changes else \
+        "successfully reconciled (no changes needed)"
+    return _set_enactment(store, node, policy, "Available", "SuccessfullyConfigured", msg,
+                          retries=attempt)
 
 
 def enact(store: Store, names: list[str] | None = None, *, node: str | None = None,
@@ -149,22 +243,12 @@ def enact(store: Store, names: list[str] | None = None, *, node: str | None = No
     for policy in policies:
         if not selects(policy, labels):
             progress(f"policy {policy.name}: nodeSelector does not match node {node}")
+            _forget_enactment(store, node, policy, progress)
             continue
-        _set_enactment(store, node, policy, "Progressing", "ConfigurationProgressing",
-                       "applying desired state")
-        try:
-            report = engine.apply_state(policy.spec.get("desiredState") or {},
-                                        netns_path=netns_path, leftover="rollback")
-        except CNIError as e:
-            progress(f"policy {policy.name}: failed: {e}")
-            nnce = _set_enactment(store, node, policy, "Failing", "FailedToConfigure", str(e))
-        else:
-            for line in report.changes:
-                progress(f"policy {policy.name}: {line}")
-            msg = "successfully reconciled" if report.changes else \
-                "successfully reconciled (no changes needed)"
-            nnce = _set_enactment(store, node, policy, "Available", "SuccessfullyConfigured",
-                                  msg)
+        nnce = _enact_one(store, node, policy, netns_path, progress)
+        active, _, message = active_condition(nnce)
+        if active in ("Aborted", "Pending"):
+            progress(f"policy {policy.name}: {active.lower()}: {message}")
         out.append(nnce)
         _policy_status(store, policy)
     refresh_state(store, node, netns_path)

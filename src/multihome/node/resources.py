@@ -50,6 +50,6 @@ def require_for_networks(store: Store, networks: Iterable[str], pod: str,
         bridge = wanted[len(BRIDGE_RESOURCE_PREFIX):]
         if bridge not in present:
             raise MissingNodeResource(
-                f"pod {pod} cannot run on this node: network {network} requires resource "
-                f"{wanted}, and the node has no bridge {bridge} (create it with a "
+                f"pod {pod} cannot be scheduled on this node: NAD {network} requires "
+                f"resource {wanted}, and the node has no bridge {bridge} (create it with a "
                 "NodeNetworkConfigurationPolicy)")
