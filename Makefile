@@ -19,9 +19,12 @@ STAMPS := $(VENV)/.stamps
 # python3-nftables: the libnftables binding, linked into the venv (below): nftables
 # in-process instead of one `nft` process per batch.
 # qemu-system-x86, linux-image-amd64, busybox-static: the Debian-kernel test tier
-# (tests/kernel/run_tier.py boots that kernel with virtme-ng, a PyPI test extra).
+# (tests/kernel/run_tier.py boots that kernel with virtme-ng, a PyPI test extra) and the
+# lab's VMs. chromium: the console's browser tests (Playwright drives it; no browser is
+# downloaded). libcairo2: cairosvg renders `multihome topology -o png`.
 DEB_PACKAGES := iproute2 nftables iptables containernetworking-plugins iputils-ping \
-	python3 python3-venv python3-nftables qemu-system-x86 linux-image-amd64 busybox-static
+	python3 python3-venv python3-nftables qemu-system-x86 linux-image-amd64 busybox-static \
+	chromium libcairo2
 
 .PHONY: install test test-kernel lint demo demo-cni demo-clean bench clean
 

@@ -151,3 +151,30 @@ def test_empty_resource_name_is_invalid() -> None:
         validate_nad(make_nad(annotations={"k8s.v1.cni.cncf.io/resourceName": " "}))
     assert str(e.value) == ("NetworkAttachmentDefinition multus-test/bridge-dev: annotation "
                             "k8s.v1.cni.cncf.io/resourceName is empty")
+
+
+@pytest.mark.parametrize(("config", "needle"), [
+    ({"cniVersion": "0.3.1", "type": "cnv-bridge", "bridge": "x", "vlan": 5000},
+     "invalid VLAN ID 5000"),
+    ({"cniVersion": "1.0.0", "plugins": [{"type": "macvlan", "mode": "l4"}]},
+     "unknown macvlan mode 'l4'"),
+])
+def test_admission_runs_the_plugins_own_parser(config: dict[str, Any], needle: str) -> None:
+    from multihome.attach.nad import validate_nad
+
+    obj = Object.from_manifest({"apiVersion": "k8s.cni.cncf.io/v1", "kind": NAD,
+                                "metadata": {"name": "n", "namespace": "t"},
+                                "spec": {"config": json.dumps(config)}})
+    with pytest.raises(InvalidConfig, match=needle) as info:
+        validate_nad(obj)
+    assert info.value.msg.startswith("NetworkAttachmentDefinition t/n: ")
+
+
+def test_admission_leaves_kernel_facts_and_third_party_types_to_add() -> None:
+    from multihome.attach.nad import validate_nad
+
+    for config in ({"cniVersion": "1.0.0", "type": "macvlan", "master": "no-such-link0"},
+                   {"cniVersion": "1.0.0", "type": "ovn-k8s-cni-overlay", "anything": 1}):
+        validate_nad(Object.from_manifest({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": NAD,
+            "metadata": {"name": "n", "namespace": "t"}, "spec": {"config": json.dumps(config)}}))

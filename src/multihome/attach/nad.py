@@ -93,7 +93,48 @@ def validate_nad(obj: Object) -> None:
     if not isinstance(text, str):
         raise InvalidNAD(f"{where}: spec.config must be a string holding JSON (quote it in "
                          f"YAML), not a {type(text).__name__}")
-    validate_config_text(text, where)
+    conf = validate_config_text(text, where)
+    for plugin in _plugins_of(conf):
+        problem = plugin_config_problem(plugin)
+        if problem:
+            raise InvalidNAD(f"{where}: {problem}")
+
+
+def _plugins_of(conf: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if conf is None:
+        return []
+    if "plugins" not in conf:
+        return [conf]
+    version = conf.get("cniVersion", "")
+    return [{"cniVersion": version, "name": conf.get("name", ""), **p} for p in conf["plugins"]]
+
+
+def plugin_config_problem(conf: dict[str, Any]) -> str | None:
+    """What a built-in plugin's own config parser says about `conf` (None: it parses).
+
+    Admission runs the parser the plugin runs at ADD, so a VLAN ID out of range is refused
+    when the NAD is applied, not when the first pod uses it. Only the config is read:
+    the parse is CHECK-shaped and touches no kernel state.
+    """
+    import importlib
+
+    from multihome.cni.skel import Call
+    from multihome.cni.types import CmdArgs
+    from multihome.plugins.registry import BUILTIN
+
+    module_name = BUILTIN.get(str(conf.get("type", "")))
+    if module_name is None:
+        return None  # a third-party plugin: its own binary judges its config
+    module = importlib.import_module(module_name)
+    parse = getattr(module, "parse", None)
+    if parse is None:
+        return None
+    try:
+        parse(Call(CmdArgs(command="CHECK", ifname="net1"), NetConf.from_dict(conf,
+                                                                           need_name=False)))
+    except CNIError as e:
+        return e.msg
+    return None
 
 
 def resource_name(nad: Object) -> str | None:

@@ -22,8 +22,8 @@ from multihome.cni.result import DNS, Interface, Result, Route
 from multihome.cni.skel import Call
 from multihome.net import addr as net_addr
 from multihome.net import bridge_vlan, links, netns, sysctl
-from multihome.plugins import bridge_config, bridge_nft, ipam_helper
-from multihome.plugins.bridge_config import BridgeConf
+from multihome.plugins import bridge_nft, ipam_helper
+from multihome.plugins.bridge_config import BridgeConf, parse
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
 
@@ -103,7 +103,7 @@ def _setup_port(ipr: IPRoute, conf: BridgeConf, br: links.Link, host: links.Link
 
 
 def add(call: Call) -> Result:
-    conf = bridge_config.parse(call)
+    conf = parse(call)
     cmd = call.cmd
     nsfd = netns.open_netns(cmd.netns)
     try:
@@ -181,7 +181,7 @@ def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, br: links.Link, n
 
 # -- DEL --------------------------------------------------------------------
 def delete(call: Call) -> None:
-    conf = bridge_config.parse(call)
+    conf = parse(call)
     cmd = call.cmd
     uid = bridge_nft.spoof_id(cmd.container_id, cmd.ifname)
     container_link_deleted = False
@@ -211,7 +211,7 @@ def _find(result: Result, pred: Callable[[Interface], bool]) -> Interface | None
 
 
 def check(call: Call) -> None:
-    conf = bridge_config.parse(call)
+    conf = parse(call)
     cmd = call.cmd
     if conf.ipam_type:
         _ipam(call, conf, "CHECK")
@@ -249,7 +249,7 @@ def check(call: Call) -> None:
 
 # -- STATUS / GC --------------------------------------------------------------
 def status(call: Call) -> None:
-    conf = bridge_config.parse(call)
+    conf = parse(call)
     with IPRoute() as ipr:
         br = links.by_name(ipr, conf.bridge)
     if br is not None and br.kind != "bridge":
@@ -275,7 +275,7 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def gc(call: Call) -> None:
-    conf = bridge_config.parse(call)
+    conf = parse(call)
     valid = _valid_attachments(call.conf.raw)
     valid_uids = {bridge_nft.spoof_id(cid, ifn) for cid, ifn in valid}
     with IPRoute() as ipr:

@@ -1,0 +1,1 @@
+"""The web console: NADs, pods, VMs, node network pictures and node policies in a browser."""
