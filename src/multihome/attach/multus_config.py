@@ -140,7 +140,9 @@ def parse_multus_config(raw: Any) -> MultusConfig:
         log_level=level.lower(),
         log_file=_str(raw, "logFile", ""),
         log_to_stderr=_bool(raw, "logToStderr"),
-        store=_str(raw, "store", ""),
+        # Multus' own `kubeconfig` key selects the Kubernetes API store (multihome.k8s)
+        store=_str(raw, "store", "") or (f"k8s:{_str(raw, 'kubeconfig', '')}"
+                                         if _str(raw, "kubeconfig", "") else ""),
         kubelet_checkpoint_file=_str(raw, "kubeletCheckpointFile", KUBELET_CHECKPOINT)
         or KUBELET_CHECKPOINT,
         device_info_dir=_str(raw, "deviceInfoDir", DEVICE_INFO_DIR) or DEVICE_INFO_DIR,

@@ -43,9 +43,14 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                                    "node's network and owns a root-only socket)")
     logs.setup(log_level)
     store = store or (ctx.obj or {}).get("store") or ""
+    if store == "k8s" or store.startswith("k8s:"):
+        from multihome.k8s.bridge_marker import start_for_daemon
+
+        start_for_daemon(store)  # Kubernetes mode: bridges on the Node's capacity
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
-                          store=os.path.abspath(store) if store else "", cni_dir=cni_dir,
+                          store=store if store == "k8s" or store.startswith("k8s:")
+                          else os.path.abspath(store) if store else "", cni_dir=cni_dir,
                           workers=workers, queue=queue))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e

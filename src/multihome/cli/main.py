@@ -21,6 +21,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "vm": ("multihome.cli.vm", "vm"),
     "daemon": ("multihome.cli.daemon", "daemon_cmd"),
     "uninstall": ("multihome.cli.daemon", "uninstall_cmd"),
+    "webhook": ("multihome.cli.webhook", "webhook_cmd"),
+    "console": ("multihome.cli.console", "console_cmd"),
+    "topology": ("multihome.cli.console", "topology_cmd"),
 }
 
 

@@ -39,6 +39,12 @@ def store_path(path: str | None = None) -> str:
 
 
 def open_store(path: str | None = None) -> Store:
+    """``k8s`` (in-cluster) or ``k8s:<kubeconfig>`` selects the Kubernetes API store."""
+    where = store_path(path)
+    if where == "k8s" or where.startswith("k8s:"):
+        from multihome.k8s.store import open_kube_store
+
+        return open_kube_store(where[4:] or None)
     from multihome.store.sqlite import SQLiteStore
 
     return SQLiteStore(store_path(path))

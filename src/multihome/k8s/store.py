@@ -1,0 +1,296 @@
+"""The :class:`multihome.store.base.Store` contract over the Kubernetes API.
+
+Pods of this node and NADs are served from watch caches, so an ADD needs no API round-trip
+except the network-status write. A pod missing from a cache that is not yet synced is
+fetched directly; "API unreachable" becomes a CNI error (code 11, try again later) after
+retries, distinct from "pod not found".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from multihome.cni.errors import TryAgainLater
+from multihome.k8s import paths
+from multihome.k8s.cache import WatchCache
+from multihome.k8s.client import ApiClient, ApiError, ApiUnreachable, Credentials
+from multihome.store.base import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    Object,
+    Outcome,
+    format_timestamp,
+)
+from multihome.store.merge import merge_apply, normalize
+from multihome.store.objects import NAD, POD
+
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+UNREACHABLE_RETRIES = 3
+RETRY_DELAY_S = 0.5
+CONFLICT_RETRIES = 5
+
+
+_SHARED: dict[tuple[str, str], KubeStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+class ApiUnreachableError(TryAgainLater):
+    """The API server did not answer; the runtime retries the ADD."""
+
+
+class KubeStore:
+    def __init__(self, api: ApiClient, node_name: str = "", *, watch: bool = True,
+                 retry_delay_s: float = RETRY_DELAY_S) -> None:
+        self.api, self.node_name = api, node_name
+        self.retry_delay_s = retry_delay_s
+        self.shared = False
+        self._pod_context = threading.local()  # which pod a NAD lookup is for (for Events)
+        self.caches: dict[str, WatchCache] = {}
+        if watch:
+            selector = f"spec.nodeName={node_name}" if node_name else ""
+            self.caches[POD] = WatchCache(api, paths.collection(POD, None), selector)
+            self.caches[NAD] = WatchCache(api, paths.collection(NAD, None))
+            for cache in self.caches.values():
+                cache.start()
+
+    @classmethod
+    def from_credentials(cls, creds: Credentials, node_name: str = "") -> KubeStore:
+        return cls(ApiClient(creds), node_name)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """One request, retried while the API server is unreachable."""
+        for attempt in range(UNREACHABLE_RETRIES):
+            try:
+                return self.api.request(method, path, **kw)
+            except ApiUnreachable as e:
+                if attempt == UNREACHABLE_RETRIES - 1:
+                    raise ApiUnreachableError(
+                        f"cannot reach the Kubernetes API server after {UNREACHABLE_RETRIES} "
+                        f"attempts ({e}); check the node's network and the API server",
+                    ) from e
+                time.sleep(self.retry_delay_s)
+        raise AssertionError("unreachable")
+
+    def _cached(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        cache = self.caches.get(kind)
+        if cache is None or not cache.synced:
+            return None
+        return cache.get(namespace, name)
+
+    def _remember(self, obj: Object) -> None:
+        cache = self.caches.get(obj.kind)
+        if cache is not None:
+            cache.put(obj.body)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Object:
+        if kind == POD:
+            self._pod_context.pod = (namespace, name)
+        body = self._cached(kind, namespace, name)
+        if body is None:
+            # not in the cache: it may be newer than the cache, or the cache is not synced
+            try:
+                body = self._call("GET", paths.item(kind, namespace, name))
+            except ApiError as e:
+                if e.status == 404:
+                    if kind == NAD:
+                        self._no_network_found(namespace, name)
+                    raise NotFound(kind, namespace, name) from None
+                raise
+        return Object.from_manifest(dict(body, kind=kind), namespace)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        cache = self.caches.get(kind)
+        if cache is not None and cache.synced and kind == NAD:
+            items = cache.items()
+        else:
+            items = self._call("GET", paths.collection(kind, namespace)).get("items", [])
+        objs = [Object.from_manifest(dict(b, kind=kind)) for b in items]
+        if namespace is not None:
+            objs = [o for o in objs if o.namespace == namespace]
+        return sorted(objs, key=lambda o: (o.namespace, o.name))
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _body(self, obj: Object) -> dict[str, Any]:
+        from multihome.store.objects import kind_info
+
+        return dict(obj.body, apiVersion=kind_info(obj.kind).api_version, kind=obj.kind)
+
+    def create(self, obj: Object) -> Object:
+        try:
+            body = self._call("POST", paths.collection(obj.kind, obj.namespace),
+                              body=self._body(obj))
+        except ApiError as e:
+            if e.status == 409:
+                raise AlreadyExists(obj.kind, obj.namespace, obj.name) from None
+            raise
+        new = Object.from_manifest(body, obj.namespace)
+        self._remember(new)
+        return new
+
+    def apply(self, obj: Object) -> tuple[Object, bool]:
+        stored, outcome = self.apply_outcome(obj)
+        return stored, outcome == "created"
+
+    def apply_outcome(self, obj: Object) -> tuple[Object, Outcome]:
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                current = self.get(obj.kind, obj.namespace, obj.name)
+            except NotFound:
+                return self.create(obj), "created"
+            body = normalize(merge_apply(current.body, obj.body))
+            if body == current.body:
+                return current, "unchanged"
+            try:
+                new = Object(obj.kind, obj.name, obj.namespace, body)
+                return self.update(new, expected_version=current.resource_version), \
+                    "configured"
+            except Conflict:
+                continue
+        raise Conflict(obj.kind, obj.namespace, obj.name, 0, 0)
+
+    def update(self, obj: Object, *, expected_version: int | None = None) -> Object:
+        body = self._body(obj)
+        meta = dict(body.get("metadata", {}))
+        if expected_version is not None:
+            meta["resourceVersion"] = str(expected_version)
+        else:
+            meta.pop("resourceVersion", None)
+        body["metadata"] = meta
+        try:
+            new = self._call("PUT", paths.item(obj.kind, obj.namespace, obj.name), body=body)
+        except ApiError as e:
+            if e.status == 404:
+                raise NotFound(obj.kind, obj.namespace, obj.name) from None
+            if e.status == 409:
+                raise Conflict(obj.kind, obj.namespace, obj.name, expected_version or 0,
+                               0) from None
+            raise
+        stored = Object.from_manifest(new, obj.namespace)
+        self._remember(stored)
+        return stored
+
+    def patch_annotations(self, kind: str, namespace: str, name: str,
+                          annotations: dict[str, str | None]) -> Object:
+        """A merge patch guarded by the resourceVersion we read; retried on 409."""
+        path = paths.item(kind, namespace, name)
+        for attempt in range(CONFLICT_RETRIES):
+            current = self.get(kind, namespace, name) if attempt == 0 else \
+                self._fresh(kind, namespace, name)
+            patch = {"metadata": {"resourceVersion": str(current.resource_version),
+                                  "annotations": annotations}}
+            try:
+                body = self._call("PATCH", path, body=patch,
+                                  content_type="application/merge-patch+json")
+            except ApiError as e:
+                if e.status == 404:
+                    raise NotFound(kind, namespace, name) from None
+                if e.status == 409:
+                    continue
+                raise
+            stored = Object.from_manifest(dict(body, kind=kind), namespace)
+            self._remember(stored)
+            if kind == POD and annotations.get(NETWORK_STATUS):
+                self._added_interfaces(stored, str(annotations[NETWORK_STATUS]))
+            return stored
+        raise Conflict(kind, namespace, name, 0, 0)
+
+    def _fresh(self, kind: str, namespace: str, name: str) -> Object:
+        try:
+            body = self._call("GET", paths.item(kind, namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                raise NotFound(kind, namespace, name) from None
+            raise
+        return Object.from_manifest(dict(body, kind=kind), namespace)
+
+    def delete(self, kind: str, namespace: str, name: str) -> Object:
+        current = self._fresh(kind, namespace, name)
+        try:
+            self._call("DELETE", paths.item(kind, namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                raise NotFound(kind, namespace, name) from None
+            raise
+        return current
+
+    # -- events ------------------------------------------------------------------------
+
+    def record_event(self, pod: Object | tuple[str, str], reason: str, message: str,
+                     event_type: str = "Normal") -> None:
+        """An Event on a pod, as Multus records them; failures to record are not fatal."""
+        ns, name = (pod.namespace, pod.name) if isinstance(pod, Object) else pod
+        uid = pod.uid if isinstance(pod, Object) else ""
+        now = format_timestamp(datetime.now(UTC))
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns,
+                               "name": name, "uid": uid},
+            "reason": reason, "message": message, "type": event_type,
+            "source": {"component": "multus", "host": self.node_name},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        with contextlib.suppress(ApiError, ApiUnreachable):
+            self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
+
+    def _added_interfaces(self, pod: Object, status_text: str) -> None:
+        try:
+            entries = json.loads(status_text)
+        except ValueError:
+            return
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("interface"):
+                ips = entry.get("ips") or []
+                self.record_event(pod, "AddedInterface",
+                                  f"Add {entry['interface']} {ips} from {entry.get('name', '')}")
+
+    def _no_network_found(self, namespace: str, name: str) -> None:
+        pod = getattr(self._pod_context, "pod", None)
+        if pod is not None:
+            self.record_event(pod, "NoNetworkFound",
+                              f"cannot find a network-attachment-definition ({name}) in "
+                              f"namespace ({namespace})", "Warning")
+
+    def close(self) -> None:
+        if self.shared:
+            return  # the process-wide store outlives each request that opened it
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        with _SHARED_LOCK:
+            for key, store in list(_SHARED.items()):
+                if store is self:
+                    del _SHARED[key]
+        for cache in self.caches.values():
+            cache.stop()
+        self.api.close()
+
+
+def open_kube_store(kubeconfig: str | None = None, node_name: str | None = None) -> KubeStore:
+    """One store per process and cluster: the daemon opens the store for every request,
+    and the watch caches must live across requests for an ADD to need no round-trip."""
+    import os
+
+    from multihome.k8s.client import credentials_from_kubeconfig
+
+    node = node_name if node_name is not None else os.environ.get("NODE_NAME", "")
+    key = (kubeconfig or "", node)
+    with _SHARED_LOCK:
+        store = _SHARED.get(key)
+        if store is None:
+            store = KubeStore.from_credentials(credentials_from_kubeconfig(kubeconfig), node)
+            store.shared = True
+            _SHARED[key] = store
+        return store
