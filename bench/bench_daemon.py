@@ -406,6 +406,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--pods", type=int, default=200)
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--only", type=int, action="append", choices=range(1, 6),
+                        help="run only this benchmark (repeatable); implies --no-write")
     opts = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_daemon.py needs root (namespaces, bridges, nft chains)")
@@ -425,11 +427,16 @@ def main() -> None:
             bench.out("")
             try:
                 bench.setup()
-                one = bench.one_attachment()
-                bench.three_networks()
-                bench.scaling()
-                bench.many_pods()
-                bench.floor(one)
+                wanted = set(opts.only or range(1, 6))
+                one = bench.one_attachment() if 1 in wanted else 0.0
+                if 2 in wanted:
+                    bench.three_networks()
+                if 3 in wanted:
+                    bench.scaling()
+                if 4 in wanted:
+                    bench.many_pods()
+                if 5 in wanted:
+                    bench.floor(one)
             finally:
                 bench.stop_daemon()
     finally:
@@ -438,7 +445,7 @@ def main() -> None:
                 if name in netns.listnetns():
                     netns.remove(name)
         shutil.rmtree(tmp, ignore_errors=True)
-    if bench is not None and not opts.no_write:
+    if bench is not None and not opts.no_write and not opts.only:
         # other benchmarks may own other sections of the file: replace only ours
         kept = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
         head = kept.partition(SECTION)[0]

@@ -2,7 +2,9 @@
 
 Standard library only, and only its C parts on the hot path (`_socket`, `_json`): the
 shim runs once per CNI call and its start-up is on every pod's critical path; `socket`
-and `json` would pull in `enum` and `re`, which doubles the interpreter's start. The
+and `json` would pull in `enum` and `re`, which doubles the interpreter's start, and `os`
+(the `posix` module underneath it is built in) and `__future__` cost 2-3 ms more. So the
+annotations are strings and the environment is read as bytes. The
 installed executables (`multihome` and each built-in plugin type) call :func:`main`;
 the daemon imports the constants.
 
@@ -13,10 +15,8 @@ network namespace): the executable then runs the plugin in-process, as it does w
 daemon listens.
 """
 
-from __future__ import annotations
-
 import _socket
-import os
+import posix
 import sys
 
 try:
@@ -46,15 +46,51 @@ class Lost(Exception):
     """The daemon took the request but died or closed the connection before replying."""
 
 
-def socket_path(stdin: bytes, env: Mapping[str, str]) -> str:
+def environ() -> dict[str, str]:
+    """The process environment as `os.environ` would decode it."""
+    return {k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
+            for k, v in posix.environ.items()}
+
+
+class _DecoderSettings:
+    """What `_json.make_scanner` reads from a `json.JSONDecoder`: the C parser without
+    `json` itself, whose import (`re`, `enum`) costs more than the rest of the shim."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+def loads(data: bytes) -> object:
+    """`json.loads` for one document; ValueError when it is not one."""
+    text = data.decode("utf-8")
+    try:
+        from _json import make_scanner
+
+        start = len(text) - len(text.lstrip())
+        # typeshed asks for a JSONDecoder; the scanner reads only the attributes above
+        value, end = make_scanner(_DecoderSettings())(text, start)  # type: ignore[arg-type]
+        if not text[end:].strip():
+            return value
+    except Exception:  # malformed: json.loads below says exactly why
+        pass
+    import json
+
+    return json.loads(text)
+
+
+def socket_path(stdin: bytes, env: "Mapping[str, str]") -> str:
     """Config key `socketPath`, else $MULTIHOME_SOCKET, else the default."""
     if b'"' + SOCKET_KEY.encode() + b'"' in stdin:  # parse only when the key can be there
-        import json
-
         try:
-            value = json.loads(stdin).get(SOCKET_KEY)
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            value = None
+            conf = loads(stdin)
+        except (ValueError, UnicodeDecodeError):
+            conf = None
+        value = conf.get(SOCKET_KEY) if isinstance(conf, dict) else None
         if isinstance(value, str) and value:
             return value
     return env.get(SOCKET_ENV) or DEFAULT_SOCKET
@@ -63,12 +99,12 @@ def socket_path(stdin: bytes, env: Mapping[str, str]) -> str:
 def netns_id() -> int:
     """Inode of our network namespace: the daemon serves only callers in its own."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino
+        return posix.stat("/proc/self/ns/net").st_ino
     except OSError:
         return 0
 
 
-def request_body(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> bytes:
+def request_body(plugin_type: str, env: "Mapping[str, str]", stdin: bytes) -> bytes:
     """The JSON request, written with the C string encoder that `json.dumps` uses."""
     pairs = ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in env.items()
                       if k.startswith("CNI_") or k == "PATH")
@@ -117,7 +153,7 @@ def http_post(path: str, url: str, body: bytes,
     return headers, reply[head_end + 4:]
 
 
-def call_daemon(path: str, plugin_type: str, env: Mapping[str, str],
+def call_daemon(path: str, plugin_type: str, env: "Mapping[str, str]",
                 stdin: bytes) -> tuple[int, str] | None:
     """(exit code, stdout) from the daemon; None when it asks us to run in-process."""
     headers, body = http_post(path, "/cni", request_body(plugin_type, env, stdin))
@@ -132,11 +168,13 @@ def call_daemon(path: str, plugin_type: str, env: Mapping[str, str],
 def _finish(code: int, output: str) -> None:
     if output:
         sys.stdout.write(output)
-        sys.stdout.flush()
-    sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nothing is left to clean up; the interpreter's own teardown would cost ~2 ms.
+    posix._exit(code)
 
 
-def _run_in_process(plugin_type: str, versions: Sequence[str] | None, stdin: bytes,
+def _run_in_process(plugin_type: str, versions: "Sequence[str] | None", stdin: bytes,
                     daemon_down: tuple[str, str] | None = None) -> None:
     """The executable's own path (no daemon): skel.run on the stdin we already read.
 
@@ -150,17 +188,18 @@ def _run_in_process(plugin_type: str, versions: Sequence[str] | None, stdin: byt
     run_plugin(plugin_type, versions, daemon_down)
 
 
-def main(plugin_type: str, versions: Sequence[str] | None = None) -> None:
+def main(plugin_type: str, versions: "Sequence[str] | None" = None) -> None:
     """Entry of an installed executable (exits)."""
-    command = os.environ.get("CNI_COMMAND", "")
+    env = environ()
+    command = env.get("CNI_COMMAND", "")
     try:
         stdin = b"" if command == "VERSION" else sys.stdin.buffer.read()
     except OSError:
         stdin = b""
-    path = socket_path(stdin, os.environ)
+    path = socket_path(stdin, env)
     down: tuple[str, str] | None = None
     try:
-        reply = call_daemon(path, plugin_type, os.environ, stdin)
+        reply = call_daemon(path, plugin_type, env, stdin)
     except Unreachable as e:
         # Only the engine needs its daemon; a plugin executable does the work itself.
         if plugin_type == ENGINE_TYPE:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from multihome.daemon import autoconf, logs
 from multihome.daemon.metrics import DaemonMetrics, Histogram
 from multihome.daemon.pool import Busy, WorkerPool
-from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV, socket_path
+from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV, loads, socket_path
 
 
 def test_pool_refuses_past_workers_plus_queue() -> None:
@@ -116,6 +120,33 @@ def test_shim_socket_lookup_order() -> None:
     assert socket_path(conf, {SOCKET_ENV: "/b.sock"}) == "/a.sock"
     assert socket_path(b'{"type": "x"}', {SOCKET_ENV: "/b.sock"}) == "/b.sock"
     assert socket_path(b"not json but \"socketPath\"", {}) == DEFAULT_SOCKET
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
+                    st.floats(allow_nan=False),
+                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+                    max_leaves=20))
+def test_shim_json_reader_agrees_with_json(value: object) -> None:
+    text = json.dumps(value)
+    assert loads(f" {text}\n".encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("bad", [b"{", b"", b"{}}", b'{"a": 1} x', b"[1,]", b"\xff"])
+def test_shim_json_reader_refuses_what_json_refuses(bad: bytes) -> None:
+    with pytest.raises(ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        loads(bad)
+
+
+def test_shim_finds_the_socket_without_importing_json() -> None:
+    """The engine's config always names its socket: reading it must stay cheap."""
+    src = Path(__file__).parents[2] / "src"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import multihome.shim as s; "
+            "assert s.socket_path(b'{\"socketPath\": \"/x.sock\", \"n\": [1.5]}', {}) "
+            "== '/x.sock'; print(sorted(m for m in ('json', 're', 'enum', 'os', 'typing') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-IS", "-c", code, str(src)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_log_lines_carry_pod_container_ifname(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,9 +18,10 @@ from multihome.plugins.registry import BUILTIN
 # The script is written for the interpreter that runs install-cni. `-I -S` skips site
 # processing and the environment (faster start, nothing from the caller's PYTHONPATH);
 # the paths that site processing would have added are written into the script instead.
+# `posix` rather than `os`: the built-in module loads nothing (see multihome.shim).
 _TEMPLATE = """#!{python} -IS
 # Written by `multihome install-cni`; rerun it after upgrading multihome.
-import os
+import posix
 import sys
 {version_fast_path}sys.path[:0] = {paths!r}
 try:
@@ -64,9 +65,10 @@ def script_text(*, plugin_type: str | None = None, module: str | None = None,
     if versions is not None:
         # the same JSON skel prints for VERSION: a constant, so nothing needs loading
         version_json = json.dumps({"cniVersion": LATEST, "supportedVersions": list(versions)})
-        fast_path = (f'if os.environ.get("CNI_COMMAND") == "VERSION":\n'
+        fast_path = (f'if posix.environ.get(b"CNI_COMMAND") == b"VERSION":\n'
                      f"    sys.stdout.write({version_json!r})\n"
-                     f"    sys.exit(0)\n")
+                     f"    sys.stdout.flush()\n"
+                     f"    posix._exit(0)\n")
     return _TEMPLATE.format(python=sys.executable, paths=[*extra_paths, *_site_paths()],
                             entry_module=entry_module, entry=entry, arg=arg, versions=versions,
                             version_fast_path=fast_path)

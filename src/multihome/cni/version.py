@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -15,7 +16,15 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 def parse(version: str) -> tuple[int, int, int]:
     """`"0.3.1"` → `(0, 3, 1)`; anything else is an invalid config (code 7)."""
-    m = _SEMVER.match(version) if isinstance(version, str) else None
+    if not isinstance(version, str):  # a JSON list or object would not even hash
+        raise InvalidConfig(f"invalid cniVersion {version!r}: expected MAJOR.MINOR.PATCH")
+    return _parse(version)
+
+
+# Result conversion asks this hundreds of times per pod, about a handful of strings.
+@functools.lru_cache(maxsize=64)
+def _parse(version: str) -> tuple[int, int, int]:
+    m = _SEMVER.match(version)
     if not m:
         raise InvalidConfig(f"invalid cniVersion {version!r}: expected MAJOR.MINOR.PATCH")
     return int(m[1]), int(m[2]), int(m[3])

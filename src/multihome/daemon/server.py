@@ -28,6 +28,7 @@ from multihome.daemon.metrics import DaemonMetrics
 from multihome.daemon.pool import WorkerPool
 from multihome.daemon.requests import CNIRequest, Runner, error_reply
 from multihome.plugins.registry import BUILTIN
+from multihome.store import keep_open
 
 MAX_BODY = 4 * 1024 * 1024  # a CNI config is kilobytes; refuse anything absurd
 
@@ -171,6 +172,7 @@ class Daemon:
 
     def start(self) -> None:
         warm_imports()
+        keep_open()
         if self.config is not None:
             self.config.start()
         self._server = _listen(self.opts.socket)

@@ -113,6 +113,34 @@ def ensure_bridge(ipr: IPRoute, name: str, *, mtu: int = 0, promisc: bool = Fals
     Parallel callers may all try to create it: EEXIST means someone else won the
     race (or it was there already), and what exists must really be a bridge.
     """
+    link = by_name(ipr, name)
+    if link is None:
+        _create_bridge(ipr, name, mtu=mtu, promisc=promisc, vlan_filtering=vlan_filtering,
+                       mac=mac)
+        link = by_name(ipr, name)
+        if link is None:  # deleted between our add and read: rare; one retry is enough
+            return ensure_bridge(ipr, name, mtu=mtu, promisc=promisc,
+                                 vlan_filtering=vlan_filtering, mac=mac)
+    if link.kind != "bridge":
+        raise InvalidConfig(f"{name!r} already exists but is not a bridge (it is a "
+                            f"{link.kind or 'plain'} link); choose another bridge name")
+    changed = False
+    if vlan_filtering and not link.data.get("IFLA_BR_VLAN_FILTERING"):
+        set_vlan_filtering(ipr, link, True)
+        changed = True
+    if promisc and not link.promisc:
+        set_promisc(ipr, link.index, True)
+        changed = True
+    if not link.up:
+        set_up(ipr, link.index)
+        changed = True
+    # An existing bridge that needs nothing costs one netlink round trip (a pod's ADD).
+    return (by_index(ipr, link.index) or link) if changed else link
+
+
+def _create_bridge(ipr: IPRoute, name: str, *, mtu: int, promisc: bool,
+                   vlan_filtering: bool, mac: str) -> None:
+    """RTM_NEWLINK for a bridge; EEXIST means a parallel caller created it first."""
     spec: dict[str, Any] = {"ifname": name, "kind": "bridge"}
     if mtu:
         spec["mtu"] = mtu
@@ -130,20 +158,6 @@ def ensure_bridge(ipr: IPRoute, name: str, *, mtu: int = 0, promisc: bool = Fals
                 "the vlan/vlanTrunk keys") from e
         if e.code != errno.EEXIST:
             raise _fail(f"cannot create bridge {name}", e) from e
-    link = by_name(ipr, name)
-    if link is None:  # deleted between our add and read: rare; one retry is enough
-        return ensure_bridge(ipr, name, mtu=mtu, promisc=promisc,
-                             vlan_filtering=vlan_filtering, mac=mac)
-    if link.kind != "bridge":
-        raise InvalidConfig(f"{name!r} already exists but is not a bridge (it is a "
-                            f"{link.kind or 'plain'} link); choose another bridge name")
-    if vlan_filtering:
-        set_vlan_filtering(ipr, link, True)
-    if promisc and not link.promisc:
-        set_promisc(ipr, link.index, True)
-    if not link.up:
-        set_up(ipr, link.index)
-    return by_index(ipr, link.index) or link
 
 
 def set_vlan_filtering(ipr: IPRoute, link: Link, on: bool) -> None:
@@ -163,7 +177,7 @@ def random_veth_name() -> str:
 
 
 def create_veth(ipr: IPRoute, container_ifname: str, netns_fd: int, *, mtu: int = 0,
-                mac: str = "", host_name: str = "") -> tuple[Link, str]:
+                mac: str = "", host_name: str = "", container_id: str = "") -> tuple[Link, str]:
     """Create a veth pair whose peer is born inside the container netns as `container_ifname`.
 
     Returns the host end (in `ipr`'s namespace) and its name. A host-name clash (EEXIST on
@@ -186,7 +200,8 @@ def create_veth(ipr: IPRoute, container_ifname: str, netns_fd: int, *, mtu: int 
                 # Either our random host name or the container name exists.
                 if by_name(ipr, name) is not None:
                     continue
-                raise CNIError(f"container already has an interface named {container_ifname}",
+                who = f"container {container_id}" if container_id else "the container"
+                raise CNIError(f"{who} already has an interface named {container_ifname}",
                                str(e)) from e
             if e.code == errno.EADDRNOTAVAIL and mac:
                 raise InvalidConfig(f"cannot use MAC address {mac} for {container_ifname}",
@@ -215,8 +230,12 @@ def set_down(ipr: IPRoute, index: int) -> None:
     _set(ipr, index, f"set link {index} down", state="down")
 
 
-def set_master(ipr: IPRoute, index: int, master_index: int) -> None:
-    _set(ipr, index, f"attach link {index} to bridge {master_index}", master=master_index)
+def set_master(ipr: IPRoute, index: int, master_index: int, *, up: bool = False) -> None:
+    """Enslave to a bridge; `up` sets the link up in the same request."""
+    attrs: dict[str, Any] = {"master": master_index}
+    if up:
+        attrs["state"] = "up"
+    _set(ipr, index, f"attach link {index} to bridge {master_index}", **attrs)
 
 
 def set_mtu(ipr: IPRoute, index: int, mtu: int) -> None:
@@ -312,5 +331,11 @@ def delete(ipr: IPRoute, index: int) -> bool:
 
 
 def delete_by_name(ipr: IPRoute, name: str) -> bool:
-    link = by_name(ipr, name)
-    return delete(ipr, link.index) if link is not None else False
+    """Delete a link by name (the kernel resolves it: one round trip); False if gone."""
+    try:
+        ipr.link("del", ifname=name)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return False
+        raise _fail(f"cannot delete link {name}", e) from e
+    return True

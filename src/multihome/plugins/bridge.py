@@ -90,8 +90,14 @@ def _wait_port_up(ipr: IPRoute, index: int, name: str) -> links.Link:
 
 
 def _setup_port(ipr: IPRoute, conf: BridgeConf, br: links.Link, host: links.Link) -> None:
+    vlans = conf.vlan_filtering or conf.vlan or conf.vlan_trunk
+    if not (vlans or conf.hairpin or conf.port_isolation):
+        # A new port starts with hairpin and isolation off: one round trip does it all.
+        links.set_master(ipr, host.index, br.index, up=True)
+        return
     links.set_master(ipr, host.index, br.index)
-    links.set_port_flags(ipr, host.index, hairpin=conf.hairpin,
+    # Only what differs from a new port's defaults is set (hairpin and isolation are off).
+    links.set_port_flags(ipr, host.index, hairpin=True if conf.hairpin else None,
                          isolated=True if conf.port_isolation else None)
     if conf.vlan_filtering and not conf.preserve_default_vlan:
         bridge_vlan.remove_all(ipr, host.index)
@@ -112,29 +118,26 @@ def add(call: Call) -> Result:
                                      vlan_filtering=conf.vlan_filtering)
             # We want to own this bridge's routes (the reference does the same).
             sysctl.write_best_effort(sysctl.iface_key("ipv6", conf.bridge, "accept_ra"), "0")
-            with netns.iproute_in(nsfd) as cipr:
-                if links.by_name(cipr, cmd.ifname) is not None:
-                    raise CNIError(f"container {cmd.container_id} already has an interface "
-                                   f"named {cmd.ifname}")
-            with ipam_helper.rollback() as undo:
-                return _add_with_undo(call, conf, ipr, br, nsfd, undo)
+            with netns.iproute_in(nsfd) as cipr, ipam_helper.rollback() as undo:
+                return _add_with_undo(call, conf, ipr, cipr, br, nsfd, undo)
     finally:
         os.close(nsfd)
 
 
-def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, br: links.Link, nsfd: int,
-                   undo: ipam_helper.UndoSteps) -> Result:
+def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, cipr: IPRoute, br: links.Link,
+                   nsfd: int, undo: ipam_helper.UndoSteps) -> Result:
     cmd = call.cmd
-    host, host_name = links.create_veth(ipr, cmd.ifname, nsfd, mtu=conf.mtu, mac=conf.mac)
+    # A name clash inside the container surfaces here as EEXIST: no lookup beforehand.
+    host, host_name = links.create_veth(ipr, cmd.ifname, nsfd, mtu=conf.mtu, mac=conf.mac,
+                                        container_id=cmd.container_id)
     undo.append(lambda: links.delete_by_name(ipr, host_name))
     _setup_port(ipr, conf, br, host)
 
-    with netns.iproute_in(nsfd) as cipr:
-        cont = links.by_name(cipr, cmd.ifname)
-        if cont is None:
-            raise CNIError(f"container interface {cmd.ifname} vanished during setup")
-        if not conf.ipam_type and not conf.disable_container_interface:
-            links.set_up(cipr, cont.index)
+    cont = links.by_name(cipr, cmd.ifname)
+    if cont is None:
+        raise CNIError(f"container interface {cmd.ifname} vanished during setup")
+    if not conf.ipam_type and not conf.disable_container_interface:
+        links.set_up(cipr, cont.index)
 
     uid = bridge_nft.spoof_id(cmd.container_id, cmd.ifname)
     if conf.macspoofchk:
@@ -151,8 +154,7 @@ def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, br: links.Link, n
         result.ips, result.routes, result.dns = ipam_result.ips, ipam_result.routes, \
             ipam_result.dns
         bridge_addrs = _gateways(result, conf)
-        with netns.entered(nsfd):
-            ipam_helper.configure_container(cmd.ifname, result, enable_dad=conf.enable_dad)
+        ipam_helper.configure_container(cipr, nsfd, cont, result, enable_dad=conf.enable_dad)
         for family, wanted in bridge_addrs.items():
             for want in wanted:
                 _ensure_bridge_addr(ipr, br, want, conf.force_address)

@@ -99,32 +99,34 @@ def apply(call: Call, ipam: Result, result: Result, nsfd: int) -> None:
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
     for ip in result.ips:
         ip.interface = 0
-    with netns.entered(nsfd):
-        configure_container(call.cmd.ifname, result)
-
-
-def configure_container(ifname: str, result: Result, *, enable_dad: bool = False) -> None:
-    """Inside the container netns (thread already entered): sysctls, addresses, up, routes."""
-    dad_key = sysctl.iface_key("ipv6", ifname, "accept_dad")
-    if enable_dad:
-        sysctl.write_best_effort(sysctl.iface_key("ipv6", ifname, "enhanced_dad"), "1")
-        sysctl.write_best_effort(dad_key, "1")
-    else:
-        sysctl.write_best_effort(dad_key, "0")
-    sysctl.write_best_effort(sysctl.iface_key("ipv4", ifname, "arp_notify"), "1")
-    with IPRoute() as ipr:
-        link = links.by_name(ipr, ifname)
+    with netns.iproute_in(nsfd) as cipr:
+        link = links.by_name(cipr, call.cmd.ifname)
         if link is None:
-            raise CNIError(f"container interface {ifname} vanished during setup")
-        for ip in result.ips:
-            net_addr.add_address(ipr, link.index, ip.address, nodad=not enable_dad,
-                                 ifname=ifname)
-        links.set_up(ipr, link.index)
-        gws = {ip.family: ip.gateway for ip in reversed(result.ips) if ip.gateway}
-        for r in result.routes:
-            gw = r.gw if r.gw is not None else gws.get(r.dst.version)
-            net_route.add_route(ipr, r.dst, gw=gw, oif=link.index, mtu=r.mtu, advmss=r.advmss,
-                                priority=r.priority, table=r.table, scope=r.scope)
+            raise CNIError(f"container interface {call.cmd.ifname} vanished during setup")
+        configure_container(cipr, nsfd, link, result)
+
+
+def configure_container(cipr: IPRoute, nsfd: int, link: links.Link, result: Result, *,
+                        enable_dad: bool = False) -> None:
+    """Sysctls, addresses, up and routes of `link`, which `cipr` sees in the container."""
+    dad_key = sysctl.iface_key("ipv6", link.name, "accept_dad")
+    # /proc/sys/net shows the namespace of whoever opens it: enter for the writes only.
+    with netns.entered(nsfd):
+        if enable_dad:
+            sysctl.write_best_effort(sysctl.iface_key("ipv6", link.name, "enhanced_dad"), "1")
+            sysctl.write_best_effort(dad_key, "1")
+        else:
+            sysctl.write_best_effort(dad_key, "0")
+        sysctl.write_best_effort(sysctl.iface_key("ipv4", link.name, "arp_notify"), "1")
+    for ip in result.ips:
+        net_addr.add_address(cipr, link.index, ip.address, nodad=not enable_dad,
+                             ifname=link.name)
+    links.set_up(cipr, link.index)
+    gws = {ip.family: ip.gateway for ip in reversed(result.ips) if ip.gateway}
+    for r in result.routes:
+        gw = r.gw if r.gw is not None else gws.get(r.dst.version)
+        net_route.add_route(cipr, r.dst, gw=gw, oif=link.index, mtu=r.mtu, advmss=r.advmss,
+                            priority=r.priority, table=r.table, scope=r.scope)
 
 
 def check_container(ipr: IPRoute, link: links.Link, prev: Result, container_id: str) -> None:

@@ -38,6 +38,17 @@ def store_path(path: str | None = None) -> str:
     return path or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH
 
 
+_keep_open = False
+
+
+def keep_open() -> None:
+    """From now on this process reuses one store per file (the daemon: one request after
+    another opens the same store; a connection and its schema check per request cost
+    more than the request's own reads and writes)."""
+    global _keep_open
+    _keep_open = True
+
+
 def open_store(path: str | None = None) -> Store:
     """``k8s`` (in-cluster) or ``k8s:<kubeconfig>`` selects the Kubernetes API store."""
     where = store_path(path)
@@ -45,9 +56,9 @@ def open_store(path: str | None = None) -> Store:
         from multihome.k8s.store import open_kube_store
 
         return open_kube_store(where[4:] or None)
-    from multihome.store.sqlite import SQLiteStore
+    from multihome.store.sqlite import SQLiteStore, shared_store
 
-    return SQLiteStore(store_path(path))
+    return shared_store(where) if _keep_open else SQLiteStore(where)
 
 
 __all__ = [

@@ -59,6 +59,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self.shared = False
         self._connect()
 
     # -- connection ---------------------------------------------------------------
@@ -101,6 +102,8 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     def close(self) -> None:
+        if self.shared:
+            return  # the process-wide store outlives each request that opened it
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
@@ -259,3 +262,32 @@ class SQLiteStore:
 def normalize_object(obj: Object) -> Object:
     normalize(obj.body)
     return obj
+
+
+_SHARED: dict[str, tuple[tuple[int, int] | None, SQLiteStore]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def shared_store(path: str) -> SQLiteStore:
+    """One store per file for a long-lived process (the daemon opens one per request).
+
+    A file that was removed or replaced since (`lab down`, a restore) gets a new
+    connection; the old one is dropped, not closed, as another request may still use it.
+    """
+    ident = _file_id(path)
+    with _SHARED_LOCK:
+        known = _SHARED.get(path)
+        if known is not None and ident is not None and known[0] == ident:
+            return known[1]
+        store = SQLiteStore(path)
+        store.shared = True
+        _SHARED[path] = (_file_id(path), store)
+        return store
