@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from multihome.store import Store, open_store, store_path
+from multihome.store import Store, StoreError, open_store, store_path
 
 
 def get_store(ctx: click.Context | None = None) -> Store:
@@ -16,7 +16,11 @@ def get_store(ctx: click.Context | None = None) -> Store:
     store = obj.get("store_handle")
     if store is None:
         path = obj.get("store")
-        store = open_store(store_path(path if isinstance(path, str) else None))
+        where = store_path(path if isinstance(path, str) else None)
+        try:
+            store = open_store(where)
+        except (ValueError, OSError, StoreError) as e:
+            raise click.ClickException(f"cannot open the store {where}: {e}") from e
         obj["store_handle"] = store
         root.call_on_close(store.close)
     assert isinstance(store, Store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -53,3 +54,15 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 def main() -> None:
     cli()
+
+
+def kubectl_main() -> None:
+    """`kubectl multihome ...` (kubectl runs `kubectl-multihome` from PATH): the same
+    commands, against the cluster of the current kubeconfig unless a store is named."""
+    from multihome.store import STORE_ENV
+
+    if not os.environ.get(STORE_ENV):
+        kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
+            or os.path.expanduser("~/.kube/config")
+        os.environ[STORE_ENV] = f"k8s:{kubeconfig}"
+    cli(prog_name="kubectl multihome")

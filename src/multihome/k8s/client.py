@@ -47,11 +47,15 @@ class Credentials:
 def credentials_from_kubeconfig(path: str | None = None) -> Credentials:
     """A kubeconfig file when given, else the in-cluster service account."""
     from lightkube.config.kubeconfig import KubeConfig
+    from lightkube.core.exceptions import ConfigError
 
-    if path:
-        conf = KubeConfig.from_file(path).get()
-    else:
-        conf = KubeConfig.from_service_account(SERVICE_ACCOUNT_DIR).get()
+    try:
+        if path:
+            conf = KubeConfig.from_file(path).get()
+        else:
+            conf = KubeConfig.from_service_account(SERVICE_ACCOUNT_DIR).get()
+    except ConfigError as e:
+        raise ValueError(str(e)) from e
     if conf is None:
         raise ValueError(f"kubeconfig {path or SERVICE_ACCOUNT_DIR} has no current context")
     user = conf.user
