@@ -188,8 +188,18 @@ def _run_in_process(plugin_type: str, versions: "Sequence[str] | None", stdin: b
     run_plugin(plugin_type, versions, daemon_down)
 
 
-def main(plugin_type: str, versions: "Sequence[str] | None" = None) -> None:
-    """Entry of an installed executable (exits)."""
+def _no_fallback(plugin_type: str, why: str, details: str) -> None:
+    """A standalone executable (on a host without the package) reports instead."""
+    msg = _quote(f"{why}; this {plugin_type} executable cannot run the plugin itself (it "
+                 "was installed with `install-cni --standalone`, for a host without multihome)")
+    _finish(1, f'{{"cniVersion": "1.1.0", "code": 11, "msg": {msg}, '
+               f'"details": {_quote(details)}}}')
+
+
+def main(plugin_type: str, versions: "Sequence[str] | None" = None, *,
+         in_process: bool = True) -> None:
+    """Entry of an installed executable (exits). `in_process=False`: a standalone copy
+    that has only the daemon to turn to (code 11 when it does not answer)."""
     env = environ()
     command = env.get("CNI_COMMAND", "")
     try:
@@ -197,20 +207,24 @@ def main(plugin_type: str, versions: "Sequence[str] | None" = None) -> None:
     except OSError:
         stdin = b""
     path = socket_path(stdin, env)
+    why, details = "the multihome daemon serves only its own network namespace", ""
     down: tuple[str, str] | None = None
     try:
         reply = call_daemon(path, plugin_type, env, stdin)
     except Unreachable as e:
+        why, details = f"multihome daemon is not running (no answer on {path})", str(e)
         # Only the engine needs its daemon; a plugin executable does the work itself.
         if plugin_type == ENGINE_TYPE:
-            down = (f"multihome daemon is not running (no answer on {path}); start "
-                    "`multihome daemon` on this node", str(e))
+            down = (f"{why}; start `multihome daemon` on this node", details)
         reply = None
     except Lost as e:
         # DEL and GC are idempotent: done here; ADD/CHECK/STATUS must not run twice at once.
-        down = ("multihome daemon stopped before answering", str(e))
+        why, details = "multihome daemon stopped before answering", str(e)
+        down = (why, details)
         reply = None
     if reply is None:
+        if not in_process:
+            _no_fallback(plugin_type, why, details)
         _run_in_process(plugin_type, versions, stdin, down)
         return
     _finish(*reply)

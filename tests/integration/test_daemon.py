@@ -409,3 +409,46 @@ def test_config_follows_default_kept_on_restart_removed_on_uninstall(
     assert sorted(p.name for p in node.conf_dir.iterdir()) == ["05-first.conf",
                                                                "10-cluster.conflist"]
     assert sorted(p.name for p in bin_dir.iterdir()) == ["other-vendor"]
+
+
+HOST_PYTHON = "/usr/bin/python3"
+
+
+def test_standalone_executables_need_only_the_daemon(node: Node, netns: Netns,
+                                                     tmp_path: Path) -> None:
+    """`install-cni --standalone`, the DaemonSet's copy for the host: the shim runs on the
+    host's own interpreter, which has no multihome package, and has only the daemon."""
+    if subprocess.run([HOST_PYTHON, "-IS", "-c", "import sys; assert sys.version_info >= "
+                       "(3, 11); import multihome"], capture_output=True).returncode == 0:
+        pytest.skip(f"{HOST_PYTHON} can import multihome: it cannot show standalone-ness")
+    if subprocess.run([HOST_PYTHON, "-IS", "-c", "import sys; assert sys.version_info >= "
+                       "(3, 11)"], capture_output=True).returncode != 0:
+        pytest.skip(f"no Python >= 3.11 at {HOST_PYTHON}")
+    bin_dir = tmp_path / "host-bin"
+    subprocess.run([MULTIHOME, "install-cni", "--bin-dir", str(bin_dir), "--standalone",
+                    "--python", HOST_PYTHON], check=True, capture_output=True)
+    text = (bin_dir / "multihome").read_text()
+    assert text.startswith(f"#!{HOST_PYTHON} -IS\n") and "sys.path" not in text
+
+    def cni(command: str, cid: str, conf: dict[str, Any]) -> CNIOutcome:
+        return run_cni(bin_dir / "multihome", command, conf, container_id=cid,
+                       netns=netns.path, cni_path=node.installed, host_ns=node.ns,
+                       cni_args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={cid}")
+
+    version = run_cni(bin_dir / "bridge", "VERSION", None)
+    assert version.returncode == 0 and "1.1.0" in version.json["supportedVersions"]
+    node.write_default()
+    node.start()
+    conf = node.plugin_conf()
+    cid = unique("c")
+    assert cni("ADD", cid, conf).ok()["ips"][0]["address"] == "10.62.0.2/24"
+    cni("DEL", cid, conf).ok()
+    assert node.leftovers(netns) == NOTHING
+
+    node.stop_all()
+    os.unlink(node.socket)
+    for command in ("ADD", "DEL"):
+        out = cni(command, unique("c"), conf)
+        assert out.returncode == 1 and out.json["code"] == 11
+        assert out.json["msg"].startswith("multihome daemon is not running (no answer on ")
+        assert "--standalone" in out.json["msg"]

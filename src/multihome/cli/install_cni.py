@@ -37,6 +37,22 @@ except BaseException as e:
 """
 
 
+# For a host without the package (the DaemonSet copies executables out of its image):
+# the shim's own source, which needs only the standard library, and no in-process path.
+_STANDALONE_TEMPLATE = """#!{python} -IS
+# Written by `multihome install-cni --standalone`: the multihome shim alone, for a host
+# without the multihome package. It needs the node's daemon (CNI code 11 without it).
+import posix
+import sys
+{version_fast_path}
+{shim_source}
+
+main({arg!r}, {versions!r}, in_process=False)
+"""
+
+DEFAULT_HOST_PYTHON = "/usr/bin/python3"
+
+
 def _site_paths() -> list[str]:
     """What site processing adds to sys.path for this interpreter (site-packages, .pth)."""
     probe = "import sys, json; print(json.dumps(sys.path))"
@@ -50,6 +66,28 @@ def _site_paths() -> list[str]:
     return [p for p in path_of("-I") if p not in bare]
 
 
+def standalone_text(plugin_type: str, python: str = DEFAULT_HOST_PYTHON) -> str:
+    """A built-in type's executable that runs on any Python >= 3.11 without multihome."""
+    from multihome import shim
+
+    versions = _supported_versions(BUILTIN[plugin_type])
+    with open(shim.__file__, encoding="utf-8") as f:
+        source = f.read()
+    return _STANDALONE_TEMPLATE.format(python=python, version_fast_path=_version_fast_path(
+        versions), shim_source=source, arg=plugin_type, versions=versions)
+
+
+def _version_fast_path(versions: Sequence[str] | None) -> str:
+    """The JSON skel prints for VERSION, as a constant: nothing needs loading for it."""
+    if versions is None:
+        return ""
+    version_json = json.dumps({"cniVersion": LATEST, "supportedVersions": list(versions)})
+    return (f'if posix.environ.get(b"CNI_COMMAND") == b"VERSION":\n'
+            f"    sys.stdout.write({version_json!r})\n"
+            f"    sys.stdout.flush()\n"
+            f"    posix._exit(0)\n")
+
+
 def script_text(*, plugin_type: str | None = None, module: str | None = None,
                 extra_paths: Sequence[str] = ()) -> str:
     """The executable for a built-in type, or for any plugin module (tests use that)."""
@@ -61,14 +99,7 @@ def script_text(*, plugin_type: str | None = None, module: str | None = None,
                                 else ("multihome.cni.exe", "run_module", module))
     module_name = BUILTIN[plugin_type] if plugin_type is not None else str(module)
     versions = _supported_versions(module_name)
-    fast_path = ""
-    if versions is not None:
-        # the same JSON skel prints for VERSION: a constant, so nothing needs loading
-        version_json = json.dumps({"cniVersion": LATEST, "supportedVersions": list(versions)})
-        fast_path = (f'if posix.environ.get(b"CNI_COMMAND") == b"VERSION":\n'
-                     f"    sys.stdout.write({version_json!r})\n"
-                     f"    sys.stdout.flush()\n"
-                     f"    posix._exit(0)\n")
+    fast_path = _version_fast_path(versions)
     return _TEMPLATE.format(python=sys.executable, paths=[*extra_paths, *_site_paths()],
                             entry_module=entry_module, entry=entry, arg=arg, versions=versions,
                             version_fast_path=fast_path)
@@ -113,7 +144,7 @@ def write_file_atomic(dest: str, text: str, mode: int) -> None:
         raise
 
 
-def install(bin_dir: str, types: Sequence[str]) -> list[str]:
+def install(bin_dir: str, types: Sequence[str], *, standalone_python: str = "") -> list[str]:
     unknown = [t for t in types if t not in BUILTIN]
     if unknown:
         raise click.BadParameter(f"unknown plugin types {unknown}; built-in are "
@@ -122,7 +153,8 @@ def install(bin_dir: str, types: Sequence[str]) -> list[str]:
     written = []
     for plugin_type in types:
         dest = os.path.join(bin_dir, plugin_type)
-        write_executable(dest, script_text(plugin_type=plugin_type))
+        write_executable(dest, standalone_text(plugin_type, standalone_python)
+                         if standalone_python else script_text(plugin_type=plugin_type))
         written.append(dest)
     return written
 
@@ -132,8 +164,13 @@ def install(bin_dir: str, types: Sequence[str]) -> list[str]:
               help="CNI bin dir to write the plugin executables into (e.g. /opt/cni/bin).")
 @click.option("--types", "types_", default=",".join(BUILTIN), show_default=True,
               help="Comma-separated plugin types to install.")
-def install_cni(bin_dir: str, types_: str) -> None:
+@click.option("--standalone", is_flag=True,
+              help="Executables that need only the standard library and the node's daemon "
+                   "(for a host without multihome: the DaemonSet's init step).")
+@click.option("--python", "python", default=DEFAULT_HOST_PYTHON, show_default=True,
+              help="The host's interpreter (Python >= 3.11) for --standalone executables.")
+def install_cni(bin_dir: str, types_: str, standalone: bool, python: str) -> None:
     """Write the built-in plugin executables into BIN_DIR."""
     types = [t.strip() for t in types_.split(",") if t.strip()]
-    for path in install(bin_dir, types):
+    for path in install(bin_dir, types, standalone_python=python if standalone else ""):
         click.echo(f"installed {path}")
