@@ -4,6 +4,7 @@ lab with a bridge and two pods, and a screenshot of every page under tests/artif
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -18,6 +19,7 @@ import yaml
 
 from conftest import unique
 from integration.node_world import make_world
+from vm.vm_world import skip_without_vm_tools
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +182,46 @@ def test_topology_shows_the_lab_bridge_and_pods(lab: tuple[Console, str], page: 
     _shot(page, "vms")
     page.goto(f"{console.url}/policies")
     _shot(page, "policies")
+
+
+@pytest.mark.netns
+def test_topology_shows_the_bridge_pods_and_vm(lab: tuple[Console, str], page: Page) -> None:
+    """The demo's picture: bridge-dev with both pods and a VM (a real qemu guest)."""
+    skip_without_vm_tools()
+    console, dev = lab
+    console.ok("apply", "-f", str(_nad_file(console, dev)), "-n", "multus-test")
+    for pod in ("web-a", "web-b"):
+        console.ok("pod", "run", pod, "-n", "multus-test", "--networks", "bridge-dev")
+    try:
+        console.ok("vm", "run", "vm-a", "-n", "multus-test", "--networks", "bridge-dev",
+                   "--memory", "256")
+        page.goto(f"{console.url}/topology")
+        bridge = page.locator(f'g.bridge[data-name="{dev}"]')
+        assert bridge.count() == 1
+        owners = {bridge.locator("g.attachment").nth(i).get_attribute("data-owner")
+                  for i in range(bridge.locator("g.attachment").count())}
+        assert owners == {"pod multus-test/web-a", "pod multus-test/web-b",
+                          "vm multus-test/vm-a"}
+        _shot(page, "topology-vm")
+        page.goto(f"{console.url}/vms")
+        vms = page.inner_text("main")
+        assert "vm-a" in vms and "multus-test/bridge-dev" in vms
+        _shot(page, "vms-running")
+    finally:
+        console.mh("vm", "delete", "vm-a", "-n", "multus-test")
+
+
+def _nad_file(console: Console, bridge: str) -> Path:
+    path = Path(console.store).with_name("bridge-dev.yml")
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "bridge-dev"},
+        "spec": {"config": json.dumps({
+            "cniVersion": "0.3.1", "name": "bridge-dev", "type": "cnv-bridge",
+            "bridge": bridge, "macspoofchk": True,
+            "ipam": {"type": "host-local", "subnet": "10.67.0.0/24",
+                     "rangeStart": "10.67.0.10", "rangeEnd": "10.67.0.50"}})}}))
+    return path
 
 
 @pytest.mark.netns
