@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,20 +50,17 @@ class Console:
         return proc.stdout
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[Console]:
-    env = {**os.environ, "MULTIHOME_STATE_DIR": str(tmp_path / "state")}
-    env.pop("MULTIHOME_STORE", None)
-    store = str(tmp_path / "store.db")
-    # port 0: the kernel picks a free port, the console prints it
-    proc = subprocess.Popen([MULTIHOME, "--store", store, "console", "--listen",
-                             "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, env=env)
+@contextmanager
+def served(args: list[str], env: dict[str, str]) -> Iterator[str]:
+    """`multihome ... console --listen 127.0.0.1:0 ...` running; its URL (port 0: the
+    kernel picks a free port, the console prints it)."""
+    proc = subprocess.Popen([MULTIHOME, *args], stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert found, f"console did not start: {line}"
-        yield Console(f"http://127.0.0.1:{found.group(1)}", store, env)
+        yield f"http://127.0.0.1:{found.group(1)}"
     finally:
         proc.terminate()
         try:
@@ -70,6 +68,15 @@ def console(tmp_path: Path) -> Iterator[Console]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    env = {**os.environ, "MULTIHOME_STATE_DIR": str(tmp_path / "state")}
+    env.pop("MULTIHOME_STORE", None)
+    store = str(tmp_path / "store.db")
+    with served(["--store", store, "console", "--listen", "127.0.0.1:0"], env) as url:
+        yield Console(url, store, env)
 
 
 @pytest.fixture
@@ -229,13 +236,8 @@ def test_apply_a_policy_and_watch_it_become_available(netns_factory: Any, tmp_pa
                                                       page: Page) -> None:
     world = make_world(netns_factory, tmp_path, random.randint(200, 250))
     env = world.env()
-    proc = subprocess.Popen([MULTIHOME, "console", "--listen", "127.0.0.1:0", "--node-netns",
-                             world.node.name], stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stderr is not None
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stderr.readline())
-        assert found
-        url = f"http://127.0.0.1:{found.group(1)}"
+    with served(["console", "--listen", "127.0.0.1:0", "--node-netns", world.node.name],
+                env) as url:
         policy = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
                   "metadata": {"name": "br-uplink"},
                   "spec": {"desiredState": world.bridge_policy("br-up", ["up0"])}}
@@ -252,10 +254,3 @@ def test_apply_a_policy_and_watch_it_become_available(netns_factory: Any, tmp_pa
         assert world.pings_host()
         page.goto(f"{url}/topology")
         assert page.locator('g.bridge[data-name="br-up"]').count() == 1
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

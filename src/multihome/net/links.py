@@ -321,21 +321,19 @@ def port_flags(ipr: IPRoute, index: int) -> dict[str, int]:
 
 def delete(ipr: IPRoute, index: int) -> bool:
     """Delete a link; False if it was already gone."""
-    try:
-        ipr.link("del", index=index)
-    except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            return False
-        raise _fail(f"cannot delete link {index}", e) from e
-    return True
+    return _delete(ipr, str(index), index=index)
 
 
 def delete_by_name(ipr: IPRoute, name: str) -> bool:
     """Delete a link by name (the kernel resolves it: one round trip); False if gone."""
+    return _delete(ipr, name, ifname=name)
+
+
+def _delete(ipr: IPRoute, what: str, **key: Any) -> bool:
     try:
-        ipr.link("del", ifname=name)
+        ipr.link("del", **key)
     except NetlinkError as e:
         if e.code == errno.ENODEV:
             return False
-        raise _fail(f"cannot delete link {name}", e) from e
+        raise _fail(f"cannot delete link {what}", e) from e
     return True
