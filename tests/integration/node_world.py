@@ -7,11 +7,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from conftest import Netns
+if TYPE_CHECKING:  # "conftest" is tests/k8s/conftest.py when tests/k8s imports this module
+    from conftest import Netns
 
 MULTIHOME = [sys.executable, "-c", "from multihome.cli.main import main; main()"]
 
@@ -60,6 +61,16 @@ class NodeWorld:
         if probes:
             state["probes"] = {"ping": [self.host]}
         return state
+
+
+def nncp(name: str, state: dict[str, Any], selector: dict[str, str] | None = None
+         ) -> dict[str, Any]:
+    """An NNCP manifest (shared with tests/k8s, which enact it through the API)."""
+    spec: dict[str, Any] = {"desiredState": state}
+    if selector is not None:
+        spec["nodeSelector"] = selector
+    return {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": name}, "spec": spec}
 
 
 def make_world(netns_factory: Any, tmp_path: Path, octet: int) -> NodeWorld:

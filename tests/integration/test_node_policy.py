@@ -14,6 +14,7 @@ import yaml
 
 import kstate
 from integration.node_world import MULTIHOME, NodeWorld, make_world
+from integration.node_world import nncp as _nncp
 from multihome.node.kinds import NNCP
 from multihome.store import open_store
 
@@ -23,15 +24,6 @@ pytestmark = pytest.mark.netns
 @pytest.fixture
 def world(netns_factory: Any, tmp_path: Path) -> Iterator[NodeWorld]:
     yield make_world(netns_factory, tmp_path, random.randint(200, 250))
-
-
-def _nncp(name: str, state: dict[str, Any], selector: dict[str, str] | None = None
-          ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"desiredState": state}
-    if selector is not None:
-        spec["nodeSelector"] = selector
-    return {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
-            "metadata": {"name": name}, "spec": spec}
 
 
 def test_enact_policy_records_available_enactment(world: NodeWorld) -> None:

@@ -5,6 +5,11 @@ resource path, a global resourceVersion, 404 and 409 (stale resourceVersion) Sta
 bodies, `spec.nodeName` / `metadata.name` field selectors, and watch streams with
 bookmarks and a compaction point: a watch from before it gets an ERROR event with 410
 Gone, as the real server sends it.
+
+Resources whose CRD in deploy/crds declares `subresources: status` get the real status
+semantics: create and a write to the object ignore `.status`, a write to `/status` changes
+only `.status`, an update must name the resourceVersion (CRDs allow no unconditional
+update), and `metadata.generation` counts changes of everything but metadata and status.
 """
 
 from __future__ import annotations
@@ -15,10 +20,32 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
 Key = tuple[str, str, str]  # (collection prefix + plural, namespace, name)
+CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+
+
+def status_subresources(crd_dir: Path = CRDS) -> set[str]:
+    """`apis/<group>/<version>/<plural>` of every CRD version with a status subresource."""
+    out: set[str] = set()
+    for path in sorted(crd_dir.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = crd["spec"]
+            out |= {f"apis/{spec['group']}/{v['name']}/{spec['names']['plural']}"
+                    for v in spec["versions"] if "status" in (v.get("subresources") or {})}
+    return out
+
+
+def _main_part(body: dict[str, Any]) -> dict[str, Any]:
+    """What metadata.generation counts: everything but metadata and status."""
+    return {k: v for k, v in body.items() if k not in ("metadata", "status")}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -39,11 +66,11 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
             "reason": reason, "message": message, "metadata": {}}
 
 
-def _split(path: str) -> tuple[str, str, str] | None:
-    """(resource, namespace, name) of a REST path; resource = 'api/v1/pods'.
+def _split(path: str) -> tuple[str, str, str, bool] | None:
+    """(resource, namespace, name, is /status) of a REST path; resource = 'api/v1/pods'.
 
-    A `/status` subresource path gives the object's name; writes to it are treated
-    like writes to the object (the code under test only patches status there).
+    For resources without status semantics here (built-in kinds), writes to `/status`
+    are treated like writes to the object (the code under test only patches status there).
     """
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) >= 2:
@@ -55,16 +82,19 @@ def _split(path: str) -> tuple[str, str, str] | None:
     ns = ""
     if len(rest) >= 3 and rest[0] == "namespaces":
         ns, rest = rest[1], rest[2:]
-    if len(rest) == 3 and rest[2] == "status":
+    sub = len(rest) == 3 and rest[2] == "status"
+    if sub:
         rest = rest[:2]
     if not rest or len(rest) > 2:
         return None
-    return "/".join([*prefix, rest[0]]), ns, rest[1] if len(rest) == 2 else ""
+    return "/".join([*prefix, rest[0]]), ns, rest[1] if len(rest) == 2 else "", sub
 
 
 class FakeApiServer:
-    def __init__(self, token: str = "") -> None:
+    def __init__(self, token: str = "", status_resources: set[str] | None = None) -> None:
         self.token = token
+        self.status_resources = status_subresources() if status_resources is None \
+            else status_resources
         self.objects: dict[Key, dict[str, Any]] = {}
         self.events: list[tuple[int, str, Key, dict[str, Any]]] = []
         self.rv = 100
@@ -127,8 +157,10 @@ class FakeApiServer:
 
     def put_object(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create or replace directly (test setup); emits the watch event."""
-        resource, ns, _ = _split(path) or ("", "", "")
+        resource, ns, _, _ = _split(path) or ("", "", "", False)
         meta = body.setdefault("metadata", {})
+        if resource in self.status_resources:
+            meta.setdefault("generation", 1)
         key = (resource, ns or meta.get("namespace", ""), meta["name"])
         with self.cond:
             existed = key in self.objects
@@ -177,7 +209,7 @@ class FakeApiServer:
         if parsed is None:
             return self._send(h, 404, status(404, "NotFound", "the server could not find "
                                                               "the requested resource"))
-        resource, ns, name = parsed
+        resource, ns, name, sub = parsed
         length = int(h.headers.get("Content-Length") or 0)
         payload = json.loads(h.rfile.read(length)) if length else None
         with self.cond:
@@ -191,7 +223,7 @@ class FakeApiServer:
                     return self._send(h, 404, self._not_found(resource, name))
                 return self._send(h, 200, obj)
             else:
-                code, body = self._write(method, resource, ns, name, payload, h)
+                code, body = self._write(method, resource, ns, name, payload, h, sub)
                 return self._send(h, code, body)
         self._watch(h, resource, ns, query)
 
@@ -220,9 +252,13 @@ class FakeApiServer:
                 "metadata": {"resourceVersion": str(self.rv)}}
 
     def _write(self, method: str, resource: str, ns: str, name: str, payload: Any,
-               h: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
+               h: BaseHTTPRequestHandler, sub: bool = False) -> tuple[int, dict[str, Any]]:
+        with_status = resource in self.status_resources
         if method == "POST":
             meta = payload.setdefault("metadata", {})
+            if with_status:
+                payload.pop("status", None)  # only a write to /status sets it
+                meta["generation"] = 1
             key = (resource, ns, meta.get("name", ""))
             if key in self.objects:
                 return 409, status(409, "AlreadyExists", f'"{key[2]}" already exists')
@@ -249,6 +285,10 @@ class FakeApiServer:
         want = (payload.get("metadata") or {}).get("resourceVersion")
         if want and want != current["metadata"]["resourceVersion"]:
             return 409, conflict
+        if with_status and method == "PUT" and not want:
+            return 422, status(422, "Invalid", f'"{name}" is invalid: '
+                               "metadata.resourceVersion: Invalid value: 0x0: must be "
+                               "specified for an update")
         if method == "PUT":
             new = payload
             for k in ("uid", "creationTimestamp", "namespace"):
@@ -259,9 +299,29 @@ class FakeApiServer:
             if ctype != "application/merge-patch+json":
                 return 415, status(415, "UnsupportedMediaType", f"unsupported {ctype}")
             new = merge_patch(current, payload)
+        if with_status:
+            new = self._status_semantics(current, new, sub)
         self.objects[key] = new
         self._bump("MODIFIED", key, new)
         return 200, copy.deepcopy(new)
+
+    def _status_semantics(self, current: dict[str, Any], new: dict[str, Any],
+                          sub: bool) -> dict[str, Any]:
+        """A write to /status keeps all but status; a write to the object keeps status."""
+        if sub:
+            out = copy.deepcopy(current)
+            if "status" in new:
+                out["status"] = new["status"]
+            else:
+                out.pop("status", None)
+            return out
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        else:
+            new.pop("status", None)
+        gen = int(current["metadata"].get("generation", 1))
+        new["metadata"]["generation"] = gen + (_main_part(new) != _main_part(current))
+        return new
 
     def _watch(self, h: BaseHTTPRequestHandler, resource: str, ns: str,
                query: dict[str, str]) -> None:

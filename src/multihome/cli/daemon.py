@@ -47,6 +47,9 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         from multihome.k8s.bridge_marker import start_for_daemon
 
         start_for_daemon(store)  # Kubernetes mode: bridges on the Node's capacity
+        from multihome.k8s.node_policies import start_for_daemon as start_node_policies
+
+        start_node_policies(store)  # Kubernetes mode: enact the NNCPs selecting this node
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from multihome.k8s.client import ApiClient, ApiError, ApiUnreachable
@@ -21,8 +22,10 @@ RETRY_DELAY_S = 1.0
 
 class WatchCache:
     def __init__(self, api: ApiClient, path: str, field_selector: str = "",
-                 watch_timeout_s: float = 300.0) -> None:
+                 watch_timeout_s: float = 300.0,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.api, self.path, self.field_selector = api, path, field_selector
+        self.on_change = on_change  # called after a list and after each change event
         self.watch_timeout_s = watch_timeout_s
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -78,6 +81,11 @@ class WatchCache:
         self.resource_version = str(data.get("metadata", {}).get("resourceVersion", ""))
         self.relists += 1
         self._synced.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def watch_once(self) -> None:
         """One watch request from the current version; raises ApiError(410) when stale."""
@@ -95,6 +103,8 @@ class WatchCache:
             elif kind == "DELETED":
                 with self._lock:
                     self._items.pop(_key(obj), None)
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                self._changed()
             if rv:
                 self.resource_version = rv  # BOOKMARK only carries this
 

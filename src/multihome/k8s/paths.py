@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from multihome.node.kinds import NNCE, NNCP, NNS  # also registers the nmstate kinds
 from multihome.store.objects import kind_info
+
+# Kinds whose CRD (deploy/crds) declares `subresources: status`: the API server ignores
+# `.status` on create and on writes to the object; only a write to `<item>/status` sets it.
+STATUS_SUBRESOURCE_KINDS = frozenset({NNCP, NNS, NNCE})
 
 
 def collection(kind: str, namespace: str | None) -> str:
@@ -15,3 +20,7 @@ def collection(kind: str, namespace: str | None) -> str:
 
 def item(kind: str, namespace: str, name: str) -> str:
     return f"{collection(kind, namespace)}/{name}"
+
+
+def has_status_subresource(kind: str) -> bool:
+    return kind in STATUS_SUBRESOURCE_KINDS

@@ -1,0 +1,113 @@
+"""The daemon's NodeNetworkConfigurationPolicy handler in Kubernetes mode.
+
+For this node (NODE_NAME) it watches NNCPs and the Node object, and runs
+:func:`multihome.node.policy.enact` -- the code path of `multihome node enact` -- for the
+policies that need it; enact matches `spec.nodeSelector` against the Node's labels as read
+through the API, takes maxUnavailable slots (counted in the NNCP status, guarded by its
+resourceVersion), writes the NNCE and the node's NodeNetworkState.
+
+A policy needs a pass when this node has no enactment for it, the enactment is for an
+older generation, or it is Pending (waiting for a slot) or Progressing (a pass was cut
+short, e.g. the daemon restarted). Failing and Aborted stay until the policy changes, as
+a failed apply would otherwise take the node down again on every resync. Every change to
+an NNCP (other nodes releasing slots write its status) and to the Node wakes the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from multihome.cni.errors import CNIError
+from multihome.k8s import paths
+from multihome.k8s.cache import WatchCache
+from multihome.k8s.client import ApiError, ApiUnreachable
+from multihome.k8s.store import KubeStore
+from multihome.node import policy
+from multihome.node.kinds import NNCE, NNCP
+from multihome.store import NODE, Object, StoreError
+
+log = logging.getLogger(__name__)
+
+RESYNC_INTERVAL_S = 60.0
+# states of this node's enactment that the next pass picks up again
+RETRIED_STATES = ("", "Pending", "Progressing")
+
+
+class NodePolicyController:
+    def __init__(self, store: KubeStore, node_name: str, *, netns_path: str | None = None,
+                 resync_s: float = RESYNC_INTERVAL_S) -> None:
+        self.store, self.node_name, self.netns_path = store, node_name, netns_path
+        self.resync_s = resync_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="node-policies", daemon=True)
+        self.watches = [
+            WatchCache(store.api, paths.collection(NNCP, None), on_change=self._wake.set),
+            WatchCache(store.api, paths.collection(NODE, None), f"metadata.name={node_name}",
+                       on_change=self._wake.set),
+        ]
+
+    def due(self) -> list[str]:
+        """Names of the policies whose enactment on this node needs a pass."""
+        labels = policy.node_labels(self.store, self.node_name)
+        nnces = {e.name: e for e in self.store.list(NNCE, None)}
+        out: list[str] = []
+        for nncp in self.store.list(NNCP, None):
+            nnce = nnces.get(f"{self.node_name}.{nncp.name}")
+            if not policy.selects(nncp, labels):
+                if nnce is not None:
+                    out.append(nncp.name)  # enact drops the enactment
+            elif (nnce is None
+                  or nnce.status.get("policyGeneration") != policy.generation(nncp)
+                  or policy.active_condition(nnce)[0] in RETRIED_STATES):
+                out.append(nncp.name)
+        return out
+
+    def reconcile(self) -> list[Object]:
+        """One pass; returns the enactments written (none when nothing was due)."""
+        names = self.due()
+        if not names:
+            policy.refresh_state(self.store, self.node_name, self.netns_path)
+            return []
+        return policy.enact(self.store, names, node=self.node_name,
+                            netns_path=self.netns_path, progress=self._progress)
+
+    def _progress(self, line: str) -> None:
+        log.info("node %s: %s", self.node_name, line)
+
+    def start(self) -> None:
+        for cache in self.watches:
+            cache.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for cache in self.watches:
+            cache.stop()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # changes from here on wake the next pass
+            try:
+                self.reconcile()
+            except (ApiError, ApiUnreachable, StoreError, CNIError, ValueError) as e:
+                log.warning("node policies on %s: %s", self.node_name, e)
+            self._wake.wait(self.resync_s)
+
+
+def start_for_daemon(store_spec: str) -> NodePolicyController | None:
+    """The daemon's NNCP handler when it runs against the Kubernetes API (``k8s[:cfg]``)."""
+    if not (store_spec == "k8s" or store_spec.startswith("k8s:")):
+        return None
+    from multihome.k8s.store import open_kube_store
+
+    store = open_kube_store(store_spec[4:] or None)
+    if not store.node_name:
+        log.warning("node policies: NODE_NAME is not set; NNCPs are not enacted")
+        return None
+    controller = NodePolicyController(store, store.node_name)
+    controller.start()
+    return controller
