@@ -73,13 +73,10 @@ class BridgeMarker:
 
 def start_for_daemon(store_spec: str) -> BridgeMarker | None:
     """The daemon's bridge-marker when it runs against the Kubernetes API (``k8s[:cfg]``)."""
-    if not (store_spec == "k8s" or store_spec.startswith("k8s:")):
-        return None
-    from multihome.k8s.store import open_kube_store
+    from multihome.k8s.store import daemon_node_store
 
-    store = open_kube_store(store_spec[4:] or None)
-    if not store.node_name:
-        log.warning("bridge-marker: NODE_NAME is not set; node capacity is not published")
+    store = daemon_node_store(store_spec, "bridges are not published as node capacity")
+    if store is None:
         return None
     marker = BridgeMarker(store.api, store.node_name)
     marker.start()

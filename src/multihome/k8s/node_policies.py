@@ -22,7 +22,7 @@ from multihome.cni.errors import CNIError
 from multihome.k8s import paths
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiError, ApiUnreachable
-from multihome.k8s.store import KubeStore
+from multihome.k8s.store import KubeStore, daemon_node_store
 from multihome.node import policy
 from multihome.node.kinds import NNCE, NNCP
 from multihome.store import NODE, Object, StoreError
@@ -100,13 +100,8 @@ class NodePolicyController:
 
 def start_for_daemon(store_spec: str) -> NodePolicyController | None:
     """The daemon's NNCP handler when it runs against the Kubernetes API (``k8s[:cfg]``)."""
-    if not (store_spec == "k8s" or store_spec.startswith("k8s:")):
-        return None
-    from multihome.k8s.store import open_kube_store
-
-    store = open_kube_store(store_spec[4:] or None)
-    if not store.node_name:
-        log.warning("node policies: NODE_NAME is not set; NNCPs are not enacted")
+    store = daemon_node_store(store_spec, "NNCPs are not enacted on this node")
+    if store is None:
         return None
     controller = NodePolicyController(store, store.node_name)
     controller.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -30,6 +31,8 @@ from multihome.store.base import (
 )
 from multihome.store.merge import merge_apply, normalize
 from multihome.store.objects import NAD, POD
+
+log = logging.getLogger(__name__)
 
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 UNREACHABLE_RETRIES = 3
@@ -338,6 +341,19 @@ def _main_part(body: dict[str, Any]) -> dict[str, Any]:
                                                           "kind")},
             **{k: meta.get(k) or None for k in ("labels", "annotations", "finalizers",
                                                 "ownerReferences")}}
+
+
+def daemon_node_store(store_spec: str, without_node: str) -> KubeStore | None:
+    """The daemon's store for a node controller: None unless the store is the Kubernetes
+    API (``k8s[:kubeconfig]``) and NODE_NAME names this node (else `without_node` is
+    logged: what the node goes without)."""
+    if not (store_spec == "k8s" or store_spec.startswith("k8s:")):
+        return None
+    store = open_kube_store(store_spec[4:] or None)
+    if not store.node_name:
+        log.warning("NODE_NAME is not set: %s", without_node)
+        return None
+    return store
 
 
 def open_kube_store(kubeconfig: str | None = None, node_name: str | None = None) -> KubeStore:
