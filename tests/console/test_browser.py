@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import unique
+from cli_lab import MULTIHOME, CLILab, lab_down, lab_up, new_lab
 from integration.node_world import make_world
 from vm.vm_world import skip_without_vm_tools
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-MULTIHOME = str(ROOT / ".venv" / "bin" / "multihome")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 if not Path(CHROMIUM).exists():
@@ -35,19 +34,10 @@ Page = playwright.Page
 
 
 @dataclass
-class Console:
-    url: str
-    store: str
-    env: dict[str, str]
+class Console(CLILab):
+    """The lab's CLI (its store and state dir), with the console serving them at `url`."""
 
-    def mh(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MULTIHOME, "--store", self.store, *args], capture_output=True,
-                              text=True, env=self.env, timeout=120)
-
-    def ok(self, *args: str) -> str:
-        proc = self.mh(*args)
-        assert proc.returncode == 0, f"{args}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
+    url: str = ""
 
 
 @contextmanager
@@ -72,11 +62,11 @@ def served(args: list[str], env: dict[str, str]) -> Iterator[str]:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    env = {**os.environ, "MULTIHOME_STATE_DIR": str(tmp_path / "state")}
-    env.pop("MULTIHOME_STORE", None)
-    store = str(tmp_path / "store.db")
-    with served(["--store", store, "console", "--listen", "127.0.0.1:0"], env) as url:
-        yield Console(url, store, env)
+    lab = new_lab(Console, tmp_path, "mh")  # names only: the lab fixture brings it up
+    with served(["--store", str(tmp_path / "s.db"), "console", "--listen", "127.0.0.1:0"],
+                lab.env()) as url:
+        lab.url = url
+        yield lab
 
 
 @pytest.fixture
@@ -144,18 +134,12 @@ def test_bad_vlan_shows_beside_the_field_and_creates_nothing(console: Console,
 def lab(console: Console) -> Iterator[tuple[Console, str]]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
-    dev, ext, cluster = unique("mhd"), unique("mhx"), unique("mhk")
-    console.ok("lab", "up", "--dev-bridge", dev, "--external-netns", ext,
-               "--external-address", "10.67.0.1/24", "--cluster-bridge", cluster,
-               "--cluster-subnet", "10.66.0.0/24")
+    lab_up(console, "10.67.0.1/24", "10.66.0.0/24")
     try:
-        yield console, dev
+        yield console, console.dev_bridge
     finally:
         console.mh("pod", "delete", "web-a", "web-b", "-n", "multus-test")
-        console.mh("lab", "down")
-        for link in (dev, cluster, f"{dev[:11]}-up"):
-            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", ext], capture_output=True, check=False)
+        lab_down(console)
 
 
 @pytest.mark.netns
@@ -219,7 +203,7 @@ def test_topology_shows_the_bridge_pods_and_vm(lab: tuple[Console, str], page: P
 
 
 def _nad_file(console: Console, bridge: str) -> Path:
-    path = Path(console.store).with_name("bridge-dev.yml")
+    path = console.tmp / "bridge-dev.yml"
     path.write_text(yaml.safe_dump({
         "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
         "metadata": {"name": "bridge-dev"},

@@ -6,59 +6,28 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cli_lab import CLILab, lab_down, lab_up, new_lab
 from conftest import host_links, host_netns, unique
 
 pytestmark = pytest.mark.netns
 
-MULTIHOME = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "multihome")
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    dev_bridge: str
-    external: str
-    cluster_bridge: str
-
-    def mh(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MULTIHOME_STATE_DIR": str(self.tmp / "state")}
-        env.pop("MULTIHOME_STORE", None)
-        return subprocess.run([MULTIHOME, "--store", str(self.tmp / "s.db"), *args],
-                              capture_output=True, text=True, env=env, timeout=120)
-
-    def ok(self, *args: str) -> str:
-        proc = self.mh(*args)
-        assert proc.returncode == 0, f"{args}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
-
-    def nad_file(self, name: str, config: dict[str, object]) -> str:
-        path = self.tmp / f"{name}.yml"
-        path.write_text(
-            "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
-            f"metadata:\n  name: {name}\nspec:\n  config: '{json.dumps(config)}'\n")
-        return str(path)
+Lab = CLILab
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
-    lab = Lab(tmp_path, unique("mhd"), unique("mhx"), unique("mhk"))
-    lab.ok("lab", "up", "--dev-bridge", lab.dev_bridge, "--external-netns", lab.external,
-           "--external-address", "10.65.0.1/24", "--cluster-bridge", lab.cluster_bridge,
-           "--cluster-subnet", "10.64.0.0/24")
+    lab = new_lab(Lab, tmp_path, "mh")
+    lab_up(lab, "10.65.0.1/24", "10.64.0.0/24")
     try:
         yield lab
     finally:
-        lab.mh("lab", "down")
-        for link in (lab.dev_bridge, lab.cluster_bridge, f"{lab.dev_bridge}-up"):
-            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", lab.external], capture_output=True, check=False)
+        lab_down(lab)
 
 
 def test_seed_like_flow_two_pods_external_host_and_isolation(lab: Lab) -> None:
@@ -211,7 +180,7 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
         tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
-    lab = Lab(tmp_path, unique("mhd"), unique("mhx"), unique("mhk"))
+    lab = new_lab(Lab, tmp_path, "mh")
     uplink = f"{lab.dev_bridge}-up"
     policy = tmp_path / "policy.yml"
     policy.write_text(json.dumps({
@@ -223,10 +192,7 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
                            {"name": uplink, "state": "up"}],
             "probes": {"default-gateway": False}}}}))
     try:
-        out = lab.ok("lab", "up", "--dev-bridge", lab.dev_bridge, "--external-netns",
-                     lab.external, "--external-address", "10.66.0.1/24", "--cluster-bridge",
-                     lab.cluster_bridge, "--cluster-subnet", "10.67.0.0/24",
-                     "--dev-bridge-by-policy")
+        out = lab_up(lab, "10.66.0.1/24", "10.67.0.0/24", "--dev-bridge-by-policy")
         assert "left to a NodeNetworkConfigurationPolicy" in out
         assert lab.dev_bridge not in host_links() and uplink in host_links()
         lab.ok("apply", "-f", str(policy))
@@ -244,7 +210,4 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
         assert not node_dir.exists()
         assert not {lab.dev_bridge, uplink, lab.cluster_bridge} & host_links()
     finally:
-        lab.mh("lab", "down")
-        for link in (lab.dev_bridge, lab.cluster_bridge, uplink):
-            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", lab.external], capture_output=True, check=False)
+        lab_down(lab)

@@ -169,7 +169,7 @@ def test_exec_exit_code_and_console(shared: Shared) -> None:
 
 
 def _mh_argv(lab: VMLab) -> list[str]:
-    from vm_world import MULTIHOME
+    from cli_lab import MULTIHOME
 
     return [MULTIHOME, "--store", str(lab.tmp / "s.db")]
 

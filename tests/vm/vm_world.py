@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import unique
+from cli_lab import CLILab, lab_down, lab_up, new_lab
 
-MULTIHOME = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "multihome")
 NS = "multus-test"
 SUBNET = "10.66.0"
 EXTERNAL_HOST = f"{SUBNET}.1"
@@ -33,38 +30,9 @@ def skip_without_vm_tools() -> None:
         pytest.skip("/dev/net/tun is missing: no tap devices on this host")
 
 
-@dataclass
-class VMLab:
-    tmp: Path
-    dev_bridge: str
-    external: str
-    cluster_bridge: str
-
-    @property
-    def state(self) -> Path:
-        return self.tmp / "state"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "MULTIHOME_STATE_DIR": str(self.state), **extra}
-        env.pop("MULTIHOME_STORE", None)
-        return env
-
-    def mh(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MULTIHOME, "--store", str(self.tmp / "s.db"), *args],
-                              capture_output=True, text=True, env=self.env(**env),
-                              timeout=240)
-
-    def ok(self, *args: str, **env: str) -> str:
-        proc = self.mh(*args, **env)
-        assert proc.returncode == 0, f"{args}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
-
+class VMLab(CLILab):
     def apply_nad(self, name: str, config: dict[str, object]) -> None:
-        path = self.tmp / f"{name}.yml"
-        path.write_text(
-            "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
-            f"metadata:\n  name: {name}\nspec:\n  config: '{json.dumps(config)}'\n")
-        self.ok("apply", "-f", str(path), "-n", NS)
+        self.ok("apply", "-f", self.nad_file(name, config), "-n", NS)
 
     def in_external(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.external, *argv],
@@ -90,10 +58,8 @@ def qemu_alive(pid: int | None) -> bool:
 
 
 def up(tmp: Path) -> VMLab:
-    lab = VMLab(tmp, unique("mvd"), unique("mvx"), unique("mvk"))
-    lab.ok("lab", "up", "--dev-bridge", lab.dev_bridge, "--external-netns", lab.external,
-           "--external-address", f"{EXTERNAL_HOST}/24", "--cluster-bridge",
-           lab.cluster_bridge, "--cluster-subnet", "10.69.0.0/24")
+    lab = new_lab(VMLab, tmp, "mv")
+    lab_up(lab, f"{EXTERNAL_HOST}/24", "10.69.0.0/24")
     return lab
 
 
@@ -106,7 +72,4 @@ def down(lab: VMLab) -> None:
         if qemu_alive(pid):
             assert pid is not None
             os.kill(pid, 9)
-    lab.mh("lab", "down")
-    for link in (lab.dev_bridge, lab.cluster_bridge, f"{lab.dev_bridge}-up"):
-        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
-    subprocess.run(["ip", "netns", "del", lab.external], capture_output=True, check=False)
+    lab_down(lab)
