@@ -115,8 +115,9 @@ def add(call: Call) -> Result:
                     Interface(name=cmd.ifname, mac=moved.mac, sandbox=cmd.netns,
                               pci_id=conf.pci)])
                 if conf.ipam_type:
-                    ipam_helper.apply(call, ipam_helper.add(call, conf.ipam_type, undo),
-                                      result, nsfd)
+                    ipam = ipam_helper.add(call, conf.ipam_type, undo)
+                    with netns.iproute_in(nsfd) as cipr:
+                        ipam_helper.apply(ipam, result, cipr, nsfd, moved)
                 return result
     finally:
         os.close(nsfd)

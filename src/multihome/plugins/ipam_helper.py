@@ -93,17 +93,13 @@ def add(call: Call, ipam_type: str, undo: UndoSteps) -> Result:
     return result
 
 
-def apply(call: Call, ipam: Result, result: Result, nsfd: int) -> None:
+def apply(ipam: Result, result: Result, cipr: IPRoute, nsfd: int, link: links.Link) -> None:
     """Put IPAM's addresses, routes and DNS in `result` and on the container interface
-    (the one interface of `result`, index 0)."""
+    `link` (the one interface of `result`, index 0), which `cipr` sees."""
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
     for ip in result.ips:
         ip.interface = 0
-    with netns.iproute_in(nsfd) as cipr:
-        link = links.by_name(cipr, call.cmd.ifname)
-        if link is None:
-            raise CNIError(f"container interface {call.cmd.ifname} vanished during setup")
-        configure_container(cipr, nsfd, link, result)
+    configure_container(cipr, nsfd, link, result)
 
 
 def configure_container(cipr: IPRoute, nsfd: int, link: links.Link, result: Result, *,

@@ -99,12 +99,12 @@ def _address(call: Call, conf: StackedConf, cipr: IPRoute, nsfd: int,
     else:
         ips = None
     result = Result(cni_version=call.conf.cni_version)
-    if ips is not None:
-        ipam_helper.apply(call, ips, result, nsfd)
     link = links.by_name(cipr, cmd.ifname)
     if link is None:
         raise CNIError(f"container interface {cmd.ifname} vanished during setup")
-    if ips is None:
+    if ips is not None:
+        ipam_helper.apply(ips, result, cipr, nsfd, link)
+    else:
         links.set_up(cipr, link.index)
     result.interfaces = [Interface(name=cmd.ifname, mac=link.mac, sandbox=cmd.netns)]
     if call.conf.dns is not None:

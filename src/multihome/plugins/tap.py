@@ -96,8 +96,8 @@ def add(call: Call) -> Result:
             result = Result(cni_version=call.conf.cni_version, interfaces=[
                 Interface(name=cmd.ifname, mac=link.mac, sandbox=cmd.netns)])
             if conf.ipam_type:
-                ipam_helper.apply(call, ipam_helper.add(call, conf.ipam_type, undo), result,
-                                  nsfd)
+                ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result, cipr,
+                                  nsfd, link)
             else:
                 links.set_up(cipr, link.index)
             return result
