@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from bridge_harness import Lab
 
 TIER_DIR = Path(__file__).resolve().parent
 SKIP_REASON = "needs the Debian kernel tier (run via tests/kernel/run_tier.py)"
@@ -27,6 +32,25 @@ for _helpers in ("integration", "conformance"):
 def in_guest() -> bool:
     """True when running inside the tier's guest (checked against the running kernel)."""
     return bool(os.environ.get("MH_KERNEL_TIER"))
+
+
+@pytest.fixture
+def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
+    """A bridge_harness.Lab whose node kernel has bridge VLAN filtering (asserted: in the
+    tier that is a precondition, not a reason to skip)."""
+    from bridge_harness import Lab
+
+    from conftest import unique
+    from multihome.net import bridge_vlan
+    from multihome.net.netns import iproute_in
+
+    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
+    with iproute_in(the_lab.node.path) as ipr:
+        assert bridge_vlan.supported(ipr, unique("mhbp")), "guest kernel lacks VLAN filtering"
+    try:
+        yield the_lab
+    finally:
+        the_lab.cleanup()
 
 
 def pytest_configure(config: pytest.Config) -> None:

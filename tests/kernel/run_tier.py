@@ -8,6 +8,12 @@ write), where the same repository and .venv run `pytest tests/kernel`.
 
     python tests/kernel/run_tier.py [extra pytest args...]
 
+Beside the guest, the runner boots the lab VM (multihome.vm: the same Debian kernel with the
+lab's busybox initramfs) on the host, for the VLAN VM test: a VM inside the guest would be
+emulation inside emulation (minutes to boot). Its NIC ends in a unix socket that the
+guest's qemu connects to as one of the guest's NICs, and its agent's serial port is a
+virtio port of the guest (tests/kernel/vm_peer.py is the guest's side).
+
 Prints the guest's pytest output, then `kernel tier: N passed, M skipped, ...` and the
 boot / total times. Exit status: 0 when every test passed or skipped; 1 when a test failed,
 the guest did not boot, or the tier timed out; 2 when a prerequisite is missing (run
@@ -36,6 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from multihome.cni.errors import CNIError
+from multihome.vm import accel, bindings, qemu
+from multihome.vm import guest as vm_guest
+from multihome.vm.state import Nic
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 TIER_DIR = "tests/kernel"
@@ -47,6 +58,12 @@ GUEST_MODULES = ("8021q", "bridge", "ipvlan", "macvlan", "macvtap", "dummy", "ve
                  "nf_tables")
 # After SIGTERM, how long qemu gets before SIGKILL.
 KILL_GRACE_S = 5.0
+# How the guest finds the host-side VM (read by tests/kernel/vm_peer.py).
+VM_NIC_MAC_ENV = "MH_TIER_VM_NIC_MAC"  # the guest's NIC joined to the VM's NIC
+VM_AGENT_ENV = "MH_TIER_VM_AGENT"  # the name of the virtio port of the VM's agent
+VM_ERROR_ENV = "MH_TIER_VM_ERROR"  # why the runner has no VM for the guest
+VM_NIC_MAC = "52:54:00:4d:48:01"
+VM_AGENT_PORT = "mh.vmagent"
 
 
 class TierError(Exception):
@@ -104,7 +121,8 @@ def check_prerequisites() -> None:
         raise TierError("missing: " + "; ".join(missing) + " — run `make install`")
 
 
-def guest_script(release: str, junit: Path, timeout_s: int, pytest_args: list[str]) -> str:
+def guest_script(release: str, junit: Path, timeout_s: int, pytest_args: list[str],
+                 env: dict[str, str]) -> str:
     """The shell command the guest runs; its exit status becomes vng's."""
     # Python is ~50x slower in the emulated guest: skip the plugins the tier does not use
     # (hypothesis alone costs tens of seconds to import there).
@@ -113,6 +131,7 @@ def guest_script(release: str, junit: Path, timeout_s: int, pytest_args: list[st
     return "; ".join([
         f"export MH_KERNEL_TIER={shlex.quote(release)} PYTHONDONTWRITEBYTECODE=1",
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
         f"cd {shlex.quote(str(REPO))} || exit 97",
         f"modprobe -a {' '.join(GUEST_MODULES)} || exit 98",
         f"echo {shlex.quote(BOOT_MARKER)}",
@@ -122,7 +141,8 @@ def guest_script(release: str, junit: Path, timeout_s: int, pytest_args: list[st
     ])
 
 
-def vng_argv(image: Path, work: Path, script: str) -> list[str]:
+def vng_argv(image: Path, work: Path, script: str, qemu_opts: list[str]) -> list[str]:
+    opts = [f"--qemu-opts={shlex.join(qemu_opts)}"] if qemu_opts else []
     return [
         str(VENV_BIN / "vng"), "--disable-kvm",  # KVM fails on these hosts; TCG is reliable
         "--run", str(image),
@@ -132,8 +152,51 @@ def vng_argv(image: Path, work: Path, script: str) -> list[str]:
         f"--overlay-rwdir={REPO}",
         f"--rwdir={work}",  # the only host directory the guest writes: the JUnit report
         "--cwd", str(REPO),
+        *opts,
         "--exec", script,
     ]
+
+
+class HostVM:
+    """The lab VM booted on the host for the guest's VLAN VM test; `stop` is always safe."""
+
+    def __init__(self, work: Path) -> None:
+        self.dir = work / "vm"
+        self.qemu_opts: list[str] = []
+        self.env: dict[str, str] = {}
+        try:
+            self.pid = self._start(work)
+        except (CNIError, OSError) as exc:  # VMError is a CNIError
+            self.stop()
+            self.env = {VM_ERROR_ENV: f"the runner could not boot the VM: {exc}"}
+            print(f"kernel tier: {self.env[VM_ERROR_ENV]}", file=sys.stderr, flush=True)
+            return
+        print(f"kernel tier: VM for the VLAN test started on the host (qemu pid {self.pid})",
+              flush=True)
+
+    def _start(self, work: Path) -> int:
+        self.dir.mkdir()
+        the_guest = vm_guest.prepare(str(work))
+        nic = Nic(ifname="net1", network="tier", binding="bridge", mac=bindings.random_mac(),
+                  guest_ifname="eth0")
+        nic_sock, agent_sock = self.dir / "nic.sock", self.dir / qemu.AGENT_SOCK
+        pid = qemu.start("tier-vm", str(self.dir), the_guest,
+                         accel.choose(the_guest.kernel, vm_guest.cache_dir(str(work))), 256,
+                         [qemu.NicStream(nic, str(nic_sock))])
+        # The guest's qemu connects to both sockets as a client when it starts.
+        self.qemu_opts = [
+            "-netdev", f"stream,id=mhvm,server=off,addr.type=unix,addr.path={nic_sock}",
+            "-device", f"virtio-net-pci,netdev=mhvm,mac={VM_NIC_MAC}",
+            "-chardev", f"socket,id=mhagent,path={agent_sock}",
+            "-device", "virtio-serial-pci,id=mhserial",
+            "-device", f"virtserialport,bus=mhserial.0,chardev=mhagent,name={VM_AGENT_PORT}",
+        ]
+        self.env = {VM_NIC_MAC_ENV: VM_NIC_MAC, VM_AGENT_ENV: VM_AGENT_PORT}
+        return pid
+
+    def stop(self) -> None:
+        if self.dir.is_dir():
+            qemu.stop(str(self.dir))
 
 
 def read_counts(junit: Path) -> Counts | None:
@@ -235,13 +298,16 @@ def main(pytest_args: list[str]) -> int:
     junit = work / "junit.xml"
     env = dict(os.environ, TMPDIR=str(work),
                PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}")
-    script = guest_script(release, junit, max(timeout_s - 60, 60), pytest_args)
-    print(f"kernel tier: booting {image} under qemu (TCG) ...", flush=True)
     guest: Guest | None = None
     code: int | None = None
     stopped = ""  # why the guest was killed, if it was
+    host_vm: HostVM | None = None
     try:
-        guest = Guest(vng_argv(image, work, script), env)
+        host_vm = HostVM(work)
+        script = guest_script(release, junit, max(timeout_s - 60, 60), pytest_args,
+                              host_vm.env)
+        print(f"kernel tier: booting {image} under qemu (TCG) ...", flush=True)
+        guest = Guest(vng_argv(image, work, script, host_vm.qemu_opts), env)
         code = guest.wait(timeout_s)
     except subprocess.TimeoutExpired:
         stopped = f"timed out after {timeout_s} s (MH_TIER_TIMEOUT)"
@@ -251,6 +317,8 @@ def main(pytest_args: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
         if guest is not None and guest.proc.poll() is None:
             guest.kill()
+        if host_vm is not None:
+            host_vm.stop()
         counts = read_counts(junit)
         shutil.rmtree(work, ignore_errors=True)
     if stopped:

@@ -2,40 +2,24 @@
 
 Debian-kernel tier only: the host kernel lacks bridge VLAN filtering (the error it gives
 there is checked by tests/integration/test_bridge_vlan.py). The plugin runs in-process in
-a node namespace (bridge_harness.Lab); "external hosts" are namespaces attached as trunk
-ports by the plugin itself, with an 802.1Q sub-interface on top, so every tag on the wire
-was put there by the plugin's port configuration.
+a node namespace (bridge_harness.Lab, the `lab` fixture of this directory); the
+"external hosts" are vlan_world's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from bridge_harness import Lab
+from vlan_world import external_host
 
 import kstate
-from conftest import Netns, unique
 from multihome.net import bridge_vlan, links
 from multihome.net.netns import iproute_in
 
 pytestmark = pytest.mark.netns
 
-TRUNK = [{"id": 100}, {"id": 200}]
-
-
-@pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
-    with iproute_in(the_lab.node.path) as ipr:
-        # In the tier this is a precondition, not a reason to skip.
-        assert bridge_vlan.supported(ipr, unique("mhbp")), "guest kernel lacks VLAN filtering"
-    try:
-        yield the_lab
-    finally:
-        the_lab.cleanup()
 
 
 def _vlans(lab: Lab, port: str) -> dict[int, int]:
@@ -86,35 +70,19 @@ def test_trunk_ports_are_tagged(lab: Lab) -> None:
     lab.assert_clean(c1)
 
 
-def _external_host(lab: Lab, bridge: str, cid: str, *, vid: int | None, address: str,
-                   preserve_default: bool) -> tuple[Netns, dict[str, Any]]:
-    """A namespace on a trunk port (100, 200) of `bridge`; `address` on eth0.<vid>
-    (or on the untagged eth0 when vid is None)."""
-    ext = lab.make_ns("mhbe")
-    conf = lab.conf(bridge, subnet=None, vlanTrunk=TRUNK, preserveDefaultVlan=preserve_default)
-    lab.add(conf, ext, cid=cid)
-    dev = "eth0"
-    if vid is not None:
-        dev = f"eth0.{vid}"
-        ext.run("ip", "link", "add", "link", "eth0", "name", dev, "type", "vlan", "id", str(vid))
-        ext.run("ip", "link", "set", dev, "up")
-    ext.run("ip", "addr", "add", address, "dev", dev)
-    return ext, conf
-
-
 def test_tagged_traffic_stays_in_its_vlan(lab: Lab) -> None:
     """An access port on VLAN 100 reaches a host tagged 100 and not one tagged 200 (same
     subnet, so only the tags keep them apart); VLAN 200 the other way round; untagged
     frames reach a trunk only when it keeps the default VLAN (preserveDefaultVlan)."""
     br = lab.bridge_name()
-    ext100, trunk_conf = _external_host(lab, br, "e100", vid=100, address="10.70.0.101/24",
+    ext100, trunk_conf = external_host(lab, br, "e100", vid=100, address="10.70.0.101/24",
                                         preserve_default=False)
-    ext200, _ = _external_host(lab, br, "e200", vid=200, address="10.70.0.201/24",
+    ext200, _ = external_host(lab, br, "e200", vid=200, address="10.70.0.201/24",
                                preserve_default=False)
     # Untagged hosts on a separate subnet: one behind a trunk without VLAN 1, one with it.
-    strict, _ = _external_host(lab, br, "eu1", vid=None, address="10.71.0.1/24",
+    strict, _ = external_host(lab, br, "eu1", vid=None, address="10.71.0.1/24",
                                preserve_default=False)
-    keeps_default, keep_conf = _external_host(lab, br, "eu2", vid=None,
+    keeps_default, keep_conf = external_host(lab, br, "eu2", vid=None,
                                               address="10.71.0.2/24", preserve_default=True)
     c100, c200, cu = lab.make_ns("mhbc"), lab.make_ns("mhbc"), lab.make_ns("mhbc")
     conf100 = lab.conf(br, vlan=100, preserveDefaultVlan=False)

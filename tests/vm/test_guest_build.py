@@ -90,6 +90,22 @@ def test_kernel_cmdline_carries_one_ip_per_nic() -> None:
     assert "console=ttyS0" in line and "mh.name=vm1" in line
 
 
+def test_nics_are_tap_fds_or_a_listening_stream_socket_in_network_order() -> None:
+    from multihome.vm.accel import Accel
+
+    tap = Nic("net1", "ns/a", "bridge", "02:00:00:00:00:01", [], "", "eth0")
+    wire = Nic("net2", "ns/b", "bridge", "02:00:00:00:00:02", [], "", "eth1")
+    the_guest = guest.Guest("/boot/vmlinuz-x", "/tmp/initrd", "x")
+    cmd = qemu.command("vm1", "/run/vm1", the_guest, Accel("tcg", ""), 256,
+                       [qemu.NicFd(tap, 7), qemu.NicStream(wire, "/run/vm1/nic.sock")])
+    netdevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-netdev"]
+    devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
+    assert netdevs == ["tap,id=nic0,fd=7",
+                       "stream,id=nic1,server=on,addr.type=unix,addr.path=/run/vm1/nic.sock"]
+    assert devices == ["virtio-net-pci,netdev=nic0,mac=02:00:00:00:00:01,addr=0x3",
+                       "virtio-net-pci,netdev=nic1,mac=02:00:00:00:00:02,addr=0x4"]
+
+
 def test_accelerator_is_probed_once_and_remembered(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from multihome.cni.errors import CNIError
 from multihome.lab import pods as labpods
@@ -68,39 +68,13 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
              f"({accel.reason})")
     rec = VMRecord(name=name, namespace=namespace, memory=memory, networks=networks,
                    accel=accel.name)
-    pod = pod_name(name)
-    try:
-        outcome = labpods.run(store, settings, namespace, pod,
-                              labpods.networks_annotation(networks), progress=progress)
-    except (labpods.PodError, CNIError) as e:
-        raise VMError("pod", f"launcher pod {namespace}/{pod} could not be started",
-                      str(e)) from e
-    pod_netns = labpods.netns_path(namespace, pod)
-    fds: list[qemu.NicFd] = []
-    try:
-        os.makedirs(vdir, exist_ok=True)
-        save(root, rec)
-        secondary = [(a.ifname, a.network) for a in outcome.attachments if not a.default]
-        rec.nics = _nics(secondary, pod_netns, guest_addresses or {})
-        gateways = {s.interface: s.gateway[0] for s in outcome.status if s.gateway}
-        for nic in rec.nics:
-            nic.gateway = gateways.get(nic.ifname, "")
-            fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
-            save(root, rec)  # after each, so delete can undo a partial binding
-            progress(f"vm/{name}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
-                     f"binding, guest {nic.guest_ifname} mac {nic.mac} "
-                     f"address {','.join(nic.addresses) or '<none>'}")
+    fds = launch(store, settings, rec, guest_addresses or {}, progress)
+    with _undone_on_failure(store, settings, rec, fds, "qemu", progress):
         started = time.monotonic()
         pid = qemu.start(name, vdir, the_guest, accel, memory, fds)
         progress(f"vm/{name}: qemu started (pid {pid}, {accel.name})")
-    except (CNIError, OSError) as e:
-        progress(f"vm/{name}: failed, removing it again")
-        _close(fds)
-        _teardown(store, settings, rec, progress)
-        if isinstance(e, VMError):
-            raise
-        raise VMError("binding", str(e)) from e
     _close(fds)  # qemu holds its own copies now
+    pod_netns = labpods.netns_path(namespace, rec.pod)
 
     def alive() -> str:
         if not qemu.running(vdir):
@@ -108,7 +82,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
                     f"{qemu.log_tail(vdir, qemu.LOG_FILE) or 'no message'}; console: "
                     f"{qemu.log_tail(vdir, qemu.CONSOLE_LOG, 3) or 'empty'}")
         if not netns.exists(pod_netns):
-            return f"the launcher pod {namespace}/{pod} was deleted during boot"
+            return f"the launcher pod {namespace}/{rec.pod} was deleted during boot"
         return ""
 
     try:
@@ -121,6 +95,51 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     save(root, rec)
     progress(f"vm/{name} running (booted in {rec.boot_seconds} s)")
     return rec
+
+
+def launch(store: Store, settings: LabSettings, rec: VMRecord,
+           guest_addresses: dict[str, str], progress: Progress = _quiet) -> list[qemu.NicFd]:
+    """The launcher pod with the VM's networks and a binding per secondary network: one
+    fd per NIC for qemu, in network order. On failure nothing of it is left."""
+    pod = pod_name(rec.name)
+    try:
+        outcome = labpods.run(store, settings, rec.namespace, pod,
+                              labpods.networks_annotation(rec.networks), progress=progress)
+    except (labpods.PodError, CNIError) as e:
+        raise VMError("pod", f"launcher pod {rec.namespace}/{pod} could not be started",
+                      str(e)) from e
+    pod_netns = labpods.netns_path(rec.namespace, pod)
+    fds: list[qemu.NicFd] = []
+    with _undone_on_failure(store, settings, rec, fds, "binding", progress):
+        os.makedirs(vm_dir(settings.state_dir, rec.namespace, rec.name), exist_ok=True)
+        save(settings.state_dir, rec)
+        secondary = [(a.ifname, a.network) for a in outcome.attachments if not a.default]
+        rec.nics = _nics(secondary, pod_netns, guest_addresses)
+        gateways = {s.interface: s.gateway[0] for s in outcome.status if s.gateway}
+        for nic in rec.nics:
+            nic.gateway = gateways.get(nic.ifname, "")
+            fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
+            save(settings.state_dir, rec)  # after each, so delete can undo a partial binding
+            progress(f"vm/{rec.name}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
+                     f"binding, guest {nic.guest_ifname} mac {nic.mac} "
+                     f"address {','.join(nic.addresses) or '<none>'}")
+    return fds
+
+
+@contextlib.contextmanager
+def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
+                       fds: list[qemu.NicFd], step: str, progress: Progress) -> Iterator[None]:
+    """A failure inside removes everything of the VM again; an error that does not name
+    its own step is reported as `step`."""
+    try:
+        yield
+    except (CNIError, OSError) as e:
+        progress(f"vm/{rec.name}: failed, removing it again")
+        _close(fds)
+        _teardown(store, settings, rec, progress)
+        if isinstance(e, VMError):
+            raise
+        raise VMError(step, str(e)) from e
 
 
 def _close(fds: list[qemu.NicFd]) -> None:

@@ -1,7 +1,9 @@
 """The qemu process of a VM: its command line, daemonized start, liveness and stop.
 
 qemu runs in the host namespace; each NIC reaches it as an already-open fd (a tap made
-in the pod, or a macvtap's character device), so qemu needs no rights in the pod.
+in the pod, or a macvtap's character device), so qemu needs no rights in the pod. A NIC
+can instead end in a unix stream socket that another qemu connects to (`NicStream`): the
+kernel tier joins a VM booted here to the pod network inside its own guest that way.
 Serial ports: ttyS0 is the console (`console.sock`, mirrored to `console.log`), ttyS1
 the command agent (`agent.sock`).
 """
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from multihome.vm.accel import QEMU, Accel
@@ -34,6 +37,27 @@ class NicFd:
     nic: Nic
     fd: int
 
+    def netdev(self, netdev_id: str) -> str:
+        return f"tap,id={netdev_id},fd={self.fd}"
+
+
+@dataclass(frozen=True)
+class NicStream:
+    """qemu listens on `path`; the frames go to whoever connects (another qemu's NIC)."""
+
+    nic: Nic
+    path: str
+
+    def netdev(self, netdev_id: str) -> str:
+        return f"stream,id={netdev_id},server=on,addr.type=unix,addr.path={self.path}"
+
+
+NicBackend = NicFd | NicStream
+
+
+def _fds(nics: Sequence[NicBackend]) -> list[int]:
+    return [n.fd for n in nics if isinstance(n, NicFd)]
+
 
 def _ip_param(nic: Nic) -> str:
     """The kernel's `ip=` syntax: client::gateway:netmask::device:off."""
@@ -51,7 +75,7 @@ def kernel_cmdline(name: str, nics: list[Nic]) -> str:
 
 
 def command(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
-            nics: list[NicFd]) -> list[str]:
+            nics: Sequence[NicBackend]) -> list[str]:
     def sock(fname: str) -> str:
         return os.path.join(vm_dir, fname)
 
@@ -67,13 +91,13 @@ def command(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
            "-daemonize", "-pidfile", sock(PID_FILE)]
     for i, n in enumerate(nics):
         # fixed PCI slots keep eth0, eth1… in the order of the networks
-        cmd += ["-netdev", f"tap,id=nic{i},fd={n.fd}",
+        cmd += ["-netdev", n.netdev(f"nic{i}"),
                 "-device", f"virtio-net-pci,netdev=nic{i},mac={n.nic.mac},addr={3 + i:#x}"]
     return cmd
 
 
 def start(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
-          nics: list[NicFd]) -> int:
+          nics: Sequence[NicBackend]) -> int:
     """Start qemu daemonized; returns its pid. The fds are inherited by qemu."""
     longest = os.path.join(vm_dir, CONSOLE_SOCK)
     if len(longest.encode()) > SUN_PATH_MAX:
@@ -82,7 +106,7 @@ def start(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
     cmd = command(name, vm_dir, guest, accel, memory, nics)
     with open(os.path.join(vm_dir, LOG_FILE), "w") as log:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=subprocess.STDOUT, pass_fds=[n.fd for n in nics],
+                              stderr=subprocess.STDOUT, pass_fds=_fds(nics),
                               timeout=60, check=False)
     if proc.returncode != 0:
         raise VMError("qemu", f"qemu exited with code {proc.returncode}",
