@@ -52,6 +52,32 @@ esac
 exit 0
 """
 
+RENDEZVOUS_PLUGIN = """#!/bin/sh
+# A delegate whose ADD waits (up to 10 s) until "expect" delegates have started their ADD:
+# it succeeds only when the pod's delegates run at the same time.
+conf=$(cat)
+dir="$(dirname "$0")/../rendezvous"
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'; exit 0;;
+ADD)
+  expect=$(echo "$conf" | sed -n 's/.*"expect": *\\([0-9]*\\).*/\\1/p')
+  mkdir -p "$dir"; touch "$dir/$CNI_CONTAINERID-$CNI_IFNAME"
+  i=0
+  while [ "$(ls "$dir" | grep -c "^$CNI_CONTAINERID-")" -lt "$expect" ]; do
+    i=$((i + 1))
+    if [ $i -gt 100 ]; then
+      echo '{"cniVersion":"1.0.0","code":11,"msg":"the other delegates never started"}'
+      exit 1
+    fi
+    sleep 0.1
+  done
+  iface='{"name":"'"$CNI_IFNAME"'","sandbox":"'"$CNI_NETNS"'"}'
+  echo '{"cniVersion":"1.0.0","interfaces":['"$iface"'],"ips":[]}';;
+DEL) rm -f "$dir/$CNI_CONTAINERID-$CNI_IFNAME";;
+esac
+exit 0
+"""
+
 
 @dataclass
 class World:
@@ -153,7 +179,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
     (tmp_path / "bin").mkdir()
-    for name, text in (("mh-fail", FAIL_PLUGIN), ("mh-record", RECORD_PLUGIN)):
+    for name, text in (("mh-fail", FAIL_PLUGIN), ("mh-record", RECORD_PLUGIN),
+                       ("mh-rendezvous", RENDEZVOUS_PLUGIN)):
         script = tmp_path / "bin" / name
         script.write_text(text)
         script.chmod(script.stat().st_mode | stat.S_IEXEC)

@@ -116,6 +116,33 @@ def test_failing_second_delegate_rolls_everything_back(world: World, netns: Netn
     assert NETWORK_STATUS_ANNOTATION not in world.store.get(POD, "ns1", "p5").annotations
 
 
+def test_delegates_of_a_pod_run_side_by_side(world: World, netns: Netns) -> None:
+    """Each rendezvous delegate waits until the other has started: sequential ADDs fail."""
+    for name in ("meet-a", "meet-b"):
+        world.nad("ns1", name, {"cniVersion": "1.0.0", "type": "mh-rendezvous", "expect": 2})
+    pod = world.pod("ns1", "p-meet", "meet-a, meet-b")
+    out = engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert [a.ifname for a in out.attachments] == ["eth0", "net1", "net2"]
+    assert [s.interface for s in out.status] == ["eth0", "net1", "net2"]
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
+    assert list((world.tmp / "rendezvous").iterdir()) == []
+
+
+def test_several_failing_delegates_report_the_first_and_undo_all(world: World,
+                                                                 netns: Netns) -> None:
+    br = world.bridge_nad("ns1", "fine", "10.61.5.0/24")
+    world.fail_nad("ns1", "bad-1")
+    world.fail_nad("ns1", "bad-2")
+    pod = world.pod("ns1", "p-bad", "bad-1, fine, bad-2")
+    with pytest.raises(CNIError) as info:
+        engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert "network ns1/bad-1 (interface net1) failed" in info.value.msg
+    assert links_in(netns) == ["lo"]
+    assert world.bridge_ports(br) == [] and world.bridge_ports(world.cluster_bridge) == []
+    assert world.ipam_allocations() == []
+    assert engine.list_records(world.conf()) == []
+
+
 def test_del_after_nad_and_pod_are_gone(world: World, netns: Netns) -> None:
     br = world.bridge_nad("ns1", "gone", "10.61.3.0/24")
     pod = world.pod("ns1", "p6", "gone")

@@ -161,3 +161,11 @@ def test_log_lines_carry_pod_container_ifname(caplog: pytest.LogCaptureFixture) 
         logs.current.reset(token)
     assert " pod=ns/p container=c1 ifname=eth0 msg=\"ADD ok\" " in line
     assert line.endswith('error="a \\"quoted\\" msg" ms=1.5')
+
+
+def test_malloc_arenas_are_capped_on_glibc() -> None:
+    import platform
+
+    from multihome.daemon.memory import limit_malloc_arenas
+
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")

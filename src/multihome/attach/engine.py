@@ -1,7 +1,8 @@
 """The attachment engine: what Multus does for one pod, on any Store.
 
-ADD plans every attachment (default network first), runs them one after another and
-undoes them in reverse on the first failure. Each pod's attachment list is kept in
+ADD plans every attachment, runs the default network's delegate, then the others side by
+side (side_by_side.py says why), and undoes all of them when any fails; results, network-status
+and default routes follow the plan's order. Each pod's attachment list is kept in
 `<cniDir>/multihome/<containerID>.json`, written *before* each delegate runs, so
 that DEL, CHECK and GC work from the cache alone: when the NAD, the pod or the store
 are gone, or after a crash in the middle of an ADD.
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.attach import devices
+from multihome.attach import devices, side_by_side
 from multihome.attach import status as netstatus
 from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
@@ -237,52 +238,69 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     """Attach every network of the pod; on any failure undo and raise the delegate's error."""
     planned = plan(conf, store, req.pod, req.ifname)
     path = cni_path(conf, extra_path)
-    record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args())
-    entries: list[netstatus.NetworkStatus] = []
-    default_result: Result | None = None
-    done: list[Attachment] = []
-    for att in planned:
-        record.attachments.append(att)
-        save_record(conf, record)
+    record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args(),
+                       list(planned))
+    # before any delegate runs: a DEL or GC after a crash in the middle finds every one
+    save_record(conf, record)
+
+    def attach(att: Attachment) -> Result:
         log.debug("Add: %s: %s", _who(record, att), json.dumps(att.conflist))
+        _prepare_device_info(conf, record, att)
+        net = runtime.parse_network_config(att.conflist)
+        return runtime.add_network_list(net, _runtime_conf(conf, record, att), path)
+
+    # The default network alone first, as Multus does: eth0 keeps the pod's lowest
+    # interface index, and a secondary may rely on it being there.
+    outcomes = side_by_side.run_each(attach, planned[:1])
+    if not isinstance(outcomes[0], CNIError):
+        outcomes += side_by_side.run_each(attach, planned[1:])
+    results: list[Result] = []
+    for att, outcome in zip(planned, outcomes, strict=False):  # shorter: eth0 failed
         try:
-            _prepare_device_info(conf, record, att)
-            net = runtime.parse_network_config(att.conflist)
-            result = runtime.add_network_list(net, _runtime_conf(conf, record, att), path)
+            if isinstance(outcome, CNIError):
+                raise outcome
+            # in plan order, once every interface exists: the last one asking wins
             if att.default_route:
                 _apply_default_route(req.netns, att)
         except CNIError as e:
-            err = _prefixed(e, att)
-            # the failing one too: a delegate may have allocated before it failed
-            _rollback(conf, record, [*done, att], path)
-            raise err from e
+            # all of them, the failing ones too: a delegate may allocate before it fails
+            _rollback(conf, record, path)
+            raise _prefixed(e, att) from e
+        results.append(outcome)
+    entries: list[netstatus.NetworkStatus] = []
+    for att, result in zip(planned, results, strict=True):
         log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))
-        done.append(att)
-        if att.default:
-            default_result = result
         gateways = att.default_route or (netstatus.gateways_of(result) if att.default else [])
         entries += netstatus.entries_from_result(att.network, att.ifname, result,
                                                  default=att.default, gateways=gateways,
                                                  device_info=_device_info(conf, record, att))
-    assert default_result is not None  # the plan always starts with the default network
+    # the plan always starts with the default network
     _write_status(store, req.pod, netstatus.render(entries))
-    return AddOutcome(default_result, entries, planned)
+    return AddOutcome(results[0], entries, planned)
 
 
-def _rollback(conf: MultusConfig, record: PodRecord, attached: list[Attachment],
-              path: Sequence[str]) -> None:
-    failed: list[Attachment] = []
-    for att in reversed(attached):
-        log.info("Rollback: %s", _who(record, att))
-        try:
-            net = runtime.parse_network_config(att.conflist)
-            runtime.del_network_list(net, _runtime_conf(conf, record, att), path)
-            devices.forget(_cni_info_path(conf, record, att))
-        except CNIError:
-            failed.append(att)
+def _detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what: str,
+                netns: str | None = None) -> list[tuple[Attachment, CNIError]]:
+    """DEL of every attachment of the record, side by side; the ones that failed."""
+
+    def detach(att: Attachment) -> None:
+        log.info("%s: %s", what, _who(record, att))
+        net = runtime.parse_network_config(att.conflist)
+        runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path)
+        devices.forget(_cni_info_path(conf, record, att))
+
+    attachments = list(reversed(record.attachments))
+    outcomes = side_by_side.run_each(detach, attachments)
+    return [(att, o) for att, o in zip(attachments, outcomes, strict=True)
+            if isinstance(o, CNIError)]
+
+
+def _rollback(conf: MultusConfig, record: PodRecord, path: Sequence[str]) -> None:
+    failed = _detach_all(conf, record, path, "Rollback")
     if failed:
         # keep what could not be undone, so that a later DEL or GC retries it
-        record.attachments = list(reversed(failed))
+        record.attachments = [att for att in record.attachments
+                              if any(att is f for f, _ in failed)]
         save_record(conf, record)
     else:
         drop_record(conf, record.container_id)
@@ -302,15 +320,8 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
     netns = record.netns or req.netns
     if not netns or not os.path.exists(netns):
         netns = ""  # plugins skip their in-pod cleanup, host-side objects still go
-    errors: list[CNIError] = []
-    for att in reversed(record.attachments):
-        log.info("Del: %s", _who(record, att))
-        try:
-            net = runtime.parse_network_config(att.conflist)
-            runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path)
-            devices.forget(_cni_info_path(conf, record, att))
-        except CNIError as e:
-            errors.append(_prefixed(e, att, "could not be removed"))
+    errors = [_prefixed(e, att, "could not be removed")
+              for att, e in _detach_all(conf, record, path, "Del", netns)]
     if not errors or not conf.retry_delete_on_error:
         drop_record(conf, req.container_id)
     _write_status(store, record.pod or req.pod, None)

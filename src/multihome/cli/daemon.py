@@ -36,11 +36,13 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                store: str | None, cni_dir: str, workers: int, queue: int, log_level: str) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
+    from multihome.daemon.memory import limit_malloc_arenas
     from multihome.daemon.server import DaemonOptions, run
 
     if os.geteuid() != 0:
         raise click.ClickException("multihome daemon must run as root (it changes the "
                                    "node's network and owns a root-only socket)")
+    limit_malloc_arenas()  # before the first thread
     logs.setup(log_level)
     store = store or (ctx.obj or {}).get("store") or ""
     if store == "k8s" or store.startswith("k8s:"):
