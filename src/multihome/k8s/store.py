@@ -31,6 +31,7 @@ from multihome.store.base import (
 )
 from multihome.store.merge import merge_apply, normalize
 from multihome.store.objects import NAD, POD
+from multihome.store.shared import Registry
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ RETRY_DELAY_S = 0.5
 CONFLICT_RETRIES = 5
 
 
-_SHARED: dict[tuple[str, str], KubeStore] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED: Registry[tuple[str, str], KubeStore] = Registry()
 
 
 class ApiUnreachableError(TryAgainLater):
@@ -325,10 +325,7 @@ class KubeStore:
         self.shutdown()
 
     def shutdown(self) -> None:
-        with _SHARED_LOCK:
-            for key, store in list(_SHARED.items()):
-                if store is self:
-                    del _SHARED[key]
+        _SHARED.forget(self)
         for cache in self.caches.values():
             cache.stop()
         self.api.close()
@@ -364,11 +361,5 @@ def open_kube_store(kubeconfig: str | None = None, node_name: str | None = None)
     from multihome.k8s.client import credentials_from_kubeconfig
 
     node = node_name if node_name is not None else os.environ.get("NODE_NAME", "")
-    key = (kubeconfig or "", node)
-    with _SHARED_LOCK:
-        store = _SHARED.get(key)
-        if store is None:
-            store = KubeStore.from_credentials(credentials_from_kubeconfig(kubeconfig), node)
-            store.shared = True
-            _SHARED[key] = store
-        return store
+    return _SHARED.get((kubeconfig or "", node), lambda: KubeStore.from_credentials(
+        credentials_from_kubeconfig(kubeconfig), node))

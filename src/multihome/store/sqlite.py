@@ -29,6 +29,7 @@ from multihome.store.base import (
     format_timestamp,
 )
 from multihome.store.merge import merge_apply, normalize
+from multihome.store.shared import Registry
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -60,6 +61,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self.shared = False
+        self.file_id: tuple[int, int] | None = None  # (st_dev, st_ino) when shared
         self._connect()
 
     # -- connection ---------------------------------------------------------------
@@ -264,8 +266,7 @@ def normalize_object(obj: Object) -> Object:
     return obj
 
 
-_SHARED: dict[str, tuple[tuple[int, int] | None, SQLiteStore]] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED: Registry[str, SQLiteStore] = Registry()
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -278,16 +279,12 @@ def _file_id(path: str) -> tuple[int, int] | None:
 
 def shared_store(path: str) -> SQLiteStore:
     """One store per file for a long-lived process (the daemon opens one per request).
+    A file that was removed or replaced since (`lab down`, a restore) gets a new one."""
 
-    A file that was removed or replaced since (`lab down`, a restore) gets a new
-    connection; the old one is dropped, not closed, as another request may still use it.
-    """
-    ident = _file_id(path)
-    with _SHARED_LOCK:
-        known = _SHARED.get(path)
-        if known is not None and ident is not None and known[0] == ident:
-            return known[1]
+    def make() -> SQLiteStore:
         store = SQLiteStore(path)
-        store.shared = True
-        _SHARED[path] = (_file_id(path), store)
+        store.file_id = _file_id(path)
         return store
+
+    ident = _file_id(path)
+    return _SHARED.get(path, make, lambda s: ident is not None and s.file_id == ident)
