@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from cli_lab import MULTIHOME, CLILab, lab_down, lab_up, new_lab
-from integration.node_world import make_world
+from integration.node_world import make_world, nncp
 from vm.vm_world import skip_without_vm_tools
 
 CHROMIUM = "/usr/bin/chromium"
@@ -222,9 +222,7 @@ def test_apply_a_policy_and_watch_it_become_available(netns_factory: Any, tmp_pa
     env = world.env()
     with served(["console", "--listen", "127.0.0.1:0", "--node-netns", world.node.name],
                 env) as url:
-        policy = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
-                  "metadata": {"name": "br-uplink"},
-                  "spec": {"desiredState": world.bridge_policy("br-up", ["up0"])}}
+        policy = nncp("br-uplink", world.bridge_policy("br-up", ["up0"]))
         page.goto(f"{url}/policies/apply")
         page.fill("#yaml", yaml.safe_dump(policy, sort_keys=False))
         page.click("#submit")

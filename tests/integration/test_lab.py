@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from node_world import nncp
 
 from cli_lab import CLILab, lab_down, lab_up, new_lab
 from conftest import host_links, host_netns, unique
@@ -183,14 +184,11 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
     lab = new_lab(Lab, tmp_path, "mh")
     uplink = f"{lab.dev_bridge}-up"
     policy = tmp_path / "policy.yml"
-    policy.write_text(json.dumps({
-        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
-        "metadata": {"name": "lab-bridge"},
-        "spec": {"desiredState": {
-            "interfaces": [{"name": lab.dev_bridge, "type": "linux-bridge", "state": "up",
-                            "bridge": {"port": [{"name": uplink}]}},
-                           {"name": uplink, "state": "up"}],
-            "probes": {"default-gateway": False}}}}))
+    policy.write_text(json.dumps(nncp("lab-bridge", {
+        "interfaces": [{"name": lab.dev_bridge, "type": "linux-bridge", "state": "up",
+                        "bridge": {"port": [{"name": uplink}]}},
+                       {"name": uplink, "state": "up"}],
+        "probes": {"default-gateway": False}})))
     try:
         out = lab_up(lab, "10.66.0.1/24", "10.67.0.0/24", "--dev-bridge-by-policy")
         assert "left to a NodeNetworkConfigurationPolicy" in out

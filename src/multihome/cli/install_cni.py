@@ -144,7 +144,10 @@ def write_file_atomic(dest: str, text: str, mode: int) -> None:
         raise
 
 
-def install(bin_dir: str, types: Sequence[str], *, standalone_python: str = "") -> list[str]:
+def install(bin_dir: str, types: Sequence[str], *,
+            standalone_python: str | None = None) -> list[str]:
+    """Write one executable per type: run by this environment's Python, or with
+    `standalone_python` (the host's interpreter) needing only the standard library."""
     unknown = [t for t in types if t not in BUILTIN]
     if unknown:
         raise click.BadParameter(f"unknown plugin types {unknown}; built-in are "
@@ -154,7 +157,8 @@ def install(bin_dir: str, types: Sequence[str], *, standalone_python: str = "") 
     for plugin_type in types:
         dest = os.path.join(bin_dir, plugin_type)
         write_executable(dest, standalone_text(plugin_type, standalone_python)
-                         if standalone_python else script_text(plugin_type=plugin_type))
+                         if standalone_python is not None
+                         else script_text(plugin_type=plugin_type))
         written.append(dest)
     return written
 
@@ -172,5 +176,5 @@ def install(bin_dir: str, types: Sequence[str], *, standalone_python: str = "") 
 def install_cni(bin_dir: str, types_: str, standalone: bool, python: str) -> None:
     """Write the built-in plugin executables into BIN_DIR."""
     types = [t.strip() for t in types_.split(",") if t.strip()]
-    for path in install(bin_dir, types, standalone_python=python if standalone else ""):
+    for path in install(bin_dir, types, standalone_python=python if standalone else None):
         click.echo(f"installed {path}")
