@@ -102,22 +102,20 @@ def add(call: Call) -> Result:
                       interfaces=[Interface(name=cmd.ifname, pci_id=conf.pci)])
     nsfd = netns.open_netns(cmd.netns)
     try:
-        with IPRoute() as ipr:
+        with IPRoute() as ipr, netns.iproute_in(nsfd) as cipr:
             link = _find(ipr, conf, names)
-            with netns.iproute_in(nsfd) as cipr:
-                if links.by_name(cipr, cmd.ifname) is not None:
-                    raise CNIError(f"container {cmd.container_id} already has an interface "
-                                   f"named {cmd.ifname}")
+            if links.by_name(cipr, cmd.ifname) is not None:
+                raise CNIError(f"container {cmd.container_id} already has an interface "
+                               f"named {cmd.ifname}")
             with ipam_helper.rollback() as undo:
-                moved = netdev_move.move_in(ipr, link, nsfd, cmd.ifname)
+                moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
                 undo.append(lambda: netdev_move.move_out(cmd.netns, cmd.ifname))
                 result = Result(cni_version=call.conf.cni_version, interfaces=[
                     Interface(name=cmd.ifname, mac=moved.mac, sandbox=cmd.netns,
                               pci_id=conf.pci)])
                 if conf.ipam_type:
-                    ipam = ipam_helper.add(call, conf.ipam_type, undo)
-                    with netns.iproute_in(nsfd) as cipr:
-                        ipam_helper.apply(ipam, result, cipr, nsfd, moved)
+                    ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
+                                      cipr, nsfd, moved)
                 return result
     finally:
         os.close(nsfd)

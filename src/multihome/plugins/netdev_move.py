@@ -19,8 +19,10 @@ from multihome.net import links, netns
 THIS_NETNS = "/proc/thread-self/ns/net"
 
 
-def move_in(ipr: IPRoute, link: links.Link, nsfd: int, ifname: str) -> links.Link:
-    """Move host `link` into the container as `ifname`, up; return it as seen in there."""
+def move_in(ipr: IPRoute, cipr: IPRoute, link: links.Link, nsfd: int,
+            ifname: str) -> links.Link:
+    """Move host `link` into the container (`nsfd`, which `cipr` sees) as `ifname`, up;
+    return it as seen in there."""
     links.set_down(ipr, link.index)
     links.set_alias(ipr, link.index, link.name)
     try:
@@ -28,12 +30,11 @@ def move_in(ipr: IPRoute, link: links.Link, nsfd: int, ifname: str) -> links.Lin
     except CNIError:
         links.set_alias(ipr, link.index, link.alias)
         raise
-    with netns.iproute_in(nsfd) as cipr:
-        moved = links.by_name(cipr, ifname)
-        if moved is None:
-            raise CNIError(f"{link.name} vanished while moving into the container as {ifname}")
-        links.set_up(cipr, moved.index)
-        return links.by_index(cipr, moved.index) or moved
+    moved = links.by_name(cipr, ifname)
+    if moved is None:
+        raise CNIError(f"{link.name} vanished while moving into the container as {ifname}")
+    links.set_up(cipr, moved.index)
+    return links.by_index(cipr, moved.index) or moved
 
 
 def move_out(netns_path: str, ifname: str) -> str | None:

@@ -126,20 +126,20 @@ def add(call: Call) -> Result:
                 if links.by_name(cipr, cmd.ifname) is not None:
                     raise CNIError(f"container {cmd.container_id} already has an interface "
                                    f"named {cmd.ifname}")
-                moved = netdev_move.move_in(ipr, link, nsfd, cmd.ifname)
+                moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
                 undo.append(lambda: _return_netdev(cmd.netns, cmd.ifname, state))
                 if conf.settings.mac:
                     links.set_mac(cipr, moved.index, conf.settings.mac)
-            state_file.save(conf.data_dir, cmd.container_id, cmd.ifname, state)
-            undo.append(lambda: state_file.remove(conf.data_dir, cmd.container_id, cmd.ifname))
-            result = Result(cni_version=call.conf.cni_version, interfaces=[
-                Interface(name=cmd.ifname, mac=conf.settings.mac or moved.mac,
-                          sandbox=cmd.netns, pci_id=fn.pci)])
-            if conf.ipam_type:
-                ipam = ipam_helper.add(call, conf.ipam_type, undo)
-                with netns.iproute_in(nsfd) as cipr:
-                    ipam_helper.apply(ipam, result, cipr, nsfd, moved)
-            return result
+                state_file.save(conf.data_dir, cmd.container_id, cmd.ifname, state)
+                undo.append(lambda: state_file.remove(conf.data_dir, cmd.container_id,
+                                                      cmd.ifname))
+                result = Result(cni_version=call.conf.cni_version, interfaces=[
+                    Interface(name=cmd.ifname, mac=conf.settings.mac or moved.mac,
+                              sandbox=cmd.netns, pci_id=fn.pci)])
+                if conf.ipam_type:
+                    ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
+                                      cipr, nsfd, moved)
+                return result
         finally:
             os.close(nsfd)
 
