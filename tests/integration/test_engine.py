@@ -143,6 +143,19 @@ def test_several_failing_delegates_report_the_first_and_undo_all(world: World,
     assert engine.list_records(world.conf()) == []
 
 
+def test_failing_default_network_runs_no_secondary(world: World, netns: Netns) -> None:
+    world.nad("ns1", "rec", {"cniVersion": "1.0.0", "type": "mh-record"})
+    pod = world.pod("ns1", "p-nodefault", "rec")
+    conf = world.conf(delegates=[{"cniVersion": "1.0.0", "name": "cluster",
+                                  "plugins": [{"type": "mh-fail"}]}])
+    with pytest.raises(CNIError) as info:
+        engine.add(conf, world.store, world.request(netns, pod))
+    assert "interface eth0" in info.value.msg and "deliberate failure" in info.value.msg
+    assert not (world.tmp / "records").exists(), "net1's delegate ran after eth0 failed"
+    assert engine.list_records(conf) == []
+    assert links_in(netns) == ["lo"]
+
+
 def test_del_after_nad_and_pod_are_gone(world: World, netns: Netns) -> None:
     br = world.bridge_nad("ns1", "gone", "10.61.3.0/24")
     pod = world.pod("ns1", "p6", "gone")

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from multihome.attach import devices, side_by_side
 from multihome.attach import status as netstatus
@@ -254,19 +254,25 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     outcomes = side_by_side.run_each(attach, planned[:1])
     if not isinstance(outcomes[0], CNIError):
         outcomes += side_by_side.run_each(attach, planned[1:])
-    results: list[Result] = []
-    for att, outcome in zip(planned, outcomes, strict=False):  # shorter: eth0 failed
-        try:
-            if isinstance(outcome, CNIError):
-                raise outcome
-            # in plan order, once every interface exists: the last one asking wins
-            if att.default_route:
+    attempted = planned[:len(outcomes)]
+
+    def undo(att: Attachment, e: CNIError) -> NoReturn:
+        # every delegate that ran, the failing ones too: one may allocate before it fails
+        record.attachments = attempted
+        _rollback(conf, record, path)
+        raise _prefixed(e, att) from e
+
+    for att, outcome in zip(attempted, outcomes, strict=True):
+        if isinstance(outcome, CNIError):
+            undo(att, outcome)
+    results = [o for o in outcomes if not isinstance(o, CNIError)]
+    # in plan order, once every interface exists: the last one asking wins
+    for att in planned:
+        if att.default_route:
+            try:
                 _apply_default_route(req.netns, att)
-        except CNIError as e:
-            # all of them, the failing ones too: a delegate may allocate before it fails
-            _rollback(conf, record, path)
-            raise _prefixed(e, att) from e
-        results.append(outcome)
+            except CNIError as e:
+                undo(att, e)
     entries: list[netstatus.NetworkStatus] = []
     for att, result in zip(planned, results, strict=True):
         log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from multihome.cni.errors import CNIError
@@ -55,8 +55,7 @@ def run_each(fn: Callable[[T], R], items: Sequence[T]) -> list[R | CNIError]:
             outcomes.append(e)
         except BaseException as e:  # re-raised once the others are done
             first_error = e
-    wait(futures)
-    for future in futures:
+    for future in futures:  # exception() waits for the call to finish
         error = future.exception()
         if isinstance(error, CNIError):
             outcomes.append(error)
