@@ -12,7 +12,6 @@ subnet, so only the tags keep them apart.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import time
@@ -23,13 +22,14 @@ from typing import Any
 
 import pytest
 import vm_peer
+from vlan_world import add_address
 
 import kstate
 from conftest import unique
 from multihome.lab import pods as labpods
 from multihome.lab import world
 from multihome.lab.settings import LabSettings
-from multihome.net import addr, links, netns
+from multihome.net import links, netns
 from multihome.store import NAD, Object, Store, open_store
 from multihome.vm import agent, lifecycle
 from multihome.vm.state import VMRecord
@@ -59,15 +59,7 @@ class VlanLab:
         """A pod on the trunk NAD with `HOSTS[vid]` on net1.<vid>; returns its netns name."""
         name = f"ext{vid}"
         labpods.run(self.store, self.settings, NS, name, labpods.networks_annotation("trunk"))
-        with netns.iproute_in(labpods.netns_path(NS, name)) as ipr:
-            net1 = links.by_name(ipr, "net1")
-            assert net1 is not None
-            ipr.link("add", ifname=f"net1.{vid}", kind="vlan", link=net1.index, vlan_id=vid)
-            tagged = links.by_name(ipr, f"net1.{vid}")
-            assert tagged is not None
-            links.set_up(ipr, tagged.index)
-            addr.add_address(ipr, tagged.index, ipaddress.ip_interface(HOSTS[vid]),
-                             ifname=tagged.name)
+        add_address(labpods.netns_path(NS, name), "net1", HOSTS[vid], vid=vid)
         return labpods.netns_name(NS, name)
 
 

@@ -7,13 +7,31 @@ port configuration.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from bridge_harness import Lab
 
 from conftest import Netns
+from multihome.net import addr, links
+from multihome.net.netns import iproute_in
 
 TRUNK = [{"id": 100}, {"id": 200}]
+
+
+def add_address(netns_path: str, dev: str, address: str, *, vid: int | None = None) -> str:
+    """`address` on `dev`, or on a new 802.1Q interface `<dev>.<vid>` on top of it (up);
+    returns the interface that holds it."""
+    with iproute_in(netns_path) as ipr:
+        link = links.by_name(ipr, dev)
+        assert link is not None, dev
+        if vid is not None:
+            ipr.link("add", ifname=f"{dev}.{vid}", kind="vlan", link=link.index, vlan_id=vid)
+            link = links.by_name(ipr, f"{dev}.{vid}")
+            assert link is not None
+            links.set_up(ipr, link.index)
+        addr.add_address(ipr, link.index, ipaddress.ip_interface(address), ifname=link.name)
+        return link.name
 
 
 def external_host(lab: Lab, bridge: str, cid: str, *, vid: int | None, address: str,
@@ -23,10 +41,5 @@ def external_host(lab: Lab, bridge: str, cid: str, *, vid: int | None, address: 
     ext = lab.make_ns("mhbe")
     conf = lab.conf(bridge, subnet=None, vlanTrunk=TRUNK, preserveDefaultVlan=preserve_default)
     lab.add(conf, ext, cid=cid)
-    dev = "eth0"
-    if vid is not None:
-        dev = f"eth0.{vid}"
-        ext.run("ip", "link", "add", "link", "eth0", "name", dev, "type", "vlan", "id", str(vid))
-        ext.run("ip", "link", "set", dev, "up")
-    ext.run("ip", "addr", "add", address, "dev", dev)
+    add_address(ext.path, "eth0", address, vid=vid)
     return ext, conf
