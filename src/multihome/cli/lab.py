@@ -9,6 +9,9 @@ from multihome.cni.errors import CNIError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.lab import world
+from multihome.lab.cluster import up as cluster
+from multihome.lab.cluster.build import BuildError
+from multihome.lab.cluster.procs import ClusterError
 from multihome.store import POD, StoreError
 
 
@@ -38,11 +41,14 @@ def lab() -> None:
                    "strict refuses it (as a scheduler would), warn runs it with a warning.")
 @click.option("--global-namespace", "global_namespaces", multiple=True,
               help="Namespace whose NADs every pod may use (repeatable).")
+@click.option("--kubernetes", is_flag=True,
+              help="Also start a real single-node Kubernetes cluster (etcd, API server, "
+                   "controllers, scheduler, containerd, kubelet) with multihome as its CNI.")
 def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address: str | None,
            cluster_bridge: str | None, cluster_subnet: str | None,
            cluster_gateway: bool | None, namespace_isolation: bool | None,
            create_dev_bridge: bool | None, node_resources: str | None,
-           global_namespaces: tuple[str, ...]) -> None:
+           global_namespaces: tuple[str, ...], kubernetes: bool) -> None:
     """Create the lab (settings are kept in $MULTIHOME_STATE_DIR/lab.json)."""
     settings = labsettings.load()
     for key, value in (("dev_bridge", dev_bridge), ("external_netns", external_netns),
@@ -60,13 +66,30 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
         world.up(settings, _progress)
     except CNIError as e:
         raise click.ClickException(str(e)) from e
+    if kubernetes:
+        try:
+            cluster.up(settings.state_dir, _progress)
+        except (ClusterError, BuildError) as e:
+            raise click.ClickException(str(e)) from e
+        click.echo('lab cluster is up: eval "$(multihome lab env)" puts kubectl in reach')
     click.echo("lab is up")
+
+
+@lab.command("env")
+def env_cmd() -> None:
+    """Print the export lines for the lab cluster's kubectl, kubeconfig and test image."""
+    try:
+        for line in cluster.env_lines(labsettings.state_dir()):
+            click.echo(line)
+    except ClusterError as e:
+        raise click.ClickException(str(e)) from e
 
 
 @lab.command("down")
 def down_cmd() -> None:
     """Delete every lab pod, then the bridges, the external namespace and the lab state."""
     settings = labsettings.load()
+    cluster.down(settings.state_dir, _progress)  # first: its pods need the daemon for DEL
     store = get_store()
     errors: list[str] = []
     from multihome.vm import lifecycle as vms  # VMs first: their qemu outlives the pod

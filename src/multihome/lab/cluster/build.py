@@ -139,6 +139,18 @@ def _write_module(work: Path, requires: list[str], replaces: list[tuple[str, str
     (work / "go.mod").write_text("\n".join(lines) + "\n")
 
 
+def _version_ldflags(version: str) -> str:
+    """What kubernetes' own build stamps in (hack/lib/version.sh): without it the binaries
+    call themselves v0.0.0-master and the kubelet registers a node of no version."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={major}",
+                  f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean",
+                  f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    return " ".join(flags)
+
+
 def build_kube(
     version: str = KUBE_VERSION,
     etcd_version: str = ETCD_VERSION,
@@ -174,7 +186,8 @@ def build_kube(
         progress(f"  go build {name}")
         pkg = "./etcd" if name == "etcd" else f"k8s.io/kubernetes/cmd/{name}"
         out = bins.path(name)
-        _go(["build", "-trimpath", "-o", f"{out}.tmp", pkg], work, log, BUILD_TIMEOUT_S)
+        _go(["build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", f"{out}.tmp",
+             pkg], work, log, BUILD_TIMEOUT_S)
         os.replace(f"{out}.tmp", out)
     (bins.root / "build-seconds").write_text(f"{time.monotonic() - started:.0f}\n")
     return bins

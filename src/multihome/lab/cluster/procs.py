@@ -1,0 +1,109 @@
+"""The lab cluster's processes: started detached with a log and a pid file, stopped
+only after checking the pid still is the process we started (pids are reused)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from multihome.lab.cluster.layout import ClusterLayout
+
+STOP_TIMEOUT_S = 20.0
+
+
+class ClusterError(RuntimeError):
+    """A component of the lab cluster failed; the message names it and its log."""
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: with the pid, it names one process for ever."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def start(layout: ClusterLayout, component: str, argv: list[str],
+          env: dict[str, str] | None = None) -> int:
+    """Start `argv` detached from this process, logging to the component's log."""
+    layout.log(component).parent.mkdir(parents=True, exist_ok=True)
+    layout.pidfile(component).parent.mkdir(parents=True, exist_ok=True)
+    running = pid_of(layout, component)
+    if running is not None:
+        return running
+    with layout.log(component).open("ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    layout.pidfile(component).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+    return proc.pid
+
+
+def pid_of(layout: ClusterLayout, component: str) -> int | None:
+    """The component's pid while that very process runs, else None."""
+    try:
+        pid_s, started = layout.pidfile(component).read_text().split()
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    if _start_time(pid) != started:
+        return None
+    try:  # a zombie child of ours has a start time but has ended
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None if state == "Z" else pid
+
+
+def stop(layout: ClusterLayout, component: str, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, a bounded wait, then SIGKILL; the whole session (children too)."""
+    pid = pid_of(layout, component)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_of(layout, component) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if pid_of(layout, component) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    layout.pidfile(component).unlink(missing_ok=True)
+
+
+def wait_for(layout: ClusterLayout, component: str, ready: Callable[[], bool],
+             timeout: float, what: str) -> None:
+    """Poll `ready` until it holds; fail naming the component and its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001 - any failure of a probe means "not yet"
+            pass
+        if pid_of(layout, component) is None:
+            raise ClusterError(f"{component} exited before {what}; see {layout.log(component)}: "
+                               f"{last_line(layout.log(component))}")
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{component} not {what} after {timeout:.0f} s; "
+                               f"see {layout.log(component)}")
+        time.sleep(0.25)
+
+
+def last_line(log: Path) -> str:
+    """The log's last non-empty line, cut short: the one-line reason in an error."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""

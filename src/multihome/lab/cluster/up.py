@@ -1,0 +1,369 @@
+"""`multihome lab up --kubernetes` / `lab env` / `lab down` for the real cluster.
+
+Order matters and each step waits, with a bound, for the one before it: etcd, the API
+server, the controllers and the scheduler; `deploy/` through `kubectl apply -k` (CRDs,
+RBAC, webhook configurations); multihome's webhook and node daemon as host processes
+authenticated with tokens of their own ServiceAccounts (so deploy/'s RBAC is what is
+exercised); containerd with multihome's CNI executables; the kubelet. `down` undoes it all
+in reverse: pods first (so CNI DEL runs), then processes, mounts, cgroups, files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from multihome.lab.cluster import build, components, images, procs
+from multihome.lab.cluster.layout import COMPONENTS, ClusterLayout, cluster_root, load
+from multihome.lab.cluster.pki import Authority, CertSpec, service_account_keys
+from multihome.lab.cluster.procs import ClusterError
+
+Progress = Callable[[str], None]
+TOKEN_TTL = "48h"
+POD_DRAIN_TIMEOUT_S = 90.0
+
+
+def repo_deploy_dir() -> Path:
+    """deploy/ of the checkout this package runs from (the lab is a developer tool)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "deploy" / "kustomization.yaml").is_file():
+            return parent / "deploy"
+    raise ClusterError("cannot find deploy/kustomization.yaml above " + str(here))
+
+
+def kubectl(layout: ClusterLayout, *args: str, input_text: str | None = None,
+            timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = [str(layout.bins.path("kubectl")), "--kubeconfig", str(layout.kubeconfig("admin")),
+            *args]
+    proc = subprocess.run(argv, input=input_text, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args[:3])} failed: "
+                           f"{(proc.stderr or proc.stdout).strip()[:400]}")
+    return proc
+
+
+def _https_ok(layout: ClusterLayout, url: str) -> bool:
+    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+        return bool(r.status == 200)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as r:  # noqa: S310 - loopback only
+        return bool(r.status == 200)
+
+
+def _certificates(layout: ClusterLayout) -> Authority:
+    ca = Authority(layout.pki)
+    node = layout.node_name
+    ip = layout.node_ip
+    for spec in (
+        CertSpec("apiserver", "kube-apiserver", server=True,
+                 dns=("localhost", "kubernetes", "kubernetes.default",
+                      "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+                 ips=(ip, "127.0.0.1", "10.96.0.1")),
+        CertSpec("apiserver-kubelet", "kube-apiserver-kubelet-client", "system:masters",
+                 client=True),
+        CertSpec("admin", "mh-lab-admin", "system:masters", client=True),
+        CertSpec("controller-manager", "system:kube-controller-manager", client=True),
+        CertSpec("scheduler", "system:kube-scheduler", client=True),
+        CertSpec("kubelet-client", f"system:node:{node}", "system:nodes", client=True),
+        CertSpec("kubelet", node, server=True, dns=(node, "localhost"), ips=(ip,)),
+        CertSpec("webhook", "multihome-webhook", server=True,
+                 dns=("localhost", "multihome-webhook.multihome-system.svc"),
+                 ips=("127.0.0.1",)),
+    ):
+        ca.issue(spec)
+    service_account_keys(layout.pki)
+    kube = layout.dir("kubeconfig")
+    kube.mkdir(parents=True, exist_ok=True)
+    os.chmod(kube, 0o700)
+    for who, stem in (("admin", "admin"), ("controller-manager", "controller-manager"),
+                      ("scheduler", "scheduler"), ("kubelet", "kubelet-client")):
+        _write_private(layout.kubeconfig(who), components.kubeconfig_text(
+            layout, who, cert=layout.pki / f"{stem}.crt", key=layout.pki / f"{stem}.key"))
+    return ca
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _service_account_kubeconfig(layout: ClusterLayout, account: str) -> Path:
+    """A kubeconfig holding a TokenRequest token of multihome's own ServiceAccount."""
+    token = kubectl(layout, "create", "token", account, "-n", layout.system_namespace,
+                    "--duration", TOKEN_TTL).stdout.strip()
+    path = layout.kubeconfig(account)
+    _write_private(path, components.kubeconfig_text(layout, account, token=token))
+    return path
+
+
+def _multihome_argv() -> list[str]:
+    """The `multihome` command installed beside this interpreter (the venv's)."""
+    exe = Path(sys.executable).parent / "multihome"
+    if not exe.exists():
+        raise ClusterError(f"{exe} is missing: install multihome (make install) first")
+    return [str(exe)]
+
+
+def _control_plane(layout: ClusterLayout, progress: Progress) -> None:
+    procs.start(layout, "etcd", components.etcd(layout))
+    procs.wait_for(layout, "etcd", lambda: _http_ok(f"http://127.0.0.1:{layout.etcd_port}/health"),
+                   60, "healthy")
+    progress(f"etcd is up (127.0.0.1:{layout.etcd_port})")
+    procs.start(layout, "kube-apiserver", components.apiserver(layout))
+    procs.wait_for(layout, "kube-apiserver",
+                   lambda: _https_ok(layout, layout.api_url + "/readyz"), 120, "ready")
+    progress(f"kube-apiserver is ready ({layout.api_url})")
+    procs.start(layout, "kube-controller-manager", components.controller_manager(layout))
+    procs.start(layout, "kube-scheduler", components.scheduler(layout))
+    procs.wait_for(layout, "kube-controller-manager",
+                   lambda: _probe_insecure("https://127.0.0.1:10257/healthz"), 60, "healthy")
+    procs.wait_for(layout, "kube-scheduler",
+                   lambda: _probe_insecure("https://127.0.0.1:10259/healthz"), 60, "healthy")
+    progress("kube-controller-manager and kube-scheduler are up")
+
+
+def _probe_insecure(url: str) -> bool:
+    """The controllers serve /healthz with a self-signed certificate of their own."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+        return bool(r.status == 200)
+
+
+def _deploy(layout: ClusterLayout, ca: Authority, progress: Progress) -> None:
+    import base64
+
+    overlay = layout.dir("deploy-overlay")
+    overlay.mkdir(parents=True, exist_ok=True)
+    bundle = base64.b64encode(ca.pem()).decode()
+    (overlay / "kustomization.yaml").write_text(
+        components.deploy_overlay(layout, overlay, repo_deploy_dir(), bundle))
+    kubectl(layout, "apply", "-k", str(overlay), timeout=120)
+    kubectl(layout, "wait", "--for", "condition=Established", "--timeout", "60s", "crd", "--all",
+            timeout=90)
+    progress("deploy/ applied with kubectl apply -k (CRDs, RBAC, webhook configurations)")
+
+
+def _cni(layout: ClusterLayout) -> None:
+    layout.cni_bin.mkdir(parents=True, exist_ok=True)
+    layout.cni_conf.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*_multihome_argv(), "install-cni", "--bin-dir", str(layout.cni_bin)],
+                   check=True, capture_output=True, timeout=60)
+    # containerd's CRI brings every sandbox's lo up through the `loopback` plugin
+    loopback = layout.cni_bin / "loopback"
+    if not loopback.exists():
+        loopback.symlink_to("/usr/lib/cni/loopback")
+    (layout.cni_conf / "10-mh-k8s.conflist").write_text(components.default_network(layout))
+
+
+def _multihome_processes(layout: ClusterLayout, progress: Progress) -> None:
+    webhook_kc = _service_account_kubeconfig(layout, "multihome-webhook")
+    procs.start(layout, "multihome-webhook", [
+        *_multihome_argv(), "--store", f"k8s:{webhook_kc}", "webhook",
+        "--cert", str(layout.pki / "webhook.crt"), "--key", str(layout.pki / "webhook.key"),
+        "--listen", f"127.0.0.1:{layout.webhook_port}"])
+    procs.wait_for(layout, "multihome-webhook",
+                   lambda: _probe_ca(layout, f"https://127.0.0.1:{layout.webhook_port}/healthz"),
+                   60, "serving")
+    progress(f"multihome webhook is serving (127.0.0.1:{layout.webhook_port}, "
+             "ServiceAccount multihome-webhook)")
+    node_kc = _service_account_kubeconfig(layout, "multihome-node")
+    procs.start(layout, "multihome-daemon", [
+        *_multihome_argv(), "--store", f"k8s:{node_kc}", "daemon",
+        "--socket", layout.daemon_socket, "--conf-dir", str(layout.cni_conf),
+        "--bin-dir", str(layout.cni_bin), "--cni-dir", str(layout.cni_cache)],
+        env={"NODE_NAME": layout.node_name})
+    procs.wait_for(layout, "multihome-daemon",
+                   lambda: (layout.cni_conf / "00-multihome.conflist").exists()
+                   and os.path.exists(layout.daemon_socket), 60, "serving")
+    progress("multihome daemon is serving (ServiceAccount multihome-node), "
+             "00-multihome.conflist written")
+
+
+def _probe_ca(layout: ClusterLayout, url: str) -> bool:
+    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+        return bool(r.status == 200)
+
+
+def _ctr(layout: ClusterLayout, *args: str, timeout: float = 60) -> None:
+    subprocess.run(["ctr", "--address", layout.containerd_socket, "-n", "k8s.io", *args],
+                   check=True, capture_output=True, timeout=timeout)
+
+
+def _node_address(layout: ClusterLayout) -> None:
+    """The pods' bridge with the node's address: made before the first pod, so the
+    kubelet has a non-loopback address to register (the bridge plugin finds it as its
+    gateway address, isGateway)."""
+    import ipaddress
+
+    from multihome.net import addr, links, netns
+
+    prefix = ipaddress.ip_network(layout.pod_subnet).prefixlen
+    with netns.iproute_in(None) as ipr:
+        bridge = links.ensure_bridge(ipr, layout.pod_bridge)
+        addr.add_address(ipr, bridge.index, ipaddress.ip_interface(f"{layout.node_ip}/{prefix}"),
+                         ifname=layout.pod_bridge)
+        links.set_up(ipr, bridge.index)
+
+
+def _node(layout: ClusterLayout, progress: Progress) -> None:
+    _node_address(layout)
+    cdir = layout.dir("containerd")
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / "config.toml").write_text(components.containerd_config(layout))
+    Path(layout.containerd_socket).parent.mkdir(parents=True, exist_ok=True)
+    procs.start(layout, "containerd", components.containerd(layout))
+    procs.wait_for(layout, "containerd", lambda: os.path.exists(layout.containerd_socket),
+                   60, "serving")
+    for archive in images.write_lab_images(layout.dir("images")):
+        _ctr(layout, "images", "import", "--all-platforms", str(archive))
+    progress(f"containerd is up with {images.PAUSE_IMAGE} and {images.TEST_IMAGE}")
+    (layout.dir("kubelet-config.yaml")).write_text(components.kubelet_config(layout))
+    layout.kubelet_root.mkdir(parents=True, exist_ok=True)
+    procs.start(layout, "kubelet", components.kubelet(layout))
+    procs.wait_for(layout, "kubelet", lambda: _node_ready(layout), 180, "Ready")
+    progress(f"kubelet registered node {layout.node_name}, which is Ready")
+
+
+def _node_ready(layout: ClusterLayout) -> bool:
+    out = kubectl(layout, "get", "node", layout.node_name, "-o", "json", check=False, timeout=10)
+    if out.returncode != 0:
+        return False
+    conditions = json.loads(out.stdout).get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def up(state_dir: str, progress: Progress = print) -> ClusterLayout:
+    """Start (or complete) the lab cluster; running it again changes nothing."""
+    if os.geteuid() != 0:
+        raise ClusterError("lab up --kubernetes must run as root (kubelet, containerd, CNI)")
+    for tool in ("containerd", "runc", "ctr", "go"):
+        if shutil.which(tool) is None:
+            raise ClusterError(f"{tool} is not installed (make install installs it)")
+    layout = load(state_dir) or ClusterLayout(root=cluster_root(state_dir))
+    layout.save()
+    os.chmod(layout.base, 0o700)
+    build.build_kube(layout.version, progress=progress)
+    ca = _certificates(layout)
+    _control_plane(layout, progress)
+    _deploy(layout, ca, progress)
+    _cni(layout)
+    _multihome_processes(layout, progress)
+    _node(layout, progress)
+    return layout
+
+
+def env_lines(state_dir: str) -> list[str]:
+    layout = load(state_dir)
+    if layout is None:
+        raise ClusterError("no lab cluster here: run `multihome lab up --kubernetes` first")
+    return [
+        f"export KUBECONFIG={layout.kubeconfig('admin')}",
+        f"export PATH={layout.bins.root / 'bin'}:{Path(sys.executable).parent}:$PATH",
+        f"export MULTIHOME_LAB_IMAGE={images.TEST_IMAGE}",
+    ]
+
+
+def _drain_pods(layout: ClusterLayout, progress: Progress) -> None:
+    """Delete every pod while the kubelet still runs, so each gets its CNI DEL."""
+    if procs.pid_of(layout, "kube-apiserver") is None or procs.pid_of(layout, "kubelet") is None:
+        return
+    kubectl(layout, "delete", "pods", "--all", "--all-namespaces", "--wait=false",
+            check=False, timeout=30)
+    deadline = time.monotonic() + POD_DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        out = kubectl(layout, "get", "pods", "-A", "--field-selector",
+                      f"spec.nodeName={layout.node_name}", "-o", "name", check=False, timeout=10)
+        if out.returncode == 0 and not out.stdout.strip():
+            progress("all pods deleted")
+            return
+        time.sleep(1)
+    progress("some pods did not go in time; removing their sandboxes by force")
+
+
+def _unmount_under(prefixes: list[str]) -> None:
+    """Detach every mount below our folders, deepest first (kubelet volumes, overlays)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    mnt_detach = 2
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        libc.umount2(point.encode(), mnt_detach)
+
+
+def _kill_shims(layout: ClusterLayout) -> None:
+    """containerd's shims outlive containerd by design; ours name our socket."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and \
+                layout.containerd_socket.encode() in cmd:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(entry.name), signal.SIGKILL)
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's cgroup tree (kubepods) in every v1 controller, leaves first."""
+    root = Path("/sys/fs/cgroup")
+    for controller in root.iterdir() if root.is_dir() else []:
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: len(t[0]),
+                                             reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+
+
+def down(state_dir: str, progress: Progress = print) -> None:
+    """Stop every process `up` started and remove everything it made."""
+    layout = load(state_dir)
+    if layout is None:
+        return
+    with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
+        _drain_pods(layout, progress)
+    for component in reversed(COMPONENTS):
+        procs.stop(layout, component)
+    _kill_shims(layout)
+    _unmount_under([layout.root, layout.run, "/run/containerd/io.containerd"])
+    _remove_cgroups()
+    from multihome.net import links, netns
+
+    with netns.iproute_in(None) as ipr:
+        bridge = links.by_name(ipr, layout.pod_bridge)
+        if bridge is not None:
+            links.delete(ipr, bridge.index)
+    shutil.rmtree(layout.run, ignore_errors=True)
+    shutil.rmtree(layout.root, ignore_errors=True)
+    progress("lab cluster stopped and removed")
