@@ -17,6 +17,11 @@ import pytest
 
 NETNS_DIR = Path("/var/run/netns")
 
+# The cluster tier (tests/cluster) starts a real cluster and runs on its own after the
+# kernel tier: `make test` runs it as `MH_CLUSTER_TIER=1 pytest tests/cluster`.
+if os.environ.get("MH_CLUSTER_TIER") != "1":
+    collect_ignore = ["cluster"]
+
 
 def _root_or_skip() -> None:
     if os.geteuid() != 0:

@@ -83,8 +83,14 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def inject_resources(pod: dict[str, Any], namespace: str, store: Store) -> list[dict[str, Any]]:
-    """The JSONPatch adding each selected NAD's resource to the first container."""
+def inject_resources(pod: dict[str, Any], namespace: str, store: Store,
+                     warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """The JSONPatch adding each selected NAD's resource to the first container.
+
+    A NAD that does not exist yet is no reason to refuse the pod: as with Multus, the pod
+    waits in ContainerCreating (with a NoNetworkFound event) until the NAD is created. The
+    person creating it is told at once, through an admission warning kubectl prints.
+    """
     meta = pod.get("metadata") or {}
     name = meta.get("name") or meta.get("generateName") or "<new pod>"
     text = (meta.get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
@@ -99,9 +105,12 @@ def inject_resources(pod: dict[str, Any], namespace: str, store: Store) -> list[
         try:
             nad = store.get(NAD, sel.namespace, sel.name)
         except NotFound:
-            raise Denied(f"pod {namespace}/{name}: {NETWORKS_ANNOTATION} selects "
-                         f"NetworkAttachmentDefinition {sel.namespace}/{sel.name}, which "
-                         "does not exist; create it first") from None
+            if warnings is not None:
+                warnings.append(
+                    f"{NETWORKS_ANNOTATION} selects NetworkAttachmentDefinition "
+                    f"{sel.namespace}/{sel.name}, which does not exist: the pod waits in "
+                    "ContainerCreating until it is created")
+            continue
         resource = resource_name(nad)
         if resource:
             counts[resource] = counts.get(resource, 0) + 1
@@ -135,7 +144,10 @@ def review(body: dict[str, Any], kind: str, policy: Policy,
         elif kind == "nad":
             validate_nad_object(obj, namespace, policy)
         elif store is not None:
-            patch = inject_resources(obj, namespace, store)
+            warnings: list[str] = []
+            patch = inject_resources(obj, namespace, store, warnings)
+            if warnings:
+                response["warnings"] = warnings
             if patch:
                 response["patchType"] = "JSONPatch"
                 response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()

@@ -174,28 +174,48 @@ def _cni(layout: ClusterLayout) -> None:
     (layout.cni_conf / "10-mh-k8s.conflist").write_text(components.default_network(layout))
 
 
-def _multihome_processes(layout: ClusterLayout, progress: Progress) -> None:
-    webhook_kc = _service_account_kubeconfig(layout, "multihome-webhook")
+def _start_webhook(layout: ClusterLayout, kubeconfig: Path) -> None:
     procs.start(layout, "multihome-webhook", [
-        *_multihome_argv(), "--store", f"k8s:{webhook_kc}", "webhook",
+        *_multihome_argv(), "--store", f"k8s:{kubeconfig}", "webhook",
         "--cert", str(layout.pki / "webhook.crt"), "--key", str(layout.pki / "webhook.key"),
         "--listen", f"127.0.0.1:{layout.webhook_port}"])
     procs.wait_for(layout, "multihome-webhook",
                    lambda: _probe_ca(layout, f"https://127.0.0.1:{layout.webhook_port}/healthz"),
                    60, "serving")
-    progress(f"multihome webhook is serving (127.0.0.1:{layout.webhook_port}, "
-             "ServiceAccount multihome-webhook)")
-    node_kc = _service_account_kubeconfig(layout, "multihome-node")
+
+
+def _start_daemon(layout: ClusterLayout, kubeconfig: Path) -> None:
     procs.start(layout, "multihome-daemon", [
-        *_multihome_argv(), "--store", f"k8s:{node_kc}", "daemon",
+        *_multihome_argv(), "--store", f"k8s:{kubeconfig}", "daemon",
         "--socket", layout.daemon_socket, "--conf-dir", str(layout.cni_conf),
         "--bin-dir", str(layout.cni_bin), "--cni-dir", str(layout.cni_cache)],
         env={"NODE_NAME": layout.node_name})
     procs.wait_for(layout, "multihome-daemon",
                    lambda: (layout.cni_conf / "00-multihome.conflist").exists()
                    and os.path.exists(layout.daemon_socket), 60, "serving")
+
+
+def _multihome_processes(layout: ClusterLayout, progress: Progress) -> None:
+    _start_webhook(layout, _service_account_kubeconfig(layout, "multihome-webhook"))
+    progress(f"multihome webhook is serving (127.0.0.1:{layout.webhook_port}, "
+             "ServiceAccount multihome-webhook)")
+    _start_daemon(layout, _service_account_kubeconfig(layout, "multihome-node"))
     progress("multihome daemon is serving (ServiceAccount multihome-node), "
              "00-multihome.conflist written")
+
+
+def restart_daemon(layout: ClusterLayout) -> None:
+    """Start the node daemon again (after it was killed), with the token it had."""
+    procs.stop(layout, "multihome-daemon")
+    _start_daemon(layout, layout.kubeconfig("multihome-node"))
+
+
+def restart_apiserver(layout: ClusterLayout) -> None:
+    """Stop and start the API server, as an upgrade or a crash would."""
+    procs.stop(layout, "kube-apiserver")
+    procs.start(layout, "kube-apiserver", components.apiserver(layout))
+    procs.wait_for(layout, "kube-apiserver",
+                   lambda: _https_ok(layout, layout.api_url + "/readyz"), 120, "ready")
 
 
 def _probe_ca(layout: ClusterLayout, url: str) -> bool:

@@ -1,0 +1,2 @@
+"""Helpers the test tiers share (imported as `support.<module>`; fixtures live in the
+conftest.py of each folder)."""
