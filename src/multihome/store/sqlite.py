@@ -26,6 +26,7 @@ from multihome.store.base import (
     NotFound,
     Object,
     Outcome,
+    check_ref,
     format_timestamp,
 )
 from multihome.store.merge import merge_apply, normalize
@@ -140,6 +141,8 @@ class SQLiteStore:
         return int(row[0])
 
     def _write_object(self, conn: sqlite3.Connection, obj: Object, *, insert: bool) -> Object:
+        if insert:
+            check_ref(obj.namespace, obj.name, obj.kind)
         rv = self._next_revision(conn)
         obj.metadata["resourceVersion"] = str(rv)
         normalize(obj.body)
