@@ -199,3 +199,17 @@ def test_nesting_up_to_the_limit_is_read() -> None:
     conf = NetConf.from_bytes(f'{{"cniVersion": "1.0.0", "name": "n", "type": "t", '
                               f'"x": {deep}}}')
     assert conf.raw["x"][0]
+
+
+@pytest.mark.parametrize(("plugin", "key"), [
+    ("sriov", "dataDir"), ("sriov", "sysfsRoot"), ("tuning", "dataDir"),
+    ("host-device", "kernelpath"), ("host-device", "sysfsRoot")])
+@pytest.mark.parametrize("value", ["relative/dir", "../../etc", ".", "dir\0/x"])
+def test_relative_path_keys_are_refused(plugin: str, key: str, value: str) -> None:
+    """A relative path would be read against whatever directory the daemon runs in."""
+    parse, _ = PARSERS[plugin]
+    call = call_for(plugin, {"deviceID": "0000:00:01.0", "device": "eth1", key: value}, "")
+    assert call is not None
+    with pytest.raises(CNIError) as info:
+        parse(call)
+    assert info.value.code == 7 and key in info.value.msg and "absolute" in info.value.msg

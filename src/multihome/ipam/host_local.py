@@ -45,7 +45,7 @@ class HostLocalConfig:
 
 
 def _data_dir(ipam: dict[str, Any]) -> str:
-    return cfgmod.string_key(ipam, "dataDir") or DEFAULT_DATA_DIR
+    return cfgmod.path_key(ipam, "dataDir") or DEFAULT_DATA_DIR
 
 
 def _range_sets(conf: NetConf, ipam: dict[str, Any]) -> list[RangeSet]:
@@ -82,7 +82,7 @@ def load(conf: NetConf, cni_args_ip: str | None) -> HostLocalConfig:
         data_dir=_data_dir(ipam),
         range_sets=range_sets,
         routes=cfgmod.parse_routes(ipam.get("routes")),
-        resolv_conf=cfgmod.string_key(ipam, "resolvConf"),
+        resolv_conf=cfgmod.path_key(ipam, "resolvConf"),
         requested=cfgmod.requested_addresses(conf, cni_args_ip),
     )
 

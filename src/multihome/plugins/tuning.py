@@ -88,7 +88,7 @@ def parse(call: Call) -> TuningConf:
     return TuningConf(sysctls=_sysctls(raw), mac=mac,
                       mtu=conf_keys.get_mtu(raw, PLUGIN), promisc=_opt_bool(raw, "promisc"),
                       allmulti=_opt_bool(raw, "allmulti"), txqlen=txqlen,
-                      data_dir=conf_keys.get_str(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR)
+                      data_dir=conf_keys.get_path(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR)
 
 
 def _snapshot(link: links.Link, conf: TuningConf) -> dict[str, Any]:
