@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from multihome.store import Store, StoreError, names, open_store, store_path
+from multihome.store import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    names,
+    open_store,
+    store_path,
+)
 
 
 def get_store(ctx: click.Context | None = None) -> Store:
@@ -19,6 +26,8 @@ def get_store(ctx: click.Context | None = None) -> Store:
         where = store_path(path if isinstance(path, str) else None)
         try:
             store = open_store(where)
+        except StoreUnavailable as e:  # its message names the file already
+            raise click.ClickException(str(e)) from e
         except (ValueError, OSError, StoreError) as e:
             raise click.ClickException(f"cannot open the store {where}: {e}") from e
         obj["store_handle"] = store

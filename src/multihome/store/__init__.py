@@ -17,6 +17,7 @@ from multihome.store.base import (
     Outcome,
     Store,
     StoreError,
+    StoreUnavailable,
     check_ref,
 )
 from multihome.store.objects import (
@@ -81,6 +82,7 @@ __all__ = [
     "Outcome",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "UnknownKind",
     "check_ref",
     "kind_info",

@@ -24,6 +24,11 @@ class StoreError(Exception):
     """Base of every store failure."""
 
 
+class StoreUnavailable(StoreError):
+    """The store file cannot be used at all (corrupt, a directory, not writable); the
+    message names the file and what to do, on one line."""
+
+
 class NotFound(StoreError, LookupError):
     """The object does not exist."""
 
