@@ -88,7 +88,7 @@ def socket_path(stdin: bytes, env: "Mapping[str, str]") -> str:
     if b'"' + SOCKET_KEY.encode() + b'"' in stdin:  # parse only when the key can be there
         try:
             conf = loads(stdin)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # RecursionError too: the plugin reports the bad config itself
             conf = None
         value = conf.get(SOCKET_KEY) if isinstance(conf, dict) else None
         if isinstance(value, str) and value:

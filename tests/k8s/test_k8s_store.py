@@ -17,7 +17,7 @@ from multihome.cni.errors import TRY_AGAIN_LATER
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiClient, Credentials, TokenSource
 from multihome.k8s.store import NETWORK_STATUS, ApiUnreachableError, KubeStore
-from multihome.store import NAD, POD, Conflict, NotFound, Object
+from multihome.store import NAD, POD, Conflict, InvalidObjectName, NotFound, Object
 
 PODS = "/api/v1/namespaces/default/pods"
 NADS = "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions"
@@ -227,3 +227,32 @@ current-context: x
 """)
     creds = credentials_from_kubeconfig(str(cfg))
     assert (creds.server, creds.token) == (apiserver.url, "t0k")
+
+
+CRAFTED = ["../../../api/v1/secrets", "default/pods/x", "a?b=c", "x#y", "..", ".", "A",
+           "a%2fb", "", "a" * 300]
+
+
+@pytest.mark.parametrize("bad", CRAFTED)
+def test_crafted_names_never_reach_an_api_path(apiserver: FakeApiServer, store: KubeStore,
+                                               bad: str) -> None:
+    """A namespace or name that is not a DNS-1123 name is refused before any request: it
+    could otherwise address another resource (`..` segments, a query, another kind)."""
+    before = len(apiserver.requests)
+    calls: list[Callable[[], object]] = [
+        lambda: store.get(NAD, bad or "x/", "n"),
+        lambda: store.get(NAD, "default", bad or "x/"),
+        lambda: store.delete(POD, bad or "x/", "p"),
+        lambda: store.list(POD, bad or "x/"),
+        lambda: store.patch_annotations(POD, "default", bad or "x/", {"a": "b"}),
+        lambda: store.create(Object(NAD, bad or "x/", "default", nad("n"))),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidObjectName):
+            call()
+    assert len(apiserver.requests) == before, apiserver.requests[before:]
+
+
+def test_the_client_refuses_a_path_with_dot_dot(api: ApiClient) -> None:
+    with pytest.raises(ValueError, match="not a plain name"):
+        api.request("GET", "/api/v1/namespaces/../secrets")

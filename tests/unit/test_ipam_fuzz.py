@@ -75,7 +75,7 @@ def test_malformed_config_gives_code_6_or_7(ipam: dict[str, Any], extra: dict[st
             conf["ipam"]["dataDir"] = data_dir
         env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "fuzz", "CNI_NETNS": "/x",
                "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
-        pairs = [f"IP={ip_arg}"] if ip_arg else []
+        pairs = ["IgnoreUnknown=1"] + ([f"IP={ip_arg}"] if ip_arg else [])
         pairs += [f"GATEWAY={gw_arg}"] if gw_arg else []
         if pairs:
             env["CNI_ARGS"] = ";".join(pairs)

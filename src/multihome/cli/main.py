@@ -40,6 +40,18 @@ class _LazyGroup(click.Group):
             return cmd
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        # A store that breaks in the middle of any command (corrupt, read-only, gone) is
+        # one line for the person at the terminal, whichever command met it.
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            # Loaded only on this path, like the subcommands: `--help` must stay cheap.
+            store_base = importlib.import_module("multihome.store.base")
+            if isinstance(e, store_base.StoreUnavailable):
+                raise click.ClickException(str(e)) from None
+            raise
+
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="multihome")

@@ -16,7 +16,7 @@ from multihome.cli import output
 from multihome.cli.context import get_store
 from multihome.cni.errors import CNIError
 from multihome.node.kinds import NNCE, NNCP, NNS
-from multihome.store import Object
+from multihome.store import Object, yamltext
 
 
 def _netns(ctx: click.Context) -> str | None:
@@ -63,9 +63,9 @@ def show_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
 def _desired_from_file(path: str) -> Any:
     """A bare desired state, or an NNCP manifest (its spec.desiredState)."""
     try:
-        with click.open_file(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
+        with click.open_file(path, "rb") as f:
+            data = yamltext.load_one(f.read(yamltext.MAX_BYTES + 1))
+    except (OSError, yamltext.YamlError) as e:
         raise click.ClickException(f"cannot read {path}: {e}") from e
     if isinstance(data, dict) and data.get("kind") == NNCP:
         return (data.get("spec") or {}).get("desiredState") or {}

@@ -15,22 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from multihome.cli import output
-from multihome.cli.context import get_store
+from multihome.cli.context import get_store, namespace_callback
 from multihome.cni.errors import CNIError
 from multihome.store import (
     NAD,
     POD,
     AlreadyExists,
     InvalidObject,
+    InvalidObjectName,
     KindInfo,
     NotFound,
     Object,
     Store,
     UnknownKind,
+    check_ref,
     kind_info,
+    names,
+    yamltext,
 )
 from multihome.store.objects import known_kinds
 
@@ -138,22 +141,30 @@ def _files(path: str) -> list[Path]:
     return [p]
 
 
-def _documents(text: str, source: str) -> Iterator[Manifest]:
+def _documents(data: bytes, source: str) -> Iterator[Manifest]:
     try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        raise ManifestError(f'error: error parsing {source}: {e}') from None
+        docs = yamltext.load_all(data)
+    except yamltext.YamlError as e:
+        raise ManifestError(f"error: error parsing {source}: {e}") from None
     for doc in docs:
         if doc is None:
             continue
         if not isinstance(doc, dict):
-            raise ManifestError(f"error: error parsing {source}: a document is not a mapping")
-        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            for item in doc["items"]:
-                if isinstance(item, dict):
-                    yield Manifest(source, item)
+            raise ManifestError(f"error: error parsing {source}: a document is a "
+                                f"{_yaml_type(doc)}, not a mapping (an object)")
+        if doc.get("kind") == "List" and "items" in doc:
+            items = doc["items"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ManifestError(f"error: error parsing {source}: the items of a List "
+                                    "must be a list of mappings (objects)")
+            yield from (Manifest(source, item) for item in items)
             continue
         yield Manifest(source, doc)
+
+
+def _yaml_type(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
 
 
 def load_manifests(paths: tuple[str, ...]) -> list[Manifest]:
@@ -161,14 +172,15 @@ def load_manifests(paths: tuple[str, ...]) -> list[Manifest]:
     out: list[Manifest] = []
     for path in paths:
         if path == "-":
-            out += _documents(sys.stdin.read(), "STDIN")
+            out += _documents(sys.stdin.buffer.read(yamltext.MAX_BYTES + 1), "STDIN")
             continue
         for f in _files(path):
             try:
-                text = f.read_text()
+                with f.open("rb") as stream:
+                    data = stream.read(yamltext.MAX_BYTES + 1)
             except OSError as e:
                 raise ManifestError(f'error: cannot read "{f}": {e.strerror}') from None
-            out += _documents(text, str(path) if f == Path(path) else str(f))
+            out += _documents(data, str(path) if f == Path(path) else str(f))
     if not out:
         raise ManifestError("error: no objects passed to the command")
     return out
@@ -207,6 +219,10 @@ def manifest_object(m: Manifest, namespace_flag: str | None) -> tuple[KindInfo, 
         obj = Object.from_manifest(m.body, namespace)
     except InvalidObject as e:
         raise ManifestError(f'error: error validating "{m.source}": {e}') from None
+    try:
+        check_ref(namespace if info.namespaced else None, obj.name, info.kind)
+    except InvalidObjectName as e:
+        raise ManifestError(f'The {info.kind} "{obj.name}" is invalid: {e}') from None
     if not info.namespaced:
         obj = Object(obj.kind, obj.name, "", obj.body)
     obj.namespace = namespace
@@ -226,6 +242,7 @@ def _admit(info: KindInfo, obj: Object) -> str | None:
 
 def _ns_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "--namespace", "namespace", default=None, metavar="NS",
+                        callback=namespace_callback,
                         help="Namespace (default: the object's own, else \"default\").")(f)
 
 
@@ -308,12 +325,19 @@ def _targets(ctx: click.Context, args: tuple[str, ...]) -> list[tuple[KindInfo, 
             if not sep or not name:
                 _fail(ctx, f'error: there is no need to specify a resource type as a separate '
                            f'argument when passing arguments in resource/name form ("{arg}")')
-            out.append((_resolve(ctx, kind), name))
+            out.append((_resolve(ctx, kind), _checked_name(ctx, name)))
         return out
     info = _resolve(ctx, args[0])
     if len(args) == 1:
         return [(info, None)]
-    return [(info, name) for name in args[1:]]
+    return [(info, _checked_name(ctx, name)) for name in args[1:]]
+
+
+def _checked_name(ctx: click.Context, name: str) -> str:
+    problem = names.subdomain_problem(name, "name")
+    if problem:
+        _fail(ctx, f"error: {problem}")
+    return name
 
 
 def _not_found(info: KindInfo, name: str) -> str:

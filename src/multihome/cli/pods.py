@@ -8,16 +8,15 @@ import sys
 from typing import Any
 
 import click
-import yaml
 
 from multihome.attach import status as netstatus
 from multihome.attach.plan import NETWORKS_ANNOTATION
 from multihome.cli import output
-from multihome.cli.context import get_store
+from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.cni.errors import CNIError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
-from multihome.store import POD, NotFound, Object, StoreError
+from multihome.store import POD, NotFound, Object, StoreError, yamltext
 
 
 def _progress(line: str) -> None:
@@ -50,11 +49,11 @@ def _namespace(namespace: str | None) -> str:
 def _annotations_from_file(path: str) -> dict[str, str]:
     """A file with the JSON selection list, or a mapping of annotations."""
     try:
-        with open(path) as f:
-            data: Any = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            data: Any = yamltext.load_one(f.read(yamltext.MAX_BYTES + 1))
     except OSError as e:
         raise click.ClickException(f"cannot read {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
+    except yamltext.YamlError as e:
         raise click.ClickException(f"{path} is neither JSON nor YAML: {e}") from e
     if isinstance(data, list):
         return {NETWORKS_ANNOTATION: json.dumps(data)}
@@ -72,8 +71,8 @@ def pod() -> None:
 
 
 @pod.command("run")
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("--networks", default="", metavar="SELECTION",
               help="k8s.v1.cni.cncf.io/networks in comma form, e.g. 'bridge-dev,other@net5'.")
 @click.option("--annotations", "annotations_file", default=None, metavar="FILE",
@@ -102,8 +101,8 @@ def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: s
 
 
 @pod.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_cmd(name: str, namespace: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND inside the pod's network namespace."""
@@ -123,8 +122,8 @@ def exec_cmd(name: str, namespace: str | None, command: tuple[str, ...]) -> None
 
 
 @pod.command("get")
-@click.argument("names", nargs=-1)
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("names", nargs=-1, callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["wide", "yaml", "json", "name"]),
               default=None)
@@ -180,8 +179,8 @@ def _status_section(obj: Object) -> list[str]:
 
 
 @pod.command("describe")
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def describe_cmd(name: str, namespace: str | None) -> None:
     """Show a pod, its annotations and its network status."""
     ns = _namespace(namespace)
@@ -195,7 +194,7 @@ def describe_cmd(name: str, namespace: str | None) -> None:
 
 @pod.command("delete")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     """Detach a pod's networks and remove it; parts already gone are skipped."""
     store = get_store()

@@ -10,7 +10,7 @@ import time
 import click
 
 from multihome.attach import status as netstatus
-from multihome.cli.context import get_store
+from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.cni.errors import CNIError
 from multihome.lab import settings as labsettings
 from multihome.store import POD, NotFound, StoreError
@@ -63,8 +63,8 @@ def vm() -> None:
 
 
 @vm.command("run")
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("--networks", required=True, metavar="SELECTION",
               help="Networks of the launcher pod, e.g. 'bridge-dev' or 'bridge-dev,other'.")
 @click.option("--memory", default=256, show_default=True, metavar="MiB")
@@ -83,8 +83,8 @@ def run_cmd(name: str, namespace: str | None, networks: str, memory: int,
 
 
 @vm.command("get")
-@click.argument("names", nargs=-1)
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("names", nargs=-1, callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["json"]), default=None)
 def get_cmd(names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
@@ -115,8 +115,8 @@ def get_cmd(names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
 
 
 @vm.command("describe")
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def describe_cmd(name: str, namespace: str | None) -> None:
     """Show a VM: its NICs, MACs, addresses and the launcher pod's network-status."""
     rec = _record(_ns(namespace), name)
@@ -146,8 +146,8 @@ def describe_cmd(name: str, namespace: str | None) -> None:
 
 
 @vm.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_cmd(name: str, namespace: str | None, timeout: float,
@@ -164,8 +164,8 @@ def exec_cmd(name: str, namespace: str | None, timeout: float,
 
 
 @vm.command("console")
-@click.argument("name")
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def console_cmd(name: str, namespace: str | None) -> None:
     """Attach to the VM's serial console (Ctrl-] leaves)."""
     rec = _record(_ns(namespace), name)
@@ -177,7 +177,7 @@ def console_cmd(name: str, namespace: str | None) -> None:
 
 @vm.command("delete")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-n", "--namespace", default=None, metavar="NS")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     """Stop qemu, undo the bindings and delete the launcher pod."""
     failed = False

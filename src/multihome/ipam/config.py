@@ -31,6 +31,20 @@ def string_key(obj: dict[str, Any], key: str, where: str = "ipam") -> str:
     return value
 
 
+def absolute_path(value: str, what: str) -> str:
+    """A path from a config must be absolute: a relative one would be resolved against
+    the working directory of whoever runs the plugin (the daemon, a runtime), which no
+    config author can know. A NUL byte is refused too (no syscall takes it)."""
+    if value and (not value.startswith("/") or "\0" in value):
+        raise InvalidConfig(f"{what} {value!r} must be an absolute path (starting with /)")
+    return value
+
+
+def path_key(obj: dict[str, Any], key: str, where: str = "ipam") -> str:
+    """A string key holding a path: "" when unset, else an absolute path."""
+    return absolute_path(string_key(obj, key, where), f"{where} '{key}'")
+
+
 def parse_routes(raw: Any, where: str = "ipam 'routes'") -> list[Route]:
     if raw is None:
         return []

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni import version as ver
+from multihome.cni.args import load_cni_args
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
 from multihome.cni.result import DNS, IPConfig, Result, Route
 from multihome.cni.skel import Call
@@ -44,7 +45,7 @@ class HostLocalConfig:
 
 
 def _data_dir(ipam: dict[str, Any]) -> str:
-    return cfgmod.string_key(ipam, "dataDir") or DEFAULT_DATA_DIR
+    return cfgmod.path_key(ipam, "dataDir") or DEFAULT_DATA_DIR
 
 
 def _range_sets(conf: NetConf, ipam: dict[str, Any]) -> list[RangeSet]:
@@ -81,7 +82,7 @@ def load(conf: NetConf, cni_args_ip: str | None) -> HostLocalConfig:
         data_dir=_data_dir(ipam),
         range_sets=range_sets,
         routes=cfgmod.parse_routes(ipam.get("routes")),
-        resolv_conf=cfgmod.string_key(ipam, "resolvConf"),
+        resolv_conf=cfgmod.path_key(ipam, "resolvConf"),
         requested=cfgmod.requested_addresses(conf, cni_args_ip),
     )
 
@@ -127,8 +128,13 @@ def _allocate_next(store: Store, rs: RangeSet, idx: int, cid: str, ifname: str) 
     raise CNIError(f"no IP addresses available in range set {rs}")
 
 
+def _env_ip(call: Call) -> str | None:
+    """CNI_ARGS IP=, read as strictly as the reference (unknown keys need IgnoreUnknown=1)."""
+    return load_cni_args(call.cmd, ("IP",)).get("IP")
+
+
 def add(call: Call) -> Result:
-    cfg = load(call.conf, call.cmd.arg("IP"))
+    cfg = load(call.conf, _env_ip(call))
     dns = cfgmod.parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
     pending = list(cfg.requested)
     wanted: list[IPAddress | None] = []
@@ -179,7 +185,7 @@ def delete(call: Call) -> None:
 
 
 def check(call: Call) -> None:
-    cfg = load(call.conf, call.cmd.arg("IP"))
+    cfg = load(call.conf, _env_ip(call))
     cid, ifname = call.cmd.container_id, call.cmd.ifname
     store = Store(cfg.data_dir, cfg.name, create=False)
     owned = []

@@ -11,6 +11,7 @@ import ipaddress
 from typing import Any
 
 from multihome.cni import version as ver
+from multihome.cni.args import load_cni_args
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import IPConfig, Result
 from multihome.cni.skel import Call
@@ -82,9 +83,16 @@ def addresses(conf: NetConf, cni_args_ip: str | None, cni_args_gw: str | None) -
     return out
 
 
+def _env_addresses(call: Call) -> list[IPConfig]:
+    """addresses() with CNI_ARGS IP= and GATEWAY=, read as strictly as the reference does
+    (an unknown key needs IgnoreUnknown=1; IgnoreUnknown must be a boolean)."""
+    env = load_cni_args(call.cmd, ("IP", "GATEWAY"))
+    return addresses(call.conf, env.get("IP"), env.get("GATEWAY"))
+
+
 def add(call: Call) -> Result:
     conf = call.conf
-    ips = addresses(conf, call.cmd.arg("IP"), call.cmd.arg("GATEWAY"))
+    ips = _env_addresses(call)
     if not ips and not ver.at_least(conf.cni_version, "0.3.0"):
         raise InvalidConfig(f"ipam has no 'addresses', and a cniVersion {conf.cni_version} "
                             "result must carry one; add an address or use cniVersion 0.3.0 "
@@ -101,7 +109,7 @@ def delete(call: Call) -> None:
 
 def check(call: Call) -> None:
     conf = call.conf
-    ips = addresses(conf, call.cmd.arg("IP"), call.cmd.arg("GATEWAY"))
+    ips = _env_addresses(call)
     prev = conf.prev_result
     if prev is None:
         raise InvalidConfig("static: CHECK needs 'prevResult' in the config")

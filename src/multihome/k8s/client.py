@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,19 @@ class Credentials:
     ca_file: str = ""
     client_cert: tuple[str, str] | None = None
     insecure: bool = False
+
+
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+
+def check_api_path(path: str) -> None:
+    """The last guard before a request: every segment a plain name, so no value that
+    slipped past validation can climb out of its collection (`..`) or add a query."""
+    segments = path.split("/")
+    if segments[0] != "" or not all(_PATH_SEGMENT.match(s) and ".." not in s
+                                     for s in segments[1:]):
+        raise ValueError(f"refusing the API path {path[:200]!r}: it has a segment that is "
+                         "not a plain name")
 
 
 def credentials_from_kubeconfig(path: str | None = None) -> Credentials:
@@ -116,6 +130,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+        check_api_path(path)
         try:
             resp = self._http.request(
                 method, path, params=params,
@@ -134,6 +149,7 @@ class ApiClient:
     def watch(self, path: str, params: dict[str, str],
               timeout_s: float = 300.0) -> Iterator[dict[str, Any]]:
         """Events of one watch request, one dict per line, until the server ends it."""
+        check_api_path(path)
         query = dict(params, watch="true", allowWatchBookmarks="true",
                      timeoutSeconds=str(int(timeout_s)))
         try:

@@ -27,6 +27,7 @@ from multihome.store.base import (
     NotFound,
     Object,
     Outcome,
+    check_ref,
     format_timestamp,
 )
 from multihome.store.merge import merge_apply, normalize
@@ -58,8 +59,8 @@ class KubeStore:
         self.caches: dict[str, WatchCache] = {}
         if watch:
             selector = f"spec.nodeName={node_name}" if node_name else ""
-            self.caches[POD] = WatchCache(api, paths.collection(POD, None), selector)
-            self.caches[NAD] = WatchCache(api, paths.collection(NAD, None))
+            self.caches[POD] = WatchCache(api, _collection(POD, None), selector)
+            self.caches[NAD] = WatchCache(api, _collection(NAD, None))
             for cache in self.caches.values():
                 cache.start()
 
@@ -97,13 +98,14 @@ class KubeStore:
     # -- reads -------------------------------------------------------------------------
 
     def get(self, kind: str, namespace: str, name: str) -> Object:
+        check_ref(namespace, name, kind)
         if kind == POD:
             self._pod_context.pod = (namespace, name)
         body = self._cached(kind, namespace, name)
         if body is None:
             # not in the cache: it may be newer than the cache, or the cache is not synced
             try:
-                body = self._call("GET", paths.item(kind, namespace, name))
+                body = self._call("GET", _item(kind, namespace, name))
             except ApiError as e:
                 if e.status == 404:
                     if kind == NAD:
@@ -113,11 +115,12 @@ class KubeStore:
         return Object.from_manifest(dict(body, kind=kind), namespace)
 
     def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        check_ref(namespace, None)
         cache = self.caches.get(kind)
         if cache is not None and cache.synced and kind == NAD:
             items = cache.items()
         else:
-            items = self._call("GET", paths.collection(kind, namespace)).get("items", [])
+            items = self._call("GET", _collection(kind, namespace)).get("items", [])
         objs = [Object.from_manifest(dict(b, kind=kind)) for b in items]
         if namespace is not None:
             objs = [o for o in objs if o.namespace == namespace]
@@ -131,8 +134,9 @@ class KubeStore:
         return dict(obj.body, apiVersion=kind_info(obj.kind).api_version, kind=obj.kind)
 
     def create(self, obj: Object) -> Object:
+        check_ref(obj.namespace, obj.name, obj.kind)
         try:
-            body = self._call("POST", paths.collection(obj.kind, obj.namespace),
+            body = self._call("POST", _collection(obj.kind, obj.namespace),
                               body=self._body(obj))
         except ApiError as e:
             if e.status == 409:
@@ -179,7 +183,7 @@ class KubeStore:
             meta.pop("resourceVersion", None)
         body["metadata"] = meta
         try:
-            new = self._call("PUT", paths.item(obj.kind, obj.namespace, obj.name), body=body)
+            new = self._call("PUT", _item(obj.kind, obj.namespace, obj.name), body=body)
         except ApiError as e:
             if e.status == 404:
                 raise NotFound(obj.kind, obj.namespace, obj.name) from None
@@ -211,7 +215,7 @@ class KubeStore:
         parts differ from what the server holds. A body without `status` leaves it alone.
         """
         body = self._body(obj)
-        path = paths.item(obj.kind, obj.namespace, obj.name)
+        path = _item(obj.kind, obj.namespace, obj.name)
         if "status" in body:
             new = self._put(obj, f"{path}/status", body, version)
             if _main_part(new) == _main_part(body):
@@ -240,7 +244,7 @@ class KubeStore:
     def patch_annotations(self, kind: str, namespace: str, name: str,
                           annotations: dict[str, str | None]) -> Object:
         """A merge patch guarded by the resourceVersion we read; retried on 409."""
-        path = paths.item(kind, namespace, name)
+        path = _item(kind, namespace, name)
         for attempt in range(CONFLICT_RETRIES):
             current = self.get(kind, namespace, name) if attempt == 0 else \
                 self._fresh(kind, namespace, name)
@@ -264,7 +268,7 @@ class KubeStore:
 
     def _fresh(self, kind: str, namespace: str, name: str) -> Object:
         try:
-            body = self._call("GET", paths.item(kind, namespace, name))
+            body = self._call("GET", _item(kind, namespace, name))
         except ApiError as e:
             if e.status == 404:
                 raise NotFound(kind, namespace, name) from None
@@ -274,7 +278,7 @@ class KubeStore:
     def delete(self, kind: str, namespace: str, name: str) -> Object:
         current = self._fresh(kind, namespace, name)
         try:
-            self._call("DELETE", paths.item(kind, namespace, name))
+            self._call("DELETE", _item(kind, namespace, name))
         except ApiError as e:
             if e.status == 404:
                 raise NotFound(kind, namespace, name) from None
@@ -329,6 +333,16 @@ class KubeStore:
         for cache in self.caches.values():
             cache.stop()
         self.api.close()
+
+
+def _item(kind: str, namespace: str, name: str) -> str:
+    check_ref(namespace, name, kind)
+    return paths.item(kind, namespace, name)
+
+
+def _collection(kind: str, namespace: str | None) -> str:
+    check_ref(namespace, None)
+    return paths.collection(kind, namespace)
 
 
 def _main_part(body: dict[str, Any]) -> dict[str, Any]:

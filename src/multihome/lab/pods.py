@@ -21,7 +21,7 @@ from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
 from multihome.cni.errors import CNIError
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
-from multihome.store import POD, AlreadyExists, NotFound, Object, Store
+from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
 
 Progress = Callable[[str], None]
 
@@ -35,6 +35,13 @@ def _quiet(_: str) -> None:
 
 
 def netns_name(namespace: str, name: str) -> str:
+    """`mh-<ns>-<name>`: a file name under /var/run/netns, so both parts must be valid
+    names (a `/` or `..` in either would put the namespace's bind mount elsewhere)."""
+    try:
+        names.check_namespace(namespace)
+        names.check_name(name, "pod name")
+    except names.InvalidName as e:
+        raise PodError(str(e)) from None
     return f"mh-{namespace}-{name}"
 
 

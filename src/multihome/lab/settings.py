@@ -125,10 +125,13 @@ def load(path: str | None = None) -> LabSettings:
 
 def save(settings: LabSettings) -> None:
     try:
-        os.makedirs(settings.state_dir, exist_ok=True)
-        with open(os.path.join(settings.state_dir, SETTINGS_FILE), "w") as f:
-            json.dump(settings.to_json(), f, indent=2)
-        with open(os.path.join(settings.state_dir, ENGINE_CONF_FILE), "w") as f:
-            json.dump(settings.engine_config(), f, indent=2)
+        # Lab state (addresses, bridges, the engine's config) is for root alone.
+        os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+        for name, data in ((SETTINGS_FILE, settings.to_json()),
+                           (ENGINE_CONF_FILE, settings.engine_config())):
+            fd = os.open(os.path.join(settings.state_dir, name),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
     except OSError as e:
         raise IOFailure(f"cannot write lab settings in {settings.state_dir}", str(e)) from e

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,6 +21,7 @@ from pyroute2 import IPRoute
 from multihome.cni.errors import CNIError, InternalError, InvalidNetns
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h: the CLONE_NEW* type of an ns fd
 NETNS_RUN_DIR = "/var/run/netns"
 
 _libc: Any = None
@@ -65,6 +67,16 @@ def open_netns(path: str) -> int:
     if not _is_nsfs(fd):
         os.close(fd)
         raise NetnsGone(f"{path} is not a network namespace (is it still mounted?)")
+    # Another kind of namespace (/proc/<pid>/ns/mnt) is nsfs too: setns would then fail
+    # with EINVAL much later, in a message that knows only the fd.
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError as e:
+        os.close(fd)
+        raise InvalidNetns(f"cannot tell what kind of namespace {path} is", str(e)) from e
+    if kind != CLONE_NEWNET:
+        os.close(fd)
+        raise InvalidNetns(f"{path} is a namespace, but not a network namespace")
     return fd
 
 
@@ -78,9 +90,10 @@ def entered(path_or_fd: str | int) -> Iterator[None]:
         try:
             _setns(fd)
         except OSError as e:
+            where = path_or_fd if own_fd else f"the network namespace (fd {path_or_fd})"
             if e.errno == errno.EINVAL:
-                raise NetnsGone(f"{path_or_fd} is not a network namespace", str(e)) from e
-            raise InvalidNetns(f"cannot enter network namespace {path_or_fd}", str(e)) from e
+                raise NetnsGone(f"{where} is not a network namespace", str(e)) from e
+            raise InvalidNetns(f"cannot enter {where}", str(e)) from e
         try:
             yield
         finally:

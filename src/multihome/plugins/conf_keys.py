@@ -8,6 +8,7 @@ from multihome.cni.args import parse_mac, requested_mac
 from multihome.cni.errors import InvalidConfig, InvalidEnvironment
 from multihome.cni.skel import Call
 from multihome.cni.types import validate_ifname
+from multihome.ipam.config import absolute_path
 
 MAX_MTU = 65535
 
@@ -37,6 +38,11 @@ def get_str(raw: dict[str, Any], key: str, plugin: str) -> str:
     if not isinstance(value, str):
         raise InvalidConfig(f"{plugin} config key {key!r} must be a string, got {value!r}")
     return value
+
+
+def get_path(raw: dict[str, Any], key: str, plugin: str) -> str:
+    """A key holding a file or directory path: "" when unset, else an absolute path."""
+    return absolute_path(get_str(raw, key, plugin), f"{plugin} config key {key!r}")
 
 
 def get_mtu(raw: dict[str, Any], plugin: str) -> int:

@@ -46,9 +46,9 @@ def parse(call: Call) -> HostDeviceConf:
     conf = HostDeviceConf(
         device=conf_keys.get_ifname(raw, "device", PLUGIN),
         hwaddr=parse_mac(hwaddr, "host-device hwaddr") if hwaddr else "",
-        kernelpath=conf_keys.get_str(raw, "kernelpath", PLUGIN),
+        kernelpath=conf_keys.get_path(raw, "kernelpath", PLUGIN),
         pci=device_id or conf_keys.get_str(raw, "pciBusID", PLUGIN),
-        sys_root=sysfs.root(conf_keys.get_str(raw, "sysfsRoot", PLUGIN)),
+        sys_root=sysfs.root(conf_keys.get_path(raw, "sysfsRoot", PLUGIN)),
         ipam_type=conf_keys.ipam_type(call))
     if not (conf.device or conf.hwaddr or conf.kernelpath or conf.pci):
         raise InvalidConfig('host-device: specify one of "device", "hwaddr", "kernelpath", '

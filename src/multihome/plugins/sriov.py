@@ -75,8 +75,8 @@ def parse(call: Call) -> SriovConf:
                              trust=_on_off(raw, "trust"), link_state=link_state,
                              min_tx_rate=lo, max_tx_rate=hi)
     return SriovConf(pci=pci, settings=settings,
-                     sysfs_root=conf_keys.get_str(raw, "sysfsRoot", PLUGIN),
-                     data_dir=conf_keys.get_str(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR,
+                     sysfs_root=conf_keys.get_path(raw, "sysfsRoot", PLUGIN),
+                     data_dir=conf_keys.get_path(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR,
                      ipam_type=conf_keys.ipam_type(call))
 
 

@@ -21,9 +21,12 @@ def path(data_dir: str, container_id: str, ifname: str) -> Path:
 def save(data_dir: str, container_id: str, ifname: str, state: dict[str, Any]) -> None:
     target = path(data_dir, container_id, ifname)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # State files hold device details: root's alone (0600 in a 0700 directory).
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(state))
         os.replace(tmp, target)
     except OSError as e:
         raise CNIError(f"cannot save the original settings in {target}", str(e)) from e

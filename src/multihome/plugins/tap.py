@@ -91,7 +91,8 @@ def add(call: Call) -> Result:
     try:
         with netns.entered(nsfd):
             link = _create(conf, cmd.ifname)
-        with ipam_helper.rollback() as undo, netns.iproute_in(nsfd) as cipr:
+        # The socket outlives the rollback (contexts exit in reverse): the undo needs it.
+        with netns.iproute_in(nsfd) as cipr, ipam_helper.rollback() as undo:
             undo.append(lambda: links.delete(cipr, link.index))
             result = Result(cni_version=call.conf.cni_version, interfaces=[
                 Interface(name=cmd.ifname, mac=link.mac, sandbox=cmd.netns)])

@@ -29,6 +29,9 @@ DEFAULT_ALLOWLIST = "/etc/cni/tuning/allowlist.conf"
 ENV_ALLOWLIST = "MH_TUNING_ALLOWLIST"
 
 
+MAX_TXQLEN = 2**32 - 1  # IFLA_TXQLEN is a u32
+
+
 @dataclass(frozen=True)
 class TuningConf:
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -80,12 +83,12 @@ def parse(call: Call) -> TuningConf:
     mac = conf_keys.get_mac(call, PLUGIN)
     txqlen = conf_keys.get_int(raw, "txQLen", PLUGIN) if raw.get("txQLen") is not None \
         else None
-    if txqlen is not None and txqlen < 0:
-        raise InvalidConfig(f"invalid txQLen {txqlen}: must be 0 or more")
+    if txqlen is not None and not 0 <= txqlen <= MAX_TXQLEN:
+        raise InvalidConfig(f"invalid txQLen {txqlen}: must be between 0 and {MAX_TXQLEN}")
     return TuningConf(sysctls=_sysctls(raw), mac=mac,
                       mtu=conf_keys.get_mtu(raw, PLUGIN), promisc=_opt_bool(raw, "promisc"),
                       allmulti=_opt_bool(raw, "allmulti"), txqlen=txqlen,
-                      data_dir=conf_keys.get_str(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR)
+                      data_dir=conf_keys.get_path(raw, "dataDir", PLUGIN) or DEFAULT_DATA_DIR)
 
 
 def _snapshot(link: links.Link, conf: TuningConf) -> dict[str, Any]:

@@ -7,9 +7,12 @@ Backends (the embedded SQLite store now, the Kubernetes API later) implement
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from multihome.store import names
 
 Outcome = Literal["created", "configured", "unchanged"]
 
@@ -19,6 +22,11 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 class StoreError(Exception):
     """Base of every store failure."""
+
+
+class StoreUnavailable(StoreError):
+    """The store file cannot be used at all (corrupt, a directory, not writable); the
+    message names the file and what to do, on one line."""
 
 
 class NotFound(StoreError, LookupError):
@@ -56,6 +64,21 @@ class InvalidObject(StoreError, ValueError):
     """A manifest that is not a usable object (no kind, no name, wrong types)."""
 
 
+class InvalidObjectName(InvalidObject):
+    """The object's name or namespace breaks the DNS-1123 rules (see store.names)."""
+
+
+def check_ref(namespace: str | None, name: str | None, kind: str = "") -> None:
+    """InvalidObjectName unless `namespace` (when set) is a DNS-1123 label and `name`
+    (when given) a DNS-1123 subdomain: what every store checks before it writes, and the
+    Kubernetes store before a name becomes part of an API path."""
+    what = f"{kind} name" if kind else "name"
+    problem = (names.label_problem(namespace, "namespace") if namespace else None) or (
+        names.subdomain_problem(name, what) if name is not None else None)
+    if problem:
+        raise InvalidObjectName(problem)
+
+
 def format_timestamp(when: datetime) -> str:
     """RFC 3339 in UTC with second precision, as the API server writes it."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -63,6 +86,26 @@ def format_timestamp(when: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def json_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored as JSON (a non-string key, NaN, a Python-only type),
+    as a sentence naming where; None when it can. Iterative: any depth is safe here."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    return f"key {k!r} in {where or 'the object'} is not a string"
+                stack.append((f"{where}.{k}" if where else k, v))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{where} is {item}, which JSON cannot hold"
+        elif not isinstance(item, str | int | float | bool) and item is not None:
+            return f"{where} holds a {type(item).__name__}, which JSON cannot hold"
+    return None
 
 
 @dataclass
@@ -108,6 +151,9 @@ class Object:
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
             ):
                 raise InvalidObject(f"{kind} {name}: 'metadata.{key}' must map strings to strings")
+        problem = json_problem(body)
+        if problem:
+            raise InvalidObject(f"{kind} {name}: {problem}")
         return cls(kind, name, ns, copy.deepcopy(body))
 
     @property

@@ -26,6 +26,8 @@ from multihome.store.base import (
     NotFound,
     Object,
     Outcome,
+    StoreUnavailable,
+    check_ref,
     format_timestamp,
 )
 from multihome.store.merge import merge_apply, normalize
@@ -69,8 +71,25 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        with self._unavailable():
+            return self._open()
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """sqlite3 and OS errors as StoreUnavailable: one line naming the file and what to
+        do (a traceback or "unable to open database file" tells a person neither)."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreUnavailable(unusable_store_message(self.path, e)) from None
+        except OSError as e:
+            raise StoreUnavailable(
+                f"the store {self.path} cannot be created: {e.strerror or e}; pass --store "
+                "(or set MULTIHOME_STORE) with a path in a writable directory") from None
+
+    def _open(self) -> sqlite3.Connection:
         # A connection inherited over fork() must not be used by the child.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         conn = sqlite3.connect(
             str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
             check_same_thread=False,
@@ -95,13 +114,19 @@ class SQLiteStore:
         """One write transaction, holding the database's write lock from the start."""
         with self._lock:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
+            with self._unavailable():
+                conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+            except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise StoreUnavailable(unusable_store_message(self.path, e)) from None
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            with self._unavailable():
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         if self.shared:
@@ -140,6 +165,8 @@ class SQLiteStore:
         return int(row[0])
 
     def _write_object(self, conn: sqlite3.Connection, obj: Object, *, insert: bool) -> Object:
+        if insert:
+            check_ref(obj.namespace, obj.name, obj.kind)
         rv = self._next_revision(conn)
         obj.metadata["resourceVersion"] = str(rv)
         normalize(obj.body)
@@ -172,7 +199,7 @@ class SQLiteStore:
     # -- Store --------------------------------------------------------------------
 
     def get(self, kind: str, namespace: str, name: str) -> Object:
-        with self._lock:
+        with self._lock, self._unavailable():
             obj = self._fetch(self._connect(), kind, namespace, name)
         if obj is None:
             raise NotFound(kind, namespace, name)
@@ -185,7 +212,7 @@ class SQLiteStore:
             sql += " AND namespace = ?"
             params += (namespace,)
         sql += " ORDER BY namespace, name"
-        with self._lock:
+        with self._lock, self._unavailable():
             rows = self._connect().execute(sql, params).fetchall()
         return [self._row_to_object(r) for r in rows]
 
@@ -259,6 +286,48 @@ class SQLiteStore:
                 (kind, namespace, name),
             )
             return current
+
+
+def _create_private(path: Path) -> None:
+    """Make the store's directory (0700) and file (0600) if missing: objects hold pod and
+    network details that other local users have no business reading. SQLite gives its
+    -wal and -shm files the mode of the database file."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for d in reversed(missing):  # makedirs' mode covers only the last level
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+    if not path.exists() and not path.is_symlink():
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o600))
+
+
+def _read_only(path: Path) -> bool:
+    """On a read-only mount, or not writable by us (as root only the mount counts)."""
+    try:
+        on_ro_mount = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return on_ro_mount or (path.exists() and not os.access(path, os.W_OK))
+
+
+def unusable_store_message(path: Path, err: sqlite3.Error) -> str:
+    """What is wrong with the store file and what to do, as one line."""
+    text = str(err)
+    if path.is_dir():
+        why = "is a directory; pass --store (or MULTIHOME_STORE) with a file path"
+    elif "not a database" in text or "malformed" in text or "corrupt" in text:
+        why = ("is not a multihome store (corrupt, or another kind of file); move it away "
+               "to start an empty store, or pass --store with another path")
+    elif "readonly" in text or "read-only" in text or _read_only(path):
+        why = ("is read-only; run as a user who may write it, or pass --store with a "
+               "writable path")
+    elif "unable to open" in text or not os.access(path.parent, os.W_OK | os.X_OK):
+        why = ("cannot be opened; check that it and its directory exist and are readable "
+               "and writable by this user")
+    else:
+        why = f"cannot be used ({' '.join(text.split())})"
+    return f"the store {path} {why}"
 
 
 def normalize_object(obj: Object) -> Object:
