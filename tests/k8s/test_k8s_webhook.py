@@ -430,3 +430,32 @@ def test_a_half_rotated_pair_keeps_the_old_certificate(tmp_path: Path,
     finally:
         server.shutdown()
         server.server_close()
+
+
+NNCP_RES = {"group": "nmstate.io", "version": "v1",
+            "resource": "nodenetworkconfigurationpolicies"}
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"nodeSelector": ["a"]}, "spec.nodeSelector"),
+    ({"maxUnavailable": "abc%"}, "spec.maxUnavailable"),
+    ({"desiredState": {"interfaces": [5]}}, "spec.desiredState.interfaces[0]"),
+    ({"desiredState": "text"}, "spec.desiredState"),
+])
+def test_an_invalid_nncp_is_denied(webhook: Webhook, spec: dict[str, Any],
+                                   words: str) -> None:
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": {"desiredState": {"interfaces": []}, **spec}}
+    resp = webhook.review("/validate-nncp", NNCP_RES, "NodeNetworkConfigurationPolicy", body,
+                          namespace="")
+    assert resp["allowed"] is False
+    assert words in resp["status"]["message"]
+
+
+def test_a_valid_nncp_is_allowed(webhook: Webhook) -> None:
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": {"nodeSelector": {"a": "b"}, "desiredState": {
+                "interfaces": [{"name": "br0", "type": "linux-bridge", "state": "up"}]}}}
+    resp = webhook.review("/validate-nncp", NNCP_RES, "NodeNetworkConfigurationPolicy", body,
+                          namespace="")
+    assert resp["allowed"] is True

@@ -1,6 +1,7 @@
 """`multihome webhook`: the admission webhooks over HTTPS.
 
 POST /validate-nad   validating NetworkAttachmentDefinition
+POST /validate-nncp  validating NodeNetworkConfigurationPolicy
 POST /mutate-pod     mutating Pod (network-resources-injector)
 GET  /healthz
 """
@@ -23,7 +24,7 @@ from multihome.k8s.webhook_server import (
 )
 from multihome.store import Store
 
-ROUTES = {"/validate-nad": "nad", "/mutate-pod": "pod"}
+ROUTES = {"/validate-nad": "nad", "/validate-nncp": "nncp", "/mutate-pod": "pod"}
 MAX_BODY = 4 << 20
 MAX_DRAIN = 1 << 20
 DRAIN_WAIT_S = 0.2

@@ -17,6 +17,7 @@ from multihome.attach.nad import RESOURCE_NAME_ANNOTATION, InvalidNAD, resource_
 from multihome.attach.selection import NETWORKS_ANNOTATION, parse_networks_annotation
 from multihome.cni.errors import CNIError
 from multihome.cni.version import require_supported
+from multihome.node.policy import validate_policy
 from multihome.plugins.registry import BUILTIN
 from multihome.store import NAD, NotFound, Object, Store, StoreError
 
@@ -78,6 +79,17 @@ def validate_nad_object(body: dict[str, Any], namespace: str, policy: Policy) ->
             raise Denied(f"{where}: plugin type \"{ptype}\" is not in this node image and not "
                          "allowed by the webhook's --allow-type; use one of "
                          f"{', '.join(sorted(known))}")
+
+
+def validate_nncp_object(body: dict[str, Any]) -> None:
+    """A NodeNetworkConfigurationPolicy the node controller can enact (the checks of
+    `multihome apply` and of the controller itself)."""
+    try:
+        obj = Object.from_manifest(body, "")
+        validate_policy(obj)
+    except (StoreError, ValueError) as e:
+        raise Denied(f"NodeNetworkConfigurationPolicy "
+                     f"{(body.get('metadata') or {}).get('name', '')}: {e}") from None
 
 
 def _escape(key: str) -> str:
@@ -157,7 +169,7 @@ def review_request(body: Any) -> dict[str, Any]:
 
 
 def review(body: Any, kind: str, policy: Policy, store: Store | None) -> dict[str, Any]:
-    """The AdmissionReview v1 answer to one request; ``kind`` is "nad" or "pod".
+    """The AdmissionReview v1 answer to one request; ``kind`` is "nad", "nncp" or "pod".
     Raises MalformedReview when there is no request to answer (no uid)."""
     request = review_request(body)
     response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
@@ -170,6 +182,8 @@ def review(body: Any, kind: str, policy: Policy, store: Store | None) -> dict[st
             pass
         elif kind == "nad":
             validate_nad_object(obj, namespace, policy)
+        elif kind == "nncp":
+            validate_nncp_object(obj)
         elif store is not None:
             patch = inject_resources(obj, namespace, store)
             if patch:
