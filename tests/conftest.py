@@ -23,6 +23,17 @@ if os.environ.get("MH_CLUSTER_TIER") != "1":
     collect_ignore = ["cluster"]
 
 
+_ROOT_CONFTEST = sys.modules[__name__]
+
+
+def pytest_plugin_registered(plugin: object) -> None:
+    # pytest imports every conftest.py outside a package as module "conftest", so a
+    # folder's own conftest replaces this one in sys.modules; put this one back, since
+    # support modules everywhere do `from conftest import unique, Netns, run_cni`.
+    if plugin is not _ROOT_CONFTEST and getattr(plugin, "__name__", "") == "conftest":
+        sys.modules["conftest"] = _ROOT_CONFTEST
+
+
 def _root_or_skip() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to create network namespaces")

@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from console_client import served
 
-from cli_lab import MULTIHOME, CLILab, lab_down, lab_up, new_lab
+from cli_lab import CLILab, lab_down, lab_up, new_lab
 from integration.node_world import make_world, nncp
 from vm.vm_world import skip_without_vm_tools
 
@@ -38,26 +36,6 @@ class Console(CLILab):
     """The lab's CLI (its store and state dir), with the console serving them at `url`."""
 
     url: str = ""
-
-
-@contextmanager
-def served(args: list[str], env: dict[str, str]) -> Iterator[str]:
-    """`multihome ... console --listen 127.0.0.1:0 ...` running; its URL (port 0: the
-    kernel picks a free port, the console prints it)."""
-    proc = subprocess.Popen([MULTIHOME, *args], stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert found, f"console did not start: {line}"
-        yield f"http://127.0.0.1:{found.group(1)}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -210,7 +188,9 @@ def _nad_file(console: Console, bridge: str) -> Path:
         "spec": {"config": json.dumps({
             "cniVersion": "0.3.1", "name": "bridge-dev", "type": "cnv-bridge",
             "bridge": bridge, "macspoofchk": True,
-            "ipam": {"type": "host-local", "subnet": "10.67.0.0/24",
+            # the test's own dataDir: never the machine's /var/lib/cni/networks
+            "ipam": {"type": "host-local", "dataDir": str(console.tmp / "ipam"),
+                     "subnet": "10.67.0.0/24",
                      "rangeStart": "10.67.0.10", "rangeEnd": "10.67.0.50"}})}}))
     return path
 

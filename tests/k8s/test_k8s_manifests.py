@@ -64,3 +64,91 @@ def test_validation_needs_no_network() -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# -- hardening: what the manifests promise ------------------------------------------------
+
+
+def _doc(kind: str, name: str) -> dict[str, Any]:
+    found = [d for _, d in documents() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name)
+    return found[0]
+
+
+def test_daemon_has_probes_and_an_unprivileged_init_container() -> None:
+    pod = _doc("DaemonSet", "multihome-node")["spec"]["template"]["spec"]
+    daemon = pod["containers"][0]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe in daemon, probe
+    assert "/healthz" in daemon["livenessProbe"]["exec"]["command"][-1]
+    assert "/readyz" in daemon["readinessProbe"]["exec"]["command"][-1]
+    init = pod["initContainers"][0]["securityContext"]
+    assert init.get("privileged") is False and init["allowPrivilegeEscalation"] is False
+    assert init["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+
+
+def test_namespace_has_pod_security_labels() -> None:
+    labels = _doc("Namespace", "multihome-system")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # the daemon
+    assert labels["pod-security.kubernetes.io/warn"] in ("baseline", "restricted")
+
+
+def test_webhook_spreads_keeps_one_and_skips_system_pods() -> None:
+    pod = _doc("Deployment", "multihome-webhook")["spec"]["template"]
+    assert pod["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]
+    terms = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert terms[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert "livenessProbe" in pod["spec"]["containers"][0]
+    pdb = _doc("PodDisruptionBudget", "multihome-webhook")["spec"]
+    assert pdb["minAvailable"] >= 1
+    assert pdb["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    hook = _doc("MutatingWebhookConfiguration", "multihome-pod-resources")["webhooks"][0]
+    excluded = {v for e in hook["namespaceSelector"]["matchExpressions"]
+                if e["operator"] == "NotIn" for v in e["values"]}
+    assert {"kube-system", "multihome-system"} <= excluded
+    assert hook["objectSelector"]["matchExpressions"]
+
+
+def test_nncp_validation_webhook_is_registered() -> None:
+    hooks = _doc("ValidatingWebhookConfiguration", "multihome-nad-validation")["webhooks"]
+    nncp = [h for h in hooks if h["clientConfig"]["service"]["path"] == "/validate-nncp"]
+    assert nncp and nncp[0]["rules"][0]["resources"] == ["nodenetworkconfigurationpolicies"]
+
+
+def _nncp_schema() -> dict[str, Any]:
+    crd = _doc("CustomResourceDefinition", "nodenetworkconfigurationpolicies.nmstate.io")
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+BAD_NNCP_SPECS = [
+    {"nodeSelector": ["a"]}, {"nodeSelector": {"a": 5}}, {"maxUnavailable": {"x": 1}},
+    {"maxUnavailable": "abc%"}, {"maxUnavailable": -1}, {"desiredState": "text"},
+    {"desiredState": {"interfaces": "x"}}, {"desiredState": {"interfaces": [5]}},
+    {"desiredState": {"interfaces": [{"name": 5}]}},
+    {"desiredState": {"interfaces": [{"type": "linux-bridge"}]}},
+    {"desiredState": {"routes": {"config": "x"}}}, {"desiredState": {"probes": {"ping": "x"}}},
+]
+
+
+@pytest.mark.parametrize("spec", BAD_NNCP_SPECS)
+def test_nncp_schema_refuses_wrong_types(spec: dict[str, Any]) -> None:
+    import jsonschema
+
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": spec}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, _nncp_schema())
+
+
+def test_nncp_schema_admits_the_example_policy() -> None:
+    import jsonschema
+
+    example = DEPLOY.parent / "examples" / "dev-bridge-policy.yml"
+    for body in yaml.safe_load_all(example.read_text()):
+        if body and body.get("kind") == "NodeNetworkConfigurationPolicy":
+            jsonschema.validate(body, _nncp_schema())
+            body["spec"]["maxUnavailable"] = "50%"
+            jsonschema.validate(body, _nncp_schema())

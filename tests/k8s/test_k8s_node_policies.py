@@ -296,3 +296,82 @@ def test_daemon_starts_the_controller_in_kubernetes_mode(
     finally:
         controller.stop()
         open_kube_store(spec[4:]).shutdown()
+
+
+# -- invalid policies: the controller survives and says why, per policy ------------------
+
+MALFORMED_SPECS = [
+    {"nodeSelector": ["role"]}, {"nodeSelector": {"role": 5}},
+    {"maxUnavailable": {"x": 1}}, {"maxUnavailable": "abc%"}, {"maxUnavailable": True},
+    {"desiredState": "text"}, {"desiredState": {"interfaces": [5]}},
+    {"desiredState": {"interfaces": [{"name": "x", "type": "linux-bridge",
+                                      "bridge": {"port": "up0"}}]}},
+    {"desiredState": {"routes": {"config": "x"}}},
+]
+
+
+def _malformed_nncp(i: int, spec: dict[str, Any]) -> dict[str, Any]:
+    body = nncp(f"bad{i}", {"interfaces": []})
+    body["spec"].update(spec)
+    return body
+
+
+@pytest.mark.netns
+def test_malformed_policies_are_degraded_and_the_others_enacted(
+        world: NodeWorld, apiserver: FakeApiServer, stores: Callable[[], KubeStore]) -> None:
+    add_node(apiserver, "n1", {"role": "edge"})
+    for i, spec in enumerate(MALFORMED_SPECS):
+        apiserver.put_object(NNCPS, _malformed_nncp(i, spec))
+    # "zz" sorts after every bad one: it is enacted after them
+    apiserver.put_object(NNCPS, nncp("zz-good", world.bridge_policy("br0", ["up0"],
+                                                                     probes=False)))
+    controller = NodePolicyController(stores(), "n1", netns_path=world.node.path)
+    controller.reconcile()
+    assert active(stored(apiserver, NNCES, "n1.zz-good")) == "Available"
+    assert kstate.link(world.node.name, "up0")["master"] == "br0"
+    for i in range(len(MALFORMED_SPECS)):
+        body = stored(apiserver, NNCPS, f"bad{i}")
+        assert body is not None
+        state, _, message = policy.active_condition(Object.from_manifest(body))
+        assert state == "Degraded" and f"policy bad{i} is invalid" in message, message
+        nnce = stored(apiserver, NNCES, f"n1.bad{i}")
+        assert active(nnce) == "Failing"
+    assert controller.due() == []  # reported once per generation, not retried in a loop
+
+
+@pytest.mark.netns
+def test_a_started_controller_outlives_a_malformed_policy(
+        world: NodeWorld, apiserver: FakeApiServer, stores: Callable[[], KubeStore]) -> None:
+    add_node(apiserver, "n1", {})
+    apiserver.put_object(NNCPS, _malformed_nncp(0, {"nodeSelector": ["x"]}))
+    controller = NodePolicyController(stores(), "n1", netns_path=world.node.path,
+                                      resync_s=600)
+    controller.start()
+    try:
+        wait_for(lambda: stored(apiserver, NNCES, "n1.bad0") is not None, 20)
+        apiserver.put_object(NNCPS, nncp("later", world.bridge_policy("br0", ["up0"],
+                                                                      probes=False)))
+        wait_for(lambda: (stored(apiserver, NNCES, "n1.later") or {}).get("status", {})
+                 .get("conditions") is not None
+                 and active(stored(apiserver, NNCES, "n1.later")) == "Available", 30)
+        assert controller._thread.is_alive()
+    finally:
+        controller.stop()
+
+
+def test_the_slot_count_gives_up_after_bounded_conflicts(
+        apiserver: FakeApiServer, stores: Callable[[], KubeStore],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = stores()
+    apiserver.put_object(NNCPS, nncp("p", {"interfaces": []}))
+    calls = []
+
+    def always_conflicting(obj: Object, expected_version: str | None = None) -> Object:
+        calls.append(1)
+        raise Conflict(NNCP, "", obj.name, 1, 2)
+
+    monkeypatch.setattr(store, "update", always_conflicting)
+    monkeypatch.setattr(rollout, "CONFLICT_WAIT_S", 0.0)
+    with pytest.raises(Conflict):
+        rollout.claim_slot(store, store.get(NNCP, "", "p"))
+    assert len(calls) == rollout.MAX_CONFLICTS

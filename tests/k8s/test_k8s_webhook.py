@@ -7,6 +7,8 @@ import datetime
 import http.client
 import ipaddress
 import json
+import os
+import socket
 import ssl
 import threading
 import uuid
@@ -229,3 +231,231 @@ def test_cli_serves_healthz_over_https(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- robustness: stalled clients, malformed reviews, certificate rotation -------------------
+
+
+@pytest.fixture
+def small_webhook(tmp_path: Path, store: SQLiteStore) -> Iterator[tuple[Webhook, Any]]:
+    """A webhook with two connection slots and a half-second timeout per step."""
+    cert, key = throwaway_cert(tmp_path)
+    server = make_server("127.0.0.1:0", cert, key, Policy(), store, max_connections=2,
+                         timeout_s=0.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Webhook(server.server_address[1], cert), server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _stalled(port: int, hello: bytes = b"") -> socket.socket:
+    """A client that connects (and maybe starts a TLS hello) and then says nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if hello:
+        sock.sendall(hello)
+    return sock
+
+
+@pytest.mark.parametrize("hello", [b"", b"\x16\x03\x01\x02\x00\x01"],
+                         ids=["silent", "half-hello"])
+def test_a_stalled_tls_client_does_not_block_others(webhook: Webhook, hello: bytes) -> None:
+    stalled = [_stalled(webhook.port, hello) for _ in range(3)]
+    try:
+        resp = webhook.review("/validate-nad", NAD_RES, "NetworkAttachmentDefinition",
+                              nad("ok"))
+        assert resp["allowed"] is True
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_stalled_handshakes_time_out_and_connections_are_bounded(
+        small_webhook: tuple[Webhook, Any]) -> None:
+    hook, server = small_webhook
+    stalled = [_stalled(hook.port) for _ in range(2)]
+    try:
+        extra = _stalled(hook.port)
+        with extra:  # every slot taken: closed at once, not queued behind the stalled ones
+            assert extra.recv(1) == b""
+        assert server.refused >= 1
+        for sock in stalled:  # the handshake timeout closes the stalled ones
+            assert sock.recv(1) == b""
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert hook.review("/validate-nad", NAD_RES, "NetworkAttachmentDefinition",
+                       nad("ok"))["allowed"] is True
+
+
+def _raw_post(hook: Webhook, path: str, data: bytes,
+              headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPSConnection("127.0.0.1", hook.port, context=hook.ctx, timeout=10)
+    try:
+        conn.putrequest("POST", path)
+        for key, value in {"Content-Length": str(len(data)), **(headers or {})}.items():
+            conn.putheader(key, value)
+        conn.endheaders(data)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def _review_of(request: Any) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": request}
+
+
+def _req(obj: Any, **extra: Any) -> dict[str, Any]:
+    return {"uid": "u-1", "operation": "CREATE", "namespace": "default", "object": obj,
+            **extra}
+
+
+MALFORMED = [
+    ("nad", _review_of(None)), ("nad", _review_of([])), ("nad", _review_of("x")),
+    ("nad", _review_of({"uid": 5})), ("nad", _review_of({"object": {}})),
+    ("nad", [1, 2]), ("nad", "AdmissionReview"), ("nad", None),
+    ("nad", {"kind": "AdmissionReview", "request": {"uid": "u", "object": []}}),
+    ("nad", _review_of(_req("text"))),
+    ("nad", _review_of(_req({"metadata": []}))),
+    ("nad", _review_of(_req({"metadata": {"name": 5}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a", "annotations": []}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"}, "spec": []}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"}, "spec": {"config": 5}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"}, "spec": {"config": "[1]"}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"},
+                             "spec": {"config": '{"plugins": "x"}'}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"},
+                             "spec": {"config": '{"plugins": [1, {"type": 5}]}'}}))),
+    ("nad", _review_of(_req({"metadata": {"name": "a"},
+                             "spec": {"config": '{"cniVersion": 1, "type": "bridge"}'}}))),
+    ("nad", _review_of(_req(nad("ok"), namespace=["x"]))),
+    ("pod", _review_of(_req({"metadata": "x"}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": "x"}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": 5}}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "[{]"}}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": '[{"name": 5}]'}}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "sriov-a"}}, "spec": {"containers": [1]}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "sriov-a"}}, "spec": {"containers": "c"}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "sriov-a"}},
+        "spec": {"containers": [{"resources": {"limits": []}}]}}))),
+    ("pod", _review_of(_req({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "sriov-a"}}, "spec": []}))),
+]
+
+
+@pytest.mark.parametrize(("kind", "body"), MALFORMED,
+                         ids=[f"{k}-{i}" for i, (k, _) in enumerate(MALFORMED)])
+def test_a_malformed_review_gets_an_answer(webhook: Webhook, store: SQLiteStore, kind: str,
+                                           body: Any) -> None:
+    sriov = nad("sriov-a")
+    sriov["metadata"]["annotations"] = {RESOURCE_NAME_ANNOTATION: "intel.com/sriov_a"}
+    store.create(Object.from_manifest(sriov))
+    path = "/validate-nad" if kind == "nad" else "/mutate-pod"
+    status, answer = webhook.post(path, body)
+    if status == 400:
+        assert answer["message"]
+    else:
+        assert status == 200
+        assert answer["response"]["uid"] == body["request"]["uid"]
+        assert answer["response"]["allowed"] is False
+        assert answer["response"]["status"]["message"]
+
+
+@pytest.mark.parametrize(("data", "headers"), [
+    (b"{not json", {}), (b"[" * 100_000 + b"]" * 100_000, {}), (b"\xff\xfe", {}),
+    (b"{}", {"Content-Length": "abc"}), (b"{}", {"Content-Length": "-5"}),
+    (b"", {}),
+])
+def test_a_malformed_body_gets_a_400(webhook: Webhook, data: bytes,
+                                     headers: dict[str, str]) -> None:
+    status, answer = _raw_post(webhook, "/validate-nad", data, headers)
+    assert status == 400 and answer["message"]
+
+
+def test_a_rotated_certificate_is_served_without_a_restart(tmp_path: Path,
+                                                           store: SQLiteStore) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    cert, key = throwaway_cert(served)
+    server = make_server("127.0.0.1:0", cert, key, Policy(), store)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        old = Webhook(server.server_address[1], cert)
+        assert old.review("/validate-nad", NAD_RES, "NetworkAttachmentDefinition",
+                          nad("ok"))["allowed"] is True
+        old_pem = Path(cert).read_bytes()
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        new_cert, new_key = throwaway_cert(fresh)
+        # as the kubelet swaps a Secret volume: each file replaced whole
+        os.replace(new_key, key)
+        os.replace(new_cert, cert)
+        new = Webhook(server.server_address[1], cert)
+        assert new.review("/validate-nad", NAD_RES, "NetworkAttachmentDefinition",
+                          nad("ok"))["allowed"] is True
+        stale = tmp_path / "old.crt"
+        stale.write_bytes(old_pem)
+        with pytest.raises(ssl.SSLError):
+            Webhook(server.server_address[1], str(stale)).post("/validate-nad", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_half_rotated_pair_keeps_the_old_certificate(tmp_path: Path,
+                                                       store: SQLiteStore) -> None:
+    cert, key = throwaway_cert(tmp_path)
+    server = make_server("127.0.0.1:0", cert, key, Policy(), store)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        other = tmp_path / "other"
+        other.mkdir()
+        _, new_key = throwaway_cert(other)
+        os.replace(new_key, key)  # the key arrived, its certificate not yet
+        hook = Webhook(server.server_address[1], cert)
+        assert hook.review("/validate-nad", NAD_RES, "NetworkAttachmentDefinition",
+                           nad("ok"))["allowed"] is True
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+NNCP_RES = {"group": "nmstate.io", "version": "v1",
+            "resource": "nodenetworkconfigurationpolicies"}
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"nodeSelector": ["a"]}, "spec.nodeSelector"),
+    ({"maxUnavailable": "abc%"}, "spec.maxUnavailable"),
+    ({"desiredState": {"interfaces": [5]}}, "spec.desiredState.interfaces[0]"),
+    ({"desiredState": "text"}, "spec.desiredState"),
+])
+def test_an_invalid_nncp_is_denied(webhook: Webhook, spec: dict[str, Any],
+                                   words: str) -> None:
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": {"desiredState": {"interfaces": []}, **spec}}
+    resp = webhook.review("/validate-nncp", NNCP_RES, "NodeNetworkConfigurationPolicy", body,
+                          namespace="")
+    assert resp["allowed"] is False
+    assert words in resp["status"]["message"]
+
+
+def test_a_valid_nncp_is_allowed(webhook: Webhook) -> None:
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": {"nodeSelector": {"a": "b"}, "desiredState": {
+                "interfaces": [{"name": "br0", "type": "linux-bridge", "state": "up"}]}}}
+    resp = webhook.review("/validate-nncp", NNCP_RES, "NodeNetworkConfigurationPolicy", body,
+                          namespace="")
+    assert resp["allowed"] is True

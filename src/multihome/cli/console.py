@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
 import click
+from waitress.server import BaseWSGIServer, create_server
 
 from multihome.cli.context import get_store
+from multihome.console.app import MAX_BODY, create_app
+from multihome.console.guard import Listen, bind, is_loopback
+from multihome.net.netns import named_path
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+SERVER_THREADS = 4
+MAX_CONNECTIONS = 64
+CHANNEL_TIMEOUT_S = 30
+MAX_HEADER = 64 << 10
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -18,15 +25,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.UsageError(f'--listen "{text}" is not HOST:PORT')
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_token(path: str) -> str:
@@ -44,37 +42,44 @@ def read_token(path: str) -> str:
               help="Address to serve on; anything but loopback needs --token-file.")
 @click.option("--token-file", default=None, metavar="FILE",
               help="File holding the token every request must carry.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another host name the console is reached by (repeatable); requests "
+              "naming any other host are refused (DNS rebinding).")
 @click.option("--node-netns", default=None, metavar="NAME",
               help="A network namespace that plays the node (as `node --netns`).")
 @click.pass_context
 def console_cmd(ctx: click.Context, listen: str, token_file: str | None,
-                node_netns: str | None) -> None:
-    """Serve the web console (plain HTTP) on the same store as the CLI."""
-    from werkzeug.serving import make_server
-
-    from multihome.console.app import create_app
-
+                allow_hosts: tuple[str, ...], node_netns: str | None) -> None:
+    """Serve the web console (plain HTTP, waitress) on the same store as the CLI."""
     host, port = parse_listen(listen)
     if not is_loopback(host) and not token_file:
         raise click.ClickException(f"refusing to serve on {host} without --token-file: "
                                    "only loopback may go without a token")
     token = read_token(token_file) if token_file else None
     path = ctx.find_root().obj.get("store")
-    netns_path = None
-    if node_netns:
-        from multihome.net.netns import named_path
-
-        netns_path = named_path(node_netns)
-    app = create_app(path if isinstance(path, str) else None, token, node_netns=netns_path)
-    server = make_server(host, port, app, threaded=True)
-    click.echo(f"multihome console on http://{host}:{server.server_port}/"
+    netns_path = named_path(node_netns) if node_netns else None
+    names = frozenset(n.lower() for n in allow_hosts)
+    app = create_app(path if isinstance(path, str) else None, token, node_netns=netns_path,
+                     listen=Listen(host, port or None, names))
+    # waitress: a fixed pool of worker threads, a bound on open connections, idle ones
+    # closed, and bodies over the app's limit refused before they are read (413)
+    server = create_server(
+        app, host=host, port=port, threads=SERVER_THREADS, connection_limit=MAX_CONNECTIONS,
+        channel_timeout=CHANNEL_TIMEOUT_S, max_request_body_size=MAX_BODY,
+        max_request_header_size=MAX_HEADER, clear_untrusted_proxy_headers=True, ident="")
+    # one HOST:PORT is one socket (a MultiSocketServer only comes from `listen=` lists)
+    assert isinstance(server, BaseWSGIServer)
+    bound = int(server.getsockname()[1])
+    bind(app, Listen(host, bound, names))
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"multihome console on http://{shown}:{bound}/"
                + (" (token required)" if token else ""), err=True)
     try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.close()
 
 
 @click.command("topology")

@@ -15,6 +15,7 @@ import yaml
 from multihome.cli import output
 from multihome.cli.context import get_store
 from multihome.cni.errors import CNIError
+from multihome.node import recovery
 from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import Object, yamltext
 
@@ -37,6 +38,25 @@ def node(ctx: click.Context, netns_name: str | None) -> None:
     """Declarative node networking (nmstate schema) with verification and rollback."""
     ctx.ensure_object(dict)
     ctx.obj["node_netns"] = netns_name
+    _recover(ctx.invoked_subcommand or "")
+
+
+# commands that still run when an interrupted apply cannot be rolled back: they show the
+# node, or are the way out
+_RUN_DESPITE_FAILED_RECOVERY = ("show", "describe", "rollback")
+
+
+def _recover(command: str) -> None:
+    """First of all: roll back what a killed `node apply` left half done."""
+    try:
+        done = recovery.recover_interrupted()
+    except CNIError as e:
+        if command not in _RUN_DESPITE_FAILED_RECOVERY:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"warning: {e}", err=True)
+        return
+    if done:
+        click.echo(f"recovered: {done}", err=True)
 
 
 def _dump(data: Any, fmt: str) -> str:

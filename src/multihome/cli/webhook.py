@@ -1,6 +1,7 @@
 """`multihome webhook`: the admission webhooks over HTTPS.
 
 POST /validate-nad   validating NetworkAttachmentDefinition
+POST /validate-nncp  validating NodeNetworkConfigurationPolicy
 POST /mutate-pod     mutating Pod (network-resources-injector)
 GET  /healthz
 """
@@ -8,21 +9,31 @@ GET  /healthz
 from __future__ import annotations
 
 import json
-import ssl
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import logging
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import click
 
-from multihome.k8s.admission import Policy, review
+from multihome.k8s.admission import MalformedReview, Policy, review
+from multihome.k8s.webhook_server import (
+    MAX_CONNECTIONS,
+    TIMEOUT_S,
+    ReloadingContext,
+    TLSServer,
+)
 from multihome.store import Store
 
-ROUTES = {"/validate-nad": "nad", "/mutate-pod": "pod"}
+ROUTES = {"/validate-nad": "nad", "/validate-nncp": "nncp", "/mutate-pod": "pod"}
 MAX_BODY = 4 << 20
+MAX_DRAIN = 1 << 20
+DRAIN_WAIT_S = 0.2
+log = logging.getLogger(__name__)
 
 
-def make_server(listen: str, cert: str, key: str, policy: Policy,
-                store: Store | None) -> ThreadingHTTPServer:
+def make_server(listen: str, cert: str, key: str, policy: Policy, store: Store | None, *,
+                max_connections: int = MAX_CONNECTIONS,
+                timeout_s: float = TIMEOUT_S) -> TLSServer:
     host, _, port = listen.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
@@ -34,8 +45,23 @@ def make_server(listen: str, cert: str, key: str, policy: Policy,
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
+
+        def _drain(self) -> None:
+            """Read (a bounded amount of) a body we will not parse: closing with unread
+            data resets the connection, and the client would never see our answer."""
+            self.connection.settimeout(DRAIN_WAIT_S)
+            total = 0
+            try:
+                while total < MAX_DRAIN:
+                    chunk = self.rfile.read1(65536)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+            except OSError:  # includes the timeout: nothing more is coming
+                pass
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
@@ -44,27 +70,41 @@ def make_server(listen: str, cert: str, key: str, policy: Policy,
                 self._reply(404, {"message": "not found"})
 
         def do_POST(self) -> None:
+            try:
+                self._post()
+            except (OSError, TimeoutError):
+                raise  # the connection itself failed: nobody to answer
+            except Exception as e:  # an answer, never a dropped connection
+                log.exception("webhook: %s failed", self.path)
+                self._reply(500, {"message": f"internal error: {type(e).__name__}: {e}"})
+
+        def _post(self) -> None:
             kind = ROUTES.get(self.path.split("?", 1)[0])
-            length = int(self.headers.get("Content-Length") or 0)
             if kind is None:
                 return self._reply(404, {"message": f"no webhook at {self.path}"})
+            text = self.headers.get("Content-Length") or ""
+            length = int(text) if text.isdigit() else -1
             if length <= 0 or length > MAX_BODY:
-                return self._reply(400, {"message": "an AdmissionReview body is required"})
+                self._drain()
+                return self._reply(400 if length <= MAX_BODY else 413, {
+                    "message": f"an AdmissionReview body of at most {MAX_BODY} bytes with "
+                               "its Content-Length is required"})
+            data = self.rfile.read(length)
+            if len(data) < length:
+                return self._reply(400, {"message": "the body ended before Content-Length"})
             try:
-                body = json.loads(self.rfile.read(length))
-            except ValueError as e:
+                body = json.loads(data)
+            except (ValueError, RecursionError) as e:
                 return self._reply(400, {"message": f"body is not JSON: {e}"})
-            if not isinstance(body, dict) or body.get("kind") != "AdmissionReview":
-                return self._reply(400, {"message": "body is not an AdmissionReview"})
-            self._reply(200, review(body, kind, policy, store))
+            try:
+                answer = review(body, kind, policy, store)
+            except MalformedReview as e:
+                return self._reply(400, {"message": str(e)})
+            self._reply(200, answer)
 
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
-    server.daemon_threads = True
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    return server
+    Handler.timeout = timeout_s
+    return TLSServer((host or "0.0.0.0", int(port)), Handler, ReloadingContext(cert, key),
+                     max_connections=max_connections, timeout_s=timeout_s)
 
 
 @click.command("webhook")

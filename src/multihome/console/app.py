@@ -12,7 +12,6 @@ so the console and the CLI can write the same file at the same time (SQLite WAL)
 
 from __future__ import annotations
 
-import hmac
 import json
 import threading
 from collections.abc import Callable
@@ -23,24 +22,30 @@ from flask import Flask, Response, abort, flash, g, redirect, render_template, r
 from jinja2 import DictLoader
 
 from multihome.cli import output
-from multihome.console import forms, templates, topology
+from multihome.console import bounded_yaml, forms, guard, templates, topology
 from multihome.store import NAD, POD, NotFound, Store, open_store, store_path
 
-TOKEN_COOKIE = "multihome-token"
+# a form body or YAML document larger than this is refused with 413 (waitress enforces
+# the same bound before the body reaches the app)
+MAX_BODY = 1 << 20
 
 
 def create_app(store: str | None, token: str | None = None,
                topology_source: Callable[[Store], topology.Topology] | None = None,
-               node_netns: str | None = None) -> Flask:
+               node_netns: str | None = None, listen: guard.Listen | None = None) -> Flask:
     """``store`` is a store path (None: $MULTIHOME_STORE or the default); with ``token`` every
-    request must carry it (Authorization: Bearer, the cookie, or ?token= once);
-    ``node_netns`` (a netns path) plays the node, as `multihome node --netns` does."""
+    request must carry it (Authorization: Bearer, or the session of a /login);
+    ``node_netns`` (a netns path) plays the node, as `multihome node --netns` does;
+    ``listen`` is the address served (the Host and Origin requests must name)."""
     app = Flask("multihome.console")
     app.jinja_loader = DictLoader(templates.ALL)
     # the templates have no .html suffix, so Flask would not escape them by default: names
     # and messages come from users and must never become markup
     app.jinja_env.autoescape = True
-    app.secret_key = token or hmac.new(b"multihome", str(id(app)).encode(), "sha256").hexdigest()
+    app.jinja_env.globals["csrf_token"] = guard.csrf_token
+    guard.configure(app)
+    guard.bind(app, listen or guard.Listen())
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, MAX_FORM_MEMORY_SIZE=MAX_BODY)
     app.config["STORE_PATH"] = store_path(store)
     app.config["TOKEN"] = token
     source = topology_source or (lambda db: topology.current(db, node_netns))
@@ -58,22 +63,24 @@ def create_app(store: str | None, token: str | None = None,
             db.close()
 
     @app.before_request
-    def _check_token() -> Response | None:
+    def _gate() -> Response | None:
+        return guard.check(app, lambda: render_template("login", title="Log in", refresh=None,
+                                                        error="", next=_local_next()))
+
+    app.after_request(guard.secure_headers)
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
         expected = app.config["TOKEN"]
         if not expected:
-            return None
-        header = request.headers.get("Authorization", "")
-        given = (header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else
-                 request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return Response("401 Unauthorized: this console needs its token\n", 401,
-                            {"WWW-Authenticate": "Bearer"})
-        if request.args.get("token"):
-            # remember it so links and form posts need not carry it
-            resp = redirect(request.path)
-            resp.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="Strict")
-            return resp  # type: ignore[return-value]
-        return None
+            return redirect("/nads")
+        error = ""
+        if request.method == "POST":
+            if guard.token_matches(request.form.get("token", "").strip(), expected):
+                guard.log_in(expected)
+                return redirect(_local_next())
+            error = "that is not this console's token"
+        return page("login", "Log in", error=error, next=_local_next()), 401 if error else 200
 
     def page(name: str, title: str, **kw: Any) -> str:
         return render_template(name, title=title, refresh=kw.pop("refresh", None), **kw)
@@ -130,7 +137,7 @@ def create_app(store: str | None, token: str | None = None,
                         error="", button="Create")
         error = ""
         try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            docs = [d for d in bounded_yaml.load_all(text) if d is not None]
         except yaml.YAMLError as e:
             docs, error = [], f"error: error parsing YAML: {e}"
         made: list[str] = []
@@ -159,7 +166,7 @@ def create_app(store: str | None, token: str | None = None,
             abort(404)
         try:
             config = json.dumps(json.loads(obj.spec.get("config") or "{}"), indent=2)
-        except ValueError:
+        except (ValueError, TypeError, RecursionError):
             config = str(obj.spec.get("config", ""))
         return page("nad_detail", f"{namespace}/{name}", obj=obj, config=config,
                     annotations=obj.metadata.get("annotations") or {},
@@ -239,7 +246,7 @@ def create_app(store: str | None, token: str | None = None,
             return page("nad_yaml", "Apply a NodeNetworkConfigurationPolicy", text=text,
                         namespace="", error="", button="Apply")
         try:
-            body = yaml.safe_load(text)
+            body = bounded_yaml.load_one(text)
         except yaml.YAMLError as e:
             body, error = None, f"error: error parsing YAML: {e}"
         else:
@@ -257,6 +264,14 @@ def create_app(store: str | None, token: str | None = None,
         return redirect("/policies")
 
     return app
+
+
+def _local_next() -> str:
+    """Where to go after the login: a path on this console only (never //other.site)."""
+    target = request.values.get("next") or (request.full_path.rstrip("?")
+                                            if request.path != "/login" else "/nads")
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) \
+        else "/nads"
 
 
 def _enact_in_background(path: str, name: str, netns_path: str | None) -> None:
@@ -288,7 +303,7 @@ def _create(db: Store, obj: Any) -> str | None:
 def _nad_row(obj: Any) -> dict[str, str]:
     try:
         conf = json.loads(obj.spec.get("config") or "{}")
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
         conf = {}
     if isinstance(conf, dict) and isinstance(conf.get("plugins"), list) and conf["plugins"]:
         conf = conf["plugins"][0]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 BASE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{{ title }} · multihome</title>
+<html><head><meta charset="utf-8"><meta name="csrf-token" content="{{ csrf_token() }}"><title>{{ title }} · multihome</title>
 {% if refresh %}<meta http-equiv="refresh" content="{{ refresh }}">{% endif %}
 <style>
 body{font-family:sans-serif;margin:0;color:#222}
@@ -49,7 +49,7 @@ NAD_FORM = """{% extends "base" %}{% import "field" as f %}{% block body %}
 {% for t in types %}<a href="/nads/new?type={{ t }}&namespace={{ v.get('namespace','') }}"
 >{% if t == type %}<b>{{ t }}</b>{% else %}{{ t }}{% endif %}</a> {% endfor %}
 · <a href="/nads/yaml">YAML editor</a></p>
-<form method="post" id="nad-form"><input type="hidden" name="type" value="{{ type }}">
+<form method="post" id="nad-form"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}"><input type="hidden" name="type" value="{{ type }}">
 {% if errors.get('general') %}<p class="error" id="general-error">{{ errors['general'] }}</p>{% endif %}
 {{ f.field('name', 'Name', errors, v.get('name','')) }}
 {{ f.field('namespace', 'Namespace', errors, v.get('namespace','default')) }}
@@ -72,7 +72,7 @@ NAD_FORM = """{% extends "base" %}{% import "field" as f %}{% block body %}
 <p><button type="submit" id="submit">Create</button></p></form>{% endblock %}"""
 
 NAD_YAML = """{% extends "base" %}{% block body %}
-<form method="post" id="yaml-form">
+<form method="post" id="yaml-form"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <p><label for="namespace">Namespace</label><input id="namespace" name="namespace" value="{{ namespace }}"></p>
 <p><textarea id="yaml" name="yaml" rows="20" cols="100">{{ text }}</textarea></p>
 {% if error %}<p class="error" id="yaml-error">{{ error }}</p>{% endif %}
@@ -85,7 +85,7 @@ NAD_DETAIL = """{% extends "base" %}{% block body %}
 <tr><th>Created</th><td>{{ obj.metadata.get('creationTimestamp','') }}</td></tr></table>
 <h2>Config</h2><pre id="config">{{ config }}</pre>
 <h2>YAML</h2><pre>{{ yaml_text }}</pre>
-<form method="post" action="/nads/{{ obj.namespace }}/{{ obj.name }}/delete">
+<form method="post" action="/nads/{{ obj.namespace }}/{{ obj.name }}/delete"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <button id="delete">Delete</button></form>{% endblock %}"""
 
 PODS = """{% extends "base" %}{% block body %}
@@ -126,6 +126,14 @@ POLICIES = """{% extends "base" %}{% block body %}
 <td>{{ r.reason }}</td><td>{{ r.message }}</td></tr>{% endfor %}</table>{% endif %}
 {% endblock %}"""
 
-ALL: dict[str, str] = {"base": BASE, "field": FIELD, "nad_list": NAD_LIST, "nad_form": NAD_FORM,
+LOGIN = """{% extends "base" %}{% block body %}
+<form method="post" action="/login" id="login-form"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<input type="hidden" name="next" value="{{ next }}">
+<p><label for="token">Access token</label><input type="password" id="token" name="token"
+autocomplete="current-password"></p>
+{% if error %}<p class="error" id="login-error">{{ error }}</p>{% endif %}
+<p><button type="submit" id="submit">Log in</button></p></form>{% endblock %}"""
+
+ALL: dict[str, str] = {"login": LOGIN, "base": BASE, "field": FIELD, "nad_list": NAD_LIST, "nad_form": NAD_FORM,
                        "nad_yaml": NAD_YAML, "nad_detail": NAD_DETAIL, "pods": PODS, "vms": VMS,
                        "topology": TOPOLOGY, "policies": POLICIES}

@@ -44,23 +44,41 @@ class Topology:
 
 
 def network_status(pod: Any) -> list[dict[str, Any]]:
-    text = pod.annotations.get(NETWORK_STATUS, "")
+    """The pod's network-status entries, each reduced to the keys the pages show with the
+    types they expect. The annotation is anyone's text: not JSON, not a list, entries that
+    are not objects or fields of the wrong type are skipped or shown as text, never a 500."""
+    annotations = pod.metadata.get("annotations")  # not .annotations: that asserts a dict
+    text = annotations.get(NETWORK_STATUS, "") if isinstance(annotations, dict) else ""
     try:
-        entries = json.loads(text) if text else []
-    except ValueError:
+        entries = json.loads(text) if isinstance(text, str) and text else []
+    except (ValueError, RecursionError):
         return []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if not isinstance(entries, list):
+        return []
+    return [_status_entry(e) for e in entries if isinstance(e, dict)]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else json.dumps(value))
+
+
+def _status_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    ips = entry.get("ips")
+    ips = ips if isinstance(ips, list) else ([] if ips is None else [ips])
+    return {"name": _text(entry.get("name")), "interface": _text(entry.get("interface")),
+            "ips": [_text(i) for i in ips], "mac": _text(entry.get("mac")),
+            "default": entry.get("default") is True}
 
 
 def _nad_config(store: Store, network: str) -> dict[str, Any]:
     ns, _, name = network.rpartition("/")
     try:
         nad = store.get(NAD, ns or "default", name)
-    except NotFound:
+    except (NotFound, ValueError):  # ValueError: the name is not one a NAD can have
         return {}
     try:
         conf = json.loads(nad.spec.get("config") or "{}")
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
         return {}
     if isinstance(conf, dict) and isinstance(conf.get("plugins"), list) and conf["plugins"]:
         first = conf["plugins"][0]
@@ -91,13 +109,13 @@ def build(store: Store, node_state: dict[str, Any], *, uplinks: set[str] | None 
         for entry in network_status(pod):
             if entry.get("default"):
                 continue
-            network = str(entry.get("name", ""))
-            conf = _nad_config(store, network)
-            vlan = conf.get("vlan") if isinstance(conf.get("vlan"), int) else 0
-            att = Attachment(owner, str(entry.get("interface", "")),
-                             [str(i) for i in entry.get("ips") or []],
-                             str(entry.get("mac", "")), network, int(vlan or 0))
-            bridge = bridges.get(str(conf.get("bridge", "")))
+            network = entry["name"]
+            conf = _nad_config(store, network) if network else {}
+            vlan = conf.get("vlan")
+            vlan = vlan if isinstance(vlan, int) and not isinstance(vlan, bool) else 0
+            att = Attachment(owner, entry["interface"], entry["ips"], entry["mac"], network,
+                             vlan)
+            bridge = bridges.get(_text(conf.get("bridge")))
             if bridge is None:
                 topo.unplaced.append(att)
                 continue

@@ -17,6 +17,7 @@ from multihome.attach.nad import RESOURCE_NAME_ANNOTATION, InvalidNAD, resource_
 from multihome.attach.selection import NETWORKS_ANNOTATION, parse_networks_annotation
 from multihome.cni.errors import CNIError
 from multihome.cni.version import require_supported
+from multihome.node.policy import validate_policy
 from multihome.plugins.registry import BUILTIN
 from multihome.store import NAD, NotFound, Object, Store, StoreError
 
@@ -38,15 +39,15 @@ class Denied(Exception):
     """The request is refused; the message is what `kubectl` prints."""
 
 
-def _plugin_types(text: str) -> list[str]:
-    conf = json.loads(text)
+def _plugin_types(conf: dict[str, Any]) -> list[str]:
     plugins = conf.get("plugins") if "plugins" in conf else [conf]
-    return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
+    return [str(p.get("type", "")) for p in plugins or [] if isinstance(p, dict)] \
+        if isinstance(plugins, list) else []
 
 
-def _check_version(text: str, where: str) -> None:
+def _check_version(conf: dict[str, Any], where: str) -> None:
     """Syntax is checked by validate_nad; here: a version this node's plugins speak."""
-    version = json.loads(text).get("cniVersion")
+    version = conf.get("cniVersion")
     if version:
         try:
             require_supported(str(version))
@@ -66,17 +67,29 @@ def validate_nad_object(body: dict[str, Any], namespace: str, policy: Policy) ->
         raise Denied(f"{where}: annotation {RESOURCE_NAME_ANNOTATION} \"{resource}\" is not "
                      "a resource name like \"intel.com/sriov_netdevice\" (<domain>/<name>)")
     text = obj.spec.get("config") or ""
-    if not text.strip():
-        return
-    _check_version(text, where)
+    conf = json.loads(text) if isinstance(text, str) and text.strip() else None
+    if not isinstance(conf, dict):
+        return  # validate_nad refused anything else that is not empty
+    _check_version(conf, where)
     if policy.allow_any_type:
         return
     known = set(BUILTIN) | policy.allowed_types
-    for ptype in _plugin_types(text):
+    for ptype in _plugin_types(conf):
         if ptype not in known:
             raise Denied(f"{where}: plugin type \"{ptype}\" is not in this node image and not "
                          "allowed by the webhook's --allow-type; use one of "
                          f"{', '.join(sorted(known))}")
+
+
+def validate_nncp_object(body: dict[str, Any]) -> None:
+    """A NodeNetworkConfigurationPolicy the node controller can enact (the checks of
+    `multihome apply` and of the controller itself)."""
+    try:
+        obj = Object.from_manifest(body, "")
+        validate_policy(obj)
+    except (StoreError, ValueError) as e:
+        raise Denied(f"NodeNetworkConfigurationPolicy "
+                     f"{(body.get('metadata') or {}).get('name', '')}: {e}") from None
 
 
 def _escape(key: str) -> str:
@@ -91,9 +104,13 @@ def inject_resources(pod: dict[str, Any], namespace: str, store: Store,
     waits in ContainerCreating (with a NoNetworkFound event) until the NAD is created. The
     person creating it is told at once, through an admission warning kubectl prints.
     """
-    meta = pod.get("metadata") or {}
+    meta = _mapping(pod.get("metadata"), "pod metadata")
     name = meta.get("name") or meta.get("generateName") or "<new pod>"
-    text = (meta.get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
+    text = _mapping(meta.get("annotations"), "pod metadata.annotations").get(
+        NETWORKS_ANNOTATION, "")
+    if not isinstance(text, str):
+        raise Denied(f"pod {namespace}/{name}: annotation {NETWORKS_ANNOTATION} must be a "
+                     "string")
     if not text.strip():
         return []
     try:
@@ -114,10 +131,14 @@ def inject_resources(pod: dict[str, Any], namespace: str, store: Store,
         resource = resource_name(nad)
         if resource:
             counts[resource] = counts.get(resource, 0) + 1
-    containers = (pod.get("spec") or {}).get("containers") or []
+    containers = _mapping(pod.get("spec"), "pod spec").get("containers") or []
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        raise Denied(f"pod {namespace}/{name}: spec.containers must be a list of objects")
     if not counts or not containers:
         return []
-    resources = containers[0].get("resources") or {}
+    resources = _mapping(containers[0].get("resources"), "spec.containers[0].resources")
+    for section in ("requests", "limits"):
+        _mapping(resources.get(section), f"spec.containers[0].resources.{section}")
     patch: list[dict[str, Any]] = []
     base = "/spec/containers/0/resources"
     if "resources" not in containers[0]:
@@ -131,18 +152,47 @@ def inject_resources(pod: dict[str, Any], namespace: str, store: Store,
     return patch
 
 
-def review(body: dict[str, Any], kind: str, policy: Policy,
-           store: Store | None) -> dict[str, Any]:
-    """The AdmissionReview v1 answer to one request; ``kind`` is "nad" or "pod"."""
-    request = body.get("request") or {}
-    response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": True}
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    """`value` when it is an object (None: empty); Denied otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Denied(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+class MalformedReview(ValueError):
+    """The body is not an AdmissionReview this webhook can answer (HTTP 400)."""
+
+
+def review_request(body: Any) -> dict[str, Any]:
+    """The `request` of an AdmissionReview v1 body; MalformedReview when it has none."""
+    if not isinstance(body, dict) or body.get("kind") != "AdmissionReview":
+        raise MalformedReview("body is not an AdmissionReview")
+    request = body.get("request")
+    if not isinstance(request, dict):
+        raise MalformedReview("AdmissionReview.request must be an object")
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise MalformedReview("AdmissionReview.request.uid must be a non-empty string")
+    return request
+
+
+def review(body: Any, kind: str, policy: Policy, store: Store | None) -> dict[str, Any]:
+    """The AdmissionReview v1 answer to one request; ``kind`` is "nad", "nncp" or "pod".
+    Raises MalformedReview when there is no request to answer (no uid)."""
+    request = review_request(body)
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
     try:
-        obj = request.get("object") or {}
-        namespace = str(request.get("namespace") or "")
+        obj = _mapping(request.get("object"), "request.object")
+        namespace = request.get("namespace") or ""
+        if not isinstance(namespace, str):
+            raise Denied("request.namespace must be a string")
         if request.get("operation") == "DELETE":
             pass
         elif kind == "nad":
             validate_nad_object(obj, namespace, policy)
+        elif kind == "nncp":
+            validate_nncp_object(obj)
         elif store is not None:
             warnings: list[str] = []
             patch = inject_resources(obj, namespace, store, warnings)
@@ -152,10 +202,18 @@ def review(body: dict[str, Any], kind: str, policy: Policy,
                 response["patchType"] = "JSONPatch"
                 response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
     except Denied as e:
-        response["allowed"] = False
-        response["status"] = {"code": 400, "reason": "BadRequest", "message": str(e)}
+        _deny(response, str(e))
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as e:
+        # a shape the checks above did not foresee: refuse it with what went wrong rather
+        # than dropping the API server's connection
+        _deny(response, f"malformed {kind} object: {type(e).__name__}: {e}")
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "response": response}
 
 
-__all__ = ["Denied", "InvalidNAD", "Policy", "review"]
+def _deny(response: dict[str, Any], message: str) -> None:
+    response["allowed"] = False
+    response["status"] = {"code": 400, "reason": "BadRequest", "message": message}
+
+
+__all__ = ["Denied", "InvalidNAD", "MalformedReview", "Policy", "review"]

@@ -13,11 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from multihome.k8s.backoff import Backoff
 from multihome.k8s.client import ApiClient, ApiError, ApiUnreachable
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY_S = 1.0
+# a watch that fails again and again waits 0.5 s doubling up to this, with jitter
+RETRY_MAX_S = 30.0
 
 
 class WatchCache:
@@ -34,6 +36,7 @@ class WatchCache:
         self.resource_version = ""
         self.relists = 0  # how many full lists ran (for tests and metrics)
         self._thread: threading.Thread | None = None
+        self.backoff = Backoff(maximum=RETRY_MAX_S)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -87,12 +90,15 @@ class WatchCache:
         if self.on_change is not None:
             self.on_change()
 
-    def watch_once(self) -> None:
-        """One watch request from the current version; raises ApiError(410) when stale."""
+    def watch_once(self) -> int:
+        """One watch request from the current version; raises ApiError(410) when stale.
+        Returns how many events it brought."""
         params = dict(self._params(), resourceVersion=self.resource_version)
+        seen = 0
         for event in self.api.watch(self.path, params, self.watch_timeout_s):
             if self._stop.is_set():
-                return
+                return seen
+            seen += 1
             kind, obj = event.get("type"), event.get("object", {})
             if kind == "ERROR":
                 raise ApiError(int(obj.get("code", 500)), obj)
@@ -107,6 +113,7 @@ class WatchCache:
                 self._changed()
             if rv:
                 self.resource_version = rv  # BOOKMARK only carries this
+        return seen
 
     def _run(self) -> None:
         need_list = not self.synced  # a restarted cache resumes from where it was
@@ -115,20 +122,28 @@ class WatchCache:
                 if need_list:
                     self.relist()
                     need_list = False
-                self.watch_once()
+                if self.watch_once():
+                    self.backoff.reset()
+                    continue
+                # a watch that ended with no event at all: a server closing at once must
+                # not make this a busy loop
+                delay = self.backoff.next()
             except ApiError as e:
                 if e.status == 410:
                     log.info("watch %s: resourceVersion %s is gone; relisting", self.path,
                              self.resource_version)
                     need_list = True
-                    continue
-                log.warning("watch %s: %s", self.path, e)
-                self._stop.wait(RETRY_DELAY_S)
+                    if self.backoff.failures == 0:
+                        self.backoff.next()  # the first relist at once, repeats back off
+                        continue
+                delay = self.backoff.next()
+                log.warning("watch %s: %s (retrying in %.1fs)", self.path, e, delay)
             except (ApiUnreachable, ValueError) as e:
                 if self._stop.is_set():
                     return  # close() tore the connection down
-                log.warning("watch %s: %s", self.path, e)
-                self._stop.wait(RETRY_DELAY_S)
+                delay = self.backoff.next()
+                log.warning("watch %s: %s (retrying in %.1fs)", self.path, e, delay)
+            self._stop.wait(delay)
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str]:

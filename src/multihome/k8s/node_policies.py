@@ -20,6 +20,7 @@ import threading
 
 from multihome.cni.errors import CNIError
 from multihome.k8s import paths
+from multihome.k8s.backoff import Backoff
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiError, ApiUnreachable
 from multihome.k8s.store import KubeStore, daemon_node_store
@@ -39,6 +40,7 @@ class NodePolicyController:
                  resync_s: float = RESYNC_INTERVAL_S) -> None:
         self.store, self.node_name, self.netns_path = store, node_name, netns_path
         self.resync_s = resync_s
+        self.errors = 0  # failed passes (for tests and metrics)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="node-policies", daemon=True)
@@ -55,7 +57,15 @@ class NodePolicyController:
         out: list[str] = []
         for nncp in self.store.list(NNCP, None):
             nnce = nnces.get(f"{self.node_name}.{nncp.name}")
-            if not policy.selects(nncp, labels):
+            try:
+                selected = policy.selects(nncp, labels)
+            except ValueError:
+                # invalid: enact records why (Failing, Degraded) once per generation
+                if nnce is None or nnce.status.get("policyGeneration") != policy.generation(
+                        nncp):
+                    out.append(nncp.name)
+                continue
+            if not selected:
                 if nnce is not None:
                     out.append(nncp.name)  # enact drops the enactment
             elif (nnce is None
@@ -89,12 +99,22 @@ class NodePolicyController:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        backoff = Backoff(maximum=self.resync_s)
         while not self._stop.is_set():
             self._wake.clear()  # changes from here on wake the next pass
             try:
                 self.reconcile()
-            except (ApiError, ApiUnreachable, StoreError, CNIError, ValueError) as e:
-                log.warning("node policies on %s: %s", self.node_name, e)
+            except Exception as e:  # this thread must outlive any error
+                delay = backoff.next()
+                log.warning("node policies on %s: %s (next pass in %.1fs)", self.node_name,
+                            e, delay, exc_info=not isinstance(
+                                e, ApiError | ApiUnreachable | StoreError | CNIError))
+                self.errors += 1
+                # a failing pass is retried after a growing, jittered wait: a change does
+                # not wake it sooner, or a broken API would be hammered on every event
+                self._stop.wait(delay)
+                continue
+            backoff.reset()
             self._wake.wait(self.resync_s)
 
 

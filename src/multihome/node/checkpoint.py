@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from multihome.cni.errors import CNIError
-from multihome.node import apply, current, schema, verify
+from multihome.node import apply, current, process, schema, verify
 
 CHECKPOINT_FILE = "checkpoint.json"
+APPLYING = "applying"
+AWAITING_COMMIT = "awaiting-commit"
 NODE_DIR_ENV = "MULTIHOME_NODE_DIR"
 
 
@@ -58,6 +60,12 @@ class Checkpoint:
     before: dict[str, Any]  # {"interfaces": [...], "routes": {"config": [...]}}
     timer_pid: int = 0
     changes: list[str] = field(default_factory=list)
+    # APPLYING while `owner` (pid, start time) changes the node; AWAITING_COMMIT after a
+    # `--no-commit` apply, while the timer (pid, start time) waits for its expiry
+    phase: str = "applying"
+    owner_pid: int = 0
+    owner_start: int = 0
+    timer_start: int = 0
 
     @property
     def expires(self) -> float:
@@ -95,8 +103,10 @@ def capture(desired: dict[str, Any], netns_path: str | None, timeout: int) -> Ch
     names = touched_names(desired, now)
     ifaces = [i for i in now["interfaces"] if i["name"] in names]
     routes = _relevant_routes(schema.route_config(now), names, schema.route_config(desired))
+    me = os.getpid()
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
-                      {"interfaces": ifaces, "routes": {"config": routes}})
+                      {"interfaces": ifaces, "routes": {"config": routes}}, phase=APPLYING,
+                      owner_pid=me, owner_start=process.start_time(me) or 0)
 
 
 def restore_state(cp: Checkpoint) -> dict[str, Any]:
@@ -149,17 +159,26 @@ def path() -> str:
 
 
 def save(cp: Checkpoint) -> None:
-    os.makedirs(node_dir(), exist_ok=True)
+    os.makedirs(node_dir(), mode=0o700, exist_ok=True)
     tmp = path() + ".tmp"
-    with open(tmp, "w") as f:
+    # the node's saved network state is for root only
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
         json.dump(asdict(cp), f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())  # a crash right after must still find the checkpoint
     os.replace(tmp, path())
 
 
 def load() -> Checkpoint | None:
     try:
         with open(path()) as f:
-            return Checkpoint(**json.load(f))
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        # a file from before phases: a timer means --no-commit, none an apply under way
+        data.setdefault("phase", AWAITING_COMMIT if data.get("timer_pid") else APPLYING)
+        return Checkpoint(**data)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as e:
@@ -171,12 +190,13 @@ def drop(cp: Checkpoint) -> None:
     with suppress(FileNotFoundError):
         os.unlink(path())
     if cp.timer_pid and cp.timer_pid != os.getpid():
-        with suppress(ProcessLookupError, PermissionError):
-            os.kill(cp.timer_pid, signal.SIGTERM)
+        # only the timer itself: its pid may belong to another process by now
+        process.signal_if_same(cp.timer_pid, cp.timer_start, signal.SIGTERM)
 
 
-def start_timer(cp: Checkpoint) -> int:
-    """A detached process that rolls back at the timeout unless the checkpoint is gone."""
+def start_timer(cp: Checkpoint) -> tuple[int, int]:
+    """A detached process that rolls back at the timeout unless the checkpoint is gone;
+    its pid and start time."""
     os.makedirs(node_dir(), exist_ok=True)
     log = open(os.path.join(node_dir(), "rollback-timer.log"), "a")  # noqa: SIM115
     env = {**os.environ, NODE_DIR_ENV: node_dir()}
@@ -184,4 +204,4 @@ def start_timer(cp: Checkpoint) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "multihome.node.timer", cp.id],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True)
-    return proc.pid
+    return proc.pid, process.start_time(proc.pid) or 0

@@ -8,14 +8,13 @@ node without a reachable gateway does not roll back every policy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import CNIError
 from multihome.net import icmp
-from multihome.node import apply, checkpoint, current, schema, verify
+from multihome.node import apply, checkpoint, current, recovery, schema, verify
 
 DEFAULT_TIMEOUT = 60
 
@@ -69,10 +68,13 @@ def _roll_back(cp: checkpoint.Checkpoint, report: ApplyReport, why: str,
 
 
 def rollback_leftover() -> list[str]:
-    """Roll back a checkpoint an earlier apply left (what a node handler does first)."""
+    """Roll back a checkpoint an earlier apply left (what a node handler does first); one
+    that a running apply owns is not a leftover (CheckpointPending)."""
     cp = checkpoint.load()
     if cp is None:
         return []
+    if cp.phase == checkpoint.APPLYING and recovery.owner_alive(cp):
+        raise CheckpointPending(recovery.describe_pending(cp))
     done = checkpoint.restore(cp)
     checkpoint.drop(cp)
     return done
@@ -83,13 +85,11 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
                 probes: Sequence[str] = (), leftover: str = "refuse") -> ApplyReport:
     """Apply and verify `desired_raw`; raises ApplyFailed after restoring the earlier state."""
     desired = schema.validate(desired_raw)  # before anything changes
+    recovery.recover_interrupted()  # a killed apply's checkpoint is rolled back first
     pending = checkpoint.load()
     if pending is not None:
         if leftover != "rollback":
-            raise CheckpointPending(
-                f"checkpoint {pending.id} from an earlier `node apply --no-commit` is pending "
-                f"({max(0, int(pending.expires - time.time()))}s left): run `multihome node "
-                "commit` or `multihome node rollback` first")
+            raise CheckpointPending(recovery.describe_pending(pending))
         rollback_leftover()
     targets = probe_targets(desired, probes, netns_path)
     usable = [t for t in targets if t not in _failed_probes(targets, netns_path)]
@@ -114,23 +114,29 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
         report.committed = True
         return report
     cp.changes = report.changes
-    cp.timer_pid = checkpoint.start_timer(cp)
+    cp.timer_pid, cp.timer_start = checkpoint.start_timer(cp)
+    cp.phase = checkpoint.AWAITING_COMMIT
     checkpoint.save(cp)
     return report
 
 
-def commit() -> str:
+def _settled(what: str) -> checkpoint.Checkpoint:
     cp = checkpoint.load()
     if cp is None:
-        raise CNIError("no checkpoint to commit")
+        raise CNIError(f"no checkpoint to {what}")
+    if cp.phase == checkpoint.APPLYING and recovery.owner_alive(cp):
+        raise CheckpointPending(f"cannot {what}: {recovery.describe_pending(cp)}")
+    return cp
+
+
+def commit() -> str:
+    cp = _settled("commit")
     checkpoint.drop(cp)
     return cp.id
 
 
 def rollback() -> tuple[str, list[str]]:
-    cp = checkpoint.load()
-    if cp is None:
-        raise CNIError("no checkpoint to roll back")
+    cp = _settled("roll back")
     done = checkpoint.restore(cp)
     checkpoint.drop(cp)
     return cp.id, done

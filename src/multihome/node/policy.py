@@ -12,6 +12,7 @@ that enactment; the node keeps its configuration, as with kubernetes-nmstate.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import time
@@ -22,7 +23,7 @@ from typing import Any
 from multihome.cni.errors import CNIError
 from multihome.node import current, engine, rollout, schema
 from multihome.node.kinds import NNCE, NNCP, NNS
-from multihome.store import NODE, Conflict, NotFound, Object, Store
+from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
 
 NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
@@ -49,23 +50,38 @@ def node_labels(store: Store, node: str) -> dict[str, str]:
 
 
 def selects(policy: Object, labels: dict[str, str]) -> bool:
+    """Whether the policy's nodeSelector matches `labels`; ValueError when it is not a map
+    of strings (the policy is invalid: nothing is enacted for it)."""
     selector = policy.spec.get("nodeSelector") or {}
+    _check_selector(selector)
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def validate_policy(obj: Object) -> None:
-    """Admission for NNCPs: the desired state must follow the schema."""
-    selector = obj.spec.get("nodeSelector")
+def _check_selector(selector: Any) -> None:
     if selector is not None and not (isinstance(selector, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
         raise ValueError("spec.nodeSelector must map label names to strings")
+
+
+def validate_policy(obj: Object) -> None:
+    """Admission for NNCPs (the CLI, the webhook and the node controller before it enacts
+    anything): raises ValueError naming the first bad field."""
+    if not isinstance(obj.body.get("spec"), dict):
+        raise ValueError("spec must be an object")
+    _check_selector(obj.spec.get("nodeSelector"))
     if "maxUnavailable" in obj.spec:
         rollout.validate_max_unavailable(obj.spec["maxUnavailable"])
     rollout.max_retries(obj)
+    generation_raw = obj.metadata.get("generation", 1)
+    if isinstance(generation_raw, bool) or not isinstance(generation_raw, int):
+        raise ValueError("metadata.generation must be an integer")
     try:
         schema.validate(obj.spec.get("desiredState"))
     except schema.InvalidDesiredState as e:
         raise ValueError(f"spec.desiredState.{e}") from e
+    except (TypeError, AttributeError, KeyError, IndexError) as e:
+        # a shape the schema walk did not foresee: still an invalid policy, not a crash
+        raise ValueError(f"spec.desiredState is malformed ({type(e).__name__}: {e})") from e
 
 
 def conditions(active: str, reason: str, message: str) -> list[dict[str, str]]:
@@ -77,8 +93,9 @@ def conditions(active: str, reason: str, message: str) -> list[dict[str, str]]:
 
 def active_condition(obj: Object) -> tuple[str, str, str]:
     """(type, reason, message) of the condition that is True."""
-    for cond in obj.status.get("conditions") or []:
-        if cond.get("status") == "True":
+    conds = obj.status.get("conditions")
+    for cond in conds if isinstance(conds, list) else []:
+        if isinstance(cond, dict) and cond.get("status") == "True" and "type" in cond:
             return str(cond["type"]), str(cond.get("reason", "")), str(cond.get("message", ""))
     return "", "", ""
 
@@ -94,7 +111,8 @@ def _put(store: Store, obj: Object) -> Object:
 
 
 def generation(policy: Object) -> int:
-    return int(policy.metadata.get("generation", 1))
+    value = policy.metadata.get("generation", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def _set_enactment(store: Store, node: str, policy: Object, active: str, reason: str,
@@ -136,10 +154,14 @@ def refresh_state(store: Store, node: str, netns_path: str | None = None) -> Obj
     return _put(store, Object(NNS, node, "", body))
 
 
-def _policy_status(store: Store, policy: Object) -> None:
+def _policy_status(store: Store, policy: Object, problem: str = "") -> None:
+    """The policy's conditions from its enactments; `problem`: the policy itself is
+    invalid or could not be enacted (Degraded with that message)."""
     states = [active_condition(e)[0] for e in rollout.enactments_of(store, policy.name)]
     failing, aborted = states.count("Failing"), states.count("Aborted")
-    if failing or aborted:
+    if problem:
+        active, reason, msg = "Degraded", "FailedToConfigure", problem
+    elif failing or aborted:
         active, reason, msg = ("Degraded", "FailedToConfigure",
                                f"{failing}/{len(states)} nodes failed to configure"
                                + (f", {aborted} aborted" if aborted else ""))
@@ -149,7 +171,7 @@ def _policy_status(store: Store, policy: Object) -> None:
     else:
         active, reason, msg = ("Progressing", "ConfigurationProgressing", "")
     now = format_timestamp(datetime.now(UTC))
-    while True:
+    for attempt in itertools.count(1):
         policy = store.get(NNCP, "", policy.name)
         policy.body.setdefault("status", {})["conditions"] = [
             {"type": t, "status": "True" if t == active else "False",
@@ -158,8 +180,8 @@ def _policy_status(store: Store, policy: Object) -> None:
         try:
             store.update(policy, expected_version=policy.resource_version)
             return
-        except Conflict:
-            continue  # another node updated the policy status meanwhile
+        except Conflict as e:  # another node updated the policy status meanwhile
+            rollout.retry_on_conflict(attempt, e)
 
 
 def _forget_enactment(store: Store, node: str, policy: Object, progress: Progress) -> None:
@@ -235,21 +257,50 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
 
 def enact(store: Store, names: list[str] | None = None, *, node: str | None = None,
           netns_path: str | None = None, progress: Progress = _quiet) -> list[Object]:
-    """Enact the named policies (default: all) that select this node; returns the NNCEs."""
+    """Enact the named policies (default: all) that select this node; returns the NNCEs.
+
+    One policy never stops the others: an invalid one (a malformed nodeSelector,
+    maxUnavailable or desiredState, as an API server without our schema may store) gets a
+    Failing enactment and a Degraded condition with the reason, and the loop goes on."""
     node = node_name(node)
     labels = node_labels(store, node)
     policies = [store.get(NNCP, "", n) for n in names] if names else store.list(NNCP, None)
     out: list[Object] = []
     for policy in policies:
-        if not selects(policy, labels):
-            progress(f"policy {policy.name}: nodeSelector does not match node {node}")
-            _forget_enactment(store, node, policy, progress)
-            continue
-        nnce = _enact_one(store, node, policy, netns_path, progress)
-        active, _, message = active_condition(nnce)
-        if active in ("Aborted", "Pending"):
-            progress(f"policy {policy.name}: {active.lower()}: {message}")
-        out.append(nnce)
-        _policy_status(store, policy)
+        try:
+            nnce = _enact_policy(store, node, labels, policy, netns_path, progress)
+        except (CNIError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
+            nnce = _record_failure(store, node, policy, e, progress)
+        if nnce is not None:
+            out.append(nnce)
     refresh_state(store, node, netns_path)
     return out
+
+
+def _enact_policy(store: Store, node: str, labels: dict[str, str], policy: Object,
+                  netns_path: str | None, progress: Progress) -> Object | None:
+    validate_policy(policy)
+    if not selects(policy, labels):
+        progress(f"policy {policy.name}: nodeSelector does not match node {node}")
+        _forget_enactment(store, node, policy, progress)
+        return None
+    nnce = _enact_one(store, node, policy, netns_path, progress)
+    active, _, message = active_condition(nnce)
+    if active in ("Aborted", "Pending"):
+        progress(f"policy {policy.name}: {active.lower()}: {message}")
+    _policy_status(store, policy)
+    return nnce
+
+
+def _record_failure(store: Store, node: str, policy: Object, error: Exception,
+                    progress: Progress) -> Object | None:
+    message = f"policy {policy.name} is invalid or cannot be enacted: {error}"
+    progress(message)
+    try:
+        nnce = _set_enactment(store, node, policy, "Failing", "FailedToConfigure", message)
+        _policy_status(store, policy, message)
+    except (CNIError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
+        # the store refused the status too (e.g. an unreachable API): the next pass retries
+        progress(f"policy {policy.name}: cannot record the failure: {e}")
+        return None
+    return nnce

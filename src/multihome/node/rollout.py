@@ -20,7 +20,10 @@ the lab blocks the command and rolls the node back, so retrying is asked for.
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
+import time
 from typing import Any
 
 from multihome.node.kinds import NNCE, NNCP
@@ -30,6 +33,8 @@ DEFAULT_MAX_UNAVAILABLE = "50%"
 MAX_RETRIES_ANNOTATION = "multihome.io/max-retries"
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
+MAX_CONFLICTS = 20  # optimistic updates of one object before a pass gives up
+CONFLICT_WAIT_S = 0.02
 
 
 class MaxUnavailableReached(Exception):
@@ -78,8 +83,17 @@ def failed_nodes(store: Store, policy: Object) -> int:
                and not _condition(e, "Progressing"))
 
 
+def retry_on_conflict(attempt: int, error: Conflict) -> None:
+    """Called after the `attempt`-th Conflict of an optimistic update: waits a short random
+    time (racing nodes fall apart) or, after MAX_CONFLICTS, gives up with that Conflict
+    (the next pass of the caller tries again)."""
+    if attempt >= MAX_CONFLICTS:
+        raise error
+    time.sleep(random.uniform(0, CONFLICT_WAIT_S * attempt))
+
+
 def _change_count(store: Store, name: str, delta: int, limit: int | None) -> None:
-    while True:
+    for attempt in itertools.count(1):
         policy = store.get(NNCP, "", name)
         key = str(policy.metadata.get("generation", 1))
         counts = dict(policy.status.get("unavailableNodeCountMap") or {})
@@ -92,8 +106,8 @@ def _change_count(store: Store, name: str, delta: int, limit: int | None) -> Non
         try:
             store.update(policy, expected_version=policy.resource_version)
             return
-        except Conflict:
-            continue  # another node changed the policy status: read it again
+        except Conflict as e:  # another node changed the policy status: read it again
+            retry_on_conflict(attempt, e)
 
 
 def claim_slot(store: Store, policy: Object) -> None:
