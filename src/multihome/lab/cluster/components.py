@@ -221,27 +221,38 @@ def default_network(layout: ClusterLayout) -> str:
     return json.dumps(conf, indent=2) + "\n"
 
 
+def _webhooks(deploy_dir: Path) -> list[tuple[str, str, int, str]]:
+    """(kind, configuration name, index, path) of every webhook deploy/ declares."""
+    found = []
+    for file in sorted(deploy_dir.glob("*.yaml")):
+        for doc in yaml.safe_load_all(file.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") not in (
+                    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+                continue
+            for i, hook in enumerate(doc.get("webhooks") or []):
+                service = (hook.get("clientConfig") or {}).get("service") or {}
+                found.append((doc["kind"], doc["metadata"]["name"], i,
+                              str(service.get("path", "/"))))
+    return found
+
+
 def deploy_overlay(layout: ClusterLayout, overlay_dir: Path, deploy_dir: Path,
                    ca_bundle: str) -> str:
     """A kustomization over deploy/: the webhook and the daemon run as host processes
     here (there is no multihome image in a registry), so their workloads are removed and
-    the webhook configurations point at the host process with the lab's CA."""
+    every webhook points at the host process, trusted through the lab's CA."""
     url = f"https://127.0.0.1:{layout.webhook_port}"
-
-    def hook_patch(kind: str, name: str, path: str) -> dict[str, object]:
-        return {
-            "target": {"kind": kind, "name": name},
-            "patch": json.dumps([
-                {"op": "replace", "path": "/webhooks/0/clientConfig",
-                 "value": {"url": url + path, "caBundle": ca_bundle}},
-            ]),
-        }
 
     def delete(kind: str, name: str) -> dict[str, object]:
         return {"patch": yaml.safe_dump({
             "$patch": "delete", "apiVersion": "apps/v1" if kind != "Service" else "v1",
             "kind": kind, "metadata": {"name": name, "namespace": layout.system_namespace}})}
 
+    hooks: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for kind, name, index, path in _webhooks(deploy_dir):
+        hooks.setdefault((kind, name), []).append(
+            {"op": "replace", "path": f"/webhooks/{index}/clientConfig",
+             "value": {"url": url + path, "caBundle": ca_bundle}})
     doc = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -251,10 +262,8 @@ def deploy_overlay(layout: ClusterLayout, overlay_dir: Path, deploy_dir: Path,
             delete("DaemonSet", "multihome-node"),
             delete("Deployment", "multihome-webhook"),
             delete("Service", "multihome-webhook"),
-            hook_patch("ValidatingWebhookConfiguration", "multihome-nad-validation",
-                       "/validate-nad"),
-            hook_patch("MutatingWebhookConfiguration", "multihome-pod-resources",
-                       "/mutate-pod"),
+            *({"target": {"kind": kind, "name": name}, "patch": json.dumps(ops)}
+              for (kind, name), ops in hooks.items()),
         ],
     }
     return yaml.safe_dump(doc, sort_keys=False)
