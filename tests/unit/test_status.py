@@ -18,6 +18,8 @@ def _result() -> Result:
                         "mtu": 1400}],
         "ips": [{"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 2},
                 {"address": "fd00::5/64", "interface": 2}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"},
+                   {"dst": "10.9.0.0/16", "gw": "10.1.0.9"}],
         "dns": {"nameservers": ["10.1.0.53"]},
     })
 
@@ -26,7 +28,7 @@ def test_one_entry_per_sandbox_interface() -> None:
     (entry,) = entries_from_result("ns/nad", "net1", _result(), default=False)
     d = entry.to_dict()
     assert d == {"name": "ns/nad", "interface": "net1", "ips": ["10.1.0.5", "fd00::5"],
-                 "mac": "aa:bb:cc:00:00:03", "mtu": 1400, "default": False,
+                 "mac": "aa:bb:cc:00:00:03", "mtu": 1400,
                  "dns": {"nameservers": ["10.1.0.53"]}}
 
 
@@ -37,6 +39,18 @@ def test_gateway_and_device_info() -> None:
     d = entry.to_dict()
     assert d["gateway"] == ["10.1.0.1"] and d["default"] is True
     assert d["device-info"] == {"type": "pci", "version": "1.1.0"}
+
+
+def test_gateway_comes_from_default_routes_only_as_in_multus() -> None:
+    result = Result.from_dict({"cniVersion": "1.0.0", "ips": [
+        {"address": "10.2.0.7/24", "gateway": "10.2.0.1"}]})
+    assert gateways_of(result) == []  # an address's gateway field is not a route
+    assert gateways_of(_result()) == ["10.1.0.1"]
+
+
+def test_a_non_default_entry_has_no_default_key() -> None:
+    (entry,) = entries_from_result("ns/nad", "net1", _result(), default=False)
+    assert "default" not in entry.to_dict()
 
 
 def test_result_without_sandbox_interface() -> None:

@@ -276,7 +276,7 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     entries: list[netstatus.NetworkStatus] = []
     for att, result in zip(planned, results, strict=True):
         log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))
-        gateways = att.default_route or (netstatus.gateways_of(result) if att.default else [])
+        gateways = att.default_route or netstatus.gateways_of(result)
         entries += netstatus.entries_from_result(att.network, att.ifname, result,
                                                  default=att.default, gateways=gateways,
                                                  device_info=_device_info(conf, record, att))

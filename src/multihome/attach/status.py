@@ -33,7 +33,8 @@ class NetworkStatus:
             out["mac"] = self.mac
         if self.mtu:
             out["mtu"] = self.mtu
-        out["default"] = self.default
+        if self.default:  # Multus (the client library's omitempty) leaves out false
+            out["default"] = True
         out["dns"] = dict(self.dns)
         if self.gateway:
             out["gateway"] = list(self.gateway)
@@ -70,7 +71,9 @@ def entries_from_result(network: str, ifname: str, result: Result, *, default: b
 
 
 def gateways_of(result: Result) -> list[str]:
-    return [str(ip.gateway) for ip in result.ips if ip.gateway is not None]
+    """The gateways of the result's default routes: what Multus records as `gateway`
+    (an address's own gateway field is not a route, and Multus ignores it)."""
+    return [str(r.gw) for r in result.routes if r.gw is not None and r.dst.prefixlen == 0]
 
 
 def render(entries: list[NetworkStatus]) -> str:

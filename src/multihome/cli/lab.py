@@ -75,6 +75,16 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
     click.echo("lab is up")
 
 
+@lab.command("cni")
+@click.argument("which", type=click.Choice(cluster.CNI_CHOICES))
+def cni_cmd(which: str) -> None:
+    """Serve the lab cluster's pods with multihome, or with Multus thick (side by side)."""
+    try:
+        cluster.use_cni(labsettings.state_dir(), which, _progress)
+    except (ClusterError, BuildError) as e:
+        raise click.ClickException(str(e)) from e
+
+
 @lab.command("env")
 def env_cmd() -> None:
     """Print the export lines for the lab cluster's kubectl, kubeconfig and test image."""

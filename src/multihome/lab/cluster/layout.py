@@ -17,6 +17,8 @@ from multihome.lab.cluster.build import KUBE_VERSION, Binaries, kube_binaries
 LAYOUT_FILE = "cluster.json"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
               "containerd", "multihome-webhook", "multihome-daemon", "kubelet")
+# started on demand: Multus thick in multihome's place (lab/cluster/multus.py)
+PEERS = ("multus-daemon",)
 
 
 @dataclass(frozen=True)

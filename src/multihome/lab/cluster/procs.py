@@ -87,7 +87,7 @@ def wait_for(layout: ClusterLayout, component: str, ready: Callable[[], bool],
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - any failure of a probe means "not yet"
+        except Exception:
             pass
         if pid_of(layout, component) is None:
             raise ClusterError(f"{component} exited before {what}; see {layout.log(component)}: "

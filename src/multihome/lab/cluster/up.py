@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from multihome.lab.cluster import build, components, images, procs
+from multihome.lab.cluster import build, components, images, kubectl, multus, procs
 from multihome.lab.cluster.layout import COMPONENTS, ClusterLayout, cluster_root, load
 from multihome.lab.cluster.pki import Authority, CertSpec, service_account_keys
 from multihome.lab.cluster.procs import ClusterError
@@ -41,27 +41,15 @@ def repo_deploy_dir() -> Path:
     raise ClusterError("cannot find deploy/kustomization.yaml above " + str(here))
 
 
-def kubectl(layout: ClusterLayout, *args: str, input_text: str | None = None,
-            timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = [str(layout.bins.path("kubectl")), "--kubeconfig", str(layout.kubeconfig("admin")),
-            *args]
-    proc = subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise ClusterError(f"kubectl {' '.join(args[:3])} failed: "
-                           f"{(proc.stderr or proc.stdout).strip()[:400]}")
-    return proc
-
-
 def _https_ok(layout: ClusterLayout, url: str) -> bool:
     ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
     ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
         return bool(r.status == 200)
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=3) as r:
         return bool(r.status == 200)
 
 
@@ -106,8 +94,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _service_account_kubeconfig(layout: ClusterLayout, account: str) -> Path:
     """A kubeconfig holding a TokenRequest token of multihome's own ServiceAccount."""
-    token = kubectl(layout, "create", "token", account, "-n", layout.system_namespace,
-                    "--duration", TOKEN_TTL).stdout.strip()
+    token = kubectl.create_token(layout, layout.system_namespace, account, TOKEN_TTL)
     path = layout.kubeconfig(account)
     _write_private(path, components.kubeconfig_text(layout, account, token=token))
     return path
@@ -144,7 +131,7 @@ def _probe_insecure(url: str) -> bool:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
         return bool(r.status == 200)
 
 
@@ -156,8 +143,9 @@ def _deploy(layout: ClusterLayout, ca: Authority, progress: Progress) -> None:
     bundle = base64.b64encode(ca.pem()).decode()
     (overlay / "kustomization.yaml").write_text(
         components.deploy_overlay(layout, overlay, repo_deploy_dir(), bundle))
-    kubectl(layout, "apply", "-k", str(overlay), timeout=120)
-    kubectl(layout, "wait", "--for", "condition=Established", "--timeout", "60s", "crd", "--all",
+    kubectl.run(layout, "apply", "-k", str(overlay), timeout=120)
+    kubectl.run(layout, "wait", "--for", "condition=Established", "--timeout", "60s",
+                "crd", "--all",
             timeout=90)
     progress("deploy/ applied with kubectl apply -k (CRDs, RBAC, webhook configurations)")
 
@@ -220,7 +208,7 @@ def restart_apiserver(layout: ClusterLayout) -> None:
 
 def _probe_ca(layout: ClusterLayout, url: str) -> bool:
     ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
         return bool(r.status == 200)
 
 
@@ -265,7 +253,8 @@ def _node(layout: ClusterLayout, progress: Progress) -> None:
 
 
 def _node_ready(layout: ClusterLayout) -> bool:
-    out = kubectl(layout, "get", "node", layout.node_name, "-o", "json", check=False, timeout=10)
+    out = kubectl.run(layout, "get", "node", layout.node_name, "-o", "json", check=False,
+                      timeout=10)
     if out.returncode != 0:
         return False
     conditions = json.loads(out.stdout).get("status", {}).get("conditions", [])
@@ -307,11 +296,11 @@ def _drain_pods(layout: ClusterLayout, progress: Progress) -> None:
     """Delete every pod while the kubelet still runs, so each gets its CNI DEL."""
     if procs.pid_of(layout, "kube-apiserver") is None or procs.pid_of(layout, "kubelet") is None:
         return
-    kubectl(layout, "delete", "pods", "--all", "--all-namespaces", "--wait=false",
+    kubectl.run(layout, "delete", "pods", "--all", "--all-namespaces", "--wait=false",
             check=False, timeout=30)
     deadline = time.monotonic() + POD_DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        out = kubectl(layout, "get", "pods", "-A", "--field-selector",
+        out = kubectl.run(layout, "get", "pods", "-A", "--field-selector",
                       f"spec.nodeName={layout.node_name}", "-o", "name", check=False, timeout=10)
         if out.returncode == 0 and not out.stdout.strip():
             progress("all pods deleted")
@@ -373,6 +362,7 @@ def down(state_dir: str, progress: Progress = print) -> None:
         return
     with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
         _drain_pods(layout, progress)
+    multus.stop_multus(layout)
     for component in reversed(COMPONENTS):
         procs.stop(layout, component)
     _kill_shims(layout)
@@ -387,3 +377,26 @@ def down(state_dir: str, progress: Progress = print) -> None:
     shutil.rmtree(layout.run, ignore_errors=True)
     shutil.rmtree(layout.root, ignore_errors=True)
     progress("lab cluster stopped and removed")
+
+
+CNI_CHOICES = ("multihome", "multus")
+
+
+def use_cni(state_dir: str, which: str, progress: Progress = print) -> ClusterLayout:
+    """Make `which` the cluster's meta plugin: multihome, or Multus thick beside it.
+
+    Pods keep what they have; new pods get the new one. NADs are shared by both.
+    """
+    layout = load(state_dir)
+    if layout is None:
+        raise ClusterError("no lab cluster here: run `multihome lab up --kubernetes` first")
+    if which == "multus":
+        multus.use_multus(layout)
+        progress("Multus thick serves the cluster's CNI calls (multihome's daemon stopped)")
+    elif which == "multihome":
+        multus.stop_multus(layout)
+        _start_daemon(layout, layout.kubeconfig("multihome-node"))
+        progress("multihome serves the cluster's CNI calls")
+    else:
+        raise ClusterError(f"unknown CNI {which!r}: use one of {', '.join(CNI_CHOICES)}")
+    return layout
