@@ -83,3 +83,18 @@ def test_the_scheduler_places_the_pod_on_the_node_with_the_bridge(
     assert stuck.get("spec", {}).get("nodeName") in (None, other_node)
     cluster.run("delete", "pod", "placed", "wants-bridge", "-n", ns, "--force",
                 "--grace-period=0", "--ignore-not-found", check=False, timeout=60)
+
+
+@pytest.mark.parametrize("spec", [
+    {"maxUnavailable": "abc%"}, {"maxUnavailable": -1}, {"maxUnavailable": "101%"},
+    {"nodeSelector": {"a": 5}}, {"desiredState": {"interfaces": [{"name": 5}]}},
+    {"desiredState": {"interfaces": [{"name": "br9", "type": "no-such-type"}]}},
+])
+def test_the_api_server_refuses_malformed_node_policies(cluster: Kube,
+                                                        spec: dict[str, Any]) -> None:
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "malformed"}, "spec": {"desiredState": {}, **spec}}
+    out = cluster.run("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(body),
+                      check=False)
+    assert out.returncode != 0, out.stdout
+    assert "invalid" in out.stderr.lower() or "denied the request" in out.stderr

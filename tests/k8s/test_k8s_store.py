@@ -138,9 +138,8 @@ def test_network_status_patch_retries_conflicts(apiserver: FakeApiServer,
     assert json.loads(stored.annotations[NETWORK_STATUS]) == status
     patches = [p for m, p in apiserver.requests if m == "PATCH"]
     assert len(patches) == 3
-    events = [o for k, o in apiserver.objects.items() if k[0] == "api/v1/events"]
-    assert [e["reason"] for e in events] == ["AddedInterface"]
-    assert events[0]["involvedObject"]["name"] == "p1"
+    # events are the engine's to record (attach/events.py), not a side effect of a patch
+    assert [k for k in apiserver.objects if k[0] == "api/v1/events"] == []
 
 
 def test_patch_gives_up_after_persistent_conflicts(apiserver: FakeApiServer,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from multihome.attach import devices, side_by_side
+from multihome.attach import devices, events, side_by_side
 from multihome.attach import status as netstatus
 from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
@@ -280,6 +280,8 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
         entries += netstatus.entries_from_result(att.network, att.ifname, result,
                                                  default=att.default, gateways=gateways,
                                                  device_info=_device_info(conf, record, att))
+        events.added_interface(store, (req.pod.namespace, req.pod.name) if req.pod else None,
+                               att.ifname, att.network, result)
     # the plan always starts with the default network
     _write_status(store, req.pod, netstatus.render(entries))
     return AddOutcome(results[0], entries, planned)

@@ -9,7 +9,6 @@ retries, distinct from "pod not found".
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -109,7 +108,7 @@ class KubeStore:
             except ApiError as e:
                 if e.status == 404:
                     if kind == NAD:
-                        self._no_network_found(namespace, name)
+                        self._no_network_found(namespace, name, e)
                     raise NotFound(kind, namespace, name) from None
                 raise
         return Object.from_manifest(dict(body, kind=kind), namespace)
@@ -261,8 +260,6 @@ class KubeStore:
                 raise
             stored = Object.from_manifest(dict(body, kind=kind), namespace)
             self._remember(stored)
-            if kind == POD and annotations.get(NETWORK_STATUS):
-                self._added_interfaces(stored, str(annotations[NETWORK_STATUS]))
             return stored
         raise Conflict(kind, namespace, name, 0, 0)
 
@@ -305,23 +302,13 @@ class KubeStore:
         with contextlib.suppress(ApiError, ApiUnreachable):
             self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
 
-    def _added_interfaces(self, pod: Object, status_text: str) -> None:
-        try:
-            entries = json.loads(status_text)
-        except ValueError:
-            return
-        for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and entry.get("interface"):
-                ips = entry.get("ips") or []
-                self.record_event(pod, "AddedInterface",
-                                  f"Add {entry['interface']} {ips} from {entry.get('name', '')}")
-
-    def _no_network_found(self, namespace: str, name: str) -> None:
+    def _no_network_found(self, namespace: str, name: str, error: ApiError) -> None:
         pod = getattr(self._pod_context, "pod", None)
-        if pod is not None:
+        if pod is not None:  # Multus' wording, with the API server's own reason after it
+            reason = error.body.get("message") or f"{NAD} {name!r} not found"
             self.record_event(pod, "NoNetworkFound",
                               f"cannot find a network-attachment-definition ({name}) in "
-                              f"namespace ({namespace})", "Warning")
+                              f"namespace ({namespace}): {reason}", "Warning")
 
     def close(self) -> None:
         if self.shared:

@@ -251,3 +251,13 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where events about a pod go, as Multus records them: the Kubernetes API store
+    writes Event objects; stores without events (SQLite) simply are not sinks. The
+    engine calls it where Multus emits its events, never the store on its own."""
+
+    def record_event(self, pod: Object | tuple[str, str], reason: str, message: str,
+                     event_type: str = "Normal") -> None: ...
