@@ -261,6 +261,23 @@ def _node_ready(layout: ClusterLayout) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def _ports_free(layout: ClusterLayout) -> None:
+    """Refuse to start beside another lab cluster (or anything on our ports)."""
+    import socket
+
+    if procs.pid_of(layout, "kube-apiserver") is not None:
+        return  # ours, from an earlier `up` of this lab: completing it is fine
+    for port in (layout.api_port, layout.etcd_port, layout.etcd_peer_port,
+                 layout.webhook_port, 10257, 10259):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise ClusterError(
+                    f"port {port} on 127.0.0.1 is in use: is another lab cluster running? "
+                    "Stop it with `multihome lab down` (with its MULTIHOME_STATE_DIR)") from None
+
+
 def up(state_dir: str, progress: Progress = print) -> ClusterLayout:
     """Start (or complete) the lab cluster; running it again changes nothing."""
     if os.geteuid() != 0:
@@ -269,6 +286,7 @@ def up(state_dir: str, progress: Progress = print) -> ClusterLayout:
         if shutil.which(tool) is None:
             raise ClusterError(f"{tool} is not installed (make install installs it)")
     layout = load(state_dir) or ClusterLayout(root=cluster_root(state_dir))
+    _ports_free(layout)
     layout.save()
     os.chmod(layout.base, 0o700)
     build.build_kube(layout.version, progress=progress)
