@@ -270,6 +270,8 @@ def _ports_free(layout: ClusterLayout) -> None:
     for port in (layout.api_port, layout.etcd_port, layout.etcd_peer_port,
                  layout.webhook_port, 10257, 10259):
         with socket.socket() as s:
+            # as the servers themselves bind: a connection in TIME_WAIT is no conflict
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
