@@ -239,7 +239,7 @@ def test_delete_all(mh: Cli) -> None:
 
 
 def test_apply_keeps_annotations_written_by_the_engine(mh: Cli) -> None:
-    from multihome.store import open_store
+    from multihome.stores import open_store
 
     mh("apply", "-f", str(SEED), "-n", "multus-test")
     s = open_store(str(mh.store))

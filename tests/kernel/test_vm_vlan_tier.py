@@ -30,7 +30,8 @@ from multihome.lab import pods as labpods
 from multihome.lab import world
 from multihome.lab.settings import LabSettings
 from multihome.net import links, netns
-from multihome.store import NAD, Object, Store, open_store
+from multihome.store import NAD, Object, Store
+from multihome.stores import open_store
 from multihome.vm import agent, lifecycle
 from multihome.vm.state import VMRecord
 

@@ -16,8 +16,8 @@ from multihome.cli import output
 from multihome.cli.context import get_store
 from multihome.cni.errors import CNIError
 from multihome.node import recovery
-from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import Object, yamltext
+from multihome.store.objects import NNCE, NNCP, NNS
 
 
 def _netns(ctx: click.Context) -> str | None:

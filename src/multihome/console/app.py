@@ -23,7 +23,8 @@ from jinja2 import DictLoader
 
 from multihome.cli import output
 from multihome.console import bounded_yaml, forms, guard, templates, topology
-from multihome.store import NAD, POD, NotFound, Store, open_store, store_path
+from multihome.store import NAD, POD, NotFound, Store, store_path
+from multihome.stores import open_store
 
 # a form body or YAML document larger than this is refused with 413 (waitress enforces
 # the same bound before the body reaches the app)
@@ -222,8 +223,8 @@ def create_app(store: str | None, token: str | None = None,
     @app.get("/policies")
     def policies() -> str:
         from multihome.node import policy as nodepolicy
-        from multihome.node.kinds import NNCP
         from multihome.node.rollout import enactments_of
+        from multihome.store.objects import NNCP
 
         rows = []
         for pol in get_db().list(NNCP, None):

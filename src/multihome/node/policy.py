@@ -22,9 +22,9 @@ from typing import Any
 
 from multihome.cni.errors import CNIError
 from multihome.node import current, engine, rollout, schema
-from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
+from multihome.store.objects import NNCE, NNCP, NNS
 
 NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
 CONDITION_TYPES = ("Available", "Failing", "Progressing", "Pending", "Aborted")
