@@ -276,7 +276,7 @@ def test_table_padding_like_kubectl() -> None:
 
 
 def test_generic_get_and_delete_of_a_pod_record(mh: Cli, tmp_path: Path) -> None:
-    from multihome.lab.settings import STATE_ENV
+    from multihome.paths import STATE_ENV
 
     env = {STATE_ENV: str(tmp_path / "lab")}
     pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n"

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import click
 
 from multihome.cni.version import LATEST
+from multihome.paths import write_file_atomic
 from multihome.plugins.registry import BUILTIN
 
 # The script is written for the interpreter that runs install-cni. `-I -S` skips site
@@ -127,21 +127,6 @@ def _supported_versions(module: str) -> tuple[str, ...] | None:
 def write_executable(dest: str, text: str) -> None:
     """Replace `dest` atomically (never 'text file busy' for a plugin being run)."""
     write_file_atomic(dest, text, 0o755)
-
-
-def write_file_atomic(dest: str, text: str, mode: int) -> None:
-    """Replace `dest` by a rename, so a reader sees the old file or the new, never half."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def install(bin_dir: str, types: Sequence[str], *,

@@ -12,6 +12,7 @@ from multihome.lab import world
 from multihome.lab.cluster import up as cluster
 from multihome.lab.cluster.build import BuildError
 from multihome.lab.cluster.procs import ClusterError
+from multihome.paths import state_dir
 from multihome.store import POD, StoreError
 
 
@@ -79,7 +80,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
 def env_cmd() -> None:
     """Print the export lines for the lab cluster's kubectl, kubeconfig and test image."""
     try:
-        for line in cluster.env_lines(labsettings.state_dir()):
+        for line in cluster.env_lines(state_dir()):
             click.echo(line)
     except ClusterError as e:
         raise click.ClickException(str(e)) from e

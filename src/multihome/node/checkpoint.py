@@ -22,6 +22,7 @@ from typing import Any
 
 from multihome.cni.errors import CNIError
 from multihome.node import apply, current, process, schema, verify
+from multihome.paths import state_dir, write_file_atomic
 
 CHECKPOINT_FILE = "checkpoint.json"
 APPLYING = "applying"
@@ -45,8 +46,6 @@ def node_dir_override(path: str) -> Iterator[None]:
 
 def node_dir() -> str:
     """`$MULTIHOME_NODE_DIR`, else `node/` under the lab state dir."""
-    from multihome.lab.settings import state_dir
-
     return os.environ.get(NODE_DIR_ENV) or os.path.join(state_dir(), "node")
 
 
@@ -160,14 +159,9 @@ def path() -> str:
 
 def save(cp: Checkpoint) -> None:
     os.makedirs(node_dir(), mode=0o700, exist_ok=True)
-    tmp = path() + ".tmp"
-    # the node's saved network state is for root only
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(cp), f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())  # a crash right after must still find the checkpoint
-    os.replace(tmp, path())
+    # the node's saved network state is for root only; a crash right after must still
+    # find the checkpoint
+    write_file_atomic(path(), json.dumps(asdict(cp), indent=2), 0o600, durable=True)
 
 
 def load() -> Checkpoint | None:
