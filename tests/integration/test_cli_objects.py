@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from multihome.cli.output import format_age, format_table, object_table
+from multihome.present import format_age, format_table, object_table
 from multihome.store import NAD, Object
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from multihome.cli import output
+from multihome import present
 from multihome.cli.context import get_store
 from multihome.cni.errors import CNIError
 from multihome.node import recovery
@@ -224,6 +224,6 @@ def _nnce_columns(obj: Object, wide: bool) -> list[tuple[str, str]]:
     return [*cols, ("MESSAGE", message)] if wide else cols
 
 
-output.register_columns(NNCP, _nncp_columns)
-output.register_columns(NNCE, _nnce_columns)
-output.register_columns(NNS, lambda obj, wide: [])
+present.register_columns(NNCP, _nncp_columns)
+present.register_columns(NNCE, _nnce_columns)
+present.register_columns(NNS, lambda obj, wide: [])
