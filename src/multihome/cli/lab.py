@@ -93,7 +93,7 @@ def down_cmd() -> None:
     cluster.down(settings.state_dir, _progress)  # first: its pods need the daemon for DEL
     store = get_store()
     errors: list[str] = []
-    from multihome.vm import lifecycle as vms  # VMs first: their qemu outlives the pod
+    from multihome.lab import vms  # VMs first: their qemu outlives the pod
 
     errors += vms.delete_all(store, settings, _progress)
     for obj in store.list(POD, None):

@@ -1,4 +1,7 @@
-"""`vm run` and `vm delete`: launcher pod → bindings → qemu → boot, and back.
+"""The lab's VMs, `vm run` and `vm delete`: launcher pod → bindings → qemu → boot, and back.
+
+Here rather than in `vm/`: a lab VM lives in a lab pod (multihome.lab.pods); `vm/` holds
+the parts (bindings, qemu, guest, state) that know nothing of the lab.
 
 `run` undoes everything it did when any step fails and names the step in the error;
 `delete` works from whatever is left (record, qemu, pod, namespace), so it also
