@@ -35,11 +35,8 @@ def up(settings: LabSettings, progress: Progress = _quiet) -> None:
     with netns.iproute_in(None) as ipr:
         uplink = links.by_name(ipr, settings.uplink)
         if uplink is None:
-            fd = netns.open_netns(ext_path)
-            try:
+            with netns.opened(ext_path) as fd:
                 uplink, _ = links.create_veth(ipr, "eth0", fd, host_name=settings.uplink)
-            finally:
-                os.close(fd)
             progress(f"uplink {settings.uplink} leads to {settings.external_netns}")
         if settings.create_dev_bridge:
             bridge = links.ensure_bridge(ipr, settings.dev_bridge)
