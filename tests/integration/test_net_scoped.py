@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import Netns
 
+from conftest import Netns
 from multihome.net import netns as mh_netns
 from multihome.net import node_links
 
