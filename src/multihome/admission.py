@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.store import (
     NAD,
     NNCP,
@@ -113,6 +113,6 @@ def admit(info: KindInfo, obj: Object) -> str | None:
         return None
     try:
         check(obj)
-    except (CNIError, ValueError) as e:
+    except (MultihomeError, ValueError) as e:
         return f'The {info.kind} "{obj.name}" is invalid: {e}'
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from multihome.cli.context import get_store
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.lab import world
@@ -65,7 +65,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
         settings.global_namespaces = list(global_namespaces)
     try:
         world.up(settings, _progress)
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     if kubernetes:
         try:
@@ -99,11 +99,11 @@ def down_cmd() -> None:
     for obj in store.list(POD, None):
         try:
             labpods.delete(store, settings, obj.namespace, obj.name, _progress)
-        except (labpods.PodError, CNIError, StoreError) as e:
+        except (labpods.PodError, MultihomeError, StoreError) as e:
             errors.append(str(e))
     try:
         world.down(settings, _progress)
-    except CNIError as e:
+    except MultihomeError as e:
         errors.append(str(e))
     if errors:
         raise click.ClickException("; ".join(errors))

@@ -24,7 +24,7 @@ from multihome.admission import (
     manifest_object,
 )
 from multihome.cli.context import get_store, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.store import (
     POD,
     AlreadyExists,
@@ -426,7 +426,7 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
                 failures.report(f'Error from server (NotFound): {when}{info.resource} '
                                 f'"{name}" not found')
             continue
-        except (CNIError, DeleteFailed) as e:
+        except (MultihomeError, DeleteFailed) as e:
             failures.report(f'error: deleting {info.type_name} "{name}": {e}')
             continue
         click.echo(f'{info.type_name} "{name}" deleted')

@@ -13,7 +13,7 @@ from multihome import present
 from multihome.attach import status as netstatus
 from multihome.attach.plan import NETWORKS_ANNOTATION
 from multihome.cli.context import get_store, name_callback, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.store import POD, NotFound, Object, StoreError, yamltext
@@ -96,7 +96,7 @@ def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: s
         guests = [labpods.GuestAddress.parse(a) for a in addresses]
         labpods.run(get_store(), labsettings.load(), ns, name, annotations, guests,
                     progress=_progress)
-    except (labpods.PodError, CNIError, StoreError) as e:
+    except (labpods.PodError, MultihomeError, StoreError) as e:
         _fail(str(e))
 
 
@@ -117,7 +117,7 @@ def exec_cmd(name: str, namespace: str | None, command: tuple[str, ...]) -> None
             os.execvp(command[0], list(command))
     except FileNotFoundError:
         _fail(f'exec: "{command[0]}": executable file not found in $PATH')
-    except CNIError as e:
+    except MultihomeError as e:
         _fail(str(e))
 
 
@@ -203,7 +203,7 @@ def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     for n in names:
         try:
             labpods.delete(store, settings, _namespace(namespace), n, progress=_progress)
-        except (labpods.PodError, CNIError, StoreError) as e:
+        except (labpods.PodError, MultihomeError, StoreError) as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
     if failed:

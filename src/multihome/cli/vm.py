@@ -11,7 +11,7 @@ import click
 
 from multihome.attach import status as netstatus
 from multihome.cli.context import get_store, name_callback, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import settings as labsettings
 from multihome.lab import vms
 from multihome.store import POD, NotFound, StoreError
@@ -79,7 +79,7 @@ def run_cmd(name: str, namespace: str | None, networks: str, memory: int,
         vms.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
                       memory=memory, guest_addresses=_parse_addresses(addresses),
                       progress=_progress)
-    except (CNIError, StoreError) as e:
+    except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
 
@@ -185,7 +185,7 @@ def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     for n in names:
         try:
             vms.delete(get_store(), labsettings.load(), _ns(namespace), n, _progress)
-        except (CNIError, StoreError) as e:
+        except (MultihomeError, StoreError) as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
     if failed:

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab.settings import ENGINE_CONF_FILE, SETTINGS_FILE, LabSettings, save
 from multihome.net import addr, links, netns
 
@@ -84,7 +84,7 @@ def _drop_node_checkpoint(settings: LabSettings, progress: Progress) -> None:
     with checkpoint.node_dir_override(node_dir):
         try:
             cp = checkpoint.load()
-        except CNIError as e:  # unreadable: the directory goes anyway
+        except MultihomeError as e:  # unreadable: the directory goes anyway
             progress(f"node checkpoint ignored: {e}")
             return
         if cp is not None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from multihome.cni.errors import CNIError
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route, sublinks
 from multihome.net.netns import Netlink
 from multihome.node import current, schema
+from multihome.node.errors import NodeError
 from multihome.node.verify import port_vlan_norm, route_matches
 
 _STACKED = ("vlan", "mac-vlan")
 
 
-class ApplyError(CNIError):
+class ApplyError(NodeError):
     """A change the kernel refused; the caller rolls back."""
 
 

@@ -20,8 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from multihome.cni.errors import CNIError
 from multihome.node import apply, current, process, schema, verify
+from multihome.node.errors import NodeError
 from multihome.paths import state_dir, write_file_atomic
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -136,7 +136,7 @@ def restore_state(cp: Checkpoint) -> dict[str, Any]:
     return {"interfaces": ifaces, "routes": {"config": routes}}
 
 
-class RestoreFailed(CNIError):
+class RestoreFailed(NodeError):
     """The saved state could not be brought back; the checkpoint file is kept."""
 
 
@@ -176,7 +176,7 @@ def load() -> Checkpoint | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as e:
-        raise CNIError(f"cannot read checkpoint {path()}", str(e)) from e
+        raise NodeError(f"cannot read checkpoint {path()}", str(e)) from e
 
 
 def drop(cp: Checkpoint) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route
 from multihome.net.netns import Netlink
 
@@ -35,7 +35,7 @@ def _ip_section(ipr: Netlink, link: links.Link, version: int) -> dict[str, Any]:
 def port_vlan(ipr: Netlink, index: int) -> dict[str, Any] | None:
     try:
         vids = bridge_vlan.port_vlans(ipr, index)
-    except CNIError:
+    except MultihomeError:
         return None
     native = [vid for vid, flags in vids if flags & bridge_vlan.BRIDGE_VLAN_INFO_PVID]
     tagged = sorted(vid for vid, flags in vids
