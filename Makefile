@@ -9,7 +9,7 @@
 #   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
 #   make bench       our bridge executable vs /usr/lib/cni/bridge
-#   make lint        ruff and mypy only
+#   make lint        ruff, mypy and lint-imports (the import contracts in pyproject.toml)
 
 SHELL := /bin/sh
 PYTHON ?= python3
@@ -71,6 +71,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench demo
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench demo
+	$(VENV)/bin/lint-imports
 
 # The Go binaries of the cluster tier (Kubernetes, etcd, Multus), built from modules once
 # per machine into ~/.cache/multihome/<name>-<version>/ and reused: the cold build is paid

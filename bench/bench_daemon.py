@@ -148,7 +148,8 @@ class Bench:
 
     def _store(self, path: Path) -> None:
         """NADs net-1..net-8 (a bridge each) and pods asking for the first k of them."""
-        from multihome.store import NAD, POD, Object, open_store
+        from multihome.store import NAD, POD, Object
+        from multihome.stores import open_store
 
         store = open_store(str(path))
         try:

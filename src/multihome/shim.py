@@ -5,8 +5,11 @@ shim runs once per CNI call and its start-up is on every pod's critical path; `s
 and `json` would pull in `enum` and `re`, which doubles the interpreter's start, and `os`
 (the `posix` module underneath it is built in) and `__future__` cost 2-3 ms more. So the
 annotations are strings and the environment is read as bytes. The
-installed executables (`multihome` and each built-in plugin type) call :func:`main`;
-the daemon imports the constants.
+installed executables (`multihome` and each built-in plugin type) call :func:`forward`
+and, when it returns, run the plugin in-process (multihome.plugins.exe); a standalone
+executable (no multihome on the host) calls :func:`main`. The daemon imports the
+constants. Nothing here imports multihome: the shim's source is copied whole into the
+standalone executables (an import-linter contract keeps it so).
 
 Wire format: HTTP/1.1 `POST /cni` with JSON `{"type", "env", "stdin", "netns"}`. The
 reply's `X-CNI-Code` header is the plugin's exit code and the body its stdout; a reply
@@ -27,7 +30,8 @@ except ImportError:  # an interpreter without CPython's accelerator
 # `typing` itself costs a few milliseconds to import; type checkers read this as True.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
+    from typing import NoReturn
 
 DEFAULT_SOCKET = "/run/multihome/multihome.sock"
 SOCKET_ENV = "MULTIHOME_SOCKET"
@@ -165,7 +169,7 @@ def call_daemon(path: str, plugin_type: str, env: "Mapping[str, str]",
         raise Lost(f"the daemon on {path} sent an unreadable reply: {body[:200]!r}") from e
 
 
-def _finish(code: int, output: str) -> None:
+def _finish(code: int, output: str) -> "NoReturn":
     if output:
         sys.stdout.write(output)
     sys.stdout.flush()
@@ -174,21 +178,7 @@ def _finish(code: int, output: str) -> None:
     posix._exit(code)
 
 
-def _run_in_process(plugin_type: str, versions: "Sequence[str] | None", stdin: bytes,
-                    daemon_down: tuple[str, str] | None = None) -> None:
-    """The executable's own path (no daemon): skel.run on the stdin we already read.
-
-    Errors, the daemon's absence among them, become CNI error JSON there (skel.dispatch).
-    """
-    import io
-
-    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
-    from multihome.cni.exe import main as run_plugin
-
-    run_plugin(plugin_type, versions, daemon_down)
-
-
-def _no_fallback(plugin_type: str, why: str, details: str) -> None:
+def _no_fallback(plugin_type: str, why: str, details: str) -> "NoReturn":
     """A standalone executable (on a host without the package) reports instead."""
     msg = _quote(f"{why}; this {plugin_type} executable cannot run the plugin itself (it "
                  "was installed with `install-cni --standalone`, for a host without multihome)")
@@ -196,10 +186,20 @@ def _no_fallback(plugin_type: str, why: str, details: str) -> None:
                f'"details": {_quote(details)}}}')
 
 
-def main(plugin_type: str, versions: "Sequence[str] | None" = None, *,
-         in_process: bool = True) -> None:
-    """Entry of an installed executable (exits). `in_process=False`: a standalone copy
-    that has only the daemon to turn to (code 11 when it does not answer)."""
+class Fallback:
+    """The daemon did not serve the call: the executable runs the plugin itself.
+
+    `daemon_down` (why, details) when the plugin needs a daemon that did not answer (the
+    engine, or a daemon lost mid-request); None when running in-process is the answer.
+    """
+
+    def __init__(self, why: str, details: str, daemon_down: "tuple[str, str] | None") -> None:
+        self.why, self.details, self.daemon_down = why, details, daemon_down
+
+
+def forward(plugin_type: str) -> Fallback:
+    """Forward this process's CNI call to the daemon and exit with its reply; return
+    only when the daemon cannot serve it, with stdin rewound for the in-process run."""
     env = environ()
     command = env.get("CNI_COMMAND", "")
     try:
@@ -222,9 +222,16 @@ def main(plugin_type: str, versions: "Sequence[str] | None" = None, *,
         why, details = "multihome daemon stopped before answering", str(e)
         down = (why, details)
         reply = None
-    if reply is None:
-        if not in_process:
-            _no_fallback(plugin_type, why, details)
-        _run_in_process(plugin_type, versions, stdin, down)
-        return
-    _finish(*reply)
+    if reply is not None:
+        _finish(*reply)
+    import io  # built in, already loaded by the interpreter: costs nothing
+
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    return Fallback(why, details, down)
+
+
+def main(plugin_type: str) -> "NoReturn":
+    """Entry of a standalone executable (exits): it has only the daemon to turn to, and
+    answers code 11 when the daemon does not serve the call."""
+    fallback = forward(plugin_type)
+    _no_fallback(plugin_type, fallback.why, fallback.details)

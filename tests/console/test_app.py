@@ -16,7 +16,8 @@ from flask.testing import FlaskClient
 
 from multihome.console import topology
 from multihome.console.app import create_app
-from multihome.store import NAD, POD, Object, Store, open_store
+from multihome.store import NAD, POD, Object, Store
+from multihome.stores import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 MULTIHOME = str(ROOT / ".venv" / "bin" / "multihome")

@@ -18,8 +18,9 @@ from flask.testing import FlaskClient
 
 from multihome.console import topology
 from multihome.console.app import MAX_BODY, create_app
-from multihome.node.kinds import NNCP
-from multihome.store import NAD, POD, Object, open_store
+from multihome.store import NAD, POD, Object
+from multihome.store.objects import NNCP
+from multihome.stores import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_YAML = (ROOT / "examples" / "linux-bridge-dev.yml").read_text()

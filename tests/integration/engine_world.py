@@ -17,7 +17,8 @@ from conftest import Netns, unique
 from multihome.attach import engine
 from multihome.attach.multus_config import MultusConfig, parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef
-from multihome.store import NAD, POD, Object, Store, open_store
+from multihome.store import NAD, POD, Object, Store
+from multihome.stores import open_store
 
 FAIL_PLUGIN = """#!/bin/sh
 # A delegate that fails on purpose: ADD (or DEL, with FAIL_ON=DEL in its config) errors.

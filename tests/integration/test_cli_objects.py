@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from multihome.cli.output import format_age, format_table, object_table
+from multihome.present import format_age, format_table, object_table
 from multihome.store import NAD, Object
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +239,7 @@ def test_delete_all(mh: Cli) -> None:
 
 
 def test_apply_keeps_annotations_written_by_the_engine(mh: Cli) -> None:
-    from multihome.store import open_store
+    from multihome.stores import open_store
 
     mh("apply", "-f", str(SEED), "-n", "multus-test")
     s = open_store(str(mh.store))
@@ -276,7 +276,7 @@ def test_table_padding_like_kubectl() -> None:
 
 
 def test_generic_get_and_delete_of_a_pod_record(mh: Cli, tmp_path: Path) -> None:
-    from multihome.lab.settings import STATE_ENV
+    from multihome.paths import STATE_ENV
 
     env = {STATE_ENV: str(tmp_path / "lab")}
     pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n"

@@ -350,7 +350,7 @@ def test_engine_as_cni_plugin_type_multihome(world: World, netns: Netns) -> None
 
 
 def test_plugin_reports_config_errors_as_code_7(world: World, netns: Netns) -> None:
-    from multihome.attach import plugin
+    from multihome import engine_plugin as plugin
     from multihome.cni.skel import dispatch
 
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "cid-bad", "CNI_NETNS": netns.path,
@@ -363,7 +363,7 @@ def test_plugin_reports_config_errors_as_code_7(world: World, netns: Netns) -> N
 
 
 def _plugin_call(world: World, netns: Netns, command: str, **conf_keys: object) -> int:
-    from multihome.attach import plugin
+    from multihome import engine_plugin as plugin
     from multihome.cni.skel import dispatch
 
     conf = dict(world.conf().raw, store=str(world.tmp / "s.db"), **conf_keys)

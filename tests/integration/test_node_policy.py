@@ -15,8 +15,8 @@ import yaml
 import kstate
 from integration.node_world import MULTIHOME, NodeWorld, make_world
 from integration.node_world import nncp as _nncp
-from multihome.node.kinds import NNCP
-from multihome.store import open_store
+from multihome.store.objects import NNCP
+from multihome.stores import open_store
 
 pytestmark = pytest.mark.netns
 

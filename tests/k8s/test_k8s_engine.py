@@ -13,7 +13,8 @@ from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import PodRef, plan
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION
 from multihome.k8s.store import KubeStore
-from multihome.store import POD, open_store
+from multihome.store import POD
+from multihome.stores import open_store
 
 
 def kubeconfig(tmp_path: Path, server: FakeApiServer) -> Path:

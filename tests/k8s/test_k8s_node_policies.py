@@ -23,8 +23,8 @@ from multihome.k8s.client import ApiClient, ApiError, Credentials
 from multihome.k8s.node_policies import NodePolicyController, start_for_daemon
 from multihome.k8s.store import KubeStore, open_kube_store
 from multihome.node import policy, rollout
-from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import Conflict, NotFound, Object
+from multihome.store.objects import NNCE, NNCP, NNS
 
 NMSTATE = "/apis/nmstate.io"
 NNCPS = f"{NMSTATE}/v1/nodenetworkconfigurationpolicies"

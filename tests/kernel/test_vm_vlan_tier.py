@@ -27,11 +27,13 @@ from vlan_world import add_address
 import kstate
 from conftest import unique
 from multihome.lab import pods as labpods
+from multihome.lab import vms as lifecycle
 from multihome.lab import world
 from multihome.lab.settings import LabSettings
 from multihome.net import links, netns
-from multihome.store import NAD, Object, Store, open_store
-from multihome.vm import agent, lifecycle
+from multihome.store import NAD, Object, Store
+from multihome.stores import open_store
+from multihome.vm import agent
 from multihome.vm.state import VMRecord
 
 pytestmark = pytest.mark.netns

@@ -309,7 +309,7 @@ def test_script_is_small_and_stdlib_only_until_the_plugin_runs(tmp_path: Path) -
     # the skel/types/result chain itself must not pull in pyroute2 or click
     probe = textwrap.dedent("""
         import sys
-        import multihome.cni.exe, multihome.cni.skel, multihome.plugins.registry
+        import multihome.plugins.exe, multihome.cni.skel, multihome.plugins.registry
         bad = [m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'click', 'yaml')]
         print(bad)
     """)

@@ -17,7 +17,8 @@ from multihome.attach.nad import (
     validate_nad,
 )
 from multihome.cni.errors import InvalidConfig
-from multihome.store import NAD, NotFound, Object, Store, open_store
+from multihome.store import NAD, NotFound, Object, Store
+from multihome.stores import open_store
 
 SEED_CONFIG = ('{"cniVersion": "0.3.1", "name": "bridge-dev", "type": "cnv-bridge",\n'
                '  "bridge": "dev-bridge", "macspoofchk": true, "vlan": 0}')

@@ -20,11 +20,11 @@ from multihome.store import (
     NotFound,
     Object,
     Store,
-    open_store,
     resolve_kind,
     store_path,
 )
 from multihome.store.objects import UnknownKind, kind_info
+from multihome.stores import open_store
 
 
 def nad(name: str = "bridge-dev", namespace: str = "multus-test", config: str = "{}",

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import click
 
-from multihome.store import (
-    Store,
-    StoreError,
-    StoreUnavailable,
-    names,
-    open_store,
-    store_path,
-)
+from multihome.store import Store, StoreError, StoreUnavailable, names, store_path
+from multihome.stores import open_store
 
 
 def get_store(ctx: click.Context | None = None) -> Store:

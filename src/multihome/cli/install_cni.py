@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import click
 
 from multihome.cni.version import LATEST
+from multihome.paths import write_file_atomic
 from multihome.plugins.registry import BUILTIN
 
 # The script is written for the interpreter that runs install-cni. `-I -S` skips site
@@ -24,16 +24,39 @@ _TEMPLATE = """#!{python} -IS
 import posix
 import sys
 {version_fast_path}sys.path[:0] = {paths!r}
-try:
-    from {entry_module} import {entry}
-except BaseException as e:
+
+
+def cannot_import(e):
     import json
     sys.stdout.write(json.dumps({{
         "cniVersion": "1.1.0", "code": 999,
         "msg": "multihome cannot be imported by {python}; reinstall it and rerun install-cni",
         "details": f"{{type(e).__name__}}: {{e}}"}}))
     sys.exit(1)
-{entry}({arg!r}, {versions!r})
+
+
+{body}"""
+
+# A built-in type: the shim forwards the call to the daemon (and exits with its reply);
+# only when it returns is the plugin package imported, to run the call in-process.
+_SHIM_BODY = """try:
+    from multihome.shim import forward
+except BaseException as e:
+    cannot_import(e)
+fallback = forward({arg!r})
+try:
+    from multihome.plugins.exe import main
+except BaseException as e:
+    cannot_import(e)
+main({arg!r}, {versions!r}, fallback.daemon_down)
+"""
+
+# A bare plugin module (tests): always in-process.
+_MODULE_BODY = """try:
+    from multihome.plugins.exe import run_module
+except BaseException as e:
+    cannot_import(e)
+run_module({arg!r}, {versions!r})
 """
 
 
@@ -47,7 +70,7 @@ import sys
 {version_fast_path}
 {shim_source}
 
-main({arg!r}, {versions!r}, in_process=False)
+main({arg!r})
 """
 
 DEFAULT_HOST_PYTHON = "/usr/bin/python3"
@@ -95,13 +118,13 @@ def script_text(*, plugin_type: str | None = None, module: str | None = None,
         raise ValueError("give exactly one of plugin_type and module")
     # A built-in type goes through the shim: the daemon when its socket answers, else
     # in-process exactly like run_module; a bare module (tests) always runs in-process.
-    entry_module, entry, arg = (("multihome.shim", "main", plugin_type) if plugin_type is not None
-                                else ("multihome.cni.exe", "run_module", module))
+    body, arg = ((_SHIM_BODY, plugin_type) if plugin_type is not None
+                 else (_MODULE_BODY, str(module)))
     module_name = BUILTIN[plugin_type] if plugin_type is not None else str(module)
     versions = _supported_versions(module_name)
     fast_path = _version_fast_path(versions)
     return _TEMPLATE.format(python=sys.executable, paths=[*extra_paths, *_site_paths()],
-                            entry_module=entry_module, entry=entry, arg=arg, versions=versions,
+                            body=body.format(arg=arg, versions=versions),
                             version_fast_path=fast_path)
 
 
@@ -127,21 +150,6 @@ def _supported_versions(module: str) -> tuple[str, ...] | None:
 def write_executable(dest: str, text: str) -> None:
     """Replace `dest` atomically (never 'text file busy' for a plugin being run)."""
     write_file_atomic(dest, text, 0o755)
-
-
-def write_file_atomic(dest: str, text: str, mode: int) -> None:
-    """Replace `dest` by a rename, so a reader sees the old file or the new, never half."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def install(bin_dir: str, types: Sequence[str], *,

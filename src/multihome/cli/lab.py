@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from multihome.cli.context import get_store
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.lab import world
 from multihome.lab.cluster import up as cluster
 from multihome.lab.cluster.build import BuildError
 from multihome.lab.cluster.procs import ClusterError
+from multihome.paths import state_dir
 from multihome.store import POD, StoreError
 
 
@@ -64,7 +65,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
         settings.global_namespaces = list(global_namespaces)
     try:
         world.up(settings, _progress)
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     if kubernetes:
         try:
@@ -89,7 +90,7 @@ def cni_cmd(which: str) -> None:
 def env_cmd() -> None:
     """Print the export lines for the lab cluster's kubectl, kubeconfig and test image."""
     try:
-        for line in cluster.env_lines(labsettings.state_dir()):
+        for line in cluster.env_lines(state_dir()):
             click.echo(line)
     except ClusterError as e:
         raise click.ClickException(str(e)) from e
@@ -102,17 +103,17 @@ def down_cmd() -> None:
     cluster.down(settings.state_dir, _progress)  # first: its pods need the daemon for DEL
     store = get_store()
     errors: list[str] = []
-    from multihome.vm import lifecycle as vms  # VMs first: their qemu outlives the pod
+    from multihome.lab import vms  # VMs first: their qemu outlives the pod
 
     errors += vms.delete_all(store, settings, _progress)
     for obj in store.list(POD, None):
         try:
             labpods.delete(store, settings, obj.namespace, obj.name, _progress)
-        except (labpods.PodError, CNIError, StoreError) as e:
+        except (labpods.PodError, MultihomeError, StoreError) as e:
             errors.append(str(e))
     try:
         world.down(settings, _progress)
-    except CNIError as e:
+    except MultihomeError as e:
         errors.append(str(e))
     if errors:
         raise click.ClickException("; ".join(errors))

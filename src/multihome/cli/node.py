@@ -12,12 +12,12 @@ from typing import Any
 import click
 import yaml
 
-from multihome.cli import output
+from multihome import present
 from multihome.cli.context import get_store
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.node import recovery
-from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import Object, yamltext
+from multihome.store.objects import NNCE, NNCP, NNS
 
 
 def _netns(ctx: click.Context) -> str | None:
@@ -50,7 +50,7 @@ def _recover(command: str) -> None:
     """First of all: roll back what a killed `node apply` left half done."""
     try:
         done = recovery.recover_interrupted()
-    except CNIError as e:
+    except MultihomeError as e:
         if command not in _RUN_DESPITE_FAILED_RECOVERY:
             raise click.ClickException(str(e)) from e
         click.echo(f"warning: {e}", err=True)
@@ -75,7 +75,7 @@ def show_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
 
     try:
         state = current.show(_netns(ctx), names=set(names) if names else None)
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     click.echo(_dump(state, fmt))
 
@@ -115,7 +115,7 @@ def apply_cmd(ctx: click.Context, filename: str, timeout: int, no_commit: bool,
         for line in e.report.rolled_back:
             click.echo(f"rolled back: {line}")
         raise click.ClickException(str(e)) from e
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     for line in report.changes:
         click.echo(f"changed: {line}")
@@ -137,7 +137,7 @@ def commit_cmd() -> None:
 
     try:
         click.echo(f"checkpoint {engine.commit()} committed")
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
 
 
@@ -148,7 +148,7 @@ def rollback_cmd() -> None:
 
     try:
         cp_id, done = engine.rollback()
-    except CNIError as e:
+    except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     for line in done:
         click.echo(f"rolled back: {line}")
@@ -224,6 +224,6 @@ def _nnce_columns(obj: Object, wide: bool) -> list[tuple[str, str]]:
     return [*cols, ("MESSAGE", message)] if wide else cols
 
 
-output.register_columns(NNCP, _nncp_columns)
-output.register_columns(NNCE, _nnce_columns)
-output.register_columns(NNS, lambda obj, wide: [])
+present.register_columns(NNCP, _nncp_columns)
+present.register_columns(NNCE, _nnce_columns)
+present.register_columns(NNS, lambda obj, wide: [])

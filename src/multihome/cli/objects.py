@@ -10,44 +10,37 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from multihome.cli import output
+from multihome import present
+from multihome.admission import (
+    DEFAULT_NAMESPACE,
+    Manifest,
+    ManifestError,
+    admit,
+    manifest_object,
+)
 from multihome.cli.context import get_store, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.store import (
-    NAD,
     POD,
     AlreadyExists,
-    InvalidObject,
-    InvalidObjectName,
     KindInfo,
     NotFound,
     Object,
     Store,
     UnknownKind,
-    check_ref,
     kind_info,
     names,
     yamltext,
 )
-from multihome.store.objects import known_kinds
 
-DEFAULT_NAMESPACE = "default"
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
-Validator = Callable[[Object], None]
 DeleteHandler = Callable[[Store, Object], None]
-
-
-def _validate_nad(obj: Object) -> None:
-    from multihome.attach.nad import validate_nad
-
-    validate_nad(obj)
 
 
 class DeleteFailed(Exception):
@@ -65,15 +58,6 @@ def _delete_lab_pod(store: Store, obj: Object) -> None:
         raise DeleteFailed(str(e)) from e
 
 
-def _validate_nncp(obj: Object) -> None:
-    from multihome.node.policy import validate_policy
-
-    validate_policy(obj)
-
-
-# kind -> admission check run before create/apply (raises CNIError or ValueError).
-VALIDATORS: dict[str, Validator] = {NAD: _validate_nad,
-                                    "NodeNetworkConfigurationPolicy": _validate_nncp}
 # kind -> what `delete` must do besides removing the record (a lab pod's netns, say).
 DELETE_HANDLERS: dict[str, DeleteHandler] = {POD: _delete_lab_pod}
 
@@ -89,10 +73,6 @@ def _load_columns(kind: str) -> None:
     module = COLUMN_MODULES.get(kind)
     if module is not None:
         importlib.import_module(module)
-
-
-def register_validator(kind: str, fn: Validator) -> None:
-    VALIDATORS[kind] = fn
 
 
 def register_delete_handler(kind: str, fn: DeleteHandler) -> None:
@@ -120,16 +100,6 @@ def _fail(ctx: click.Context, message: str) -> None:
 
 
 # -- manifests -----------------------------------------------------------------------
-
-
-@dataclass
-class Manifest:
-    source: str  # file name as kubectl prints it ("STDIN" for -)
-    body: dict[str, Any]
-
-
-class ManifestError(Exception):
-    pass
 
 
 def _files(path: str) -> list[Path]:
@@ -186,60 +156,6 @@ def load_manifests(paths: tuple[str, ...]) -> list[Manifest]:
     return out
 
 
-def _kind_for_manifest(m: Manifest) -> KindInfo:
-    kind = m.body.get("kind")
-    api_version = m.body.get("apiVersion")
-    name = (m.body.get("metadata") or {}).get("name", "") if isinstance(
-        m.body.get("metadata"), dict) else ""
-    for info in known_kinds():
-        if info.kind == kind and info.api_version == api_version:
-            return info
-    raise ManifestError(
-        f'error: resource mapping not found for name: "{name}" from "{m.source}": '
-        f'no matches for kind "{kind}" in version "{api_version}"'
-    )
-
-
-def manifest_object(m: Manifest, namespace_flag: str | None) -> tuple[KindInfo, Object]:
-    """The object a manifest describes, in the namespace kubectl would pick."""
-    info = _kind_for_manifest(m)
-    meta = m.body.get("metadata")
-    own_ns = meta.get("namespace") if isinstance(meta, dict) else None
-    if not info.namespaced:
-        namespace = ""
-    else:
-        if own_ns and namespace_flag and own_ns != namespace_flag:
-            raise ManifestError(
-                f'error: the namespace from the provided object "{own_ns}" does not match the '
-                f'namespace "{namespace_flag}". You must pass \'--namespace={own_ns}\' to '
-                "perform this operation."
-            )
-        namespace = own_ns or namespace_flag or DEFAULT_NAMESPACE
-    try:
-        obj = Object.from_manifest(m.body, namespace)
-    except InvalidObject as e:
-        raise ManifestError(f'error: error validating "{m.source}": {e}') from None
-    try:
-        check_ref(namespace if info.namespaced else None, obj.name, info.kind)
-    except InvalidObjectName as e:
-        raise ManifestError(f'The {info.kind} "{obj.name}" is invalid: {e}') from None
-    if not info.namespaced:
-        obj = Object(obj.kind, obj.name, "", obj.body)
-    obj.namespace = namespace
-    return info, obj
-
-
-def _admit(info: KindInfo, obj: Object) -> str | None:
-    check = VALIDATORS.get(obj.kind)
-    if check is None:
-        return None
-    try:
-        check(obj)
-    except (CNIError, ValueError) as e:
-        return f'The {info.kind} "{obj.name}" is invalid: {e}'
-    return None
-
-
 def _ns_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "--namespace", "namespace", default=None, metavar="NS",
                         callback=namespace_callback,
@@ -266,7 +182,7 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
         except ManifestError as e:
             failures.report(str(e))
             continue
-        problem = _admit(info, obj)
+        problem = admit(info, obj)
         if problem:
             failures.report(problem)
             continue
@@ -387,11 +303,11 @@ def _print_objects(objs: list[Object], fmt: str | None, *, single: bool, all_nam
                    searched: bool, namespace: str) -> None:
     if fmt == "json":
         if objs or searched:
-            click.echo(output.to_json(objs, single=single))
+            click.echo(present.to_json(objs, single=single))
         return
     if fmt == "yaml":
         if objs or searched:
-            click.echo(output.to_yaml(objs, single=single))
+            click.echo(present.to_yaml(objs, single=single))
         return
     if not objs:
         if searched:
@@ -400,7 +316,7 @@ def _print_objects(objs: list[Object], fmt: str | None, *, single: bool, all_nam
         return
     if fmt == "name":
         for obj in objs:
-            click.echo(output.name_line(obj))
+            click.echo(present.name_line(obj))
         return
     # One table per kind, like kubectl with several types.
     kinds = list(dict.fromkeys(o.kind for o in objs))
@@ -409,7 +325,7 @@ def _print_objects(objs: list[Object], fmt: str | None, *, single: bool, all_nam
             click.echo("")
         group = [o for o in objs if o.kind == kind]
         _load_columns(kind)
-        click.echo(output.object_table(group, all_namespaces=all_namespaces,
+        click.echo(present.object_table(group, all_namespaces=all_namespaces,
                                        wide=fmt == "wide"))
 
 
@@ -439,7 +355,7 @@ def describe_cmd(ctx: click.Context, args: tuple[str, ...], namespace: str | Non
         where = f" in {_namespace(targets[0][0], namespace)} namespace" if (
             targets[0][0].namespaced and not all_namespaces) else ""
         click.echo(f"No resources found{where}.", err=True)
-    click.echo("\n\n\n".join(output.describe(o) for o in shown) if shown else "", nl=bool(shown))
+    click.echo("\n\n\n".join(present.describe(o) for o in shown) if shown else "", nl=bool(shown))
     failures.exit(ctx)
 
 
@@ -510,7 +426,7 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
                 failures.report(f'Error from server (NotFound): {when}{info.resource} '
                                 f'"{name}" not found')
             continue
-        except (CNIError, DeleteFailed) as e:
+        except (MultihomeError, DeleteFailed) as e:
             failures.report(f'error: deleting {info.type_name} "{name}": {e}')
             continue
         click.echo(f'{info.type_name} "{name}" deleted')

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
+from multihome import present
 from multihome.attach import status as netstatus
 from multihome.attach.plan import NETWORKS_ANNOTATION
-from multihome.cli import output
 from multihome.cli.context import get_store, name_callback, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.store import POD, NotFound, Object, StoreError, yamltext
@@ -39,7 +39,7 @@ def _pod_columns(obj: Object, wide: bool) -> list[tuple[str, str]]:
     return cols
 
 
-output.register_columns(POD, _pod_columns)
+present.register_columns(POD, _pod_columns)
 
 
 def _namespace(namespace: str | None) -> str:
@@ -96,7 +96,7 @@ def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: s
         guests = [labpods.GuestAddress.parse(a) for a in addresses]
         labpods.run(get_store(), labsettings.load(), ns, name, annotations, guests,
                     progress=_progress)
-    except (labpods.PodError, CNIError, StoreError) as e:
+    except (labpods.PodError, MultihomeError, StoreError) as e:
         _fail(str(e))
 
 
@@ -117,7 +117,7 @@ def exec_cmd(name: str, namespace: str | None, command: tuple[str, ...]) -> None
             os.execvp(command[0], list(command))
     except FileNotFoundError:
         _fail(f'exec: "{command[0]}": executable file not found in $PATH')
-    except CNIError as e:
+    except MultihomeError as e:
         _fail(str(e))
 
 
@@ -143,14 +143,14 @@ def get_cmd(names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
     else:
         objs = store.list(POD, None if all_namespaces else ns)
     if fmt == "json":
-        click.echo(output.to_json(objs, single=len(names) == 1 and not missing))
+        click.echo(present.to_json(objs, single=len(names) == 1 and not missing))
     elif fmt == "yaml":
-        click.echo(output.to_yaml(objs, single=len(names) == 1 and not missing))
+        click.echo(present.to_yaml(objs, single=len(names) == 1 and not missing))
     elif fmt == "name":
         for obj in objs:
             click.echo(f"pod/{obj.name}")
     elif objs:
-        click.echo(output.object_table(objs, all_namespaces=all_namespaces and not names,
+        click.echo(present.object_table(objs, all_namespaces=all_namespaces and not names,
                                        wide=fmt == "wide"))
     elif not names:
         where = "" if all_namespaces else f" in {ns} namespace"
@@ -189,7 +189,7 @@ def describe_cmd(name: str, namespace: str | None) -> None:
     except NotFound:
         _fail(f'pods "{name}" not found in namespace "{ns}"')
         return
-    click.echo(output.describe(obj, extra_sections=_status_section(obj)))
+    click.echo(present.describe(obj, extra_sections=_status_section(obj)))
 
 
 @pod.command("delete")
@@ -203,7 +203,7 @@ def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     for n in names:
         try:
             labpods.delete(store, settings, _namespace(namespace), n, progress=_progress)
-        except (labpods.PodError, CNIError, StoreError) as e:
+        except (labpods.PodError, MultihomeError, StoreError) as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
     if failed:

@@ -11,10 +11,11 @@ import click
 
 from multihome.attach import status as netstatus
 from multihome.cli.context import get_store, name_callback, namespace_callback
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import settings as labsettings
+from multihome.lab import vms
 from multihome.store import POD, NotFound, StoreError
-from multihome.vm import agent, console, lifecycle, qemu, state
+from multihome.vm import agent, console, qemu, state
 from multihome.vm.errors import VMError
 
 
@@ -75,10 +76,10 @@ def run_cmd(name: str, namespace: str | None, networks: str, memory: int,
             addresses: tuple[str, ...]) -> None:
     """Create the launcher pod, bind its networks to VM NICs and boot the VM."""
     try:
-        lifecycle.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
+        vms.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
                       memory=memory, guest_addresses=_parse_addresses(addresses),
                       progress=_progress)
-    except (CNIError, StoreError) as e:
+    except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
 
@@ -183,8 +184,8 @@ def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
     failed = False
     for n in names:
         try:
-            lifecycle.delete(get_store(), labsettings.load(), _ns(namespace), n, _progress)
-        except (CNIError, StoreError) as e:
+            vms.delete(get_store(), labsettings.load(), _ns(namespace), n, _progress)
+        except (MultihomeError, StoreError) as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
     if failed:

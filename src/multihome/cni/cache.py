@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import DecodingFailure, InvalidConfig, IOFailure
+from multihome.paths import write_file_atomic
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"
@@ -113,18 +112,7 @@ def save(cache_dir: str, entry: CacheEntry) -> str:
     data = json.dumps(entry.to_json()).encode()
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_file_atomic(path, data, 0o600, durable=True)
     except OSError as e:
         raise IOFailure(f"cannot write CNI cache file {path}", str(e)) from e
     return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from multihome.errors import MultihomeError
+
 # Well-known codes from the CNI spec; 8 and 999 are libcni's own.
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -24,20 +26,15 @@ LIMITED_CONNECTIVITY = 51
 INTERNAL = 999
 
 
-class CNIError(Exception):
+class CNIError(MultihomeError):
     """An error with a CNI code and a sentence a person can act on."""
 
     code: ClassVar[int] = INTERNAL
 
     def __init__(self, msg: str, details: str = "", *, code: int | None = None) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
+        super().__init__(msg, details)
         if code is not None:
             self.code = code  # type: ignore[misc]
-
-    def __str__(self) -> str:
-        return f"{self.msg}: {self.details}" if self.details else self.msg
 
     def to_dict(self, cni_version: str) -> dict[str, Any]:
         out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}

@@ -21,9 +21,10 @@ import yaml
 from flask import Flask, Response, abort, flash, g, redirect, render_template, request
 from jinja2 import DictLoader
 
-from multihome.cli import output
+from multihome import present
 from multihome.console import bounded_yaml, forms, guard, templates, topology
-from multihome.store import NAD, POD, NotFound, Store, open_store, store_path
+from multihome.store import NAD, POD, NotFound, Store, store_path
+from multihome.stores import open_store
 
 # a form body or YAML document larger than this is refused with 413 (waitress enforces
 # the same bound before the body reaches the app)
@@ -170,7 +171,7 @@ def create_app(store: str | None, token: str | None = None,
             config = str(obj.spec.get("config", ""))
         return page("nad_detail", f"{namespace}/{name}", obj=obj, config=config,
                     annotations=obj.metadata.get("annotations") or {},
-                    yaml_text=output.to_yaml([obj], single=True))
+                    yaml_text=present.to_yaml([obj], single=True))
 
     @app.post("/nads/<namespace>/<name>/delete")
     def nad_delete(namespace: str, name: str) -> Any:
@@ -222,8 +223,8 @@ def create_app(store: str | None, token: str | None = None,
     @app.get("/policies")
     def policies() -> str:
         from multihome.node import policy as nodepolicy
-        from multihome.node.kinds import NNCP
         from multihome.node.rollout import enactments_of
+        from multihome.store.objects import NNCP
 
         rows = []
         for pol in get_db().list(NNCP, None):
@@ -311,7 +312,7 @@ def _nad_row(obj: Any) -> dict[str, str]:
     vlan = conf.get("vlan")
     return {"namespace": obj.namespace, "name": obj.name, "type": str(conf.get("type", "")),
             "bridge": str(conf.get("bridge", "") or conf.get("master", "")),
-            "vlan": str(vlan) if vlan else "", "age": output.age_of(obj)}
+            "vlan": str(vlan) if vlan else "", "age": present.age_of(obj)}
 
 
 _YAML_EXAMPLE = """apiVersion: "k8s.cni.cncf.io/v1"

@@ -1,7 +1,7 @@
 """NAD create forms: turn form fields into the manifest, and errors back into fields.
 
 No validation of its own: the manifest goes through the CLI's admission check
-(`multihome.cli.objects._admit` → `attach.nad.validate_nad`) and the plugin's own config
+(`multihome.admission.admit` → `attach.nad.validate_nad`) and the plugin's own config
 parser, so a form error is worded exactly as `multihome apply` or the plugin words it.
 """
 
@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome import admission
 from multihome.store import NAD, Object
 
 RESOURCE_PREFIX = "bridge.network.kubevirt.io/"
@@ -125,10 +126,9 @@ def field_for(message: str, form_type: str = "linux-bridge") -> str:
 
 def admit(body: dict[str, Any], namespace: str) -> tuple[Object | None, str | None]:
     """The object and the CLI's admission message for it (None when admitted)."""
-    from multihome.cli.objects import Manifest, ManifestError, _admit, manifest_object
-
     try:
-        info, obj = manifest_object(Manifest("console", body), namespace or None)
-    except ManifestError as e:
+        info, obj = admission.manifest_object(admission.Manifest("console", body),
+                                               namespace or None)
+    except admission.ManifestError as e:
         return None, str(e)
-    return obj, _admit(info, obj)
+    return obj, admission.admit(info, obj)

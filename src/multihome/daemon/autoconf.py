@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from multihome.cli.install_cni import write_file_atomic
+from multihome.paths import write_file_atomic
 from multihome.shim import ENGINE_TYPE, SOCKET_KEY
 
 CONFIG_NAME = "00-multihome.conflist"

@@ -15,8 +15,8 @@ from typing import Any
 
 from multihome.attach.nad import RESOURCE_NAME_ANNOTATION, InvalidNAD, resource_name, validate_nad
 from multihome.attach.selection import NETWORKS_ANNOTATION, parse_networks_annotation
-from multihome.cni.errors import CNIError
 from multihome.cni.version import require_supported
+from multihome.errors import MultihomeError
 from multihome.node.policy import validate_policy
 from multihome.plugins.registry import BUILTIN
 from multihome.store import NAD, NotFound, Object, Store, StoreError
@@ -51,7 +51,7 @@ def _check_version(conf: dict[str, Any], where: str) -> None:
     if version:
         try:
             require_supported(str(version))
-        except CNIError as e:
+        except MultihomeError as e:
             raise Denied(f"{where}: {e}") from None
 
 
@@ -59,7 +59,7 @@ def validate_nad_object(body: dict[str, Any], namespace: str, policy: Policy) ->
     try:
         obj = Object.from_manifest(body, namespace)
         validate_nad(obj)
-    except (CNIError, StoreError, ValueError) as e:
+    except (MultihomeError, StoreError, ValueError) as e:
         raise Denied(str(e)) from None
     where = f"NetworkAttachmentDefinition {obj.namespace}/{obj.name}"
     resource = resource_name(obj)
@@ -115,7 +115,7 @@ def inject_resources(pod: dict[str, Any], namespace: str, store: Store,
         return []
     try:
         selections = parse_networks_annotation(text, namespace, name)
-    except CNIError as e:
+    except MultihomeError as e:
         raise Denied(str(e)) from None
     counts: dict[str, int] = {}
     for sel in selections:

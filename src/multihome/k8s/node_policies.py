@@ -25,8 +25,8 @@ from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiError, ApiUnreachable
 from multihome.k8s.store import KubeStore, daemon_node_store
 from multihome.node import policy
-from multihome.node.kinds import NNCE, NNCP
 from multihome.store import NODE, Object, StoreError
+from multihome.store.objects import NNCE, NNCP
 
 log = logging.getLogger(__name__)
 

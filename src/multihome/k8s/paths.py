@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from multihome.node.kinds import NNCE, NNCP, NNS  # also registers the nmstate kinds
-from multihome.store.objects import kind_info
+from multihome.store.objects import NNCE, NNCP, NNS, kind_info
 
 # Kinds whose CRD (deploy/crds) declares `subresources: status`: the API server ignores
 # `.status` on create and on writes to the object; only a write to `<item>/status` sets it.

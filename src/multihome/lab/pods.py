@@ -18,7 +18,7 @@ from typing import Any
 from multihome.attach import engine
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
@@ -128,7 +128,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
                 raise
             progress(f"warning: {e}; running it anyway (lab setting node_resources=warn; "
                      "`multihome lab up --node-resources strict` refuses such pods)")
-    except CNIError as e:
+    except MultihomeError as e:
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(str(e)) from e
     progress(f"pod/{name} created in namespace {namespace}")
@@ -153,7 +153,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
             "podIPs": [{"ip": ip} for ip in eth0_ips],
             "containerID": container_id(namespace, name),
         })
-    except (CNIError, PodError) as e:
+    except (MultihomeError, PodError) as e:
         progress(f"pod/{name}: failed, removing it again")
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(f"pod {pod} could not be started: {e}") from e
@@ -182,12 +182,12 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
     has_netns = netns.exists(req.netns)
     if not (in_store or has_cache or has_netns):
         raise PodError(f'pods "{name}" not found in namespace "{namespace}"')
-    error: CNIError | None = None
+    error: MultihomeError | None = None
     if has_cache or has_netns:
         try:
             engine.delete(conf, store, req)
             progress(f"pod/{name}: networks detached")
-        except CNIError as e:
+        except MultihomeError as e:
             error = e
             progress(f"pod/{name}: detaching failed: {e}")
     if has_netns:

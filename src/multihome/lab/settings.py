@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig, IOFailure
+from multihome.paths import DEFAULT_STATE_DIR, state_dir
 
-STATE_ENV = "MULTIHOME_STATE_DIR"
-DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
 SETTINGS_FILE = "lab.json"
 ENGINE_CONF_FILE = "00-multihome.conf"
 NODE_RESOURCE_MODES = ("strict", "warn")
-
-
-def state_dir(path: str | None = None) -> str:
-    return path or os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR
 
 
 @dataclass

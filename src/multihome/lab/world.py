@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab.settings import ENGINE_CONF_FILE, SETTINGS_FILE, LabSettings, save
 from multihome.net import addr, links, netns
 
@@ -35,11 +35,8 @@ def up(settings: LabSettings, progress: Progress = _quiet) -> None:
     with netns.iproute_in(None) as ipr:
         uplink = links.by_name(ipr, settings.uplink)
         if uplink is None:
-            fd = netns.open_netns(ext_path)
-            try:
+            with netns.opened(ext_path) as fd:
                 uplink, _ = links.create_veth(ipr, "eth0", fd, host_name=settings.uplink)
-            finally:
-                os.close(fd)
             progress(f"uplink {settings.uplink} leads to {settings.external_netns}")
         if settings.create_dev_bridge:
             bridge = links.ensure_bridge(ipr, settings.dev_bridge)
@@ -87,7 +84,7 @@ def _drop_node_checkpoint(settings: LabSettings, progress: Progress) -> None:
     with checkpoint.node_dir_override(node_dir):
         try:
             cp = checkpoint.load()
-        except CNIError as e:  # unreadable: the directory goes anyway
+        except MultihomeError as e:  # unreadable: the directory goes anyway
             progress(f"node checkpoint ignored: {e}")
             return
         if cp is not None:

@@ -1,4 +1,9 @@
-"""Network namespaces: open by path, enter on the current thread, IPRoute bound to one.
+"""Network namespaces: open by path, enter on the current thread, netlink bound to one.
+
+The rest of multihome reaches the kernel only through net/: it holds a :data:`Netlink`
+handle (pyroute2's IPRoute, by name nowhere else) from :func:`netlink` or
+:func:`iproute_in`, and a namespace from :func:`opened`, which closes its descriptor
+however the body ends.
 
 setns(2) changes the namespace of the calling thread only, so switching the thread,
 opening a netlink socket and switching back gives a socket bound to the target
@@ -14,7 +19,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeAlias
 
 from pyroute2 import IPRoute
 
@@ -23,6 +28,12 @@ from multihome.cni.errors import CNIError, InternalError, InvalidNetns
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h: the CLONE_NEW* type of an ns fd
 NETNS_RUN_DIR = "/var/run/netns"
+THIS_NETNS = "/proc/thread-self/ns/net"  # the calling thread's own
+
+# A netlink handle bound to one network namespace; callers pass it to net/'s functions.
+Netlink: TypeAlias = IPRoute
+# An open network namespace (a descriptor on nsfs): what links are moved into.
+NetnsFd: TypeAlias = int
 
 _libc: Any = None
 
@@ -81,11 +92,21 @@ def open_netns(path: str) -> int:
 
 
 @contextmanager
+def opened(path: str) -> Iterator[NetnsFd]:
+    """The namespace at `path`, open for the body (NetnsGone when it does not exist)."""
+    fd = open_netns(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def entered(path_or_fd: str | int) -> Iterator[None]:
     """Run the body with the current thread in another network namespace."""
     fd = open_netns(path_or_fd) if isinstance(path_or_fd, str) else path_or_fd
     own_fd = isinstance(path_or_fd, str)
-    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    orig = os.open(THIS_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
             _setns(fd)
@@ -108,15 +129,20 @@ def entered(path_or_fd: str | int) -> Iterator[None]:
             os.close(fd)
 
 
-def iproute_in(path_or_fd: str | int | None) -> IPRoute:
+def netlink() -> Netlink:
+    """A netlink handle in the current thread's namespace (use it as a context manager)."""
+    return IPRoute()
+
+
+def iproute_in(path_or_fd: str | int | None) -> Netlink:
     """An IPRoute whose socket lives in the given namespace (None: the current one).
 
     The caller closes it (use it as a context manager).
     """
     if path_or_fd is None:
-        return IPRoute()
+        return netlink()
     with entered(path_or_fd):
-        return IPRoute()
+        return netlink()
 
 
 def exists(path: str) -> bool:

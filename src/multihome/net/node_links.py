@@ -66,7 +66,13 @@ class LinkDetails:
 
 
 def details(ipr: IPRoute, index: int) -> LinkDetails:
-    msgs = ipr.get_links(index)
+    """Empty for a link that is gone: it may vanish between listing and this read."""
+    try:
+        msgs = ipr.get_links(index)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+        return LinkDetails()
     if not msgs:
         return LinkDetails()
     info = msgs[0].get_attr("IFLA_LINKINFO")

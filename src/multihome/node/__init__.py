@@ -1,6 +1,13 @@
 """Node network state in nmstate's schema: validate, read, apply with verify and rollback.
 
-Flow of `node apply`: schema.parse → checkpoint.capture → apply.change → verify.contained
-→ probes.run → commit (drop the checkpoint) or checkpoint.restore. Policies (NNCP) are
-enacted on the local node by policy.enact, which records NNCE conditions and the NNS.
+Flow of `node apply` (engine.apply_state): schema.validate → recovery of a killed
+apply's leftover checkpoint → checkpoint.capture and save → apply.change →
+verify.contained → ping probes (net.icmp) → commit (checkpoint.drop) or
+checkpoint.restore. With `--no-commit` a detached timer (python -m multihome.node.timer)
+rolls back unless `node commit` comes first. current.show reads the state (the NNS).
+
+Policies (NNCP) are enacted on the local node by policy.enact, which records NNCE
+conditions and the NNS; rollout bounds how many nodes change at once (maxUnavailable);
+resources exposes the node's bridges as node resources. The kubernetes-nmstate kinds
+themselves are registered with the store (store.objects), like every other kind.
 """

@@ -11,28 +11,27 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from pyroute2 import IPRoute
-
-from multihome.cni.errors import CNIError
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route, sublinks
+from multihome.net.netns import Netlink
 from multihome.node import current, schema
+from multihome.node.errors import NodeError
 from multihome.node.verify import port_vlan_norm, route_matches
 
 _STACKED = ("vlan", "mac-vlan")
 
 
-class ApplyError(CNIError):
+class ApplyError(NodeError):
     """A change the kernel refused; the caller rolls back."""
 
 
-def _link(ipr: IPRoute, name: str) -> links.Link:
+def _link(ipr: Netlink, name: str) -> links.Link:
     link = links.by_name(ipr, name)
     if link is None:
         raise ApplyError(f"interface {name} does not exist")
     return link
 
 
-def _create(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
+def _create(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
     name, itype = iface["name"], iface.get("type")
     if itype == "linux-bridge":
         links.ensure_bridge(ipr, name)
@@ -60,7 +59,7 @@ def _create(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
     done.append(f"created {itype} {name}")
 
 
-def _settings(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
+def _settings(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
     link = _link(ipr, iface["name"])
     name = link.name
     if "mtu" in iface and iface["mtu"] != link.mtu:
@@ -79,7 +78,7 @@ def _settings(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
         done.append(f"{name}: down")
 
 
-def _port_vlan(ipr: IPRoute, port: links.Link, vlan: dict[str, Any]) -> None:
+def _port_vlan(ipr: Netlink, port: links.Link, vlan: dict[str, Any]) -> None:
     bridge_vlan.remove_all(ipr, port.index)
     if vlan.get("mode", "access" if "tag" in vlan else "trunk") == "access":
         bridge_vlan.set_access(ipr, port.index, int(vlan["tag"]))
@@ -89,7 +88,7 @@ def _port_vlan(ipr: IPRoute, port: links.Link, vlan: dict[str, Any]) -> None:
         bridge_vlan.set_access(ipr, port.index, int(vlan["tag"]))
 
 
-def _bridge(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
+def _bridge(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
     section = iface.get("bridge") or {}
     bridge = _link(ipr, iface["name"])
     stp = ((section.get("options") or {}).get("stp") or {}).get("enabled")
@@ -119,7 +118,7 @@ def _bridge(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
                 done.append(f"{bridge.name}: port {pname} vlan {spec['vlan']}")
 
 
-def _addresses(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
+def _addresses(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
     link = _link(ipr, iface["name"])
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         sec = iface.get(family)
@@ -137,7 +136,7 @@ def _addresses(ipr: IPRoute, iface: dict[str, Any], done: list[str]) -> None:
             done.append(f"{link.name}: address {new} added")
 
 
-def _entry(ipr: IPRoute, item: dict[str, Any]) -> route.RouteEntry:
+def _entry(ipr: Netlink, item: dict[str, Any]) -> route.RouteEntry:
     link = _link(ipr, item["next-hop-interface"])
     gw = item.get("next-hop-address")
     return route.RouteEntry(ipaddress.ip_network(item["destination"], strict=False),
@@ -146,7 +145,7 @@ def _entry(ipr: IPRoute, item: dict[str, Any]) -> route.RouteEntry:
                             int(item.get("metric") or 0))
 
 
-def _routes(ipr: IPRoute, wanted: list[dict[str, Any]], absent: bool, done: list[str]) -> None:
+def _routes(ipr: Netlink, wanted: list[dict[str, Any]], absent: bool, done: list[str]) -> None:
     by_index = {lk.index: lk for lk in links.all_links(ipr)}
     for version in (4, 6):
         for entry in route.list_routes(ipr, version):

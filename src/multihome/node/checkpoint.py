@@ -20,8 +20,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from multihome.cni.errors import CNIError
 from multihome.node import apply, current, process, schema, verify
+from multihome.node.errors import NodeError
+from multihome.paths import state_dir, write_file_atomic
 
 CHECKPOINT_FILE = "checkpoint.json"
 APPLYING = "applying"
@@ -45,8 +46,6 @@ def node_dir_override(path: str) -> Iterator[None]:
 
 def node_dir() -> str:
     """`$MULTIHOME_NODE_DIR`, else `node/` under the lab state dir."""
-    from multihome.lab.settings import state_dir
-
     return os.environ.get(NODE_DIR_ENV) or os.path.join(state_dir(), "node")
 
 
@@ -137,7 +136,7 @@ def restore_state(cp: Checkpoint) -> dict[str, Any]:
     return {"interfaces": ifaces, "routes": {"config": routes}}
 
 
-class RestoreFailed(CNIError):
+class RestoreFailed(NodeError):
     """The saved state could not be brought back; the checkpoint file is kept."""
 
 
@@ -160,14 +159,9 @@ def path() -> str:
 
 def save(cp: Checkpoint) -> None:
     os.makedirs(node_dir(), mode=0o700, exist_ok=True)
-    tmp = path() + ".tmp"
-    # the node's saved network state is for root only
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(cp), f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())  # a crash right after must still find the checkpoint
-    os.replace(tmp, path())
+    # the node's saved network state is for root only; a crash right after must still
+    # find the checkpoint
+    write_file_atomic(path(), json.dumps(asdict(cp), indent=2), 0o600, durable=True)
 
 
 def load() -> Checkpoint | None:
@@ -182,7 +176,7 @@ def load() -> Checkpoint | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as e:
-        raise CNIError(f"cannot read checkpoint {path()}", str(e)) from e
+        raise NodeError(f"cannot read checkpoint {path()}", str(e)) from e
 
 
 def drop(cp: Checkpoint) -> None:

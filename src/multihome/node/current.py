@@ -10,10 +10,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from pyroute2 import IPRoute
-
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route
+from multihome.net.netns import Netlink
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
 CONFIGURED_PROTOS = (3, 4)
@@ -25,7 +24,7 @@ def iface_type(link: links.Link) -> str:
     return _TYPES.get(link.kind, "unknown")
 
 
-def _ip_section(ipr: IPRoute, link: links.Link, version: int) -> dict[str, Any]:
+def _ip_section(ipr: Netlink, link: links.Link, version: int) -> dict[str, Any]:
     found = [a for a in addr.list_addresses(ipr, link.index, version)
              if not (version == 6 and a.ip.is_link_local)]
     entries = [{"ip": str(a.ip), "prefix-length": a.network.prefixlen}
@@ -33,10 +32,10 @@ def _ip_section(ipr: IPRoute, link: links.Link, version: int) -> dict[str, Any]:
     return {"enabled": bool(entries), "address": entries}
 
 
-def port_vlan(ipr: IPRoute, index: int) -> dict[str, Any] | None:
+def port_vlan(ipr: Netlink, index: int) -> dict[str, Any] | None:
     try:
         vids = bridge_vlan.port_vlans(ipr, index)
-    except CNIError:
+    except MultihomeError:
         return None
     native = [vid for vid, flags in vids if flags & bridge_vlan.BRIDGE_VLAN_INFO_PVID]
     tagged = sorted(vid for vid, flags in vids
@@ -50,7 +49,7 @@ def port_vlan(ipr: IPRoute, index: int) -> dict[str, Any] | None:
     return out
 
 
-def _bridge_section(ipr: IPRoute, link: links.Link, all_links: list[links.Link]
+def _bridge_section(ipr: Netlink, link: links.Link, all_links: list[links.Link]
                     ) -> dict[str, Any]:
     info = node_links.details(ipr, link.index)
     ports: list[dict[str, Any]] = []
@@ -64,7 +63,7 @@ def _bridge_section(ipr: IPRoute, link: links.Link, all_links: list[links.Link]
     return {"options": {"stp": {"enabled": info.stp}}, "port": ports}
 
 
-def _interface(ipr: IPRoute, link: links.Link, by_index: dict[int, links.Link],
+def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
                all_links: list[links.Link]) -> dict[str, Any]:
     itype = iface_type(link)
     iface: dict[str, Any] = {
@@ -102,7 +101,7 @@ def route_dict(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> dict
     return out
 
 
-def read_routes(ipr: IPRoute, by_index: dict[int, links.Link]
+def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(config, running) routes of the main table, both families."""
     config: list[dict[str, Any]] = []

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.net import icmp
 from multihome.node import apply, checkpoint, current, recovery, schema, verify
+from multihome.node.errors import NodeError
 
 DEFAULT_TIMEOUT = 60
 
@@ -28,7 +29,7 @@ class ApplyReport:
     rolled_back: list[str] = field(default_factory=list)
 
 
-class ApplyFailed(CNIError):
+class ApplyFailed(NodeError):
     """The policy could not be applied; the earlier state was restored (see `report`)."""
 
     def __init__(self, msg: str, details: str = "", report: ApplyReport | None = None) -> None:
@@ -36,7 +37,7 @@ class ApplyFailed(CNIError):
         self.report = report or ApplyReport()
 
 
-class CheckpointPending(CNIError):
+class CheckpointPending(NodeError):
     """An earlier `--no-commit` apply waits for commit or rollback."""
 
 
@@ -59,7 +60,7 @@ def _roll_back(cp: checkpoint.Checkpoint, report: ApplyReport, why: str,
                details: str) -> ApplyFailed:
     try:
         report.rolled_back = checkpoint.restore(cp)
-    except CNIError as e:
+    except MultihomeError as e:
         return ApplyFailed(f"{why}, and the rollback failed too (checkpoint kept; run "
                            "`multihome node rollback` again)", f"{details}; rollback: {e}",
                            report)
@@ -99,7 +100,7 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
     checkpoint.save(cp)
     try:
         report.changes = apply.change(desired, netns_path)
-    except CNIError as e:
+    except MultihomeError as e:
         raise _roll_back(cp, report, "applying the policy failed", str(e)) from e
     diffs = verify.contained(desired, netns_path)
     if diffs:
@@ -123,7 +124,7 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
 def _settled(what: str) -> checkpoint.Checkpoint:
     cp = checkpoint.load()
     if cp is None:
-        raise CNIError(f"no checkpoint to {what}")
+        raise NodeError(f"no checkpoint to {what}")
     if cp.phase == checkpoint.APPLYING and recovery.owner_alive(cp):
         raise CheckpointPending(f"cannot {what}: {recovery.describe_pending(cp)}")
     return cp

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.node import current, engine, rollout, schema
-from multihome.node.kinds import NNCE, NNCP, NNS
 from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
+from multihome.store.objects import NNCE, NNCP, NNS
 
 NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
 CONDITION_TYPES = ("Available", "Failing", "Progressing", "Pending", "Aborted")
@@ -234,7 +234,7 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
             report = engine.apply_state(policy.spec.get("desiredState") or {},
                                         netns_path=netns_path, leftover="rollback")
             break
-        except CNIError as e:
+        except MultihomeError as e:
             attempt += 1
             progress(f"policy {policy.name}: attempt {attempt} failed: {e}")
             retryable = not isinstance(e, schema.InvalidDesiredState)
@@ -269,7 +269,7 @@ def enact(store: Store, names: list[str] | None = None, *, node: str | None = No
     for policy in policies:
         try:
             nnce = _enact_policy(store, node, labels, policy, netns_path, progress)
-        except (CNIError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
+        except (MultihomeError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
             nnce = _record_failure(store, node, policy, e, progress)
         if nnce is not None:
             out.append(nnce)
@@ -299,7 +299,7 @@ def _record_failure(store: Store, node: str, policy: Object, error: Exception,
     try:
         nnce = _set_enactment(store, node, policy, "Failing", "FailedToConfigure", message)
         _policy_status(store, policy, message)
-    except (CNIError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
+    except (MultihomeError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
         # the store refused the status too (e.g. an unreachable API): the next pass retries
         progress(f"policy {policy.name}: cannot record the failure: {e}")
         return None

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.node import checkpoint, process
+from multihome.node.errors import NodeError
 
 
-class RecoveryFailed(CNIError):
+class RecoveryFailed(NodeError):
     """An interrupted apply could not be rolled back; the message says what state the node
     is in and what to run."""
 
@@ -44,7 +45,7 @@ def describe_pending(cp: checkpoint.Checkpoint) -> str:
 def _roll_back(cp: checkpoint.Checkpoint, why: str) -> list[str]:
     try:
         done = checkpoint.restore(cp)
-    except CNIError as e:
+    except MultihomeError as e:
         raise RecoveryFailed(
             f"{why}; rolling it back failed, so the node is partly changed: interfaces "
             f"{', '.join(cp.touched) or '(none)'} may differ from before checkpoint {cp.id} "

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from multihome.attach.nad import resource_name
-from multihome.cni.errors import CNIError
 from multihome.net import links, netns
+from multihome.node.errors import NodeError
 from multihome.store import NAD, NotFound, Store
 
 BRIDGE_RESOURCE_PREFIX = "bridge.network.kubevirt.io/"
 BRIDGE_CAPACITY = "1k"  # bridge-marker advertises 1000 of each
 
 
-class MissingNodeResource(CNIError):
+class MissingNodeResource(NodeError):
     """A pod needs a node resource (a bridge) this node does not have."""
 
 

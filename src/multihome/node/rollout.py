@@ -26,8 +26,8 @@ import random
 import time
 from typing import Any
 
-from multihome.node.kinds import NNCE, NNCP
 from multihome.store import Conflict, Object, Store
+from multihome.store.objects import NNCE, NNCP
 
 DEFAULT_MAX_UNAVAILABLE = "50%"
 MAX_RETRIES_ANNOTATION = "multihome.io/max-retries"

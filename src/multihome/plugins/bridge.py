@@ -9,12 +9,9 @@ and masquerade rules of attachments the runtime no longer knows.
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from collections.abc import Callable
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
@@ -22,6 +19,7 @@ from multihome.cni.result import DNS, Interface, Result, Route
 from multihome.cni.skel import Call
 from multihome.net import addr as net_addr
 from multihome.net import bridge_vlan, links, netns, sysctl
+from multihome.net.netns import Netlink, netlink
 from multihome.plugins import bridge_nft, ipam_helper
 from multihome.plugins.bridge_config import BridgeConf, parse
 
@@ -59,7 +57,7 @@ def _gateways(result: Result, conf: BridgeConf) -> dict[int, list[IPInterface]]:
     return bridge_addrs
 
 
-def _ensure_bridge_addr(ipr: IPRoute, br: links.Link, want: IPInterface, force: bool) -> None:
+def _ensure_bridge_addr(ipr: Netlink, br: links.Link, want: IPInterface, force: bool) -> None:
     """Put the gateway address on the bridge; another one in the same subnet is an error
     unless forceAddress (IPv4: any other address; IPv6: overlapping subnets only)."""
     for have in net_addr.list_addresses(ipr, br.index, want.version):
@@ -77,7 +75,7 @@ def _ensure_bridge_addr(ipr: IPRoute, br: links.Link, want: IPInterface, force: 
     links.set_mac(ipr, br.index, br.mac)
 
 
-def _wait_port_up(ipr: IPRoute, index: int, name: str) -> links.Link:
+def _wait_port_up(ipr: Netlink, index: int, name: str) -> links.Link:
     link: links.Link | None = None
     for ms in _PORT_UP_WAITS_MS:
         time.sleep(ms / 1000)
@@ -89,7 +87,7 @@ def _wait_port_up(ipr: IPRoute, index: int, name: str) -> links.Link:
     raise CNIError(f"bridge port {name} is in state {link.operstate if link else '?'}, not up")
 
 
-def _setup_port(ipr: IPRoute, conf: BridgeConf, br: links.Link, host: links.Link) -> None:
+def _setup_port(ipr: Netlink, conf: BridgeConf, br: links.Link, host: links.Link) -> None:
     vlans = conf.vlan_filtering or conf.vlan or conf.vlan_trunk
     if not (vlans or conf.hairpin or conf.port_isolation):
         # A new port starts with hairpin and isolation off: one round trip does it all.
@@ -111,20 +109,16 @@ def _setup_port(ipr: IPRoute, conf: BridgeConf, br: links.Link, host: links.Link
 def add(call: Call) -> Result:
     conf = parse(call)
     cmd = call.cmd
-    nsfd = netns.open_netns(cmd.netns)
-    try:
-        with IPRoute() as ipr:
-            br = links.ensure_bridge(ipr, conf.bridge, mtu=conf.mtu, promisc=conf.promisc,
-                                     vlan_filtering=conf.vlan_filtering)
-            # We want to own this bridge's routes (the reference does the same).
-            sysctl.write_best_effort(sysctl.iface_key("ipv6", conf.bridge, "accept_ra"), "0")
-            with netns.iproute_in(nsfd) as cipr, ipam_helper.rollback() as undo:
-                return _add_with_undo(call, conf, ipr, cipr, br, nsfd, undo)
-    finally:
-        os.close(nsfd)
+    with netns.opened(cmd.netns) as nsfd, netlink() as ipr:
+        br = links.ensure_bridge(ipr, conf.bridge, mtu=conf.mtu, promisc=conf.promisc,
+                                 vlan_filtering=conf.vlan_filtering)
+        # We want to own this bridge's routes (the reference does the same).
+        sysctl.write_best_effort(sysctl.iface_key("ipv6", conf.bridge, "accept_ra"), "0")
+        with netns.iproute_in(nsfd) as cipr, ipam_helper.rollback() as undo:
+            return _add_with_undo(call, conf, ipr, cipr, br, nsfd, undo)
 
 
-def _add_with_undo(call: Call, conf: BridgeConf, ipr: IPRoute, cipr: IPRoute, br: links.Link,
+def _add_with_undo(call: Call, conf: BridgeConf, ipr: Netlink, cipr: Netlink, br: links.Link,
                    nsfd: int, undo: ipam_helper.UndoSteps) -> Result:
     cmd = call.cmd
     # A name clash inside the container surfaces here as EEXIST: no lookup beforehand.
@@ -200,7 +194,7 @@ def delete(call: Call) -> None:
         if veth and not container_link_deleted:
             # The netns path may be gone while the namespace lives on (held by a process):
             # then the host end still exists and is only reachable by its name.
-            with IPRoute() as ipr:
+            with netlink() as ipr:
                 links.delete_by_name(ipr, veth)
     if conf.ip_masq:
         bridge_nft.masq_teardown(bridge_nft.masq_comment(conf.network, cmd.container_id,
@@ -226,7 +220,7 @@ def check(call: Call) -> None:
         raise CNIError(f"prevResult has no interface for bridge {conf.bridge}")
     if cont_if is None:
         raise CNIError(f"prevResult has no interface {cmd.ifname} in sandbox {cmd.netns}")
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         br = links.by_name(ipr, conf.bridge)
         if br is None or br.kind != "bridge":
             raise CNIError(f"bridge {conf.bridge} was not found (or is not a bridge)")
@@ -252,7 +246,7 @@ def check(call: Call) -> None:
 # -- STATUS / GC --------------------------------------------------------------
 def status(call: Call) -> None:
     conf = parse(call)
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         br = links.by_name(ipr, conf.bridge)
     if br is not None and br.kind != "bridge":
         raise NotAvailable(f"{conf.bridge!r} exists but is not a bridge: ADD would fail")
@@ -280,7 +274,7 @@ def gc(call: Call) -> None:
     conf = parse(call)
     valid = _valid_attachments(call.conf.raw)
     valid_uids = {bridge_nft.spoof_id(cid, ifn) for cid, ifn in valid}
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         br = links.by_name(ipr, conf.bridge)
 
         def stale(uid: str, veth: str) -> bool:

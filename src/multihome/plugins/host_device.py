@@ -7,12 +7,9 @@ kernel netdev is DPDK-bound: it is not moved and the result carries its PCI addr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.args import parse_mac
@@ -20,6 +17,7 @@ from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
 from multihome.cni.result import Interface, Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns, sysfs
+from multihome.net.netns import Netlink, netlink
 from multihome.plugins import conf_keys, ipam_helper, netdev_move
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -78,7 +76,7 @@ def _belongs(conf: HostDeviceConf, names: list[str] | None) -> Callable[[links.L
     return belongs
 
 
-def _find(ipr: IPRoute, conf: HostDeviceConf, names: list[str] | None) -> links.Link:
+def _find(ipr: Netlink, conf: HostDeviceConf, names: list[str] | None) -> links.Link:
     if conf.device:
         found = links.by_name(ipr, conf.device)
         what = f"device {conf.device!r}"
@@ -100,25 +98,21 @@ def add(call: Call) -> Result:
     if conf.pci and names == []:  # bound to a userspace driver: nothing to move
         return Result(cni_version=call.conf.cni_version,
                       interfaces=[Interface(name=cmd.ifname, pci_id=conf.pci)])
-    nsfd = netns.open_netns(cmd.netns)
-    try:
-        with IPRoute() as ipr, netns.iproute_in(nsfd) as cipr:
-            link = _find(ipr, conf, names)
-            if links.by_name(cipr, cmd.ifname) is not None:
-                raise CNIError(f"container {cmd.container_id} already has an interface "
-                               f"named {cmd.ifname}")
-            with ipam_helper.rollback() as undo:
-                moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
-                undo.append(lambda: netdev_move.move_out(cmd.netns, cmd.ifname))
-                result = Result(cni_version=call.conf.cni_version, interfaces=[
-                    Interface(name=cmd.ifname, mac=moved.mac, sandbox=cmd.netns,
-                              pci_id=conf.pci)])
-                if conf.ipam_type:
-                    ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
-                                      cipr, nsfd, moved)
-                return result
-    finally:
-        os.close(nsfd)
+    with netns.opened(cmd.netns) as nsfd, netlink() as ipr, netns.iproute_in(nsfd) as cipr:
+        link = _find(ipr, conf, names)
+        if links.by_name(cipr, cmd.ifname) is not None:
+            raise CNIError(f"container {cmd.container_id} already has an interface "
+                           f"named {cmd.ifname}")
+        with ipam_helper.rollback() as undo:
+            moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
+            undo.append(lambda: netdev_move.move_out(cmd.netns, cmd.ifname))
+            result = Result(cni_version=call.conf.cni_version, interfaces=[
+                Interface(name=cmd.ifname, mac=moved.mac, sandbox=cmd.netns,
+                          pci_id=conf.pci)])
+            if conf.ipam_type:
+                ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
+                                  cipr, nsfd, moved)
+            return result
 
 
 def delete(call: Call) -> None:
@@ -128,7 +122,7 @@ def delete(call: Call) -> None:
     if cmd.netns and netdev_move.move_out(cmd.netns, cmd.ifname) is not None:
         return
     names = _sysfs_names(conf) if conf.pci or conf.kernelpath else None
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         netdev_move.recover_fallen(ipr, _belongs(conf, names))
 
 
@@ -152,7 +146,7 @@ def status(call: Call) -> None:
     conf = parse(call)
     ipam_helper.run_if_set(call, conf.ipam_type, "STATUS")
     if conf.device:
-        with IPRoute() as ipr:
+        with netlink() as ipr:
             if links.by_name(ipr, conf.device) is None:
                 raise NotAvailable(f"host device {conf.device} is not in the host namespace "
                                    "(in use by a container, or absent)")

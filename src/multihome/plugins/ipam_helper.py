@@ -11,14 +11,13 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from pyroute2 import IPRoute
-
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import addr as net_addr
 from multihome.net import links, netns, sysctl
 from multihome.net import route as net_route
+from multihome.net.netns import Netlink
 from multihome.plugins.registry import delegate
 
 UndoSteps = list[Callable[[], Any]]
@@ -93,7 +92,7 @@ def add(call: Call, ipam_type: str, undo: UndoSteps) -> Result:
     return result
 
 
-def apply(ipam: Result, result: Result, cipr: IPRoute, nsfd: int, link: links.Link) -> None:
+def apply(ipam: Result, result: Result, cipr: Netlink, nsfd: int, link: links.Link) -> None:
     """Put IPAM's addresses, routes and DNS in `result` and on the container interface
     `link` (the one interface of `result`, index 0), which `cipr` sees."""
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
@@ -102,7 +101,7 @@ def apply(ipam: Result, result: Result, cipr: IPRoute, nsfd: int, link: links.Li
     configure_container(cipr, nsfd, link, result)
 
 
-def configure_container(cipr: IPRoute, nsfd: int, link: links.Link, result: Result, *,
+def configure_container(cipr: Netlink, nsfd: int, link: links.Link, result: Result, *,
                         enable_dad: bool = False) -> None:
     """Sysctls, addresses, up and routes of `link`, which `cipr` sees in the container."""
     dad_key = sysctl.iface_key("ipv6", link.name, "accept_dad")
@@ -125,7 +124,7 @@ def configure_container(cipr: IPRoute, nsfd: int, link: links.Link, result: Resu
                             priority=r.priority, table=r.table, scope=r.scope)
 
 
-def check_container(ipr: IPRoute, link: links.Link, prev: Result, container_id: str) -> None:
+def check_container(ipr: Netlink, link: links.Link, prev: Result, container_id: str) -> None:
     """CHECK: every address and route of the previous result is still in place."""
     have = set(net_addr.list_addresses(ipr, link.index))
     for ip in prev.ips:

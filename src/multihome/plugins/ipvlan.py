@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.skel import Call
 from multihome.net import links, sublinks
+from multihome.net.netns import Netlink
 from multihome.plugins import conf_keys, stacked
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -27,7 +26,7 @@ class IpvlanConf:
     base: stacked.StackedConf
     mode: str
 
-    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None:
+    def create(self, ipr: Netlink, name: str, lower: int, netns_fd: int | None) -> None:
         sublinks.create_ipvlan(ipr, name, lower, self.mode, mtu=self.base.mtu,
                                netns_fd=netns_fd)
 

@@ -8,16 +8,14 @@ renamed to CNI_IFNAME, as macvtap-cni does. No IPAM: the VM configures its own N
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-
-from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
 from multihome.cni.result import Interface, Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns, sublinks
+from multihome.net.netns import netlink
 from multihome.plugins import conf_keys, ipam_helper
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -54,36 +52,32 @@ def parse(call: Call) -> MacvtapConf:
 def add(call: Call) -> Result:
     conf = parse(call)
     cmd = call.cmd
-    nsfd = netns.open_netns(cmd.netns)
-    try:
-        with IPRoute() as ipr, netns.iproute_in(nsfd) as cipr, \
+    with netns.opened(cmd.netns) as nsfd, netlink() as ipr, netns.iproute_in(nsfd) as cipr, \
                 ipam_helper.rollback() as undo:
-            if links.by_name(cipr, cmd.ifname) is not None:
-                raise CNIError(f"container {cmd.container_id} already has an interface named "
-                               f"{cmd.ifname}")
-            lower = sublinks.lower_link(ipr, conf.master, "macvtap lower device")
-            if conf.mtu > lower.mtu:
-                raise InvalidConfig(f"invalid MTU {conf.mtu}: must be between 0 and the "
-                                    f"lower device {lower.name} MTU ({lower.mtu})")
-            tmp = "mvt" + links.random_veth_name()[4:]
-            sublinks.create_macvlan(ipr, tmp, lower.index, conf.mode, mtu=conf.mtu,
-                                    mac=conf.mac, tap=True)
-            undo.append(lambda: links.delete_by_name(ipr, tmp))
-            made = links.by_name(ipr, tmp)
-            if made is None:
-                raise CNIError(f"macvtap {tmp} vanished right after creation")
-            links.move_to_netns(ipr, made.index, nsfd, cmd.ifname)
-            undo.append(lambda: links.delete_by_name(cipr, cmd.ifname))
-            link = links.by_name(cipr, cmd.ifname)
-            if link is None:
-                raise CNIError(f"macvtap {cmd.ifname} vanished while moving into the container")
-            if conf.promisc:
-                links.set_promisc(cipr, link.index, True)
-            links.set_up(cipr, link.index)
-            return Result(cni_version=call.conf.cni_version, interfaces=[
-                Interface(name=cmd.ifname, mac=link.mac, sandbox=cmd.netns)])
-    finally:
-        os.close(nsfd)
+        if links.by_name(cipr, cmd.ifname) is not None:
+            raise CNIError(f"container {cmd.container_id} already has an interface named "
+                           f"{cmd.ifname}")
+        lower = sublinks.lower_link(ipr, conf.master, "macvtap lower device")
+        if conf.mtu > lower.mtu:
+            raise InvalidConfig(f"invalid MTU {conf.mtu}: must be between 0 and the "
+                                f"lower device {lower.name} MTU ({lower.mtu})")
+        tmp = "mvt" + links.random_veth_name()[4:]
+        sublinks.create_macvlan(ipr, tmp, lower.index, conf.mode, mtu=conf.mtu,
+                                mac=conf.mac, tap=True)
+        undo.append(lambda: links.delete_by_name(ipr, tmp))
+        made = links.by_name(ipr, tmp)
+        if made is None:
+            raise CNIError(f"macvtap {tmp} vanished right after creation")
+        links.move_to_netns(ipr, made.index, nsfd, cmd.ifname)
+        undo.append(lambda: links.delete_by_name(cipr, cmd.ifname))
+        link = links.by_name(cipr, cmd.ifname)
+        if link is None:
+            raise CNIError(f"macvtap {cmd.ifname} vanished while moving into the container")
+        if conf.promisc:
+            links.set_promisc(cipr, link.index, True)
+        links.set_up(cipr, link.index)
+        return Result(cni_version=call.conf.cni_version, interfaces=[
+            Interface(name=cmd.ifname, mac=link.mac, sandbox=cmd.netns)])
 
 
 def delete(call: Call) -> None:
@@ -107,7 +101,7 @@ def check(call: Call) -> None:
 
 def status(call: Call) -> None:
     conf = parse(call)
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         if links.by_name(ipr, conf.master) is None:
             raise NotAvailable(f"macvtap lower device {conf.master} does not exist")
 

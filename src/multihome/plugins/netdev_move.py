@@ -8,18 +8,15 @@ gives it its name back (the reference plugin strands it).
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Callable
-
-from pyroute2 import IPRoute
 
 from multihome.cni.errors import CNIError
 from multihome.net import links, netns
+from multihome.net.netns import Netlink, netlink
 
-THIS_NETNS = "/proc/thread-self/ns/net"
 
-
-def move_in(ipr: IPRoute, cipr: IPRoute, link: links.Link, nsfd: int,
+def move_in(ipr: Netlink, cipr: Netlink, link: links.Link, nsfd: int,
             ifname: str) -> links.Link:
     """Move host `link` into the container (`nsfd`, which `cipr` sees) as `ifname`, up;
     return it as seen in there."""
@@ -42,12 +39,12 @@ def move_out(netns_path: str, ifname: str) -> str | None:
 
     Returns that name; None when the namespace or the interface is gone.
     """
-    try:
-        nsfd = netns.open_netns(netns_path)
-    except netns.NetnsGone:
-        return None
-    host_fd = os.open(THIS_NETNS, os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    with contextlib.ExitStack() as opened:
+        try:
+            nsfd = opened.enter_context(netns.opened(netns_path))
+        except netns.NetnsGone:
+            return None
+        host_fd = opened.enter_context(netns.opened(netns.THIS_NETNS))
         with netns.iproute_in(nsfd) as cipr:
             link = links.by_name(cipr, ifname)
             if link is None:
@@ -55,17 +52,14 @@ def move_out(netns_path: str, ifname: str) -> str | None:
             name = link.alias or ifname
             links.set_down(cipr, link.index)
             links.move_to_netns(cipr, link.index, host_fd, name)
-    finally:
-        os.close(nsfd)
-        os.close(host_fd)
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         back = links.by_name(ipr, name)
         if back is not None:
             links.set_alias(ipr, back.index, "")
     return name
 
 
-def recover_fallen(ipr: IPRoute, belongs: Callable[[links.Link], bool]) -> str | None:
+def recover_fallen(ipr: Netlink, belongs: Callable[[links.Link], bool]) -> str | None:
     """A device that fell back to this namespace still named as in the container: rename
     it to the name in its alias. Returns the restored name, None when there is none."""
     for link in links.all_links(ipr):

@@ -23,7 +23,7 @@ BUILTIN: dict[str, str] = {
     "cnv-bridge": "multihome.plugins.bridge",
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
-    "multihome": "multihome.attach.plugin",
+    "multihome": "multihome.engine_plugin",
     "macvlan": "multihome.plugins.macvlan",
     "ipvlan": "multihome.plugins.ipvlan",
     "vlan": "multihome.plugins.vlan",

@@ -10,17 +10,15 @@ netdev (DPDK-bound) gets its settings but is not moved.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import Interface, Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns, sublinks, sysfs, vf
+from multihome.net.netns import Netlink, netlink
 from multihome.plugins import conf_keys, ipam_helper, netdev_move, state_file
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -80,14 +78,14 @@ def parse(call: Call) -> SriovConf:
                      ipam_type=conf_keys.ipam_type(call))
 
 
-def _pf(ipr: IPRoute, fn: sysfs.VirtualFunction) -> links.Link:
+def _pf(ipr: Netlink, fn: sysfs.VirtualFunction) -> links.Link:
     pf = links.by_name(ipr, fn.pf_netdev)
     if pf is None:
         raise CNIError(f"PF netdev {fn.pf_netdev} of VF {fn.pci} is not in this namespace")
     return pf
 
 
-def _set_vf(ipr: IPRoute, fn: sysfs.VirtualFunction, want: vf.VfSettings,
+def _set_vf(ipr: Netlink, fn: sysfs.VirtualFunction, want: vf.VfSettings,
             state: dict[str, Any]) -> None:
     """Save the VF's current settings in `state`, then apply `want` (if anything)."""
     if want.empty():
@@ -108,7 +106,7 @@ def add(call: Call) -> Result:
     fn = sysfs.virtual_function(sysfs.root(conf.sysfs_root), conf.pci)
     state: dict[str, Any] = {"pci": fn.pci, "pf": fn.pf_netdev, "index": fn.index,
                              "netdev": fn.netdev}
-    with IPRoute() as ipr, ipam_helper.rollback() as undo:
+    with netlink() as ipr, ipam_helper.rollback() as undo:
         _set_vf(ipr, fn, conf.settings, state)
         undo.append(lambda: _restore_vf(ipr, state))
         if not fn.netdev:  # DPDK: the VF belongs to a userspace driver, nothing to move
@@ -120,31 +118,27 @@ def add(call: Call) -> Result:
             raise InvalidConfig(f"VF netdev {fn.netdev} of {fn.pci} is not in the host "
                                 "network namespace (already in use?)")
         state.update(mac=link.mac, mtu=link.mtu)
-        nsfd = netns.open_netns(cmd.netns)
-        try:
-            with netns.iproute_in(nsfd) as cipr:
-                if links.by_name(cipr, cmd.ifname) is not None:
-                    raise CNIError(f"container {cmd.container_id} already has an interface "
-                                   f"named {cmd.ifname}")
-                moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
-                undo.append(lambda: _return_netdev(cmd.netns, cmd.ifname, state))
-                if conf.settings.mac:
-                    links.set_mac(cipr, moved.index, conf.settings.mac)
-                state_file.save(conf.data_dir, cmd.container_id, cmd.ifname, state)
-                undo.append(lambda: state_file.remove(conf.data_dir, cmd.container_id,
-                                                      cmd.ifname))
-                result = Result(cni_version=call.conf.cni_version, interfaces=[
-                    Interface(name=cmd.ifname, mac=conf.settings.mac or moved.mac,
-                              sandbox=cmd.netns, pci_id=fn.pci)])
-                if conf.ipam_type:
-                    ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
-                                      cipr, nsfd, moved)
-                return result
-        finally:
-            os.close(nsfd)
+        with netns.opened(cmd.netns) as nsfd, netns.iproute_in(nsfd) as cipr:
+            if links.by_name(cipr, cmd.ifname) is not None:
+                raise CNIError(f"container {cmd.container_id} already has an interface "
+                               f"named {cmd.ifname}")
+            moved = netdev_move.move_in(ipr, cipr, link, nsfd, cmd.ifname)
+            undo.append(lambda: _return_netdev(cmd.netns, cmd.ifname, state))
+            if conf.settings.mac:
+                links.set_mac(cipr, moved.index, conf.settings.mac)
+            state_file.save(conf.data_dir, cmd.container_id, cmd.ifname, state)
+            undo.append(lambda: state_file.remove(conf.data_dir, cmd.container_id,
+                                                  cmd.ifname))
+            result = Result(cni_version=call.conf.cni_version, interfaces=[
+                Interface(name=cmd.ifname, mac=conf.settings.mac or moved.mac,
+                          sandbox=cmd.netns, pci_id=fn.pci)])
+            if conf.ipam_type:
+                ipam_helper.apply(ipam_helper.add(call, conf.ipam_type, undo), result,
+                                  cipr, nsfd, moved)
+            return result
 
 
-def _restore_vf(ipr: IPRoute, state: dict[str, Any]) -> None:
+def _restore_vf(ipr: Netlink, state: dict[str, Any]) -> None:
     saved = state.get("vf")
     if not saved:
         return
@@ -156,7 +150,7 @@ def _restore_vf(ipr: IPRoute, state: dict[str, Any]) -> None:
 def _return_netdev(netns_path: str, ifname: str, state: dict[str, Any]) -> None:
     """Back to the host under its own name, with its own MAC and MTU."""
     name = netdev_move.move_out(netns_path, ifname) if netns_path else None
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         if name is None:
             name = netdev_move.recover_fallen(ipr, lambda lk: lk.alias == state["netdev"])
         link = links.by_name(ipr, name) if name else None
@@ -177,7 +171,7 @@ def delete(call: Call) -> None:
         return  # ADD never finished, or DEL already ran
     if state.get("netdev"):
         _return_netdev(cmd.netns, cmd.ifname, state)
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         _restore_vf(ipr, state)
     state_file.remove(conf.data_dir, cmd.container_id, cmd.ifname)
 

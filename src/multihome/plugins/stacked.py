@@ -8,23 +8,21 @@ addresses, undo, DEL, CHECK, STATUS, GC) is the same for the three and lives her
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
-
-from pyroute2 import IPRoute
 
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
 from multihome.cni.result import DNS, Interface, Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns
 from multihome.net.default_route import default_route_ifname
+from multihome.net.netns import Netlink, netlink
 from multihome.plugins import conf_keys, ipam_helper
 
 # create(ipr, name, master_index, netns_fd or None when already in the container)
-Creator = Callable[[IPRoute, str, int, "int | None"], None]
+Creator = Callable[[Netlink, str, int, "int | None"], None]
 # verify(container link) raises CNIError when the link does not match the config
 Verifier = Callable[[links.Link], None]
 
@@ -50,7 +48,7 @@ def parse(call: Call, plugin: str, *, default_master: bool) -> StackedConf:
                        ipam_type=conf_keys.ipam_type(call), default_master=default_master)
 
 
-def _master(ipr: IPRoute, conf: StackedConf) -> links.Link:
+def _master(ipr: Netlink, conf: StackedConf) -> links.Link:
     name = conf.master
     if not name:
         found = default_route_ifname(ipr)
@@ -71,24 +69,20 @@ def _master(ipr: IPRoute, conf: StackedConf) -> links.Link:
 
 def add(call: Call, conf: StackedConf, create: Creator) -> Result:
     cmd = call.cmd
-    nsfd = netns.open_netns(cmd.netns)
-    try:
-        with netns.iproute_in(nsfd) as cipr:
-            if links.by_name(cipr, cmd.ifname) is not None:
-                raise CNIError(f"container {cmd.container_id} already has an interface named "
-                               f"{cmd.ifname}")
-            host = nullcontext(cipr) if conf.link_in_container else IPRoute()
-            with host as ipr, ipam_helper.rollback() as undo:
-                master = _master(ipr, conf)
-                create(ipr, cmd.ifname, master.index,
-                       None if conf.link_in_container else nsfd)
-                undo.append(lambda: links.delete_by_name(cipr, cmd.ifname))
-                return _address(call, conf, cipr, nsfd, undo)
-    finally:
-        os.close(nsfd)
+    with netns.opened(cmd.netns) as nsfd, netns.iproute_in(nsfd) as cipr:
+        if links.by_name(cipr, cmd.ifname) is not None:
+            raise CNIError(f"container {cmd.container_id} already has an interface named "
+                           f"{cmd.ifname}")
+        host = nullcontext(cipr) if conf.link_in_container else netlink()
+        with host as ipr, ipam_helper.rollback() as undo:
+            master = _master(ipr, conf)
+            create(ipr, cmd.ifname, master.index,
+                   None if conf.link_in_container else nsfd)
+            undo.append(lambda: links.delete_by_name(cipr, cmd.ifname))
+            return _address(call, conf, cipr, nsfd, undo)
 
 
-def _address(call: Call, conf: StackedConf, cipr: IPRoute, nsfd: int,
+def _address(call: Call, conf: StackedConf, cipr: Netlink, nsfd: int,
              undo: ipam_helper.UndoSteps) -> Result:
     cmd = call.cmd
     prev = call.conf.prev_result
@@ -142,7 +136,7 @@ def check(call: Call, conf: StackedConf, verify: Verifier) -> None:
 
 def status(call: Call, conf: StackedConf) -> None:
     if not conf.link_in_container:
-        with IPRoute() as ipr:
+        with netlink() as ipr:
             try:
                 _master(ipr, conf)
             except InvalidConfig as e:
@@ -161,7 +155,7 @@ class Sublink(Protocol):
     @property
     def base(self) -> StackedConf: ...
 
-    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None: ...
+    def create(self, ipr: Netlink, name: str, lower: int, netns_fd: int | None) -> None: ...
 
     def verify(self, link: links.Link) -> None: ...
 

@@ -7,11 +7,11 @@ leaves half a file that would make DEL restore garbage.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from multihome.cni.errors import CNIError
+from multihome.paths import write_file_atomic
 
 
 def path(data_dir: str, container_id: str, ifname: str) -> Path:
@@ -23,11 +23,7 @@ def save(data_dir: str, container_id: str, ifname: str, state: dict[str, Any]) -
     try:
         # State files hold device details: root's alone (0600 in a 0700 directory).
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(state))
-        os.replace(tmp, target)
+        write_file_atomic(target, json.dumps(state), 0o600)
     except OSError as e:
         raise CNIError(f"cannot save the original settings in {target}", str(e)) from e
 

@@ -7,17 +7,15 @@ tap to, as the reference does), ipam (optional).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import Interface, Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns, sublinks
+from multihome.net.netns import netlink
 from multihome.plugins import conf_keys, ipam_helper
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -57,7 +55,7 @@ def parse(call: Call) -> TapConf:
 
 def _create(conf: TapConf, ifname: str) -> links.Link:
     """In the container netns (thread entered): the tap, its MTU/MAC, its bridge."""
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         if links.by_name(ipr, ifname) is not None:
             raise CNIError(f"the container already has an interface named {ifname}")
         br = None
@@ -87,8 +85,7 @@ def _create(conf: TapConf, ifname: str) -> links.Link:
 def add(call: Call) -> Result:
     conf = parse(call)
     cmd = call.cmd
-    nsfd = netns.open_netns(cmd.netns)
-    try:
+    with netns.opened(cmd.netns) as nsfd:
         with netns.entered(nsfd):
             link = _create(conf, cmd.ifname)
         # The socket outlives the rollback (contexts exit in reverse): the undo needs it.
@@ -102,8 +99,6 @@ def add(call: Call) -> Result:
             else:
                 links.set_up(cipr, link.index)
             return result
-    finally:
-        os.close(nsfd)
 
 
 def delete(call: Call) -> None:

@@ -13,13 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.net import links, netns, sysctl
+from multihome.net.netns import Netlink, netlink
 from multihome.plugins import conf_keys, state_file
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -107,7 +106,7 @@ def _snapshot(link: links.Link, conf: TuningConf) -> dict[str, Any]:
     return state
 
 
-def _apply(ipr: IPRoute, link: links.Link, values: dict[str, Any]) -> None:
+def _apply(ipr: Netlink, link: links.Link, values: dict[str, Any]) -> None:
     """Set sysctls and link settings (thread inside the container netns)."""
     for key, value in values.get("sysctl", {}).items():
         sysctl.write(key, value)
@@ -139,7 +138,7 @@ def add(call: Call) -> Result:
     if prev is None:
         raise InvalidConfig("tuning must be called as a chained plugin: it needs a prevResult "
                             "from the plugin that made the interface")
-    with netns.entered(cmd.netns), IPRoute() as ipr:
+    with netns.entered(cmd.netns), netlink() as ipr:
         link = links.by_name(ipr, cmd.ifname)
         if link is None:
             raise CNIError(f"tuning: interface {cmd.ifname} not found in {cmd.netns}")
@@ -165,7 +164,7 @@ def delete(call: Call) -> None:
     original = state_file.load(conf.data_dir, cmd.container_id, cmd.ifname)
     if original is not None and cmd.netns:
         try:
-            with netns.entered(cmd.netns), IPRoute() as ipr:
+            with netns.entered(cmd.netns), netlink() as ipr:
                 link = links.by_name(ipr, cmd.ifname)
                 if link is not None:
                     _apply(ipr, link, original)
@@ -179,7 +178,7 @@ def check(call: Call) -> None:
     cmd = call.cmd
     if call.conf.prev_result is None:
         raise InvalidConfig("CHECK needs prevResult: the result of the ADD to check against")
-    with netns.entered(cmd.netns), IPRoute() as ipr:
+    with netns.entered(cmd.netns), netlink() as ipr:
         link = links.by_name(ipr, cmd.ifname)
         if link is None:
             raise CNIError(f"tuning: interface {cmd.ifname} not found in {cmd.netns}")

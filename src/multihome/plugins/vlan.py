@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.skel import Call
 from multihome.net import links, sublinks
+from multihome.net.netns import Netlink
 from multihome.plugins import conf_keys, stacked
 
 SUPPORTED_VERSIONS = ver.ALL_VERSIONS
@@ -24,7 +23,7 @@ class VlanConf:
     base: stacked.StackedConf
     vlan_id: int
 
-    def create(self, ipr: IPRoute, name: str, lower: int, netns_fd: int | None) -> None:
+    def create(self, ipr: Netlink, name: str, lower: int, netns_fd: int | None) -> None:
         sublinks.create_vlan(ipr, name, lower, self.vlan_id, mtu=self.base.mtu,
                              netns_fd=netns_fd)
 

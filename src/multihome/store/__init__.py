@@ -1,11 +1,13 @@
-"""Where NADs, pods and nodes live: one interface, the embedded SQLite store by default."""
+"""Where NADs, pods and nodes live: the Store interface, the kinds, the embedded SQLite store.
+
+Choosing a backend (SQLite file or the Kubernetes API) is :mod:`multihome.stores`, which
+sits above both.
+"""
 
 from __future__ import annotations
 
 import os
 
-# the node-network kinds (NNCP, NNS, NNCE) register themselves on import
-from multihome.node import kinds as _node_kinds  # noqa: F401
 from multihome.store.base import (
     LAST_APPLIED,
     AlreadyExists,
@@ -23,6 +25,9 @@ from multihome.store.base import (
 from multihome.store.objects import (
     NAD,
     NAMESPACE,
+    NNCE,
+    NNCP,
+    NNS,
     NODE,
     POD,
     KindInfo,
@@ -31,6 +36,7 @@ from multihome.store.objects import (
     register_kind,
     resolve_kind,
 )
+from multihome.store.shared import keep_open
 
 DEFAULT_STORE_PATH = "/var/lib/multihome/store.db"
 STORE_ENV = "MULTIHOME_STORE"
@@ -41,34 +47,14 @@ def store_path(path: str | None = None) -> str:
     return path or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH
 
 
-_keep_open = False
-
-
-def keep_open() -> None:
-    """From now on this process reuses one store per file (the daemon: one request after
-    another opens the same store; a connection and its schema check per request cost
-    more than the request's own reads and writes)."""
-    global _keep_open
-    _keep_open = True
-
-
-def open_store(path: str | None = None) -> Store:
-    """``k8s`` (in-cluster) or ``k8s:<kubeconfig>`` selects the Kubernetes API store."""
-    where = store_path(path)
-    if where == "k8s" or where.startswith("k8s:"):
-        from multihome.k8s.store import open_kube_store
-
-        return open_kube_store(where[4:] or None)
-    from multihome.store.sqlite import SQLiteStore, shared_store
-
-    return shared_store(where) if _keep_open else SQLiteStore(where)
-
-
 __all__ = [
     "DEFAULT_STORE_PATH",
     "LAST_APPLIED",
     "NAD",
     "NAMESPACE",
+    "NNCE",
+    "NNCP",
+    "NNS",
     "NODE",
     "POD",
     "STORE_ENV",
@@ -85,8 +71,8 @@ __all__ = [
     "StoreUnavailable",
     "UnknownKind",
     "check_ref",
+    "keep_open",
     "kind_info",
-    "open_store",
     "register_kind",
     "resolve_kind",
     "store_path",

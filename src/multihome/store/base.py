@@ -1,7 +1,8 @@
 """The storage contract: Kubernetes-style objects and the operations the engine and CLI need.
 
-Backends (the embedded SQLite store now, the Kubernetes API later) implement
-:class:`Store`; nothing outside ``multihome.store`` may know which one is in use.
+Backends implement :class:`Store`: the embedded SQLite file (store.sqlite) and the
+Kubernetes API (k8s.store). Only :mod:`multihome.stores`, which opens one by the name a
+user or a config gives, knows which is in use; everything else holds a Store.
 """
 
 from __future__ import annotations

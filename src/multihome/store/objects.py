@@ -1,8 +1,9 @@
 """The kinds multihome knows: their API group, plural, short names and scope.
 
-The CLI resolves what a user types (`nad`, `net-attach-def`, `pods`…) here, and prints
-names the way kubectl does (`networkattachmentdefinition.k8s.cni.cncf.io/bridge-dev`).
-Later issues add node-network kinds and VMs with :func:`register_kind`.
+The CLI resolves what a user types (`nad`, `net-attach-def`, `pods`, `nncp`…) here, and
+prints names the way kubectl does (`networkattachmentdefinition.k8s.cni.cncf.io/bridge-dev`).
+Every kind is registered here, the kubernetes-nmstate ones (NNCP, NNS, NNCE) included, so
+that whoever imports the store knows them all; :func:`register_kind` stays for tests.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ NAD = "NetworkAttachmentDefinition"
 POD = "Pod"
 NODE = "Node"
 NAMESPACE = "Namespace"
+# kubernetes-nmstate: the node's desired network, its reported state, one policy's outcome
+NNCP = "NodeNetworkConfigurationPolicy"
+NNS = "NodeNetworkState"
+NNCE = "NodeNetworkConfigurationEnactment"
 
 _KINDS: dict[str, KindInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -79,6 +84,12 @@ register_kind(KindInfo(POD, "pods", "", "v1", short_names=("po",)))
 register_kind(KindInfo(NODE, "nodes", "", "v1", namespaced=False, short_names=("no",)))
 register_kind(KindInfo(NAMESPACE, "namespaces", "", "v1", namespaced=False,
                        short_names=("ns",)))
+register_kind(KindInfo(NNCP, "nodenetworkconfigurationpolicies", "nmstate.io", "v1",
+                       namespaced=False, short_names=("nncp",)))
+register_kind(KindInfo(NNS, "nodenetworkstates", "nmstate.io", "v1beta1",
+                       namespaced=False, short_names=("nns",)))
+register_kind(KindInfo(NNCE, "nodenetworkconfigurationenactments", "nmstate.io", "v1beta1",
+                       namespaced=False, short_names=("nnce",)))
 
 
 def resolve_kind(text: str) -> str:

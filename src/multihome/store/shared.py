@@ -11,6 +11,20 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+_keep_open = False
+
+
+def keep_open() -> None:
+    """From now on this process reuses one store per file (the daemon: one request after
+    another opens the same store; a connection and its schema check per request cost
+    more than the request's own reads and writes)."""
+    global _keep_open
+    _keep_open = True
+
+
+def keeping_open() -> bool:
+    return _keep_open
+
 
 class Shareable(Protocol):
     shared: bool

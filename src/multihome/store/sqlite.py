@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from multihome.store import shared
 from multihome.store.base import (
     AlreadyExists,
     Conflict,
@@ -344,6 +345,11 @@ def _file_id(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def open_sqlite(path: str) -> SQLiteStore:
+    """The store in file `path`: the process's shared one after :func:`keep_open`."""
+    return shared_store(path) if shared.keeping_open() else SQLiteStore(path)
 
 
 def shared_store(path: str) -> SQLiteStore:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
-from pyroute2 import IPRoute
-
 from multihome.cni.errors import CNIError
 from multihome.net import addr, links, netns, sysctl, tapfd
+from multihome.net.netns import Netlink
 from multihome.vm.errors import VMError
 from multihome.vm.state import Nic
 
@@ -46,7 +45,7 @@ def _no_ipv6(ifname: str) -> None:
     sysctl.write_best_effort(sysctl.iface_key("ipv6", ifname, "disable_ipv6"), "1")
 
 
-def _pod_link(ipr: IPRoute, nic: Nic) -> links.Link:
+def _pod_link(ipr: Netlink, nic: Nic) -> links.Link:
     """The pod interface the NIC binds to; its MAC becomes the VM NIC's."""
     link = links.by_name(ipr, nic.ifname)
     if link is None:

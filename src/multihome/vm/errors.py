@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 
 
-class VMError(CNIError):
+class VMError(MultihomeError):
     """A VM operation failed; `step` names the stage (pod, binding, guest, qemu, boot)."""
 
     def __init__(self, step: str, msg: str, details: str = "") -> None:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.paths import write_file_atomic
 from multihome.vm.errors import VMError
 
 VM_FILE = "vm.json"
@@ -77,10 +78,8 @@ def save(state_dir: str, rec: VMRecord) -> None:
     path = vm_dir(state_dir, rec.namespace, rec.name)
     try:
         os.makedirs(path, exist_ok=True)
-        tmp = os.path.join(path, VM_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(rec.to_json(), f, indent=2)
-        os.replace(tmp, os.path.join(path, VM_FILE))
+        write_file_atomic(os.path.join(path, VM_FILE), json.dumps(rec.to_json(), indent=2),
+                          0o600)
     except OSError as e:
         raise VMError("state", f"cannot write the VM record in {path}", str(e)) from e
 

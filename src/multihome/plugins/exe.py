@@ -1,4 +1,5 @@
-"""Entry of the plugin executables that `multihome install-cni` writes.
+"""The in-process run of the plugin executables that `multihome install-cni` writes
+(after multihome.shim found no daemon to serve the call).
 
 Kept to the standard library (skel, types, results, the registry's type table) so that
 VERSION and every argument or config error answer without loading the plugin module
@@ -19,6 +20,7 @@ from typing import Any, cast
 from multihome.cni import skel
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InternalError, NotAvailable, TryAgainLater
+from multihome.plugins.registry import BUILTIN
 
 
 class _LazyPlugin:
@@ -80,8 +82,6 @@ def main(plugin_type: str, supported_versions: Sequence[str] | None = None,
 
     `daemon_down` (why, details): the plugin needs a daemon that did not answer.
     """
-    from multihome.plugins.registry import BUILTIN
-
     module = BUILTIN.get(plugin_type)
     if module is None:
         _fail(InternalError(

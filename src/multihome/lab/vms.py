@@ -1,4 +1,7 @@
-"""`vm run` and `vm delete`: launcher pod → bindings → qemu → boot, and back.
+"""The lab's VMs, `vm run` and `vm delete`: launcher pod → bindings → qemu → boot, and back.
+
+Here rather than in `vm/`: a lab VM lives in a lab pod (multihome.lab.pods); `vm/` holds
+the parts (bindings, qemu, guest, state) that know nothing of the lab.
 
 `run` undoes everything it did when any step fails and names the step in the error;
 `delete` works from whatever is left (record, qemu, pod, namespace), so it also
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from multihome.cni.errors import CNIError
+from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab.settings import LabSettings
 from multihome.net import netns
@@ -105,7 +109,7 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
     try:
         outcome = labpods.run(store, settings, rec.namespace, pod,
                               labpods.networks_annotation(rec.networks), progress=progress)
-    except (labpods.PodError, CNIError) as e:
+    except (labpods.PodError, MultihomeError) as e:
         raise VMError("pod", f"launcher pod {rec.namespace}/{pod} could not be started",
                       str(e)) from e
     pod_netns = labpods.netns_path(rec.namespace, pod)
@@ -133,7 +137,7 @@ def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
     its own step is reported as `step`."""
     try:
         yield
-    except (CNIError, OSError) as e:
+    except (MultihomeError, OSError) as e:
         progress(f"vm/{rec.name}: failed, removing it again")
         _close(fds)
         _teardown(store, settings, rec, progress)
@@ -189,6 +193,6 @@ def delete_all(store: Store, settings: LabSettings, progress: Progress = _quiet)
     for rec in load_all(settings.state_dir, None):
         try:
             delete(store, settings, rec.namespace, rec.name, progress)
-        except CNIError as e:
+        except MultihomeError as e:
             errors.append(str(e))
     return errors

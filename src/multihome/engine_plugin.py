@@ -1,5 +1,8 @@
 """The engine as a CNI plugin of type `multihome`, for a runtime's `00-multihome.conf`.
 
+It opens the store a config names (SQLite or the Kubernetes API), so it sits above
+both, beside :mod:`multihome.stores`, rather than in `attach/`.
+
 The config is a Multus config (see multus_config); the pod comes from CNI_ARGS
 `K8S_POD_NAMESPACE` / `K8S_POD_NAME` as the kubelet passes them. Without them, or
 without a `store`, only the default network is attached, as Multus does without an API.
@@ -18,6 +21,7 @@ from multihome.cni.result import Result
 from multihome.cni.skel import Call
 from multihome.cni.version import ALL_VERSIONS
 from multihome.store import Store
+from multihome.stores import open_store
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ALL_VERSIONS
 
@@ -33,8 +37,6 @@ def _store(conf: MultusConfig) -> Iterator[Store | None]:
     if not conf.store:
         yield None
         return
-    from multihome.store import open_store
-
     store = open_store(conf.store)
     try:
         yield store

@@ -1,0 +1,45 @@
+"""Where multihome keeps state on a node, and the one way it writes a file there.
+
+At the bottom of the layers (standard library only): the lab, the node's checkpoint,
+the CNI cache, plugin state files and the installed executables all use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+STATE_ENV = "MULTIHOME_STATE_DIR"
+DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
+
+
+def state_dir(path: str | None = None) -> str:
+    """The state dir: the argument, else ``$MULTIHOME_STATE_DIR``, else the default."""
+    return path or os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR
+
+
+def write_file_atomic(dest: str | os.PathLike[str], data: str | bytes, mode: int, *,
+                      durable: bool = False) -> None:
+    """Replace `dest` by a rename, so a reader sees the old file or the new, never half.
+
+    The temporary file has a unique name beside `dest` (two writers never share one) and
+    is created 0600, so state is never readable by others even for a moment; `mode` is
+    set before the rename. `durable`: fsync first, so a crash right after the rename
+    still finds the new content (checkpoints, the CNI cache). Raises OSError.
+    """
+    dest = os.fspath(dest)
+    directory = os.path.dirname(os.path.abspath(dest))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
