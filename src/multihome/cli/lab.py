@@ -81,7 +81,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
 def cni_cmd(which: str) -> None:
     """Serve the lab cluster's pods with multihome, or with Multus thick (side by side)."""
     try:
-        cluster.use_cni(labsettings.state_dir(), which, _progress)
+        cluster.use_cni(state_dir(), which, _progress)
     except (ClusterError, BuildError) as e:
         raise click.ClickException(str(e)) from e
 
