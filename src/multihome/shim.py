@@ -34,6 +34,9 @@ SOCKET_ENV = "MULTIHOME_SOCKET"
 SOCKET_KEY = "socketPath"
 ENGINE_TYPE = "multihome"
 CONNECT_TIMEOUT = 2.0
+# Longer than the daemon's own bound on a request's waits (pool.DEFAULT_WAIT): the daemon
+# answers first; this only ends the wait on a daemon that hangs.
+REPLY_TIMEOUT = 240.0
 CODE_HEADER = "X-CNI-Code"
 FALLBACK_HEADER = "X-CNI-Fallback"
 
@@ -156,7 +159,8 @@ def http_post(path: str, url: str, body: bytes,
 def call_daemon(path: str, plugin_type: str, env: "Mapping[str, str]",
                 stdin: bytes) -> tuple[int, str] | None:
     """(exit code, stdout) from the daemon; None when it asks us to run in-process."""
-    headers, body = http_post(path, "/cni", request_body(plugin_type, env, stdin))
+    headers, body = http_post(path, "/cni", request_body(plugin_type, env, stdin),
+                              REPLY_TIMEOUT)
     if FALLBACK_HEADER.lower() in headers:
         return None
     try:

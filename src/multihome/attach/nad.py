@@ -8,10 +8,10 @@ so `apply`, `create` and (later) the webhook refuse the same things with the sam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from multihome.cni import jsontext
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.types import NetConf
 from multihome.store import NAD, Object, Store
@@ -49,9 +49,10 @@ def validate_config_text(text: str, where: str) -> dict[str, Any] | None:
     if not text.strip():
         return None
     try:
-        conf = json.loads(text)
-    except ValueError as e:
-        raise InvalidNAD(f"{where}: spec.config is not valid JSON ({e})") from None
+        conf = jsontext.loads(text, "spec.config")
+    except CNIError as e:
+        raise InvalidNAD(f"{where}: {e.msg}" + (f" ({e.details})" if e.details else "")
+                         ) from None
     if not isinstance(conf, dict):
         raise InvalidNAD(f"{where}: spec.config must be a JSON object")
     try:
@@ -150,8 +151,8 @@ def is_conflist(conf: dict[str, Any]) -> bool:
 
 def _load_file(path: Path) -> dict[str, Any] | None:
     try:
-        conf = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        conf = jsontext.loads(path.read_bytes())
+    except (OSError, CNIError):
         return None  # libcni skips unreadable files when searching by name too
     return conf if isinstance(conf, dict) else None
 

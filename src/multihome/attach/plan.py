@@ -8,7 +8,6 @@ system namespaces), then the pod's `k8s.v1.cni.cncf.io/networks` selection.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 from multihome.attach.devices import DeviceAssigner, allocated, inject_device_id
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.naming import DEFAULT_IFNAME, assign_names
-from multihome.cni.errors import CNIError, InvalidConfig, UnknownContainer
+from multihome.cni import jsontext
+from multihome.cni.errors import CNIError, DecodingFailure, InvalidConfig, UnknownContainer
 from multihome.store import NAD, POD, NotFound, Object, Store
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
@@ -73,13 +73,12 @@ def as_conflist(value: Any, fallback_name: str = "") -> dict[str, Any]:
     """A single plugin config or a conflist (dict, JSON text, or a parsed list) as a conflist."""
     raw = getattr(value, "raw", value)
     if isinstance(raw, bytes | str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as e:
-            raise InvalidConfig(f"network config of {fallback_name} is not valid JSON",
-                                str(e)) from e
+        raw = jsontext.loads(raw, f"network config of {fallback_name}")
     if not isinstance(raw, dict):
         raise InvalidConfig(f"network config of {fallback_name} must be a JSON object")
+    if jsontext.too_deep(raw):
+        raise DecodingFailure(f"network config of {fallback_name} nests deeper than "
+                              f"{jsontext.MAX_DEPTH} levels")
     raw = copy.deepcopy(raw)
     if not raw.get("name") and fallback_name:
         raw["name"] = fallback_name

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.cni import cache
+from multihome.cni import cache, jsontext
 from multihome.cni import version as ver
 from multihome.cni.errors import (
     CNIError,
@@ -126,14 +126,14 @@ def _check_plugin(plugin: Any, index: int) -> dict[str, Any]:
 def parse_network_config(data: bytes | str | dict[str, Any]) -> NetworkConfigList:
     """A conf (`type` at the top) or a conflist (`plugins`), validated."""
     if isinstance(data, dict):
+        if jsontext.too_deep(data):
+            raise DecodingFailure(f"network config nests deeper than {jsontext.MAX_DEPTH} "
+                                  "levels")
         obj: Any = data
         raw = json.dumps(data).encode()
     else:
         raw = data.encode() if isinstance(data, str) else bytes(data)
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DecodingFailure("network config is not valid JSON", str(e)) from e
+        obj = jsontext.loads(raw)
     if not isinstance(obj, dict):
         raise InvalidConfig("network config must be a JSON object")
     name = obj.get("name")

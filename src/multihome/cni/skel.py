@@ -41,7 +41,7 @@ def _version_of(stdin: bytes) -> str:
     """Best-effort cniVersion for error output, even from a config we could not parse."""
     try:
         v = json.loads(stdin).get("cniVersion")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, RecursionError):
         return ver.LATEST
     return v if isinstance(v, str) and v in ver.ALL_VERSIONS else ver.LATEST
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.cni import jsontext
 from multihome.cni import version as ver
 from multihome.cni.errors import DecodingFailure, InvalidConfig, InvalidEnvironment
 from multihome.cni.result import Result
@@ -149,11 +149,7 @@ class NetConf:
 
     @classmethod
     def from_bytes(cls, data: bytes | str, *, need_name: bool = True) -> NetConf:
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DecodingFailure("network config is not valid JSON", str(e)) from e
-        return cls.from_dict(raw, need_name=need_name)
+        return cls.from_dict(jsontext.loads(data), need_name=need_name)
 
     @classmethod
     def from_dict(cls, raw: Any, *, need_name: bool = True) -> NetConf:
