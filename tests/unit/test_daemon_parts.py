@@ -178,6 +178,10 @@ def test_autoconf_uses_first_other_config(tmp_path: Path) -> None:
                       "socketPath": "/run/x.sock", "store": "/s.db",
                       "capabilities": {"portMappings": True}}
     assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-a.conflist")
+    ours = tmp_path / autoconf.CONFIG_NAME
+    assert ours.stat().st_mode & 0o777 == 0o600
+    ours.chmod(0o644)  # an older version's file, content unchanged
+    assert autoconf.sync(settings) and ours.stat().st_mode & 0o777 == 0o600
     assert autoconf.remove(str(tmp_path)) and not autoconf.remove(str(tmp_path))
 
 

@@ -20,6 +20,8 @@ from multihome.cli.install_cni import write_file_atomic
 from multihome.shim import ENGINE_TYPE, SOCKET_KEY
 
 CONFIG_NAME = "00-multihome.conflist"
+# It names the daemon's socket and store; its only readers (runtimes) are root.
+CONFIG_MODE = 0o600
 NETWORK_NAME = "multihome-cni-network"
 _EXTENSIONS = (".conf", ".conflist", ".json")
 
@@ -94,10 +96,12 @@ def sync(settings: Settings) -> bool:
     try:
         with open(path) as f:
             if f.read() == text:
+                if os.fstat(f.fileno()).st_mode & 0o077:
+                    os.chmod(path, CONFIG_MODE)  # written by an older, looser version
                 return True
     except FileNotFoundError:
         pass
-    write_file_atomic(path, text, 0o644)
+    write_file_atomic(path, text, CONFIG_MODE)
     return True
 
 
