@@ -209,3 +209,25 @@ def test_metrics_labels_come_from_a_bounded_set(node: Node) -> None:
     assert "made-up" not in metrics and "CMD" not in metrics
     assert 'multihome_cni_requests_total{command="other",type="other",result="error"} 5' \
         in metrics
+
+
+def test_connections_past_the_cap_get_a_busy_reply(node: Node) -> None:
+    node.write_default()
+    node.start("--workers", "1", "--queue", "0")  # cap: 3 * (1 + 0) + 16 = 19
+    held = []
+    try:
+        for _ in range(19):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(node.socket)
+            held.append(s)
+        # the acceptor takes connections in order: these 19 are counted before the next
+        reply = raw_request(node, post(b"{}", "Content-Length: 2"))
+        assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
+        assert cni_error(reply)["code"] == 11
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while node.get("/healthz") != b"ok\n":  # served again once they are gone
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

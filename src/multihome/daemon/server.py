@@ -41,6 +41,7 @@ READ_TIMEOUT = 10.0
 WRITE_TIMEOUT = 10.0  # a reply that the client does not read is dropped after this
 SHUTDOWN_GRACE = 30.0  # SIGTERM: in-flight requests get this long, then the daemon exits
 _ANCESTRY_DEPTH = 64  # process tree levels looked at to recognise a nested call
+_REFUSED_KEPT = 64  # refused connections waiting to be closed, at most
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(*args, **kwargs)
         self._conn_lock = threading.Lock()
         self.connections = 0
+        # refused connections, closed a little later: closing one whose request is still
+        # unread would reset it before the client reads our answer
+        self._refused: list[tuple[float, socket.socket]] = []
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
@@ -83,7 +87,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 self.connections += 1
         if full:
             _refuse_connection(request, self.connections)
-            self.shutdown_request(request)
+            if len(self._refused) >= _REFUSED_KEPT:
+                _drain_and_close(self._refused.pop(0)[1])
+            self._refused.append((time.monotonic() + 1.0, request))
             return
         try:
             super().process_request(request, client_address)
@@ -91,6 +97,20 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             with self._conn_lock:
                 self.connections -= 1
             raise
+
+    def service_actions(self) -> None:
+        """Each turn of the accept loop: close the refused connections that are due."""
+        now = time.monotonic()
+        due = [s for t, s in self._refused if t <= now]
+        self._refused = [(t, s) for t, s in self._refused if t > now]
+        for sock in due:
+            _drain_and_close(sock)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for _, sock in self._refused:
+            _drain_and_close(sock)
+        self._refused = []
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -116,6 +136,14 @@ def _refuse_connection(request: socket.socket, count: int) -> None:
     with contextlib.suppress(OSError):
         request.settimeout(0.0)  # a fresh socket's buffer takes it; never block the acceptor
         request.sendall(head + data)
+        request.shutdown(socket.SHUT_WR)
+
+
+def _drain_and_close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):  # non-blocking: only what already arrived
+            pass
+    sock.close()
 
 
 class _DeadlineReader(io.RawIOBase):
