@@ -91,7 +91,7 @@ def socket_path(stdin: bytes, env: "Mapping[str, str]") -> str:
     if b'"' + SOCKET_KEY.encode() + b'"' in stdin:  # parse only when the key can be there
         try:
             conf = loads(stdin)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # the plugin reports it properly
             conf = None
         value = conf.get(SOCKET_KEY) if isinstance(conf, dict) else None
         if isinstance(value, str) and value:

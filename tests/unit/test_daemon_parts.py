@@ -195,6 +195,8 @@ def test_shim_socket_lookup_order() -> None:
     assert socket_path(conf, {SOCKET_ENV: "/b.sock"}) == "/a.sock"
     assert socket_path(b'{"type": "x"}', {SOCKET_ENV: "/b.sock"}) == "/b.sock"
     assert socket_path(b"not json but \"socketPath\"", {}) == DEFAULT_SOCKET
+    deep = b'{"socketPath": "/a.sock", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    assert socket_path(deep, {}) == DEFAULT_SOCKET  # no RecursionError out of the shim
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
