@@ -246,3 +246,11 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     from multihome.daemon.memory import limit_malloc_arenas
 
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_autoconf_skips_configs_nested_too_deep(tmp_path: Path) -> None:
+    (tmp_path / "05-deep.conf").write_text('{"type": "bridge", "x": ' + "[" * 100000 +
+                                           "]" * 100000 + "}")
+    (tmp_path / "10-ok.conf").write_text(json.dumps({"cniVersion": "1.0.0", "name": "ok",
+                                                     "type": "bridge"}))
+    assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-ok.conf")

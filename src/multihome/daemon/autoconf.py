@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from multihome.cli.install_cni import write_file_atomic
+from multihome.cni import jsontext
+from multihome.cni.errors import CNIError
+from multihome.daemon import logs
 from multihome.shim import ENGINE_TYPE, SOCKET_KEY
 
 CONFIG_NAME = "00-multihome.conflist"
@@ -47,8 +50,8 @@ def default_network_file(conf_dir: str) -> str | None:
         path = os.path.join(conf_dir, name)
         try:
             with open(path, "rb") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
+                data = jsontext.loads(f.read())
+        except (OSError, CNIError):
             continue
         if isinstance(data, dict) and (data.get("type") or isinstance(data.get("plugins"), list)):
             return path
@@ -67,7 +70,9 @@ def _capabilities(default: dict[str, Any]) -> dict[str, bool]:
 
 def build(settings: Settings, default_path: str) -> dict[str, Any]:
     with open(default_path, "rb") as f:
-        default = json.load(f)
+        default = jsontext.loads(f.read())
+    if not isinstance(default, dict):
+        raise ValueError(f"{default_path} is not a JSON object")
     plugin: dict[str, Any] = {"type": ENGINE_TYPE, "clusterNetwork": default_path,
                               SOCKET_KEY: settings.socket}
     if settings.bin_dir:
@@ -90,7 +95,7 @@ def sync(settings: Settings) -> bool:
         return False
     try:
         text = json.dumps(build(settings, default_path), indent=2) + "\n"
-    except (OSError, ValueError):
+    except (OSError, ValueError, CNIError):
         return False  # the file changed under us: the next poll sees the new one
     path = os.path.join(settings.conf_dir, CONFIG_NAME)
     try:
@@ -143,13 +148,14 @@ class ConfigWriter:
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
-            except OSError:
+            except Exception as e:  # the thread must outlive any one bad poll
+                logs.log(30, "cannot update the CNI config", error=f"{type(e).__name__}: {e}")
                 self._seen = None  # try again next time
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=5)  # a poll is a few file operations
 
 
 def remove(conf_dir: str) -> bool:
