@@ -211,19 +211,26 @@ def test_metrics_labels_come_from_a_bounded_set(node: Node) -> None:
         in metrics
 
 
-def test_connections_past_the_cap_get_a_busy_reply(node: Node) -> None:
+def test_past_the_connection_cap_add_is_busy_and_del_still_succeeds(node: Node,
+                                                                     netns: Netns) -> None:
     node.write_default()
-    node.start("--workers", "1", "--queue", "0")  # cap: 3 * (1 + 0) + 16 = 19
+    node.start("--workers", "1", "--queue", "0")  # cap: max(3 * (1 + 0) + 16, 256)
+    cid = unique("c")
+    node.cni("ADD", cid, netns).ok()
     held = []
     try:
-        for _ in range(19):
+        for _ in range(256):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(node.socket)
             held.append(s)
-        # the acceptor takes connections in order: these 19 are counted before the next
+        # the acceptor takes connections in order: these are counted before the next
         reply = raw_request(node, post(b"{}", "Content-Length: 2"))
         assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
         assert cni_error(reply)["code"] == 11
+        busy = node.cni("ADD", unique("c"), netns)
+        assert busy.returncode == 1 and busy.json["code"] == 11
+        node.cni("DEL", cid, netns).ok()  # refused unread: the shim runs it in-process
+        assert node.leftovers(netns) == NOTHING
     finally:
         for s in held:
             s.close()

@@ -60,8 +60,9 @@ class DaemonOptions:
     @property
     def max_connections(self) -> int:
         """Open connections at most: every admitted request (setup lane, teardown lane
-        and nested calls each hold up to workers + queue) plus room to refuse politely."""
-        return 3 * (self.workers + self.queue) + 16
+        and nested calls each hold up to workers + queue) plus room for DELs waiting for
+        a teardown slot; a thread apiece, so bounded, but generously."""
+        return max(3 * (self.workers + self.queue) + 16, 256)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -131,7 +132,8 @@ def _refuse_connection(request: socket.socket, count: int) -> None:
     _, body = error_reply(err)
     data = body.encode()
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"{shim.CODE_HEADER}: 1\r\nContent-Length: {len(data)}\r\n"
+            f"{shim.CODE_HEADER}: 1\r\n{shim.BUSY_HEADER}: 1\r\n"
+            f"Content-Length: {len(data)}\r\n"
             "Connection: close\r\n\r\n").encode()
     with contextlib.suppress(OSError):
         request.settimeout(0.0)  # a fresh socket's buffer takes it; never block the acceptor
