@@ -252,3 +252,17 @@ def test_caches_are_root_only(world: World, netns: Netns) -> None:
             assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
     finally:
         engine.delete(conf, world.store, req)
+
+
+def test_gc_leaves_an_engine_attachment_in_a_shared_cache_dir_alone(world: World) -> None:
+    """cniDir shared with the runtime's own cache: the runtime's entry for the engine
+    itself is not a delegate; deleting it from the engine would run the engine again."""
+    from multihome.cni import cache
+
+    conf = world.conf()
+    engine_conf = dict(conf.raw, name="multihome-cni-network", cniVersion="1.0.0")
+    cache.save(conf.cni_dir, cache.CacheEntry(
+        "multihome-cni-network", "cid-runtime", "eth0", json.dumps(engine_conf).encode(),
+        result={"cniVersion": "1.0.0"}))
+    _bounded(lambda: engine.gc(conf, world.store, []))
+    assert cache.load(conf.cni_dir, "multihome-cni-network", "cid-runtime", "eth0")

@@ -33,6 +33,7 @@ from multihome.cni.errors import (
     UnknownContainer,
 )
 from multihome.cni.result import Result
+from multihome.shim import ENGINE_TYPE
 from multihome.store import POD, NotFound, Store
 
 CACHE_KIND = "multihomeAttachmentsV1"
@@ -426,10 +427,18 @@ def _result_cache(conf: MultusConfig,
             conflist = jsontext.loads(entry.config, "cached network config")
         except CNIError:
             continue
-        if isinstance(conflist, dict):
+        if isinstance(conflist, dict) and not _is_engine(conflist):
             out.append((entry, Attachment(entry.network_name, entry.ifname, conflist,
                                           capability_args=dict(entry.capability_args))))
     return out
+
+
+def _is_engine(conflist: dict[str, Any]) -> bool:
+    """An engine's own attachment (a runtime's cache in a shared cniDir): deleting it
+    from here would run this very engine again for the same container."""
+    plugins = conflist.get("plugins")
+    parts = plugins if isinstance(plugins, list) else [conflist]
+    return any(isinstance(p, dict) and p.get("type") == ENGINE_TYPE for p in parts)
 
 
 def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -> None:
