@@ -5,7 +5,8 @@ both, beside :mod:`multihome.stores`, rather than in `attach/`.
 
 The config is a Multus config (see multus_config); the pod comes from CNI_ARGS
 `K8S_POD_NAMESPACE` / `K8S_POD_NAME` as the kubelet passes them. Without them, or
-without a `store`, only the default network is attached, as Multus does without an API.
+without a `store`, the default network and the config's other `delegates` are attached,
+as Multus does without an API. DEL and GC work without the store (see engine).
 """
 
 from __future__ import annotations
@@ -33,15 +34,26 @@ def _config(call: Call) -> MultusConfig:
 
 
 @contextlib.contextmanager
-def _store(conf: MultusConfig) -> Iterator[Store | None]:
+def _store(conf: MultusConfig, *, optional: bool = False) -> Iterator[Store | None]:
+    """The engine's store. `optional` (DEL, GC): a store that cannot be opened is None,
+    so teardown works from the engine's caches alone."""
     if not conf.store:
         yield None
         return
-    store = open_store(conf.store)
+    try:
+        store = open_store(conf.store)
+    except Exception as e:
+        if not optional:
+            raise
+        logs.log.error("store %s cannot be opened (%s: %s): working from the caches",
+                       conf.store, type(e).__name__, e)
+        yield None
+        return
     try:
         yield store
     finally:
-        store.close()
+        with contextlib.suppress(Exception):
+            store.close()
 
 
 def _request(call: Call) -> engine.PodRequest:
@@ -64,7 +76,7 @@ def add(call: Call) -> Result:
 
 def delete(call: Call) -> None:
     conf = _config(call)
-    with _store(conf) as store:
+    with _store(conf, optional=True) as store:
         engine.delete(conf, store, _request(call), call.cmd.path)
 
 
@@ -83,5 +95,5 @@ def gc(call: Call) -> None:
     raw: Any = call.conf.raw.get("cni.dev/valid-attachments",
                                  call.conf.raw.get("cni.dev/attachments", []))
     valid = [a for a in raw if isinstance(a, dict)] if isinstance(raw, list) else []
-    with _store(conf) as store:
+    with _store(conf, optional=True) as store:
         engine.gc(conf, store, valid, call.cmd.path)

@@ -15,7 +15,8 @@ Wire format: HTTP/1.1 `POST /cni` with JSON `{"type", "env", "stdin", "netns"}`.
 reply's `X-CNI-Code` header is the plugin's exit code and the body its stdout; a reply
 with `X-CNI-Fallback: <why>` instead means the daemon cannot serve this caller (another
 network namespace): the executable then runs the plugin in-process, as it does when no
-daemon listens.
+daemon listens. `X-CNI-Busy` marks a refusal for load: DEL and GC then run in-process
+too, everything else reports the daemon's code 11.
 """
 
 import _socket
@@ -38,8 +39,14 @@ SOCKET_ENV = "MULTIHOME_SOCKET"
 SOCKET_KEY = "socketPath"
 ENGINE_TYPE = "multihome"
 CONNECT_TIMEOUT = 2.0
+# Longer than the daemon's own bound on a request's waits (pool.DEFAULT_WAIT): the daemon
+# answers first; this only ends the wait on a daemon that hangs.
+REPLY_TIMEOUT = 240.0
 CODE_HEADER = "X-CNI-Code"
 FALLBACK_HEADER = "X-CNI-Fallback"
+# On a reply the daemon sent without reading the request (too many connections): DEL and
+# GC then run in-process, as when no daemon answers; they are never refused for load.
+BUSY_HEADER = "X-CNI-Busy"
 
 
 class Unreachable(Exception):
@@ -160,9 +167,12 @@ def http_post(path: str, url: str, body: bytes,
 def call_daemon(path: str, plugin_type: str, env: "Mapping[str, str]",
                 stdin: bytes) -> tuple[int, str] | None:
     """(exit code, stdout) from the daemon; None when it asks us to run in-process."""
-    headers, body = http_post(path, "/cni", request_body(plugin_type, env, stdin))
+    headers, body = http_post(path, "/cni", request_body(plugin_type, env, stdin),
+                              REPLY_TIMEOUT)
     if FALLBACK_HEADER.lower() in headers:
         return None
+    if BUSY_HEADER.lower() in headers and env.get("CNI_COMMAND") in ("DEL", "GC"):
+        raise Lost(f"the daemon on {path} is too busy to read the request")
     try:
         return int(headers[CODE_HEADER.lower()]), body.decode("utf-8", "surrogateescape")
     except (KeyError, ValueError) as e:

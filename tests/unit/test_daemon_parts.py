@@ -3,12 +3,15 @@ the shim's socket lookup and logs."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 
 from multihome.daemon import autoconf, logs
 from multihome.daemon.metrics import DaemonMetrics, Histogram
-from multihome.daemon.pool import Busy, WorkerPool
+from multihome.daemon.pool import Busy, WaitTimeout, WorkerPool
 from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV, loads, socket_path
 
 
@@ -70,6 +73,74 @@ def test_pool_serializes_one_container_and_parallelizes_others() -> None:
     pool.shutdown()
 
 
+def _run_in_thread(fn: Callable[[], object]) -> threading.Thread:
+    """`fn` in a thread; the waits it may overrun are what the test is about."""
+
+    def target() -> None:
+        with contextlib.suppress(WaitTimeout):
+            fn()
+
+    t = threading.Thread(target=target)
+    t.start()
+    return t
+
+
+def _until(cond: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_teardown_runs_while_setup_is_full_and_is_never_busy() -> None:
+    pool = WorkerPool(1, 0)
+    gate = threading.Event()
+    add = _run_in_thread(lambda: pool.run("c1", lambda: gate.wait(10)))
+    _until(lambda: pool.admitted == 1)
+    with pytest.raises(Busy):
+        pool.run("c2", lambda: "add")
+    # DELs of other containers run now, on their own workers; none is refused
+    dels = [pool.run(f"d{i}", functools.partial(int, i), teardown=True) for i in range(3)]
+    assert dels == [0, 1, 2]
+    gate.set()
+    add.join()
+    pool.shutdown()
+
+
+def test_every_wait_ends_with_what_it_waited_for() -> None:
+    pool = WorkerPool(1, 4, wait_timeout=0.3)
+    gate = threading.Event()
+    first = _run_in_thread(lambda: pool.run("same", lambda: gate.wait(10)))
+    _until(lambda: pool.lock_count() == 1)
+    with pytest.raises(WaitTimeout, match="earlier request of container same"):
+        pool.run("same", lambda: 1)
+    with pytest.raises(WaitTimeout, match="free worker"):
+        pool.run("other", lambda: 1)  # the only worker is taken
+    gate.set()
+    first.join()
+    assert pool.wait_idle(5) and pool.lock_count() == 0
+    pool.shutdown()
+
+
+def test_a_request_past_its_deadline_keeps_its_container_lock_until_it_ends() -> None:
+    pool = WorkerPool(2, 0, wait_timeout=0.2)
+    gate = threading.Event()
+    with pytest.raises(WaitTimeout, match="still running"):
+        pool.run("c", lambda: gate.wait(10))
+    with pytest.raises(WaitTimeout, match="earlier request of container c"):
+        pool.run("c", lambda: 1)  # ordering holds: the first one still runs
+    gate.set()
+    assert pool.wait_idle(5)
+    assert pool.run("c", lambda: 2) == 2
+    pool.shutdown()
+
+
+def test_nested_call_runs_while_its_outer_request_holds_lock_and_worker() -> None:
+    pool = WorkerPool(1, 0)
+    assert pool.run("c", lambda: pool.run_nested(lambda: "inner")) == "inner"
+    pool.shutdown()
+
+
 def test_metrics_text_format() -> None:
     m = DaemonMetrics()
     m.requests.inc("ADD", "multihome", "ok")
@@ -107,6 +178,10 @@ def test_autoconf_uses_first_other_config(tmp_path: Path) -> None:
                       "socketPath": "/run/x.sock", "store": "/s.db",
                       "capabilities": {"portMappings": True}}
     assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-a.conflist")
+    ours = tmp_path / autoconf.CONFIG_NAME
+    assert ours.stat().st_mode & 0o777 == 0o600
+    ours.chmod(0o644)  # an older version's file, content unchanged
+    assert autoconf.sync(settings) and ours.stat().st_mode & 0o777 == 0o600
     assert autoconf.remove(str(tmp_path)) and not autoconf.remove(str(tmp_path))
 
 
@@ -120,6 +195,8 @@ def test_shim_socket_lookup_order() -> None:
     assert socket_path(conf, {SOCKET_ENV: "/b.sock"}) == "/a.sock"
     assert socket_path(b'{"type": "x"}', {SOCKET_ENV: "/b.sock"}) == "/b.sock"
     assert socket_path(b"not json but \"socketPath\"", {}) == DEFAULT_SOCKET
+    deep = b'{"socketPath": "/a.sock", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    assert socket_path(deep, {}) == DEFAULT_SOCKET  # no RecursionError out of the shim
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
@@ -169,3 +246,11 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     from multihome.daemon.memory import limit_malloc_arenas
 
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_autoconf_skips_configs_nested_too_deep(tmp_path: Path) -> None:
+    (tmp_path / "05-deep.conf").write_text('{"type": "bridge", "x": ' + "[" * 100000 +
+                                           "]" * 100000 + "}")
+    (tmp_path / "10-ok.conf").write_text(json.dumps({"cniVersion": "1.0.0", "name": "ok",
+                                                     "type": "bridge"}))
+    assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-ok.conf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from multihome.attach.nad import (
+    NODE_SETTINGS,
     InvalidNAD,
     nad_config,
     nad_config_from_object,
@@ -179,3 +181,34 @@ def test_admission_leaves_kernel_facts_and_third_party_types_to_add() -> None:
         validate_nad(Object.from_manifest({
             "apiVersion": "k8s.cni.cncf.io/v1", "kind": NAD,
             "metadata": {"name": "n", "namespace": "t"}, "spec": {"config": json.dumps(config)}}))
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"cniVersion": "1.0.0", "type": "multihome",
+      "delegates": [{"cniVersion": "1.0.0", "name": "x", "type": "bridge"}]},
+     "type 'multihome' (the attachment engine itself) is not supported"),
+    ({"cniVersion": "1.0.0", "plugins": [{"type": "bridge"}, {"type": "multihome",
+                                                              "clusterNetwork": "x"}]},
+     "type 'multihome'"),
+    *[({"cniVersion": "1.0.0", "type": "bridge", key: "/tmp/x"},
+       f"key '{key}' is a node setting") for key in NODE_SETTINGS],
+    ({"cniVersion": "1.0.0", "logFile": "/etc/x", "plugins": [{"type": "bridge"}]},
+     "key 'logFile' is a node setting"),
+    ({"cniVersion": "1.0.0", "plugins": [{"type": "bridge", "cniDir": "/etc"}]},
+     "key 'cniDir' is a node setting"),
+])
+def test_admission_refuses_nested_engines_and_node_settings(config: dict[str, Any],
+                                                            problem: str) -> None:
+    with pytest.raises(InvalidNAD, match=re.escape(problem)) as err:
+        validate_nad(make_nad(config=json.dumps(config)))
+    assert err.value.code == 7
+
+
+def test_admission_refuses_configs_nested_beyond_any_cni_config() -> None:
+    deep = '{"cniVersion": "1.0.0", "type": "bridge", "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    with pytest.raises(InvalidNAD, match="nests deeper than"):
+        validate_nad(make_nad(config=deep))
+    shallow_but_deep = ('{"cniVersion": "1.0.0", "type": "bridge", "x": ' + "[" * 500 +
+                        "]" * 500 + "}")
+    with pytest.raises(InvalidNAD, match="nests deeper than"):
+        validate_nad(make_nad(config=shallow_but_deep))

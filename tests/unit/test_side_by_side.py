@@ -63,3 +63,19 @@ def test_context_variables_follow_each_call() -> None:
 
 def test_no_items() -> None:
     assert run_each(lambda n: n, []) == []
+
+
+def test_nested_calls_never_starve_the_fixed_pool() -> None:
+    """An engine delegate that is itself an engine calls run_each from a pool thread; with
+    every pool thread waiting on items queued behind it, the waiters run those items."""
+
+    def engine(depth: int) -> int:
+        if depth == 0:
+            return 1
+        return sum(r for r in run_each(engine, [depth - 1] * 6) if isinstance(r, int))
+
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(engine(3)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done == [6 ** 3]

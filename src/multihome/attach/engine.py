@@ -24,9 +24,16 @@ from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.naming import DEFAULT_IFNAME
 from multihome.attach.plan import Attachment, PodRef, default_network, plan, plugin_capabilities
-from multihome.cni import runtime
-from multihome.cni.errors import CNIError, IOFailure, NotAvailable, UnknownContainer
+from multihome.cni import cache, jsontext, runtime
+from multihome.cni.errors import (
+    CNIError,
+    InvalidEnvironment,
+    IOFailure,
+    NotAvailable,
+    UnknownContainer,
+)
 from multihome.cni.result import Result
+from multihome.shim import ENGINE_TYPE
 from multihome.store import POD, NotFound, Store
 
 CACHE_KIND = "multihomeAttachmentsV1"
@@ -98,25 +105,22 @@ def _record_path(conf: MultusConfig, container_id: str) -> str:
 def save_record(conf: MultusConfig, record: PodRecord) -> None:
     path = _record_path(conf, record.container_id)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(record.to_json(), f)
-        os.replace(tmp, path)
-    except OSError as e:
+        cache.write_private(path, json.dumps(record.to_json()).encode())
+    except (OSError, ValueError, RecursionError) as e:
         raise IOFailure(f"cannot write the attachment cache {path}", str(e)) from e
 
 
 def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
     path = _record_path(conf, container_id)
     try:
-        with open(path) as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            data = jsontext.loads(f.read(), f"attachment cache {path}")
         return PodRecord.from_json(data) if data.get("kind") == CACHE_KIND else None
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a corrupt cache is as good as none: DEL falls back to the default
+    except (OSError, CNIError, ValueError, KeyError, TypeError, AttributeError):
+        # a corrupt record is as good as none: DEL falls back to the result caches
+        return None
 
 
 def drop_record(conf: MultusConfig, container_id: str) -> None:
@@ -224,6 +228,15 @@ def _write_status(store: Store | None, pod: PodRef | None, value: str | None) ->
                                 {netstatus.NETWORK_STATUS_ANNOTATION: value})
 
 
+def _clear_status(store: Store | None, pod: PodRef | None) -> None:
+    """DEL's status clean-up: never a reason for DEL to fail (the store may be down)."""
+    try:
+        _write_status(store, pod, None)
+    except Exception as e:  # any store, any failure: the attachments are gone already
+        log.error("cannot clear the network-status of pod %s: %s: %s", pod,
+                  type(e).__name__, e)
+
+
 # -- operations --------------------------------------------------------------
 
 @dataclass
@@ -235,7 +248,14 @@ class AddOutcome:
 
 def add(conf: MultusConfig, store: Store | None, req: PodRequest,
         extra_path: Sequence[str] = ()) -> AddOutcome:
-    """Attach every network of the pod; on any failure undo and raise the delegate's error."""
+    """Attach every network of the pod; on any failure undo and raise the delegate's error.
+
+    A container that already has attachments is never touched: the same ADD again gets
+    the cached result (a runtime retrying after a lost reply), anything else an error.
+    """
+    existing = load_record(conf, req.container_id)
+    if existing is not None:
+        return _repeated_add(conf, existing, req)
     planned = plan(conf, store, req.pod, req.ifname)
     path = cni_path(conf, extra_path)
     record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args(),
@@ -273,18 +293,51 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
                 _apply_default_route(req.netns, att)
             except CNIError as e:
                 undo(att, e)
-    entries: list[netstatus.NetworkStatus] = []
     for att, result in zip(planned, results, strict=True):
         log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))
+        events.added_interface(store, (req.pod.namespace, req.pod.name) if req.pod else None,
+                               att.ifname, att.network, result)
+    entries = _status_entries(conf, record, results)
+    # the plan always starts with the default network
+    _write_status(store, req.pod, netstatus.render(entries))
+    return AddOutcome(results[0], entries, planned)
+
+
+def _status_entries(conf: MultusConfig, record: PodRecord,
+                    results: Sequence[Result]) -> list[netstatus.NetworkStatus]:
+    entries: list[netstatus.NetworkStatus] = []
+    for att, result in zip(record.attachments, results, strict=True):
         gateways = att.default_route or netstatus.gateways_of(result)
         entries += netstatus.entries_from_result(att.network, att.ifname, result,
                                                  default=att.default, gateways=gateways,
                                                  device_info=_device_info(conf, record, att))
-        events.added_interface(store, (req.pod.namespace, req.pod.name) if req.pod else None,
-                               att.ifname, att.network, result)
-    # the plan always starts with the default network
-    _write_status(store, req.pod, netstatus.render(entries))
-    return AddOutcome(results[0], entries, planned)
+    return entries
+
+
+def _repeated_add(conf: MultusConfig, record: PodRecord, req: PodRequest) -> AddOutcome:
+    """ADD for a container the engine already holds: the cached outcome, or an error."""
+    who = f"container {req.container_id}"
+    if record.ifname != req.ifname:
+        raise InvalidEnvironment(
+            f"{who} already has multihome attachments under interface {record.ifname}; "
+            f"DEL them before adding interface {req.ifname}")
+    results: list[Result] = []
+    for att in record.attachments:
+        try:
+            result = runtime.cached_result(runtime.parse_network_config(att.conflist),
+                                           _runtime_conf(conf, record, att))
+        except CNIError:
+            result = None
+        if result is None:
+            break
+        results.append(result)
+    if not results or len(results) != len(record.attachments):
+        raise InvalidEnvironment(
+            f"{who} ({req.ifname}) is already being attached, or an earlier ADD of it did "
+            "not complete; DEL it before adding it again")
+    log.info("Add: %s is already attached: the cached result is returned", who)
+    return AddOutcome(results[0], _status_entries(conf, record, results),
+                      record.attachments)
 
 
 def _detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what: str,
@@ -332,7 +385,7 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
               for att, e in _detach_all(conf, record, path, "Del", netns)]
     if not errors or not conf.retry_delete_on_error:
         drop_record(conf, req.container_id)
-    _write_status(store, record.pod or req.pod, None)
+    _clear_status(store, record.pod or req.pod)
     if errors:
         msg = "; ".join(e.msg for e in errors)
         raise DeleteFailed(f"DEL of container {req.container_id} failed: {msg}",
@@ -341,18 +394,53 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
 
 def _record_without_cache(conf: MultusConfig, store: Store | None,
                           req: PodRequest) -> PodRecord:
-    """The attachments to try when the cache is lost: from the store, else the default only."""
+    """The attachments to try when the engine's record is lost.
+
+    First what the plugin result caches (libcni's layout, in cniDir) still name for the
+    container: each holds the config it was added with. Then what the store describes,
+    else the default network: those DELs are harmless when nothing is there.
+    """
     record = PodRecord(req.container_id, req.netns, req.ifname, req.pod, req.delegate_args())
+    cached = [att for _, att in _result_cache(conf, req.container_id)]
     try:
-        record.attachments = plan(conf, store, req.pod, req.ifname)
-    except CNIError:
+        planned = plan(conf, store, req.pod, req.ifname)
+    except Exception:  # a broken store is one more reason to use the cache
         try:
-            att = default_network(conf, None, None, req.pod)
-        except CNIError:
-            return record
-        att.ifname = req.ifname
-        record.attachments = [att]
+            planned = [default_network(conf, None, None, req.pod)]
+            planned[0].ifname = req.ifname
+        except Exception:  # nor the default network: the cache alone
+            planned = []
+    have = {(a.network_name, a.ifname) for a in cached}
+    record.attachments = cached + [a for a in planned
+                                   if (a.network_name, a.ifname) not in have]
     return record
+
+
+def _result_cache(conf: MultusConfig,
+                  container_id: str | None = None) -> list[tuple[cache.CacheEntry, Attachment]]:
+    """Each readable result-cache entry (of one container, or all) and its attachment."""
+    out: list[tuple[cache.CacheEntry, Attachment]] = []
+    try:
+        entries = cache.list_entries(conf.cni_dir, container_id)
+    except CNIError:
+        return out
+    for entry in entries:
+        try:
+            conflist = jsontext.loads(entry.config, "cached network config")
+        except CNIError:
+            continue
+        if isinstance(conflist, dict) and not _is_engine(conflist):
+            out.append((entry, Attachment(entry.network_name, entry.ifname, conflist,
+                                          capability_args=dict(entry.capability_args))))
+    return out
+
+
+def _is_engine(conflist: dict[str, Any]) -> bool:
+    """An engine's own attachment (a runtime's cache in a shared cniDir): deleting it
+    from here would run this very engine again for the same container."""
+    plugins = conflist.get("plugins")
+    parts = plugins if isinstance(plugins, list) else [conflist]
+    return any(isinstance(p, dict) and p.get("type") == ENGINE_TYPE for p in parts)
 
 
 def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -> None:
@@ -386,7 +474,11 @@ def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = 
 
 def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
        extra_path: Sequence[str] = ()) -> None:
-    """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate."""
+    """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate.
+
+    Works without the store (a broken one is ignored): the engine's records, and for
+    containers whose record was lost the plugin result caches, say what to delete.
+    """
     keep = {(str(a.get("containerID")), str(a.get("ifname"))) for a in valid}
     path = cni_path(conf, extra_path)
     errors: list[CNIError] = []
@@ -401,10 +493,29 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
                                           record.ifname), extra_path)
         except CNIError as e:
             errors.append(e)
+    valid_containers = {cid for cid, _ in keep} | {r.container_id for r in live}
+    for cached, stale in _result_cache(conf):
+        if cached.container_id in valid_containers:
+            continue
+        log.info("GC: %s of container %s has a cached result and no engine record",
+                 stale.network_name, cached.container_id)
+        netns = cached.netns if cached.netns and os.path.exists(cached.netns) else ""
+        rt = runtime.RuntimeConf(cached.container_id, netns, cached.ifname,
+                                 list(cached.cni_args), dict(cached.capability_args),
+                                 conf.cni_dir)
+        try:
+            runtime.del_network_list(runtime.parse_network_config(stale.conflist), rt, path)
+        except CNIError as e:
+            errors.append(type(e)(f"stale {stale.network_name} attachment {cached.ifname} of "
+                                  f"container {cached.container_id}: {e.msg}", e.details,
+                                  code=e.code))
     # each delegate network, with the attachments it still serves
     networks: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    with contextlib.suppress(CNIError):
+    try:
         att = default_network(conf, store, None, None)
+    except Exception:  # no default (or no store): GC what the records name
+        pass
+    else:
         networks[att.network_name] = (att.conflist, [])
     for record in live:
         for att in record.attachments:

@@ -8,7 +8,9 @@ panic; without `logLevel` only errors are written, as Multus does. The logger is
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
 from typing import TextIO
@@ -35,12 +37,20 @@ class MultusFormatter(logging.Formatter):
         return f"{ts} [{level}] {record.getMessage()}"
 
 
+def _create_private(path: str) -> None:
+    """The log names pods, containers and addresses: create it 0600 (root's only)."""
+    with contextlib.suppress(OSError):  # FileHandler reports it on the first write
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+
+
 class _EngineHandler(logging.Handler):
     """Marks the handlers this module owns, so reconfiguring replaces only them."""
 
     def __init__(self, stream: TextIO | None, path: str) -> None:
         super().__init__()
         self.path = path
+        if path:
+            _create_private(path)
         self.inner: logging.Handler = (logging.FileHandler(path, encoding="utf-8", delay=True)
                                        if path else logging.StreamHandler(stream))
         self.inner.setFormatter(MultusFormatter())

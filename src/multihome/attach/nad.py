@@ -8,12 +8,13 @@ so `apply`, `create` and (later) the webhook refuse the same things with the sam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from multihome.cni import jsontext
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.types import NetConf
+from multihome.shim import ENGINE_TYPE
 from multihome.store import NAD, Object, Store
 
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
@@ -21,6 +22,14 @@ NODE_SELECTOR_ANNOTATION = "k8s.v1.cni.cncf.io/nodeSelector"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni.ConfFiles lists
 
 _NAME_MAX = 63
+
+# Engine-level keys (Multus' and ours) that name paths or node settings. They come from
+# the node's own engine config only: a network's config that sets them would have the
+# root daemon write logs, caches or stores where the network's author says.
+NODE_SETTINGS = ("binDir", "cniConfigDir", "cniDir", "clusterNetwork", "confDir",
+                 "daemonSocketDir", "deviceInfoDir", "kubeconfig", "kubeletCheckpointFile",
+                 "logFile", "multusAutoconfigDir", "multusConfigFile",
+                 "readinessindicatorfile", "socketDir", "socketPath", "store")
 
 
 class InvalidNAD(InvalidConfig):
@@ -49,9 +58,10 @@ def validate_config_text(text: str, where: str) -> dict[str, Any] | None:
     if not text.strip():
         return None
     try:
-        conf = json.loads(text)
-    except ValueError as e:
-        raise InvalidNAD(f"{where}: spec.config is not valid JSON ({e})") from None
+        conf = jsontext.loads(text, "spec.config")
+    except CNIError as e:
+        raise InvalidNAD(f"{where}: {e.msg}" + (f" ({e.details})" if e.details else "")
+                         ) from None
     if not isinstance(conf, dict):
         raise InvalidNAD(f"{where}: spec.config must be a JSON object")
     try:
@@ -94,6 +104,9 @@ def validate_nad(obj: Object) -> None:
         raise InvalidNAD(f"{where}: spec.config must be a string holding JSON (quote it in "
                          f"YAML), not a {type(text).__name__}")
     conf = validate_config_text(text, where)
+    problem = delegate_config_problem(conf) if conf is not None else None
+    if problem:
+        raise InvalidNAD(f"{where}: {problem}")
     for plugin in _plugins_of(conf):
         problem = plugin_config_problem(plugin)
         if problem:
@@ -107,6 +120,27 @@ def _plugins_of(conf: dict[str, Any] | None) -> list[dict[str, Any]]:
         return [conf]
     version = conf.get("cniVersion", "")
     return [{"cniVersion": version, "name": conf.get("name", ""), **p} for p in conf["plugins"]]
+
+
+def delegate_config_problem(conf: dict[str, Any]) -> str | None:
+    """Why `conf` (a single config or a conflist) cannot be a delegate of the engine.
+
+    Admission and ADD both ask. Two things are refused: the engine itself as a delegate
+    (each nested engine runs its delegates on the same fixed pool as its parent), and
+    the engine's node settings (NODE_SETTINGS) at the top of the config or of a plugin.
+    """
+    plugins = conf.get("plugins")
+    parts = [conf, *(p for p in plugins if isinstance(p, dict))] if isinstance(
+        plugins, list) else [conf]
+    for part in parts:
+        if part.get("type") == ENGINE_TYPE:
+            return (f"a delegate of type {ENGINE_TYPE!r} (the attachment engine itself) is "
+                    "not supported: select its networks directly")
+        for key in NODE_SETTINGS:
+            if key in part:
+                return (f"key {key!r} is a node setting of the multihome engine, taken from "
+                        "the node's own config only; a network's config may not set it")
+    return None
 
 
 def plugin_config_problem(conf: dict[str, Any]) -> str | None:
@@ -150,8 +184,8 @@ def is_conflist(conf: dict[str, Any]) -> bool:
 
 def _load_file(path: Path) -> dict[str, Any] | None:
     try:
-        conf = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        conf = jsontext.loads(path.read_bytes())
+    except (OSError, CNIError):
         return None  # libcni skips unreadable files when searching by name too
     return conf if isinstance(conf, dict) else None
 

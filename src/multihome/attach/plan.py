@@ -8,15 +8,16 @@ system namespaces), then the pod's `k8s.v1.cni.cncf.io/networks` selection.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.attach.devices import DeviceAssigner, allocated, inject_device_id
 from multihome.attach.multus_config import MultusConfig
+from multihome.attach.nad import delegate_config_problem
 from multihome.attach.naming import DEFAULT_IFNAME, assign_names
-from multihome.cni.errors import CNIError, InvalidConfig, UnknownContainer
+from multihome.cni import jsontext
+from multihome.cni.errors import CNIError, DecodingFailure, InvalidConfig, UnknownContainer
 from multihome.store import NAD, POD, NotFound, Object, Store
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
@@ -73,13 +74,12 @@ def as_conflist(value: Any, fallback_name: str = "") -> dict[str, Any]:
     """A single plugin config or a conflist (dict, JSON text, or a parsed list) as a conflist."""
     raw = getattr(value, "raw", value)
     if isinstance(raw, bytes | str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as e:
-            raise InvalidConfig(f"network config of {fallback_name} is not valid JSON",
-                                str(e)) from e
+        raw = jsontext.loads(raw, f"network config of {fallback_name}")
     if not isinstance(raw, dict):
         raise InvalidConfig(f"network config of {fallback_name} must be a JSON object")
+    if jsontext.too_deep(raw):
+        raise DecodingFailure(f"network config of {fallback_name} nests deeper than "
+                              f"{jsontext.MAX_DEPTH} levels")
     raw = copy.deepcopy(raw)
     if not raw.get("name") and fallback_name:
         raw["name"] = fallback_name
@@ -132,6 +132,19 @@ def load_pod(store: Store, pod: PodRef) -> Object:
         return store.get(POD, pod.namespace, pod.name)
     except NotFound as e:
         raise UnknownContainer(f"pod {pod} not found in the store") from e
+
+
+def _pod_object(conf: MultusConfig, store: Store | None, pod: PodRef | None) -> Object | None:
+    """The pod from the store; None without a store or pod arguments, and in delegates
+    mode for a pod the store does not have (Multus reads no pod there either)."""
+    if store is None or pod is None:
+        return None
+    try:
+        return load_pod(store, pod)
+    except UnknownContainer:
+        if conf.cluster_network or not conf.delegates:
+            raise  # the pod's own selection decides its networks: it must be known
+        return None
 
 
 def _resolve_nad(store: Store | None, conf: MultusConfig, namespace: str, name: str,
@@ -250,16 +263,18 @@ def _capability_args(sel: Any, network: str, pod: PodRef,
 
 def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
          default_ifname: str = DEFAULT_IFNAME) -> list[Attachment]:
-    """Every attachment for the pod, in order; raises before anything is attached."""
-    pod_obj = load_pod(store, pod) if store is not None and pod is not None else None
+    """Every attachment for the pod, in order; raises before anything is attached.
+
+    Multus' `delegates` mode (no clusterNetwork) attaches every delegate whether or not
+    the pod is known: without pod arguments, and when the store has no such pod.
+    """
+    pod_obj = _pod_object(conf, store, pod)
     first = default_network(conf, store, pod_obj, pod)
     first.ifname = default_ifname
     attachments = [first]
-    if pod is None:
-        return attachments
-    who = f"pod {pod}"
+    who = f"pod {pod}" if pod is not None else "container without pod arguments"
     extra: list[tuple[Attachment, str | None]] = []
-    if pod.namespace not in conf.system_namespaces:
+    if pod is not None and pod.namespace not in conf.system_namespaces:
         for name in conf.default_networks:
             conflist, resource = _resolve_nad_resource(store, conf, conf.multus_namespace,
                                                        name, who)
@@ -269,7 +284,7 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
         conflist = as_conflist(delegate, f"delegate{i}")
         extra.append((Attachment(str(conflist.get("name")), "", conflist), None))
     text = pod_obj.annotations.get(NETWORKS_ANNOTATION, "") if pod_obj else ""
-    if text.strip():
+    if text.strip() and pod is not None:
         from multihome.attach.selection import parse_networks_annotation
 
         for sel in parse_networks_annotation(text, pod.namespace, pod.name):
@@ -283,7 +298,11 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
                              default_route=[str(g) for g in (sel.default_route or [])],
                              resource=resource)
             extra.append((att, sel.interface or None))
-    names = assign_names([want for _, want in extra], str(pod), default_ifname)
+    for att in [first, *(a for a, _ in extra)]:
+        problem = delegate_config_problem(att.conflist)
+        if problem:
+            raise InvalidConfig(f"{who}: network {att.network}: {problem}")
+    names = assign_names([want for _, want in extra], str(pod) if pod else "-", default_ifname)
     assigner = DeviceAssigner(allocated(conf.kubelet_checkpoint_file,
                                         pod_obj.uid if pod_obj else ""))
     for (att, _), ifname in zip(extra, names, strict=True):

@@ -20,10 +20,12 @@ from multihome.cni.errors import CNIError
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Shared by every request of the process; tasks never wait on other tasks, so a full
-# pool only queues, it cannot deadlock. Each thread keeps its own netlink and nftables
-# contexts (~1 MiB of RSS apiece): with 8 the daemon outgrew its 60 MiB, with 4 (and the
-# caller's thread) a pod of 8 networks still costs ~20 ms per added network.
+# Shared by every request of the process. A task may itself call run_each (an engine
+# delegate is an engine); a waiter then runs any of its items that no thread has started
+# yet itself, so a full pool only queues and never deadlocks. Each thread keeps its own
+# netlink and nftables contexts (~1 MiB of RSS apiece): with 8 the daemon outgrew its
+# 60 MiB, with 4 (and the caller's thread) a pod of 8 networks still costs ~20 ms per
+# added network.
 POOL_SIZE = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -41,8 +43,9 @@ def run_each(fn: Callable[[T], R], items: Sequence[T]) -> list[R | CNIError]:
     """`fn` over every item at once; in item order, each result or the CNIError it raised.
 
     Every call finishes before this returns (a rollback must see all of them). Any other
-    exception is re-raised after that. The first item runs in the calling thread; log
-    tags (context variables) follow the others into theirs.
+    exception is re-raised after that. The first item runs in the calling thread, and so
+    does each item no pool thread has started when it is waited for; log tags (context
+    variables) follow the others into theirs.
     """
     futures: list[Future[R]] = [
         _executor().submit(contextvars.copy_context().run, fn, item) for item in items[1:]]
@@ -55,8 +58,16 @@ def run_each(fn: Callable[[T], R], items: Sequence[T]) -> list[R | CNIError]:
             outcomes.append(e)
         except BaseException as e:  # re-raised once the others are done
             first_error = e
-    for future in futures:  # exception() waits for the call to finish
-        error = future.exception()
+    for item, future in zip(items[1:], futures, strict=True):
+        if future.cancel():  # not started: waiting for it could wait for ourselves
+            try:
+                outcomes.append(fn(item))
+            except CNIError as e:
+                outcomes.append(e)
+            except BaseException as e:
+                first_error = first_error or e
+            continue
+        error = future.exception()  # waits for the call to finish
         if isinstance(error, CNIError):
             outcomes.append(error)
         elif error is not None:

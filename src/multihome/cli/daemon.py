@@ -29,11 +29,18 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
               help="Requests run at the same time.")
 @click.option("--queue", default=32, show_default=True, type=click.IntRange(0, 4096),
               help="Requests waiting for a worker before callers get CNI code 11.")
+@click.option("--request-timeout", default=180.0, show_default=True,
+              type=click.FloatRange(min=0.1), help="Seconds a request may wait for its "
+              "container's earlier request and for a worker before it gets CNI code 11.")
+@click.option("--shutdown-grace", default=30.0, show_default=True,
+              type=click.FloatRange(min=0.0), help="Seconds SIGTERM waits for in-flight "
+              "requests before the daemon exits anyway.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
 def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
-               store: str | None, cni_dir: str, workers: int, queue: int, log_level: str) -> None:
+               store: str | None, cni_dir: str, workers: int, queue: int,
+               request_timeout: float, shutdown_grace: float, log_level: str) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
     from multihome.daemon.memory import limit_malloc_arenas
@@ -56,7 +63,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")
                           else os.path.abspath(store) if store else "", cni_dir=cni_dir,
-                          workers=workers, queue=queue))
+                          workers=workers, queue=queue, request_timeout=request_timeout,
+                          shutdown_grace=shutdown_grace))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.cni import jsontext
 from multihome.cni.errors import DecodingFailure, InvalidConfig, IOFailure
 from multihome.paths import write_file_atomic
 
@@ -105,14 +107,37 @@ def cache_path(cache_dir: str, network_name: str, container_id: str, ifname: str
     return os.path.join(cache_dir, "results", f"{network_name}-{container_id}-{ifname}")
 
 
+def private_dir(directory: str) -> None:
+    """Make `directory` (and any missing parent) mode 0700; tighten it if it is looser.
+
+    Cached results name the pod's addresses, devices and arguments: root's only.
+    """
+    missing: list[str] = []
+    head = os.path.abspath(directory)
+    while not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    if os.stat(directory).st_mode & 0o077:
+        os.chmod(directory, 0o700)
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically as a 0600 file in a 0700 directory."""
+    private_dir(os.path.dirname(path))
+    write_file_atomic(path, data, 0o600, durable=True)
+
+
 def save(cache_dir: str, entry: CacheEntry) -> str:
     """Write `entry` atomically; returns the file path."""
     path = cache_path(cache_dir, entry.network_name, entry.container_id, entry.ifname)
-    directory = os.path.dirname(path)
-    data = json.dumps(entry.to_json()).encode()
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        write_file_atomic(path, data, 0o600, durable=True)
+        write_private(path, json.dumps(entry.to_json()).encode())
     except OSError as e:
         raise IOFailure(f"cannot write CNI cache file {path}", str(e)) from e
     return path
@@ -126,10 +151,7 @@ def _read(path: str) -> CacheEntry | None:
         return None
     except OSError as e:
         raise IOFailure(f"cannot read CNI cache file {path}", str(e)) from e
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DecodingFailure(f"cache file {path} is not valid JSON", str(e)) from e
+    data = jsontext.loads(raw, f"cache file {path}")
     if not isinstance(data, dict):
         raise DecodingFailure(f"cache file {path} does not hold a JSON object")
     if data.get("kind") == KIND_V1:

@@ -24,6 +24,13 @@ from multihome.cni.types import CmdArgs
 
 _BUSY_RETRIES = 5
 _BUSY_WAIT = 1.0
+# No plugin call may hang its caller (and, in the daemon, a worker and the container's
+# later requests) for ever; libcni leaves this to the runtime's context, we bound it.
+EXEC_TIMEOUT = 120.0
+
+
+class PluginNotFound(InvalidConfig):
+    """The plugin's executable is in no CNI_PATH directory: it never ran."""
 
 
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
@@ -40,7 +47,7 @@ def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate):
             return candidate
-    raise InvalidConfig(
+    raise PluginNotFound(
         f"failed to find plugin {plugin_type!r} in path {list(paths)}: install it there or "
         "fix the config's 'type'"
     )
@@ -75,7 +82,7 @@ def _plugin_failure(path: str, rc: int, stdout: bytes, stderr: bytes) -> CNIErro
 
 
 def _run(path: str, env: dict[str, str], stdin: bytes,
-         timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+         timeout: float) -> subprocess.CompletedProcess[bytes]:
     for attempt in range(_BUSY_RETRIES + 1):
         try:
             return subprocess.run([path], input=stdin, env=env, capture_output=True,
@@ -86,12 +93,13 @@ def _run(path: str, env: dict[str, str], stdin: bytes,
                 continue
             raise InternalError(f"cannot execute plugin {path}", str(e)) from e
         except subprocess.TimeoutExpired as e:
-            raise InternalError(f"plugin {path} did not answer within {timeout} s") from e
+            raise InternalError(f"plugin {path} did not answer within {timeout:g} s; "
+                                "it was killed") from e
     raise AssertionError("unreachable")
 
 
 def exec_plugin(path: str, cmd: CmdArgs, stdin: bytes,
-                timeout: float | None = None) -> dict[str, Any] | None:
+                timeout: float = EXEC_TIMEOUT) -> dict[str, Any] | None:
     """Run one command of the plugin at `path`; its parsed stdout, or None when empty.
 
     ADD (and VERSION) must print a JSON object; a result without `cniVersion` is taken

@@ -1,4 +1,5 @@
-"""The one JSON decoder for text that arrives from outside (a config on stdin, a result).
+"""The one JSON decoder for text that arrives from outside (a config on stdin, a daemon
+request, a result or cache file).
 
 `json.loads` alone is not safe on hostile input: nesting deeper than the interpreter's
 recursion limit raises RecursionError (not ValueError), invalid UTF-8 raises
@@ -27,7 +28,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether `value` nests containers deeper than `limit` (iterative: no recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -66,6 +67,6 @@ def loads(data: bytes | str, what: str = "network config") -> Any:
         raise DecodingFailure(f"{what} is not valid JSON", str(e)) from e
     # Only text holding many brackets can be too deep: skip the walk for the common case.
     if (text.count("[") + text.count("{") > MAX_DEPTH
-            and _depth_exceeds(value, MAX_DEPTH)):
+            and too_deep(value)):
         raise DecodingFailure(f"{what} is nested deeper than {MAX_DEPTH} levels")
     return value

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.cni import cache
+from multihome.cni import cache, jsontext
 from multihome.cni import version as ver
 from multihome.cni.errors import (
     CNIError,
@@ -31,6 +31,7 @@ from multihome.cni.errors import (
     InvalidConfig,
     InvalidEnvironment,
 )
+from multihome.cni.invoke import PluginNotFound
 from multihome.cni.result import Result
 from multihome.cni.types import CONTAINER_ID_RE, NAME_PATTERN, NAME_RE, CmdArgs, validate_ifname
 
@@ -126,14 +127,14 @@ def _check_plugin(plugin: Any, index: int) -> dict[str, Any]:
 def parse_network_config(data: bytes | str | dict[str, Any]) -> NetworkConfigList:
     """A conf (`type` at the top) or a conflist (`plugins`), validated."""
     if isinstance(data, dict):
+        if jsontext.too_deep(data):
+            raise DecodingFailure(f"network config nests deeper than {jsontext.MAX_DEPTH} "
+                                  "levels")
         obj: Any = data
         raw = json.dumps(data).encode()
     else:
         raw = data.encode() if isinstance(data, str) else bytes(data)
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DecodingFailure("network config is not valid JSON", str(e)) from e
+        obj = jsontext.loads(raw)
     if not isinstance(obj, dict):
         raise InvalidConfig("network config must be a JSON object")
     name = obj.get("name")
@@ -304,9 +305,18 @@ def check_network_list(net: NetworkConfigList, rt: RuntimeConf,
 
 def del_network_list(net: NetworkConfigList, rt: RuntimeConf,
                      cni_path: Sequence[str]) -> None:
-    """DEL each plugin in reverse, best effort; the cache entry goes once all succeed."""
+    """DEL each plugin in reverse, best effort; the cache entry goes once all succeed.
+
+    A plugin whose executable is not found is skipped when the list has no cached ADD:
+    it never ran (an ADD that failed for that very reason), so it has nothing to undo,
+    and refusing would make the attachment impossible to delete.
+    """
     _validate_rt(net, rt)
     prev: Result | None = None
+    try:
+        added = cache.load(rt.cache_dir, net.name, rt.container_id, rt.ifname) is not None
+    except CNIError:
+        added = True  # a file is there, unreadable: assume the ADD happened
     if ver.at_least(net.cni_version, "0.4.0"):
         try:
             prev = cached_result(net, rt)
@@ -319,7 +329,8 @@ def del_network_list(net: NetworkConfigList, rt: RuntimeConf,
         try:
             _delegate(plugin, _cmd("DEL", rt, cni_path), conf, "delete")
         except CNIError as e:
-            errors.append(e)
+            if not (isinstance(e, PluginNotFound) and not added):
+                errors.append(e)
     if errors:
         raise errors[0]
     cache.delete(rt.cache_dir, net.name, rt.container_id, rt.ifname)

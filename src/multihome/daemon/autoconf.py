@@ -16,10 +16,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from multihome.cni import jsontext
+from multihome.cni.errors import CNIError
+from multihome.daemon import logs
 from multihome.paths import write_file_atomic
 from multihome.shim import ENGINE_TYPE, SOCKET_KEY
 
 CONFIG_NAME = "00-multihome.conflist"
+# It names the daemon's socket and store; its only readers (runtimes) are root.
+CONFIG_MODE = 0o600
 NETWORK_NAME = "multihome-cni-network"
 _EXTENSIONS = (".conf", ".conflist", ".json")
 
@@ -45,8 +50,8 @@ def default_network_file(conf_dir: str) -> str | None:
         path = os.path.join(conf_dir, name)
         try:
             with open(path, "rb") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
+                data = jsontext.loads(f.read())
+        except (OSError, CNIError):
             continue
         if isinstance(data, dict) and (data.get("type") or isinstance(data.get("plugins"), list)):
             return path
@@ -65,7 +70,9 @@ def _capabilities(default: dict[str, Any]) -> dict[str, bool]:
 
 def build(settings: Settings, default_path: str) -> dict[str, Any]:
     with open(default_path, "rb") as f:
-        default = json.load(f)
+        default = jsontext.loads(f.read())
+    if not isinstance(default, dict):
+        raise ValueError(f"{default_path} is not a JSON object")
     plugin: dict[str, Any] = {"type": ENGINE_TYPE, "clusterNetwork": default_path,
                               SOCKET_KEY: settings.socket}
     if settings.bin_dir:
@@ -88,16 +95,18 @@ def sync(settings: Settings) -> bool:
         return False
     try:
         text = json.dumps(build(settings, default_path), indent=2) + "\n"
-    except (OSError, ValueError):
+    except (OSError, ValueError, CNIError):
         return False  # the file changed under us: the next poll sees the new one
     path = os.path.join(settings.conf_dir, CONFIG_NAME)
     try:
         with open(path) as f:
             if f.read() == text:
+                if os.fstat(f.fileno()).st_mode & 0o077:
+                    os.chmod(path, CONFIG_MODE)  # written by an older, looser version
                 return True
     except FileNotFoundError:
         pass
-    write_file_atomic(path, text, 0o644)
+    write_file_atomic(path, text, CONFIG_MODE)
     return True
 
 
@@ -139,13 +148,14 @@ class ConfigWriter:
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
-            except OSError:
+            except Exception as e:  # the thread must outlive any one bad poll
+                logs.log(30, "cannot update the CNI config", error=f"{type(e).__name__}: {e}")
                 self._seen = None  # try again next time
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=5)  # a poll is a few file operations
 
 
 def remove(conf_dir: str) -> bool:

@@ -15,7 +15,7 @@ from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAg
 from multihome.cni.version import LATEST
 from multihome.daemon import logs
 from multihome.daemon.metrics import DaemonMetrics
-from multihome.daemon.pool import Busy, WorkerPool
+from multihome.daemon.pool import Busy, WaitTimeout, WorkerPool
 from multihome.plugins import registry
 from multihome.shim import netns_id
 
@@ -33,20 +33,58 @@ class CNIRequest:
 
     @classmethod
     def from_json(cls, body: bytes) -> CNIRequest:
+        """The request in `body`; DecodingFailure for anything else, whatever its shape."""
         try:
             data = json.loads(body)
-            env = data["env"]
-            if not isinstance(env, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-                raise TypeError("env must map strings to strings")
+        except RecursionError:
+            raise _malformed("the body is JSON nested too deeply") from None
+        except ValueError as e:  # UnicodeDecodeError is one
+            raise _malformed(f"the body is not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise _malformed(f"the body is a JSON {type(data).__name__}, not an object")
+        env = data.get("env")
+        if not isinstance(env, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise _malformed("'env' must be an object mapping strings to strings")
+        plugin_type = data.get("type", "")
+        if not isinstance(plugin_type, str):
+            raise _malformed("'type' must be a string")
+        netns = data.get("netns", 0)
+        if isinstance(netns, bool) or not isinstance(netns, int) or not 0 <= netns < 2**64:
+            raise _malformed("'netns' must be an inode number")
+        if "stdinBase64" in data:
+            encoded = data["stdinBase64"]
+            if not isinstance(encoded, str):
+                raise _malformed("'stdinBase64' must be a string")
+            try:
+                raw = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise _malformed(f"'stdinBase64' is not base64: {e}") from None
+        else:
             stdin = data.get("stdin", "")
-            raw = (base64.b64decode(data["stdinBase64"], validate=True)
-                   if "stdinBase64" in data
-                   else str(stdin).encode("utf-8", "surrogateescape"))
-            return cls(str(data.get("type", "")), env, raw, int(data.get("netns", 0)))
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
-            raise DecodingFailure("malformed request to the multihome daemon",
-                                  f"{type(e).__name__}: {e}") from e
+            if not isinstance(stdin, str):
+                raise _malformed("'stdin' must be a string")
+            raw = stdin.encode("utf-8", "surrogateescape")
+        return cls(plugin_type, env, raw, netns)
+
+
+def _malformed(why: str) -> DecodingFailure:
+    return DecodingFailure(f"malformed request to the multihome daemon: {why}")
+
+
+# Label values of /metrics come from these sets only: a request names any type or
+# command it likes, and each distinct label value would be a series kept forever.
+COMMANDS = frozenset({"ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"})
+TEARDOWN = frozenset({"DEL", "GC"})
+OTHER = "other"
+
+
+def command_label(command: str) -> str:
+    return command if command in COMMANDS else OTHER
+
+
+def type_label(plugin_type: str) -> str:
+    return plugin_type if plugin_type in registry.BUILTIN else OTHER
 
 
 def error_reply(err: CNIError) -> tuple[int, str]:
@@ -63,34 +101,51 @@ class Runner:
         registry.delegate_observer = self._observe_delegate
 
     def _observe_delegate(self, plugin_type: str, command: str, seconds: float) -> None:
-        self.metrics.plugin_seconds.observe(seconds, plugin_type, command)
+        self.metrics.plugin_seconds.observe(seconds, type_label(plugin_type),
+                                            command_label(command))
 
     def in_own_netns(self, req: CNIRequest) -> bool:
         return not req.netns or not self.own_netns or req.netns == self.own_netns
 
-    def serve(self, req: CNIRequest) -> tuple[int, str]:
-        """(exit code, stdout) for the caller; never raises."""
+    def serve(self, req: CNIRequest, nested: bool = False) -> tuple[int, str]:
+        """(exit code, stdout) for the caller; never raises.
+
+        `nested`: the caller is a process the daemon itself started (see pool.py).
+        """
         tags = logs.RequestTags.from_env(req.env)
         logs.current.set(tags)
         command, ptype = req.command or "-", req.plugin_type or "-"
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            code, out = self.pool.run(tags.container if tags.container != "-" else "",
-                                      lambda: self._dispatch(req))
+            if nested:
+                code, out = self.pool.run_nested(lambda: self._dispatch(req))
+            else:
+                code, out = self.pool.run(tags.container if tags.container != "-" else "",
+                                          lambda: self._dispatch(req),
+                                          teardown=req.command in TEARDOWN)
             result = "ok" if code == 0 else "error"
         except Busy as e:
             code, out = error_reply(TryAgainLater(f"multihome daemon is busy: {e}; "
                                                   "try again later"))
             result = "busy"
+        except WaitTimeout as e:
+            code, out = error_reply(TryAgainLater(f"multihome daemon gave up waiting: {e}"))
+            result = "timeout"
+        except Exception as e:  # the caller gets a CNI error, never a dropped connection
+            code, out = error_reply(InternalError(f"multihome daemon failed: "
+                                                  f"{type(e).__name__}: {e}"))
+            result = "error"
         finally:
             self.metrics.in_flight.dec()
         seconds = time.perf_counter() - start
-        self.metrics.requests.inc(command, ptype, result)
-        self.metrics.request_seconds.observe(seconds, command)
+        self.metrics.requests.inc(command_label(command), type_label(ptype), result)
+        self.metrics.request_seconds.observe(seconds, command_label(command))
         level = logging.INFO if code == 0 else logging.WARNING
         fields: dict[str, object] = {"command": command, "type": ptype, "code": code,
                                      "ms": round(seconds * 1000, 2)}
+        if nested:
+            fields["nested"] = True
         if code:
             fields["error"] = _error_msg(out)
         logs.log(level, f"{command} {result}", **fields)
@@ -100,14 +155,15 @@ class Runner:
         plugin = registry.lookup(req.plugin_type)
         if plugin is None:
             return error_reply(InternalError(
-                f"the multihome daemon has no built-in plugin type {req.plugin_type!r}; "
+                f"the multihome daemon has no built-in plugin type {req.plugin_type[:100]!r}; "
                 "reinstall the executables with `multihome install-cni`"))
         start = time.perf_counter()
         try:
             return skel.dispatch(plugin, req.env, req.stdin)
         finally:
             self.metrics.plugin_seconds.observe(time.perf_counter() - start,
-                                                req.plugin_type, req.command)
+                                                type_label(req.plugin_type),
+                                                command_label(req.command))
 
 
 def _error_msg(out: str) -> str:
