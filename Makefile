@@ -1,6 +1,6 @@
 # multihome: set-up, tests, demo and benchmarks. Run as root on Debian 12.
 #
-#   make install     Debian packages + .venv with the package and its test extras (idempotent)
+#   make install     Debian packages + .venv with the package, its console, k8s and test extras (idempotent)
 #   make test        ruff, mypy, the whole pytest suite, then the Debian-kernel tier
 #   make test-kernel only the Debian-kernel tier (tests/kernel in a qemu guest, ~4-6 min)
 #   make demo        the local lab: seed NAD, two pods on bridge-dev pinging each other and the external host
@@ -59,7 +59,7 @@ $(VPY): $(STAMPS)/debs
 	@echo "$(CURDIR)/$(VENV)/debian-site" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth"
 
 $(STAMPS)/installed: pyproject.toml $(STAMPS)/debs | $(VPY)
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,console,k8s]'
 	@touch $@
 
 lint: install

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from multihome.extras import missing_extra
+
 # the node-network kinds (NNCP, NNS, NNCE) register themselves on import
 from multihome.node import kinds as _node_kinds  # noqa: F401
 from multihome.store.base import (
@@ -56,8 +58,13 @@ def open_store(path: str | None = None) -> Store:
     """``k8s`` (in-cluster) or ``k8s:<kubeconfig>`` selects the Kubernetes API store."""
     where = store_path(path)
     if where == "k8s" or where.startswith("k8s:"):
-        from multihome.k8s.store import open_kube_store
-
+        try:
+            from multihome.k8s.store import open_kube_store
+        except ModuleNotFoundError as e:
+            message = missing_extra(e, f"the store {where}")
+            if message is None:
+                raise
+            raise StoreUnavailable(message) from None
         return open_kube_store(where[4:] or None)
     from multihome.store.sqlite import SQLiteStore, shared_store
 
