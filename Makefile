@@ -7,7 +7,7 @@
 #   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
 #   make bench       our bridge executable vs /usr/lib/cni/bridge
-#   make lint        ruff and mypy only
+#   make lint        ruff and mypy (the package, the tests, bench and demo) only
 
 SHELL := /bin/sh
 PYTHON ?= python3
@@ -65,6 +65,7 @@ $(STAMPS)/installed: pyproject.toml $(STAMPS)/debs | $(VPY)
 lint: install
 	$(VENV)/bin/ruff check src tests bench demo
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --explicit-package-bases tests
 	$(VENV)/bin/mypy bench demo
 
 # The kernel tier runs even when pytest failed (both results are worth seeing); `make test`

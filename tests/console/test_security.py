@@ -13,13 +13,13 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import yaml
-from console_client import EVIL, ORIGIN, csrf_of, fixed_topology, post, served
 from flask.testing import FlaskClient
 
 from multihome.console import topology
 from multihome.console.app import MAX_BODY, create_app
 from multihome.node.kinds import NNCP
 from multihome.store import NAD, POD, Object, open_store
+from support.console_client import EVIL, ORIGIN, csrf_of, fixed_topology, post, served
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_YAML = (ROOT / "examples" / "linux-bridge-dev.yml").read_text()

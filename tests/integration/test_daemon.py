@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from conftest import CNIOutcome, Netns, run_cni, unique
 from multihome.daemon.autoconf import CONFIG_NAME
+from support.cni_exec import CNIOutcome, run_cni
+from support.netns import Netns, unique
 
 pytestmark = pytest.mark.netns
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-import kstate
-from integration.node_world import NodeWorld, make_world
 from multihome.node import current, schema, transaction
+from support import kstate
+from support.node_world import NodeWorld, make_world
 
 pytestmark = pytest.mark.netns
 

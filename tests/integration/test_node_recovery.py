@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-import kstate
-from integration.node_world import NodeWorld, make_world
 from multihome.node import apply, checkpoint, process, recovery
+from support import kstate
+from support.node_world import NodeWorld, make_world
 
 pytestmark = pytest.mark.netns
 

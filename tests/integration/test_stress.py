@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns, run_cni, unique
+from support import kstate
+from support.cni_exec import run_cni
+from support.netns import Netns, unique
 
 pytestmark = [pytest.mark.netns, pytest.mark.stress]
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns
 from multihome.net import bridge_vlan, netns
 from multihome.node import current, transaction
+from support import kstate
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 
