@@ -1,6 +1,6 @@
 # multihome: set-up, tests, demo and benchmarks. Run as root on Debian 12.
 #
-#   make install     Debian packages + .venv with the package and its test extras (idempotent)
+#   make install     Debian packages + .venv with the package, its console, k8s and test extras (idempotent)
 #   make test        ruff, mypy, the whole pytest suite, the Debian-kernel tier, the cluster tier
 #   make test-kernel only the Debian-kernel tier (tests/kernel in a qemu guest, ~4-6 min)
 #   make test-cluster only the cluster tier (a real Kubernetes cluster, tests/cluster)
@@ -9,7 +9,8 @@
 #   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
 #   make bench       our bridge executable vs /usr/lib/cni/bridge
-#   make lint        ruff, mypy and lint-imports (the import contracts in pyproject.toml)
+#   make lint        ruff, mypy (the package, the tests, bench and demo) and lint-imports (the
+#                    import contracts in pyproject.toml)
 
 SHELL := /bin/sh
 PYTHON ?= python3
@@ -64,12 +65,13 @@ $(VPY): $(STAMPS)/debs
 	@echo "$(CURDIR)/$(VENV)/debian-site" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth"
 
 $(STAMPS)/installed: pyproject.toml $(STAMPS)/debs | $(VPY)
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,console,k8s]'
 	@touch $@
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench demo
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --explicit-package-bases tests
 	$(VENV)/bin/mypy bench demo
 	$(VENV)/bin/lint-imports
 

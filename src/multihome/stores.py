@@ -7,8 +7,8 @@ user or a config gives (the CLI, the console, the engine plugin) imports this.
 
 from __future__ import annotations
 
-from multihome.k8s.store import open_kube_store
-from multihome.store import Store, store_path
+from multihome.extras import missing_extra
+from multihome.store import Store, StoreUnavailable, store_path
 from multihome.store.sqlite import open_sqlite
 
 
@@ -17,5 +17,14 @@ def open_store(path: str | None = None) -> Store:
     anything else names a SQLite file (default: ``$MULTIHOME_STORE``, else the default)."""
     where = store_path(path)
     if where == "k8s" or where.startswith("k8s:"):
+        # Imported here, not at the top: the API client is the optional `k8s` extra (a
+        # CNI node with a SQLite store installs no lightkube), and it costs ~0.3 s to load.
+        try:
+            from multihome.k8s.store import open_kube_store
+        except ModuleNotFoundError as e:
+            message = missing_extra(e, f"the store {where}")
+            if message is None:
+                raise
+            raise StoreUnavailable(message) from None
         return open_kube_store(where[4:] or None)
     return open_sqlite(where)

@@ -17,7 +17,7 @@ from support.kube import Kube, namespace_manifest, pod_manifest, wait_until
 
 SEED_CONFIG = {"cniVersion": "0.3.1", "name": "seed-like", "type": "cnv-bridge",
                "bridge": "mh-sbs-seed", "macspoofchk": True, "vlan": 0}
-NADS = {
+NADS: dict[str, dict[str, Any]] = {
     "plain-br": {"cniVersion": "0.3.1", "name": "plain-br", "type": "bridge",
                  "bridge": "mh-sbs-br"},
     "ipam-br": {"cniVersion": "0.3.1", "name": "ipam-br", "type": "bridge",

@@ -71,9 +71,13 @@ def test_max_unavailable_holds_across_nodes(cluster: Kube, two_nodes: list[str],
         capture_output=True, text=True, timeout=120, check=False,
         env=dict(os.environ, NODE_NAME=NODE2))
     assert second.returncode != 0, second.stdout  # its enactment did not become Available
-    states = wait_until(lambda: (s := _states(cluster, two_nodes)) and len(s) == 2
-                        and all(t in ("Failing", "Aborted", "Pending") for t, _ in s.values())
-                        and s, 90, "both enactments settled",
+    def settled() -> dict[str, tuple[str, str]] | None:
+        s = _states(cluster, two_nodes)
+        done = len(s) == 2 and all(t in ("Failing", "Aborted", "Pending")
+                                   for t, _ in s.values())
+        return s if done else None
+
+    states = wait_until(settled, 90, "both enactments settled",
                         describe=lambda: json.dumps(_states(cluster, two_nodes)))
     kinds = sorted(t for t, _ in states.values())
     assert kinds.count("Failing") == 1, states  # maxUnavailable 1: one node failed

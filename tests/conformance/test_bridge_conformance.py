@@ -16,15 +16,16 @@ masquerade rule is compared.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import kstate
-from conftest import GO_CNI_DIR, Netns, run_cni, unique
+from support import kstate
+from support.bridge_conformance import Side, World, normalize_result
+from support.cni_exec import GO_CNI_DIR
+from support.netns import unique
 
 pytestmark = [pytest.mark.netns, pytest.mark.conformance]
 
@@ -52,7 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "enabledad": {"enabledad": True, "ranges": [V4, V6]},
 }
 BOTH_VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
 
 
 def make_conf(version: str, variant: str, data_dir: Path) -> dict[str, Any]:
@@ -60,15 +61,6 @@ def make_conf(version: str, variant: str, data_dir: Path) -> dict[str, Any]:
     ranges = keys.pop("ranges", [V4])
     return {"cniVersion": version, "name": NET, "type": "bridge", "bridge": BRIDGE, **keys,
             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": ranges}}
-
-
-@dataclass
-class Side:
-    """One plugin implementation: its bridge executable and the CNI_PATH holding its IPAM."""
-
-    name: str
-    exe: Path
-    cni_path: Path
 
 
 @pytest.fixture
@@ -79,22 +71,6 @@ def go() -> Side:
 @pytest.fixture
 def ours(cni_bin_dir: Path) -> Side:
     return Side("ours", cni_bin_dir / "bridge", cni_bin_dir)
-
-
-@dataclass
-class World:
-    """The namespaces and data dir of one side of a comparison."""
-
-    host: Netns
-    container: Netns
-    data_dir: Path
-    cid: str
-
-    def cni(self, side: Side, command: str, conf: dict[str, Any],
-            cid: str | None = None, ifname: str = "eth0") -> Any:
-        return run_cni(side.exe, command, conf, container_id=cid or self.cid,
-                       netns=self.container.path, ifname=ifname, cni_path=side.cni_path,
-                       host_ns=self.host)
 
 
 @pytest.fixture
@@ -113,27 +89,6 @@ def world(netns_factory: Any, tmp_path: Path) -> Any:
 
 
 # --- normalisation: what may legitimately differ between two runs ------------------------
-
-def normalize_result(result: dict[str, Any], world: World) -> dict[str, Any]:
-    out = dict(result)
-    if out.get("dns") == {}:
-        # Go prints an empty "dns" object; an absent one means the same.
-        out.pop("dns")
-    ifaces = []
-    for i, iface in enumerate(out.get("interfaces", [])):
-        iface = dict(iface)
-        if "mac" in iface:
-            assert MAC_RE.match(iface["mac"]), iface
-            iface["mac"] = "<mac>"
-        if i == 1:
-            iface["name"] = "<veth>"
-        if "sandbox" in iface:
-            assert iface["sandbox"] == world.container.path
-            iface["sandbox"] = "<netns>"
-        ifaces.append(iface)
-    out["interfaces"] = ifaces
-    return out
-
 
 def _norm_text(text: str, world: World, veth: str) -> str:
     return text.replace(world.cid, "<cid>").replace(veth, "<veth>")

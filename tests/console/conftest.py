@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_client import fixed_topology
 from flask.testing import FlaskClient
 
 from multihome.console.app import create_app
+from support.console_client import fixed_topology
 
 
 @pytest.fixture

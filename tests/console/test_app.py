@@ -11,13 +11,13 @@ from html import unescape
 from pathlib import Path
 
 import yaml
-from console_client import NODE_STATE, fixed_topology, post
 from flask.testing import FlaskClient
 
 from multihome.console import topology
 from multihome.console.app import create_app
 from multihome.store import NAD, POD, Object, Store
 from multihome.stores import open_store
+from support.console_client import NODE_STATE, fixed_topology, post
 
 ROOT = Path(__file__).resolve().parents[2]
 MULTIHOME = str(ROOT / ".venv" / "bin" / "multihome")

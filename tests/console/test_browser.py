@@ -10,15 +10,15 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from console_client import served
 
-from cli_lab import CLILab, lab_down, lab_up, new_lab
-from integration.node_world import make_world, nncp
-from vm.vm_world import skip_without_vm_tools
+from support.cli_lab import CLILab, lab_down, lab_up, new_lab
+from support.console_client import served
+from support.node_world import make_world, nncp
+from support.vm_world import skip_without_vm_tools
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,10 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
                 allow_module_level=True)
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-Page = playwright.Page
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+else:
+    Page = playwright.Page
 
 
 @dataclass

@@ -13,7 +13,6 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import yaml
-from console_client import EVIL, ORIGIN, csrf_of, fixed_topology, post, served
 from flask.testing import FlaskClient
 
 from multihome.console import topology
@@ -21,6 +20,7 @@ from multihome.console.app import MAX_BODY, create_app
 from multihome.store import NAD, POD, Object
 from multihome.store.objects import NNCP
 from multihome.stores import open_store
+from support.console_client import EVIL, ORIGIN, csrf_of, fixed_topology, post, served
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_YAML = (ROOT / "examples" / "linux-bridge-dev.yml").read_text()

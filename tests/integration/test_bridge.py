@@ -3,7 +3,6 @@
 The plugin runs in-process through `skel.dispatch` (the executable's own path) inside a
 namespace playing the node; see bridge_harness.
 """
-# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
@@ -12,12 +11,12 @@ import threading
 from typing import Any
 
 import pytest
-from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
-import kstate
 from multihome.net import addr as net_addr
 from multihome.net import links, netns
 from multihome.net.netns import iproute_in
+from support import kstate
+from support.bridge_harness import Lab
 
 pytestmark = pytest.mark.netns
 
@@ -145,7 +144,8 @@ def test_mtu_on_bridge_and_both_veth_ends(lab: Lab) -> None:
 def test_port_flags(lab: Lab, key: str, attr: str, expected: bool) -> None:
     c1 = lab.make_ns("mhbc")
     br = lab.bridge_name()
-    conf = lab.conf(br, **{key: True})
+    flags: dict[str, Any] = {key: True}
+    conf = lab.conf(br, **flags)
     result = lab.add(conf, c1)
     port = kstate.port_info(_port(lab, result["interfaces"][1]["name"]))
     assert port[attr] is expected

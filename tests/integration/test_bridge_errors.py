@@ -1,5 +1,4 @@
 """Bad configs, failed ADDs that must undo everything, and DEL idempotency."""
-# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
@@ -8,10 +7,10 @@ import time
 from typing import Any
 
 import pytest
-from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
-import kstate
 from multihome.net import netns
+from support import kstate
+from support.bridge_harness import Lab
 
 pytestmark = pytest.mark.netns
 

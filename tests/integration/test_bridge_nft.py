@@ -1,5 +1,4 @@
 """nftables state of the bridge plugin: macspoofchk (reference scheme), ipMasq, GC."""
-# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
@@ -9,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
-import kstate
 from multihome.net import netns
 from multihome.plugins import bridge_nft
+from support import kstate
+from support.bridge_harness import Lab
 
 pytestmark = pytest.mark.netns
 

@@ -5,18 +5,17 @@ Support is detected by turning VLAN filtering on for a throwaway bridge. On such
 leave nothing behind. The VLAN behaviour itself, with tagged traffic, is tested in the
 Debian-kernel tier: tests/kernel/test_bridge_vlan_tier.py.
 """
-# ruff: noqa: F811  (the `lab` fixture is imported from bridge_harness)
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from bridge_harness import Lab, lab  # noqa: F401 - the fixture
 
-from conftest import unique
 from multihome.net import bridge_vlan
 from multihome.net.netns import iproute_in
+from support.bridge_harness import Lab
+from support.netns import unique
 
 pytestmark = pytest.mark.netns
 

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from test_cli_objects import ROOT, Cli
+
+from support.cli_objects import ROOT, Cli
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,26 +12,7 @@ import yaml
 
 from multihome.present import format_age, format_table, object_table
 from multihome.store import NAD, Object
-
-ROOT = Path(__file__).resolve().parents[2]
-MULTIHOME = str(Path(sys.executable).parent / "multihome")
-SEED = ROOT / "examples" / "linux-bridge-dev.yml"
-NAD_REF = "networkattachmentdefinition.k8s.cni.cncf.io"
-NAD_RES = "networkattachmentdefinitions.k8s.cni.cncf.io"
-
-
-class Cli:
-    def __init__(self, store: Path) -> None:
-        self.store = store
-
-    def __call__(self, *args: str, stdin: str | None = None,
-                 env: dict[str, str] | None = None, use_flag: bool = True
-                 ) -> subprocess.CompletedProcess[str]:
-        argv = [MULTIHOME, *(["--store", str(self.store)] if use_flag else []), *args]
-        full_env = {k: v for k, v in os.environ.items() if k != "MULTIHOME_STORE"}
-        full_env.update(env or {})
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60,
-                              env=full_env, cwd=ROOT)
+from support.cli_objects import NAD_REF, NAD_RES, SEED, Cli
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli_objects import MULTIHOME, SEED
 
 from multihome.lab import settings as labsettings
 from multihome.plugins import state_file
+from support.cli_objects import MULTIHOME, SEED
 
 COMMANDS = [("get", "nad"), ("get", "nad", "-A"), ("apply", "-f", str(SEED)),
             ("create", "-f", str(SEED)), ("delete", "nad", "x"), ("describe", "nad", "x"),

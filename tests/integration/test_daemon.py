@@ -6,7 +6,6 @@ the same namespace, exactly as a runtime would exec it. Every daemon is started 
 own session and its process group is killed at teardown.
 """
 
-# ruff: noqa: F811  (the `node` fixture is imported from daemon_world)
 from __future__ import annotations
 
 import json
@@ -19,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_world import MULTIHOME, NOTHING, Node, node  # noqa: F401 - the fixture
 
-from conftest import CNIOutcome, Netns, run_cni, unique
 from multihome.daemon.autoconf import CONFIG_NAME
+from support.cni_exec import CNIOutcome, run_cni
+from support.daemon_world import MULTIHOME, NOTHING, Node
+from support.netns import Netns, unique
 
 pytestmark = pytest.mark.netns
 

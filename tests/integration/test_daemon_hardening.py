@@ -1,7 +1,6 @@
 """The daemon under hostile or unlucky conditions: nested plugin calls, bad clients,
 SIGTERM with clients connected, DEL under load. Every case ends in a reply or an exit
 within a bound, never a hang."""
-# ruff: noqa: F811  (the `node` fixture is imported from daemon_world)
 
 from __future__ import annotations
 
@@ -14,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_world import NOTHING, Node, node  # noqa: F401 - the fixture
 
-from conftest import Netns, run_cni, unique
+from support.cni_exec import run_cni
+from support.daemon_world import NOTHING, Node
+from support.netns import Netns, unique
 
 pytestmark = pytest.mark.netns
 

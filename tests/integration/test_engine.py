@@ -1,5 +1,4 @@
 """The attachment engine with real namespaces, bridges, IPAM and a store."""
-# ruff: noqa: F811  (the `world` fixture is imported from engine_world)
 
 from __future__ import annotations
 
@@ -8,13 +7,13 @@ import os
 import shutil
 
 import pytest
-from engine_world import World, links_in, world  # noqa: F401 - the fixture
 
-from conftest import Netns
 from multihome.attach import engine
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.store import NAD, POD
+from support.engine_world import World, links_in
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 

@@ -1,5 +1,5 @@
 """The engine when configs are hostile, calls repeat, caches or the store are damaged."""
-# ruff: noqa: F811  (the `world` fixture is imported from engine_world)
+
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_world import World, links_in, world  # noqa: F401 - the fixture
 
-from conftest import Netns
+from multihome import engine_plugin
 from multihome.attach import engine
 from multihome.attach.nad import NODE_SETTINGS
 from multihome.attach.plan import PodRef
 from multihome.cni.errors import CNIError, InvalidConfig, InvalidEnvironment, UnknownContainer
+from multihome.cni.skel import dispatch
+from support.engine_world import World, links_in
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 
@@ -46,8 +48,6 @@ def _bounded(fn: Any, timeout: float = 60) -> Any:
 def _plugin(world: World, netns: Netns, command: str, cid: str, pod: PodRef | None,
             **conf_keys: Any) -> tuple[int, dict[str, Any] | None]:
     """The engine as the `multihome` plugin type, with the store named in its config."""
-    from multihome.attach import plugin
-    from multihome.cni.skel import dispatch
 
     conf = dict(world.conf().raw, store=str(world.tmp / "s.db"), cniVersion="1.1.0",
                 **conf_keys)
@@ -55,7 +55,7 @@ def _plugin(world: World, netns: Netns, command: str, cid: str, pod: PodRef | No
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns.path,
            "CNI_IFNAME": "eth0" if command != "GC" else "", "CNI_PATH": world.bin_dir,
            "CNI_ARGS": args}
-    rc, out = dispatch(plugin, env, json.dumps(conf).encode())  # type: ignore[arg-type]
+    rc, out = dispatch(engine_plugin, env, json.dumps(conf).encode())  # type: ignore[arg-type]
     return rc, json.loads(out) if out else None
 
 

@@ -9,15 +9,17 @@ never touch the real host; one test runs in the host namespace exactly as a runt
 from __future__ import annotations
 
 import json
+import subprocess
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns, run_cni, unique
 from multihome.cni.version import ALL_VERSIONS, at_least
+from support import kstate
+from support.cni_exec import run_cni
+from support.netns import Netns, unique
 
 pytestmark = pytest.mark.netns
 
@@ -120,7 +122,7 @@ def host_bridge_nat_restored() -> Any:
     yield
     if not existed and "bridge nat" in kstate.nft_tables(None) \
             and not kstate.nft_rules(None):
-        kstate.subprocess.run(["nft", "delete", "table", "bridge", "nat"], check=False)
+        subprocess.run(["nft", "delete", "table", "bridge", "nat"], check=False)
 
 
 def test_seed_in_host_namespace_like_a_runtime(cni_bin_dir: Path, netns: Netns,
@@ -141,7 +143,7 @@ def test_seed_in_host_namespace_like_a_runtime(cni_bin_dir: Path, netns: Netns,
         assert allocation_files(tmp_path) == []
     finally:
         cni("DEL", conf)
-        kstate.subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
 
 
 def _assert_cni_error(out: Any, code: int) -> None:
@@ -161,7 +163,7 @@ def test_bad_json_is_code_6(cni_bin_dir: Path, netns: Netns) -> None:
 
 @pytest.mark.parametrize("drop", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])
 def test_missing_env_is_code_4(cni_bin_dir: Path, netns: Netns, drop: str) -> None:
-    call = {"container_id": "c1", "netns": netns.path, "ifname": "net1"}
+    call: dict[str, Any] = {"container_id": "c1", "netns": netns.path, "ifname": "net1"}
     key = {"CNI_CONTAINERID": "container_id", "CNI_NETNS": "netns", "CNI_IFNAME": "ifname"}[drop]
     call[key] = ""
     out = run_cni(cni_bin_dir / "cnv-bridge", "ADD", SEED, **call)

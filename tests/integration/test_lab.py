@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from node_world import nncp
 
-from cli_lab import CLILab, lab_down, lab_up, new_lab
-from conftest import host_links, host_netns, unique
+from support.cli_lab import CLILab, lab_down, lab_up, new_lab
+from support.host_state import host_netns, link_names
+from support.netns import unique
+from support.node_world import nncp
 
 pytestmark = pytest.mark.netns
 
@@ -133,7 +134,7 @@ def test_lab_down_removes_pods_and_the_world(lab: Lab) -> None:
     out = lab.ok("lab", "down")
     assert 'pod "p5" deleted' in out and "lab is down" in out
     assert lab.external not in host_netns() and "mh-default-p5" not in host_netns()
-    assert not {lab.dev_bridge, lab.cluster_bridge} & host_links()
+    assert not {lab.dev_bridge, lab.cluster_bridge} & link_names()
 
 
 def _resource_nad(lab: Lab, bridge: str) -> str:
@@ -192,7 +193,7 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
     try:
         out = lab_up(lab, "10.66.0.1/24", "10.67.0.0/24", "--dev-bridge-by-policy")
         assert "left to a NodeNetworkConfigurationPolicy" in out
-        assert lab.dev_bridge not in host_links() and uplink in host_links()
+        assert lab.dev_bridge not in link_names() and uplink in link_names()
         lab.ok("apply", "-f", str(policy))
         enacted = lab.ok("node", "enact")
         assert f"created linux-bridge {lab.dev_bridge}" in enacted
@@ -206,6 +207,6 @@ def test_dev_bridge_from_a_policy_and_down_removes_it_with_the_checkpoint(
         down = lab.ok("lab", "down")
         assert "node checkpoint" in down and "dropped" in down
         assert not node_dir.exists()
-        assert not {lab.dev_bridge, uplink, lab.cluster_bridge} & host_links()
+        assert not {lab.dev_bridge, uplink, lab.cluster_bridge} & link_names()
     finally:
         lab_down(lab)

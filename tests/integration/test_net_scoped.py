@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from conftest import Netns
 from multihome.net import netns as mh_netns
 from multihome.net import node_links
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 

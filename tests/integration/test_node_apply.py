@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-import kstate
-from integration.node_world import NodeWorld, make_world
-from multihome.node import current, engine, schema
+from multihome.node import current, schema, transaction
+from support import kstate
+from support.node_world import NodeWorld, make_world
 
 pytestmark = pytest.mark.netns
 
@@ -39,14 +39,14 @@ def _snapshot(w: NodeWorld) -> dict[str, Any]:
 
 def test_bridge_with_uplink_then_reapply_is_noop(world: NodeWorld) -> None:
     assert not world.pings_host()
-    report = engine.apply_state(world.bridge_policy("br0", ["up0"]),
+    report = transaction.apply_state(world.bridge_policy("br0", ["up0"]),
                                 netns_path=world.node.path)
     assert report.committed and report.changes
     assert report.probes == []  # the host did not answer before: that probe is not used
     assert kstate.link(world.node.name, "up0")["master"] == "br0"
     assert kstate.addresses(world.node.name, "br0") == [f"{world.net}.0.2/24"]
     assert world.pings_host()
-    again = engine.apply_state(world.bridge_policy("br0", ["up0"]),
+    again = transaction.apply_state(world.bridge_policy("br0", ["up0"]),
                                netns_path=world.node.path)
     assert again.changes == []
     assert again.probes == [world.host]
@@ -57,7 +57,7 @@ def test_probe_failure_restores_everything_exactly(world: NodeWorld) -> None:
     policy["routes"] = {"config": [{"destination": "10.99.0.0/16",
                                     "next-hop-address": world.host,
                                     "next-hop-interface": "br0"}]}
-    engine.apply_state(policy, netns_path=world.node.path)
+    transaction.apply_state(policy, netns_path=world.node.path)
     before = _snapshot(world)
     shown = current.show(world.node.path)
     # move the uplink off the bridge, and change more on the way: the host stops answering
@@ -65,8 +65,8 @@ def test_probe_failure_restores_everything_exactly(world: NodeWorld) -> None:
     bad["interfaces"][0]["mtu"] = 1400
     bad["interfaces"][0]["ipv4"]["address"] = [{"ip": "10.98.0.2", "prefix-length": 24}]
     bad["routes"] = {"config": [{"destination": "10.99.0.0/16", "state": "absent"}]}
-    with pytest.raises(engine.ApplyFailed) as failed:
-        engine.apply_state(bad, netns_path=world.node.path)
+    with pytest.raises(transaction.ApplyFailed) as failed:
+        transaction.apply_state(bad, netns_path=world.node.path)
     assert "probe failed" in str(failed.value) and world.host in str(failed.value)
     assert failed.value.report.changes and failed.value.report.rolled_back
     assert _snapshot(world) == before
@@ -80,19 +80,19 @@ def test_bad_key_changes_nothing(world: NodeWorld) -> None:
     policy["interfaces"][0]["bridge"]["port"] = [{"name": "up0"},
                                                  {"name": "up1", "vlan": {"mdoe": "trunk"}}]
     with pytest.raises(schema.InvalidDesiredState) as bad:
-        engine.apply_state(policy, netns_path=world.node.path)
+        transaction.apply_state(policy, netns_path=world.node.path)
     assert str(bad.value) == "interfaces[0].bridge.port[1].vlan.mdoe: unknown key"
     assert _snapshot(world) == before
 
 
 def test_routes_config_and_absent(world: NodeWorld) -> None:
-    engine.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
+    transaction.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
     route = {"destination": "10.97.0.0/16", "next-hop-address": world.host,
              "next-hop-interface": "br0", "metric": 50}
-    engine.apply_state({"routes": {"config": [route]}}, netns_path=world.node.path)
+    transaction.apply_state({"routes": {"config": [route]}}, netns_path=world.node.path)
     found = [r for r in kstate.routes(world.node.name) if r["dst"] == "10.97.0.0/16"]
     assert found and found[0]["gateway"] == world.host and found[0]["metric"] == 50
-    engine.apply_state({"routes": {"config": [{"destination": "10.97.0.0/16",
+    transaction.apply_state({"routes": {"config": [{"destination": "10.97.0.0/16",
                                                "state": "absent"}]}},
                        netns_path=world.node.path)
     assert not [r for r in kstate.routes(world.node.name) if r["dst"] == "10.97.0.0/16"]
@@ -162,7 +162,7 @@ def test_cli_no_commit_then_rollback(world: NodeWorld) -> None:
 
 def test_cli_probe_option_failure(world: NodeWorld) -> None:
     """A --probe target that answered before and not after causes a rollback."""
-    engine.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
+    transaction.apply_state(world.bridge_policy("br0", ["up0"]), netns_path=world.node.path)
     before = _snapshot(world)
     proc = world.node_cmd("apply", "-f", world.write("off.yml", world.bridge_policy(
         "br0", [], probes=False)), "--probe", world.host)
@@ -183,7 +183,7 @@ def test_rollback_restores_created_deleted_and_moved_parts_exactly(world: NodeWo
         {"destination": "10.99.0.0/16", "next-hop-address": world.host,
          "next-hop-interface": "br0", "metric": 70},
         {"destination": "fd00:72::/64", "next-hop-interface": "br0", "metric": 80}]}
-    engine.apply_state(start, netns_path=world.node.path)
+    transaction.apply_state(start, netns_path=world.node.path)
     assert kstate.link(world.node.name, "vx0")["master"] == "br0"
     before = _snapshot(world)
     shown = current.show(world.node.path)
@@ -197,8 +197,8 @@ def test_rollback_restores_created_deleted_and_moved_parts_exactly(world: NodeWo
     bad["routes"] = {"config": [
         {"destination": "10.99.0.0/16", "state": "absent"},
         {"destination": "fd00:74::/64", "next-hop-interface": "br0", "metric": 90}]}
-    with pytest.raises(engine.ApplyFailed) as failed:
-        engine.apply_state(bad, netns_path=world.node.path)
+    with pytest.raises(transaction.ApplyFailed) as failed:
+        transaction.apply_state(bad, netns_path=world.node.path)
     changes = failed.value.report.changes
     assert "created veth nw0" in changes and "br0: port vx0 released" in changes
     assert "probe failed" in str(failed.value)
@@ -220,7 +220,7 @@ def test_show_of_a_fuller_node_applies_back_as_a_no_op(world: NodeWorld) -> None
         {"destination": "10.98.0.0/16", "next-hop-address": world.host,
          "next-hop-interface": "br0", "metric": 60},
         {"destination": "fd00:76::/64", "next-hop-interface": "br0", "metric": 61}]}
-    engine.apply_state(state, netns_path=world.node.path)
+    transaction.apply_state(state, netns_path=world.node.path)
     shown = world.node_cmd("show", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     before = _snapshot(world)

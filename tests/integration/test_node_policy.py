@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-import kstate
-from integration.node_world import MULTIHOME, NodeWorld, make_world
-from integration.node_world import nncp as _nncp
 from multihome.store.objects import NNCP
 from multihome.stores import open_store
+from support import kstate
+from support.node_world import MULTIHOME, NodeWorld, make_world
+from support.node_world import nncp as _nncp
 
 pytestmark = pytest.mark.netns
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-import kstate
-from integration.node_world import NodeWorld, make_world
 from multihome.node import apply, checkpoint, process, recovery
+from support import kstate
+from support.node_world import NodeWorld, make_world
 
 pytestmark = pytest.mark.netns
 
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.netns
 # killed there, it leaves a checkpoint and a changed node, as a `kill -9` of an apply does
 _HANGING_APPLY = """
 import json, sys, time
-from multihome.node import engine, verify
+from multihome.node import transaction, verify
 verify.contained = lambda *a, **k: time.sleep(3600)
-engine.apply_state(json.loads(sys.argv[1]), netns_path=sys.argv[2])
+transaction.apply_state(json.loads(sys.argv[1]), netns_path=sys.argv[2])
 """
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from conftest import unique
-from plugin_harness import call, conf, link_names, only_lo, veth
+from support.netns import unique
+from support.plugin_harness import call, conf, link_names, only_lo, veth
 
 pytestmark = pytest.mark.netns
 

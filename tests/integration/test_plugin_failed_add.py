@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns, unique
-from plugin_harness import call, conf, veth
+from support import kstate
+from support.netns import Netns, unique
+from support.plugin_harness import call, conf, veth
 
 pytestmark = pytest.mark.netns
 
@@ -56,13 +56,14 @@ def world(netns_factory: Any) -> tuple[Netns, Netns, str, str]:
 
 
 def plugin_conf(plugin: str, bridge: str, dev: str) -> dict[str, Any]:
-    return {
+    confs: dict[str, dict[str, Any]] = {
         "bridge": {"type": "bridge", "bridge": bridge, "macspoofchk": True},
         "macvlan": {"type": "macvlan", "master": dev},
         "macvtap": {"type": "macvtap", "master": dev},
         "host-device": {"type": "host-device", "device": dev},
         "tap": {"type": "tap"},
-    }[plugin]
+    }
+    return confs[plugin]
 
 
 # macvtap has no IPAM (the VM configures its own NIC): only its conversion can fail late.

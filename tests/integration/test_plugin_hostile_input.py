@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Netns, run_cni
 from multihome.cni import jsontext
 from multihome.plugins.registry import BUILTIN
+from support.cni_exec import run_cni
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 

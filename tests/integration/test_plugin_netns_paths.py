@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Netns, unique
-from plugin_harness import call, conf, static_ipam, veth
+from support.netns import Netns, unique
+from support.plugin_harness import call, conf, static_ipam, veth
 
 pytestmark = pytest.mark.netns
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns, unique
-from plugin_harness import call, conf, link_names, only_lo, static_ipam, veth
+from support import kstate
+from support.netns import Netns, unique
+from support.plugin_harness import call, conf, link_names, only_lo, static_ipam, veth
 
 pytestmark = pytest.mark.netns
 

@@ -3,7 +3,6 @@
 Every ADD races the others to create the bridge, the nft base chain and the next free IP;
 all must succeed with distinct addresses, and the parallel DELs must leave nothing.
 """
-# ruff: noqa: F811  (the `node` fixture is imported from daemon_world)
 
 from __future__ import annotations
 
@@ -13,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_world import NOTHING, Node, node  # noqa: F401 - the fixture
 
-import kstate
-from conftest import CNIOutcome, Netns, run_cni, unique
+from support import kstate
+from support.cni_exec import CNIOutcome, run_cni
+from support.daemon_world import NOTHING, Node
+from support.netns import Netns, unique
 
 pytestmark = [pytest.mark.netns, pytest.mark.stress]
 

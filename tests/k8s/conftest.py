@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fake_apiserver import FakeApiServer
 
 from multihome.k8s.client import ApiClient, Credentials
+from support.fake_apiserver import FakeApiServer
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fake_apiserver import FakeApiServer
-
 from multihome.k8s.bridge_marker import capacity_patch, sync_node
 from multihome.k8s.client import ApiClient
 from multihome.net import links, netns
+from support.fake_apiserver import FakeApiServer
 
 NODE = "/api/v1/nodes"
 
@@ -52,11 +51,9 @@ def _ipr(path: str) -> Any:
 
 def test_daemon_starts_the_marker_in_kubernetes_mode(tmp_path: Any, monkeypatch: Any,
                                                      apiserver: FakeApiServer) -> None:
-    from test_k8s_engine import kubeconfig
-    from test_k8s_store import wait_for
-
     from multihome.k8s.bridge_marker import start_for_daemon
     from multihome.k8s.store import open_kube_store
+    from support.k8s_objects import kubeconfig, wait_for
 
     assert start_for_daemon("/var/lib/multihome/store.db") is None  # SQLite mode: nothing
     apiserver.put_object(NODE, {"apiVersion": "v1", "kind": "Node",

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fake_apiserver import FakeApiServer
-from test_k8s_store import NADS, PODS, nad, pod, wait_for
-
 from multihome.attach import engine
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import PodRef, plan
@@ -15,17 +12,8 @@ from multihome.attach.status import NETWORK_STATUS_ANNOTATION
 from multihome.k8s.store import KubeStore
 from multihome.store import POD
 from multihome.stores import open_store
-
-
-def kubeconfig(tmp_path: Path, server: FakeApiServer) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-    }))
-    return path
+from support.fake_apiserver import FakeApiServer
+from support.k8s_objects import NADS, PODS, kubeconfig, nad, pod, wait_for
 
 
 def test_multus_kubeconfig_key_plans_and_writes_status(tmp_path: Path,

@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_apiserver import FakeApiServer
-from test_k8s_engine import kubeconfig
-from test_k8s_store import wait_for
 
-import kstate
-from integration.node_world import MULTIHOME, NodeWorld, make_world, nncp
 from multihome.k8s.client import ApiClient, ApiError, Credentials
 from multihome.k8s.node_policies import NodePolicyController, start_for_daemon
 from multihome.k8s.store import KubeStore, open_kube_store
 from multihome.node import policy, rollout
 from multihome.store import Conflict, NotFound, Object
 from multihome.store.objects import NNCE, NNCP, NNS
+from support import kstate
+from support.fake_apiserver import FakeApiServer
+from support.k8s_objects import kubeconfig, wait_for
+from support.node_world import MULTIHOME, NodeWorld, make_world, nncp
 
 NMSTATE = "/apis/nmstate.io"
 NNCPS = f"{NMSTATE}/v1/nodenetworkconfigurationpolicies"
@@ -300,7 +299,7 @@ def test_daemon_starts_the_controller_in_kubernetes_mode(
 
 # -- invalid policies: the controller survives and says why, per policy ------------------
 
-MALFORMED_SPECS = [
+MALFORMED_SPECS: list[dict[str, Any]] = [
     {"nodeSelector": ["role"]}, {"nodeSelector": {"role": 5}},
     {"maxUnavailable": {"x": 1}}, {"maxUnavailable": "abc%"}, {"maxUnavailable": True},
     {"desiredState": "text"}, {"desiredState": {"interfaces": [5]}},

@@ -8,40 +8,16 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fake_apiserver import FakeApiServer
 
 from multihome.cni.errors import TRY_AGAIN_LATER
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiClient, Credentials, TokenSource
 from multihome.k8s.store import NETWORK_STATUS, ApiUnreachableError, KubeStore
 from multihome.store import NAD, POD, Conflict, InvalidObjectName, NotFound, Object
-
-PODS = "/api/v1/namespaces/default/pods"
-NADS = "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions"
-
-
-def pod(name: str, node: str = "node-a", ns: str = "default") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"nodeName": node}}
-
-
-def nad(name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    conf = config or {"cniVersion": "1.0.0", "type": "bridge", "bridge": "br-x"}
-    return {"apiVersion": "k8s.cni.cncf.io/v1", "kind": NAD,
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"config": json.dumps(conf)}}
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from support.fake_apiserver import FakeApiServer
+from support.k8s_objects import NADS, PODS, nad, pod, wait_for
 
 
 @pytest.fixture

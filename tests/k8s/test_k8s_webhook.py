@@ -21,13 +21,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_k8s_store import nad
 
 from multihome.attach.nad import RESOURCE_NAME_ANNOTATION
 from multihome.cli.webhook import make_server
 from multihome.k8s.admission import Policy
 from multihome.store import Object
 from multihome.store.sqlite import SQLiteStore
+from support.k8s_objects import nad
 
 
 def throwaway_cert(tmp: Path) -> tuple[str, str]:

@@ -8,25 +8,18 @@ MH_KERNEL_TIER to the kernel release it booted, and a mismatch is an error, not 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from bridge_harness import Lab
+from multihome.net import bridge_vlan
+from multihome.net.netns import iproute_in
+from support.bridge_harness import Lab
+from support.netns import Netns, unique
 
 TIER_DIR = Path(__file__).resolve().parent
 SKIP_REASON = "needs the Debian kernel tier (run via tests/kernel/run_tier.py)"
-ROOT_CONFTEST = TIER_DIR.parent / "conftest.py"
-# The tier reuses harnesses that live next to the host-kernel tests (bridge_harness, the
-# conformance helpers); pytest only puts a directory on sys.path when it collects from it,
-# and in the guest only this directory is collected.
-for _helpers in ("integration", "conformance"):
-    if str(TIER_DIR.parent / _helpers) not in sys.path:
-        sys.path.append(str(TIER_DIR.parent / _helpers))
 
 
 def in_guest() -> bool:
@@ -35,15 +28,9 @@ def in_guest() -> bool:
 
 
 @pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    """A bridge_harness.Lab whose node kernel has bridge VLAN filtering (asserted: in the
-    tier that is a precondition, not a reason to skip)."""
-    from bridge_harness import Lab
-
-    from conftest import unique
-    from multihome.net import bridge_vlan
-    from multihome.net.netns import iproute_in
-
+def lab(netns_factory: Callable[..., Netns], tmp_path: Path) -> Iterator[Lab]:
+    """A support.bridge_harness.Lab whose node kernel has bridge VLAN filtering (asserted:
+    in the tier that is a precondition, not a reason to skip)."""
     the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
     with iproute_in(the_lab.node.path) as ipr:
         assert bridge_vlan.supported(ipr, unique("mhbp")), "guest kernel lacks VLAN filtering"
@@ -51,16 +38,6 @@ def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
         yield the_lab
     finally:
         the_lab.cleanup()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest imports every rootless conftest.py as module "conftest", so loading this file
-    # replaced tests/conftest.py in sys.modules. Put the root one back: tests everywhere do
-    # `from conftest import unique, Netns, run_cni`.
-    for plugin in config.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "/").resolve() == ROOT_CONFTEST:
-            sys.modules["conftest"] = plugin
-            return
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bridge_harness import Lab
-from vlan_world import external_host
 
-import kstate
 from multihome.net import bridge_vlan, links
 from multihome.net.netns import iproute_in
+from support import kstate
+from support.bridge_harness import Lab
+from support.vlan_world import external_host
 
 pytestmark = pytest.mark.netns
 

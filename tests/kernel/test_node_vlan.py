@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-import kstate
-from conftest import Netns
 from multihome.net import bridge_vlan, netns
-from multihome.node import current, engine
+from multihome.node import current, transaction
+from support import kstate
+from support.netns import Netns
 
 pytestmark = pytest.mark.netns
 
@@ -49,7 +49,7 @@ def test_trunk_and_access_ports(netns_factory: Any, tmp_path: Path,
                                 "trunk-tags": [{"id": 7}, {"id-range": {"min": 10, "max": 11}}]}},
         {"name": "a0", "vlan": {"mode": "access", "tag": 10}},
         {"name": "n0", "vlan": {"mode": "access", "tag": 11}}]}}]}
-    report = engine.apply_state(state, netns_path=node.path)
+    report = transaction.apply_state(state, netns_path=node.path)
     assert "br0: vlan filtering on" in report.changes
     ports = {p["name"]: p for p in next(i for i in current.show(node.path)["interfaces"]
                                         if i["name"] == "br0")["bridge"]["port"]}
@@ -57,7 +57,7 @@ def test_trunk_and_access_ports(netns_factory: Any, tmp_path: Path,
     assert ports["n0"]["vlan"] == {"mode": "access", "tag": 11}
     assert ports["t0"]["vlan"]["tag"] == 5
     assert [t["id"] for t in ports["t0"]["vlan"]["trunk-tags"]] == [7, 10, 11]
-    assert engine.apply_state(state, netns_path=node.path).changes == []
+    assert transaction.apply_state(state, netns_path=node.path).changes == []
 
     # Traffic: the access port in VLAN 10 reaches the trunk's tagged VLAN 10 and not the
     # access port in VLAN 11 (same subnet: only the tags keep them apart).

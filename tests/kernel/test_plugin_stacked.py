@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_bridge_conformance import World, normalize_result
 
-import kstate
-from conftest import GO_CNI_DIR, Netns, run_cni, unique
-from plugin_harness import call, conf, only_lo, static_ipam, veth
+from support import kstate
+from support.bridge_conformance import World, normalize_result
+from support.cni_exec import GO_CNI_DIR, run_cni
+from support.netns import Netns, unique
+from support.plugin_harness import call, conf, only_lo, static_ipam, veth
 
 pytestmark = pytest.mark.netns
 

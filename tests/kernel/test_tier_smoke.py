@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pyroute2 import NetNS
 
-from conftest import Netns, unique
+from support.netns import Netns, unique
 
 
 @pytest.fixture

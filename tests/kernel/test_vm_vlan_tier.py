@@ -21,11 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vm_peer
-from vlan_world import add_address
 
-import kstate
-from conftest import unique
 from multihome.lab import pods as labpods
 from multihome.lab import vms as lifecycle
 from multihome.lab import world
@@ -35,6 +31,9 @@ from multihome.store import NAD, Object, Store
 from multihome.stores import open_store
 from multihome.vm import agent
 from multihome.vm.state import VMRecord
+from support import kstate, vm_peer
+from support.netns import unique
+from support.vlan_world import add_address
 
 pytestmark = pytest.mark.netns
 

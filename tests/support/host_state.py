@@ -3,10 +3,17 @@ multihome's own records): processes, mounts, links, namespaces, files."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from pyroute2 import IPRoute
+
+from support.netns import NETNS_DIR
+
+CNI_STATE_DIR = Path("/var/lib/cni")
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -41,3 +48,25 @@ def files_under(folder: str | Path) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def nft_tables() -> set[str]:
+    """The host's nft tables as "family name"."""
+    if not shutil.which("nft"):
+        return set()
+    out = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True,
+                         check=False, timeout=30)
+    if out.returncode != 0:
+        return set()
+    items = json.loads(out.stdout).get("nftables", [])
+    return {f"{i['table']['family']} {i['table']['name']}" for i in items if "table" in i}
+
+
+def host_netns() -> set[str]:
+    """The named network namespaces (`ip netns` names)."""
+    return set(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else set()
+
+
+def cni_state_files() -> set[str]:
+    """Files under /var/lib/cni (result caches, IPAM allocations, multus records)."""
+    return set(files_under(CNI_STATE_DIR))

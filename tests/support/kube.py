@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -81,9 +82,12 @@ class Kube:
 
     def wait_running(self, namespace: str, *names: str, timeout: float = 120) -> None:
         for name in names:
-            wait_until(lambda n=name: self.pod_phase(namespace, n) == "Running", timeout,
+            wait_until(functools.partial(self._running, namespace, name), timeout,
                        f"pod {namespace}/{name} Running",
-                       describe=lambda n=name: self.describe_pod(namespace, n))
+                       describe=functools.partial(self.describe_pod, namespace, name))
+
+    def _running(self, namespace: str, name: str) -> bool:
+        return self.pod_phase(namespace, name) == "Running"
 
     def describe_pod(self, namespace: str, name: str) -> str:
         proc = self.run("describe", "pod", name, "-n", namespace, check=False)

@@ -28,8 +28,14 @@ def test_pool_refuses_past_workers_plus_queue() -> None:
     pool = WorkerPool(1, 1)
     gate = threading.Event()
     results: list[int] = []
-    threads = [threading.Thread(target=lambda i=i: results.append(
-        pool.run(f"c{i}", lambda i=i: gate.wait(10) and i))) for i in range(2)]
+
+    def held(i: int) -> None:
+        def work() -> int:
+            return i if gate.wait(10) else -1
+
+        results.append(pool.run(f"c{i}", work))
+
+    threads = [threading.Thread(target=held, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 5

@@ -8,10 +8,10 @@ from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.errors import MultihomeError
 from multihome.node.apply import ApplyError
 from multihome.node.checkpoint import RestoreFailed
-from multihome.node.engine import ApplyFailed, CheckpointPending
 from multihome.node.errors import NodeError
 from multihome.node.recovery import RecoveryFailed
 from multihome.node.resources import MissingNodeResource
+from multihome.node.transaction import ApplyFailed, CheckpointPending
 from multihome.vm.errors import VMError
 
 NODE_ERRORS = [ApplyError, RestoreFailed, ApplyFailed, CheckpointPending, RecoveryFailed,

@@ -16,8 +16,11 @@ TAG: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="")
 
 def test_results_come_back_in_item_order() -> None:
     # later items finish first
-    assert run_each(lambda n: (time.sleep(0.01 * (4 - n)), n * 10)[1], [0, 1, 2, 3]) == \
-        [0, 10, 20, 30]
+    def slow_times_ten(n: int) -> int:
+        time.sleep(0.01 * (4 - n))
+        return n * 10
+
+    assert run_each(slow_times_ten, [0, 1, 2, 3]) == [0, 10, 20, 30]
 
 
 def test_calls_overlap() -> None:

@@ -18,9 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vm_world import EXTERNAL_HOST, NS, SUBNET, VMLab, down, qemu_alive, skip_without_vm_tools, up
 
-from conftest import host_links, host_netns, unique
+from support.host_state import host_netns, link_names
+from support.netns import unique
+from support.vm_world import (
+    EXTERNAL_HOST,
+    NS,
+    SUBNET,
+    VMLab,
+    down,
+    qemu_alive,
+    skip_without_vm_tools,
+    up,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -169,7 +179,7 @@ def test_exec_exit_code_and_console(shared: Shared) -> None:
 
 
 def _mh_argv(lab: VMLab) -> list[str]:
-    from cli_lab import MULTIHOME
+    from support.cli_lab import MULTIHOME
 
     return [MULTIHOME, "--store", str(lab.tmp / "s.db")]
 
@@ -195,12 +205,12 @@ def test_killed_qemu_then_delete_removes_everything(shared: Shared) -> None:
         time.sleep(0.1)
     row = next(line for line in lab.ok("vm", "get", "-n", NS).splitlines() if vm in line)
     assert "Stopped" in row
-    links_before = host_links()
+    links_before = link_names()
     out = lab.ok("vm", "delete", vm, "-n", NS)
     assert f'vm "{vm}" deleted' in out and "networks detached" in out
     _nothing_left(lab, vm, pid)
     # the veths of eth0/net1 and nothing else of the VM are gone from the host
-    assert not (host_links() - links_before)
+    assert not (link_names() - links_before)
     gone = lab.mh("vm", "delete", vm, "-n", NS)
     assert gone.returncode == 1 and f'VM "{vm}" not found in namespace "{NS}"' in gone.stderr
 

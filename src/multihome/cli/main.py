@@ -7,6 +7,8 @@ import os
 
 import click
 
+from multihome.extras import missing_extra
+
 # module -> attribute holding a click command or group; imported lazily so that
 # `multihome --help` and the fast paths stay cheap.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,7 +37,13 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS:
             module, attr = _COMMANDS[cmd_name]
-            cmd = getattr(importlib.import_module(module), attr)
+            try:
+                cmd = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as e:
+                message = missing_extra(e, f"multihome {cmd_name}")
+                if message is None:
+                    raise
+                return _unavailable(cmd_name, message)
             assert isinstance(cmd, click.Command)
             return cmd
         return super().get_command(ctx, cmd_name)
@@ -50,7 +58,21 @@ class _LazyGroup(click.Group):
             store_base = importlib.import_module("multihome.store.base")
             if isinstance(e, store_base.StoreUnavailable):
                 raise click.ClickException(str(e)) from None
+            # a library of an extra met on the way (`topology -o png`, a k8s daemon)
+            message = missing_extra(e, f"multihome {ctx.invoked_subcommand or ''}".rstrip())
+            if message is not None:
+                raise click.ClickException(message) from None
             raise
+
+
+def _unavailable(name: str, message: str) -> click.Command:
+    """A command whose extra is not installed: listed by --help, one line when run."""
+    def run() -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=run, help=f"(not installed) {message}",
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
 
 
 @click.group(cls=_LazyGroup)

@@ -103,13 +103,13 @@ def _desired_from_file(path: str) -> Any:
 def apply_cmd(ctx: click.Context, filename: str, timeout: int, no_commit: bool,
               probes: tuple[str, ...]) -> None:
     """Checkpoint, change, verify, probe, then commit or restore the earlier state."""
-    from multihome.node import engine
+    from multihome.node import transaction
 
     desired = _desired_from_file(filename)
     try:
-        report = engine.apply_state(desired, netns_path=_netns(ctx), timeout=timeout,
+        report = transaction.apply_state(desired, netns_path=_netns(ctx), timeout=timeout,
                                     commit=not no_commit, probes=probes)
-    except engine.ApplyFailed as e:
+    except transaction.ApplyFailed as e:
         for line in e.report.changes:
             click.echo(f"changed: {line}")
         for line in e.report.rolled_back:
@@ -133,10 +133,10 @@ def apply_cmd(ctx: click.Context, filename: str, timeout: int, no_commit: bool,
 @node.command("commit")
 def commit_cmd() -> None:
     """Keep the changes of the last `apply --no-commit`."""
-    from multihome.node import engine
+    from multihome.node import transaction
 
     try:
-        click.echo(f"checkpoint {engine.commit()} committed")
+        click.echo(f"checkpoint {transaction.commit()} committed")
     except MultihomeError as e:
         raise click.ClickException(str(e)) from e
 
@@ -144,10 +144,10 @@ def commit_cmd() -> None:
 @node.command("rollback")
 def rollback_cmd() -> None:
     """Restore the state saved by the last `apply --no-commit`."""
-    from multihome.node import engine
+    from multihome.node import transaction
 
     try:
-        cp_id, done = engine.rollback()
+        cp_id, done = transaction.rollback()
     except MultihomeError as e:
         raise click.ClickException(str(e)) from e
     for line in done:

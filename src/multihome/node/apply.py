@@ -8,16 +8,14 @@ Each change is recorded as one line for the report.
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route, sublinks
 from multihome.net.netns import Netlink
-from multihome.node import current, schema
+from multihome.node import current
+from multihome.node import state as models
 from multihome.node.errors import NodeError
-from multihome.node.verify import port_vlan_norm, route_matches
-
-_STACKED = ("vlan", "mac-vlan")
 
 
 class ApplyError(NodeError):
@@ -31,45 +29,65 @@ def _link(ipr: Netlink, name: str) -> links.Link:
     return link
 
 
-def _create(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
-    name, itype = iface["name"], iface.get("type")
-    if itype == "linux-bridge":
-        links.ensure_bridge(ipr, name)
-        if iface.get("state") == "down":
-            links.set_down(ipr, _link(ipr, name).index)
-    elif itype == "dummy":
-        node_links.create_dummy(ipr, name)
-    elif itype == "veth":
-        peer = (iface.get("veth") or {}).get("peer")
-        if not peer:
-            raise ApplyError(f"cannot create veth {name}: veth.peer is required")
-        node_links.create_veth_pair(ipr, name, peer)
-    elif itype == "vlan":
-        sec = iface["vlan"]
-        sublinks.create_vlan(ipr, name, _link(ipr, sec["base-iface"]).index, int(sec["id"]))
-    elif itype == "mac-vlan":
-        sec = iface["mac-vlan"]
-        sublinks.create_macvlan(ipr, name, _link(ipr, sec["base-iface"]).index,
-                                  sec.get("mode", "bridge"))
-    elif itype is None:
-        raise ApplyError(f"interface {name} does not exist; give its type to create it")
-    else:
-        raise ApplyError(f"interface {name} does not exist, and a {itype} interface cannot "
-                         "be created")
-    done.append(f"created {itype} {name}")
+def _create_bridge(ipr: Netlink, iface: models.Interface) -> None:
+    links.ensure_bridge(ipr, iface.name)
+    if iface.state == "down":
+        links.set_down(ipr, _link(ipr, iface.name).index)
 
 
-def _settings(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
-    link = _link(ipr, iface["name"])
+def _create_dummy(ipr: Netlink, iface: models.Interface) -> None:
+    node_links.create_dummy(ipr, iface.name)
+
+
+def _create_veth(ipr: Netlink, iface: models.Interface) -> None:
+    assert isinstance(iface, models.Veth)
+    if not iface.peer:
+        raise ApplyError(f"cannot create veth {iface.name}: veth.peer is required")
+    node_links.create_veth_pair(ipr, iface.name, iface.peer)
+
+
+def _create_vlan(ipr: Netlink, iface: models.Interface) -> None:
+    assert isinstance(iface, models.Vlan)
+    assert iface.base_iface is not None and iface.vlan_id is not None  # the schema's check
+    sublinks.create_vlan(ipr, iface.name, _link(ipr, iface.base_iface).index, iface.vlan_id)
+
+
+def _create_macvlan(ipr: Netlink, iface: models.Interface) -> None:
+    assert isinstance(iface, models.MacVlan)
+    assert iface.base_iface is not None  # the schema's check
+    sublinks.create_macvlan(ipr, iface.name, _link(ipr, iface.base_iface).index,
+                            iface.mode or "bridge")
+
+
+# how each type multihome can create is created (models.VIRTUAL_TYPES)
+_CREATE: dict[type[models.Interface], Callable[[Netlink, models.Interface], None]] = {
+    models.LinuxBridge: _create_bridge, models.Dummy: _create_dummy,
+    models.Veth: _create_veth, models.Vlan: _create_vlan, models.MacVlan: _create_macvlan,
+}
+
+
+def _create(ipr: Netlink, iface: models.Interface, done: list[str]) -> None:
+    create = _CREATE.get(type(iface))
+    if create is None:
+        if iface.type is None:
+            raise ApplyError(f"interface {iface.name} does not exist; give its type to "
+                             "create it")
+        raise ApplyError(f"interface {iface.name} does not exist, and a {iface.type} "
+                         "interface cannot be created")
+    create(ipr, iface)
+    done.append(f"created {iface.type} {iface.name}")
+
+
+def _settings(ipr: Netlink, iface: models.Interface, done: list[str]) -> None:
+    link = _link(ipr, iface.name)
     name = link.name
-    if "mtu" in iface and iface["mtu"] != link.mtu:
-        links.set_mtu(ipr, link.index, iface["mtu"])
-        done.append(f"{name}: mtu {link.mtu} -> {iface['mtu']}")
-    mac = iface.get("mac-address")
-    if mac and mac.lower() != link.mac.lower():
-        links.set_mac(ipr, link.index, mac.lower())
-        done.append(f"{name}: mac-address -> {mac.upper()}")
-    state = iface.get("state", "up")
+    if iface.mtu is not None and iface.mtu != link.mtu:
+        links.set_mtu(ipr, link.index, iface.mtu)
+        done.append(f"{name}: mtu {link.mtu} -> {iface.mtu}")
+    if iface.mac and iface.mac.lower() != link.mac.lower():
+        links.set_mac(ipr, link.index, iface.mac.lower())
+        done.append(f"{name}: mac-address -> {iface.mac}")
+    state = iface.state or "up"
     if state == "up" and not link.up:
         links.set_up(ipr, link.index)
         done.append(f"{name}: up")
@@ -78,32 +96,31 @@ def _settings(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
         done.append(f"{name}: down")
 
 
-def _port_vlan(ipr: Netlink, port: links.Link, vlan: dict[str, Any]) -> None:
+def _port_vlan(ipr: Netlink, port: links.Link, vlan: models.PortVlan) -> None:
     bridge_vlan.remove_all(ipr, port.index)
-    if vlan.get("mode", "access" if "tag" in vlan else "trunk") == "access":
-        bridge_vlan.set_access(ipr, port.index, int(vlan["tag"]))
+    if vlan.mode == "access":
+        assert vlan.tag is not None
+        bridge_vlan.set_access(ipr, port.index, vlan.tag)
         return
-    bridge_vlan.set_trunk(ipr, port.index, schema.trunk_ids(vlan))
-    if vlan.get("enable-native"):
-        bridge_vlan.set_access(ipr, port.index, int(vlan["tag"]))
+    bridge_vlan.set_trunk(ipr, port.index, list(vlan.trunk))
+    if vlan.tag is not None:
+        bridge_vlan.set_access(ipr, port.index, vlan.tag)
 
 
-def _bridge(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
-    section = iface.get("bridge") or {}
-    bridge = _link(ipr, iface["name"])
-    stp = ((section.get("options") or {}).get("stp") or {}).get("enabled")
-    if stp is not None and stp != node_links.details(ipr, bridge.index).stp:
-        node_links.set_stp(ipr, bridge.index, stp)
-        done.append(f"{bridge.name}: stp {'on' if stp else 'off'}")
-    if "port" not in section:
+def _bridge(ipr: Netlink, iface: models.LinuxBridge, done: list[str]) -> None:
+    bridge = _link(ipr, iface.name)
+    if iface.stp is not None and iface.stp != node_links.details(ipr, bridge.index).stp:
+        node_links.set_stp(ipr, bridge.index, iface.stp)
+        done.append(f"{bridge.name}: stp {'on' if iface.stp else 'off'}")
+    if iface.ports is None:
         return
-    wanted = {p["name"]: p for p in section["port"]}
+    wanted = {p.name: p for p in iface.ports}
     for port in links.ports_of(ipr, bridge.index):
         if port.name not in wanted:
             node_links.release_port(ipr, port.index)
             done.append(f"{bridge.name}: port {port.name} released")
-    vlan_ports = [p for p in section["port"] if p.get("vlan")]
-    if vlan_ports and not node_links.details(ipr, bridge.index).vlan_filtering:
+    if any(p.vlan for p in iface.ports) \
+            and not node_links.details(ipr, bridge.index).vlan_filtering:
         links.set_vlan_filtering(ipr, bridge, True)
         done.append(f"{bridge.name}: vlan filtering on")
     for pname, spec in wanted.items():
@@ -111,21 +128,17 @@ def _bridge(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
         if port.master != bridge.index:
             links.set_master(ipr, port.index, bridge.index)
             done.append(f"{bridge.name}: port {pname} attached")
-        if spec.get("vlan"):
-            have = current.port_vlan(ipr, port.index)
-            if port_vlan_norm(have) != port_vlan_norm(spec["vlan"]):
-                _port_vlan(ipr, port, spec["vlan"])
-                done.append(f"{bridge.name}: port {pname} vlan {spec['vlan']}")
+        if spec.vlan is not None and current.port_vlan(ipr, port.index) != spec.vlan:
+            _port_vlan(ipr, port, spec.vlan)
+            done.append(f"{bridge.name}: port {pname} vlan {spec.vlan.to_nmstate()}")
 
 
-def _addresses(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
-    link = _link(ipr, iface["name"])
-    for family, version in (("ipv4", 4), ("ipv6", 6)):
-        sec = iface.get(family)
-        if not sec or ("address" not in sec and sec.get("enabled") is not False):
+def _addresses(ipr: Netlink, iface: models.Interface, done: list[str]) -> None:
+    link = _link(ipr, iface.name)
+    for ip, version in ((iface.ipv4, 4), (iface.ipv6, 6)):
+        wanted = ip.wanted() if ip is not None else None
+        if wanted is None:
             continue
-        wanted = set() if sec.get("enabled") is False else {
-            ipaddress.ip_interface(f"{a['ip']}/{a['prefix-length']}") for a in sec["address"]}
         have = {a for a in addr.list_addresses(ipr, link.index, version)
                 if not (version == 6 and a.ip.is_link_local)}
         for gone in sorted(have - wanted, key=str):
@@ -136,69 +149,66 @@ def _addresses(ipr: Netlink, iface: dict[str, Any], done: list[str]) -> None:
             done.append(f"{link.name}: address {new} added")
 
 
-def _entry(ipr: Netlink, item: dict[str, Any]) -> route.RouteEntry:
-    link = _link(ipr, item["next-hop-interface"])
-    gw = item.get("next-hop-address")
-    return route.RouteEntry(ipaddress.ip_network(item["destination"], strict=False),
-                            ipaddress.ip_address(gw) if gw else None, link.index,
-                            int(item.get("table-id") or route.RT_TABLE_MAIN),
-                            int(item.get("metric") or 0))
+def _entry(ipr: Netlink, item: models.Route) -> route.RouteEntry:
+    assert item.destination is not None and item.next_hop_interface is not None
+    link = _link(ipr, item.next_hop_interface)
+    return route.RouteEntry(item.destination, item.next_hop_address, link.index,
+                            item.table_id or route.RT_TABLE_MAIN, item.metric or 0)
 
 
-def _routes(ipr: Netlink, wanted: list[dict[str, Any]], absent: bool, done: list[str]) -> None:
+def _routes(ipr: Netlink, wanted: list[models.Route], absent: bool, done: list[str]) -> None:
     by_index = {lk.index: lk for lk in links.all_links(ipr)}
     for version in (4, 6):
         for entry in route.list_routes(ipr, version):
             if entry.proto not in current.CONFIGURED_PROTOS:
                 continue
-            item = current.route_dict(entry, by_index)
-            if absent and any(route_matches(w, item) for w in wanted):
+            item = current.route_model(entry, by_index)
+            if absent and any(w.matches(item) for w in wanted):
                 route.delete_route(ipr, entry)
-                done.append(f"route {item['destination']} via "
-                            f"{item['next-hop-interface']} removed")
+                done.append(f"route {item.destination} via "
+                            f"{item.next_hop_interface} removed")
     if absent:
         return
-    have = [current.route_dict(e, by_index) for v in (4, 6) for e in route.list_routes(ipr, v)
+    have = [current.route_model(e, by_index) for v in (4, 6) for e in route.list_routes(ipr, v)
             if e.proto in current.CONFIGURED_PROTOS]
     for item in wanted:
-        if any(route_matches(item, h) for h in have):
+        if any(item.matches(h) for h in have):
             continue
         entry = _entry(ipr, item)
         route.add_route(ipr, entry.dst, gw=entry.gw, oif=entry.oif, priority=entry.priority,
                         table=entry.table)
-        done.append(f"route {entry.dst} via {item['next-hop-interface']} added")
+        done.append(f"route {entry.dst} via {item.next_hop_interface} added")
 
 
-def change(desired: dict[str, Any], netns_path: str | None) -> list[str]:
+def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None) -> list[str]:
     """Apply a validated desired state; returns what was changed, one line per change."""
+    wanted = models.from_nmstate(desired)
     done: list[str] = []
-    ifaces = schema.interfaces(desired)
-    routes = schema.route_config(desired)
     with netns.iproute_in(netns_path) as ipr:
-        _routes(ipr, [r for r in routes if r.get("state") == "absent"], True, done)
-        for iface in ifaces:
-            if iface.get("state") != "absent":
+        _routes(ipr, [r for r in wanted.routes if r.absent], True, done)
+        for iface in wanted.interfaces:
+            if not iface.absent:
                 continue
-            link = links.by_name(ipr, iface["name"])
+            link = links.by_name(ipr, iface.name)
             if link is None:
                 continue
-            if current.iface_type(link) in schema.VIRTUAL_TYPES:
+            if current.iface_type(link) in models.VIRTUAL_TYPES:
                 links.delete(ipr, link.index)
                 done.append(f"{link.name} deleted")
             elif link.up:
                 links.set_down(ipr, link.index)
                 done.append(f"{link.name}: down")
-        present = [i for i in ifaces if i.get("state") != "absent"]
+        present = [i for i in wanted.interfaces if not i.absent]
         # stacked links need their base: create those last
-        for iface in sorted(present, key=lambda i: i.get("type") in _STACKED):
-            if links.by_name(ipr, iface["name"]) is None:
+        for iface in sorted(present, key=lambda i: i.STACKED):
+            if links.by_name(ipr, iface.name) is None:
                 _create(ipr, iface, done)
         for iface in present:
             _settings(ipr, iface, done)
         for iface in present:
-            if iface.get("bridge") is not None:
+            if isinstance(iface, models.LinuxBridge):
                 _bridge(ipr, iface, done)
         for iface in present:
             _addresses(ipr, iface, done)
-        _routes(ipr, [r for r in routes if r.get("state") != "absent"], False, done)
+        _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)
     return done

@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from multihome.node import apply, current, process, schema, verify
+from multihome.node import apply, current, process, verify
+from multihome.node import state as models
 from multihome.node.errors import NodeError
 from multihome.paths import state_dir, write_file_atomic
 
@@ -71,69 +72,62 @@ class Checkpoint:
         return self.created + self.timeout
 
 
-def touched_names(desired: dict[str, Any], now: dict[str, Any]) -> set[str]:
+def touched_names(desired: models.NodeState, now: models.NodeState) -> set[str]:
     """Interfaces a policy may change: those it names, their ports, bridges' current ports."""
-    have = {i["name"]: i for i in now.get("interfaces") or []}
     names: set[str] = set()
-    for iface in schema.interfaces(desired):
-        names.add(iface["name"])
-        names |= {p["name"] for p in (iface.get("bridge") or {}).get("port") or []}
-        peer = (iface.get("veth") or {}).get("peer")
-        if peer:
-            names.add(peer)
-        existing = have.get(iface["name"])
-        if existing is not None:
-            names |= {p["name"] for p in (existing.get("bridge") or {}).get("port") or []}
+    for iface in desired.interfaces:
+        names.add(iface.name)
+        names |= iface.linked_names()
+        existing = now.interface(iface.name)
+        if isinstance(existing, models.LinuxBridge):
+            names |= existing.linked_names()
     # a port taken by a policy bridge leaves its old bridge: that bridge is touched too
-    for name, iface in have.items():
-        if {p["name"] for p in (iface.get("bridge") or {}).get("port") or []} & names:
-            names.add(name)
+    for iface in now.interfaces:
+        if isinstance(iface, models.LinuxBridge) and iface.linked_names() & names:
+            names.add(iface.name)
     return names
 
 
-def _relevant_routes(routes: list[dict[str, Any]], names: set[str],
-                     policy_routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in routes if r.get("next-hop-interface") in names
-            or any(verify.route_matches(p, r) for p in policy_routes)]
+def _relevant_routes(routes: tuple[models.Route, ...], names: set[str],
+                     policy_routes: tuple[models.Route, ...]) -> list[models.Route]:
+    return [r for r in routes if r.next_hop_interface in names
+            or any(p.matches(r) for p in policy_routes)]
 
 
-def capture(desired: dict[str, Any], netns_path: str | None, timeout: int) -> Checkpoint:
-    now = current.show(netns_path)
-    names = touched_names(desired, now)
-    ifaces = [i for i in now["interfaces"] if i["name"] in names]
-    routes = _relevant_routes(schema.route_config(now), names, schema.route_config(desired))
+def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | None,
+            timeout: int) -> Checkpoint:
+    wanted = models.from_nmstate(desired)
+    now = current.read(netns_path)
+    names = touched_names(wanted, now)
+    ifaces = [i.to_nmstate() for i in now.interfaces if i.name in names]
+    routes = [r.to_nmstate() for r in _relevant_routes(now.routes, names, wanted.routes)]
     me = os.getpid()
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
                       {"interfaces": ifaces, "routes": {"config": routes}}, phase=APPLYING,
                       owner_pid=me, owner_start=process.start_time(me) or 0)
 
 
-def restore_state(cp: Checkpoint) -> dict[str, Any]:
+def restore_state(cp: Checkpoint) -> models.NodeState:
     """The desired state that takes the touched part of the node back to `cp.before`."""
-    now = current.show(cp.netns)
+    now = current.read(cp.netns)
     names = set(cp.touched)
-    before = {i["name"]: i for i in cp.before["interfaces"]}
-    ifaces: list[dict[str, Any]] = []
-    for iface in now["interfaces"]:
-        if iface["name"] in names and iface["name"] not in before \
-                and iface["type"] in schema.VIRTUAL_TYPES:
-            ifaces.append({"name": iface["name"], "state": "absent"})
+    saved = models.from_nmstate(cp.before)
+    before = {i.name: i for i in saved.interfaces}
+    ifaces: list[models.Interface] = [
+        models.Interface(name=i.name, state="absent") for i in now.interfaces
+        if i.name in names and i.name not in before and i.VIRTUAL]
     # a deleted veth pair comes back from whichever end is listed first
     recreated: set[str] = set()
     for name, iface in before.items():
         if name in recreated:
             continue
         ifaces.append(iface)
-        peer = (iface.get("veth") or {}).get("peer")
-        if peer:
-            recreated.add(peer)
-    policy_routes = list(cp.before["routes"]["config"])
-    now_routes = _relevant_routes(schema.route_config(now), names, policy_routes)
-    routes = [{**r, "state": "absent"} for r in now_routes
-              if not any(verify.route_matches(r, b) and verify.route_matches(b, r)
-                         for b in policy_routes)]
-    routes += policy_routes
-    return {"interfaces": ifaces, "routes": {"config": routes}}
+        if isinstance(iface, models.Veth):
+            recreated |= iface.linked_names()
+    now_routes = _relevant_routes(now.routes, names, saved.routes)
+    routes = [replace(r, absent=True) for r in now_routes
+              if not any(r.matches(b) and b.matches(r) for b in saved.routes)]
+    return models.NodeState(interfaces=tuple(ifaces), routes=(*routes, *saved.routes))
 
 
 class RestoreFailed(NodeError):

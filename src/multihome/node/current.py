@@ -13,6 +13,7 @@ from typing import Any
 from multihome.errors import MultihomeError
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route
 from multihome.net.netns import Netlink
+from multihome.node import state as models
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
 CONFIGURED_PROTOS = (3, 4)
@@ -24,15 +25,14 @@ def iface_type(link: links.Link) -> str:
     return _TYPES.get(link.kind, "unknown")
 
 
-def _ip_section(ipr: Netlink, link: links.Link, version: int) -> dict[str, Any]:
+def _ip_config(ipr: Netlink, link: links.Link, version: int) -> models.IpConfig:
     found = [a for a in addr.list_addresses(ipr, link.index, version)
              if not (version == 6 and a.ip.is_link_local)]
-    entries = [{"ip": str(a.ip), "prefix-length": a.network.prefixlen}
-               for a in sorted(found, key=lambda a: (int(a.ip), a.network.prefixlen))]
-    return {"enabled": bool(entries), "address": entries}
+    found.sort(key=lambda a: (int(a.ip), a.network.prefixlen))
+    return models.IpConfig(enabled=bool(found), addresses=tuple(found))
 
 
-def port_vlan(ipr: Netlink, index: int) -> dict[str, Any] | None:
+def port_vlan(ipr: Netlink, index: int) -> models.PortVlan | None:
     try:
         vids = bridge_vlan.port_vlans(ipr, index)
     except MultihomeError:
@@ -41,83 +41,68 @@ def port_vlan(ipr: Netlink, index: int) -> dict[str, Any] | None:
     tagged = sorted(vid for vid, flags in vids
                     if not flags & bridge_vlan.BRIDGE_VLAN_INFO_UNTAGGED)
     if native and not tagged:
-        return {"mode": "access", "tag": native[0]}
-    out: dict[str, Any] = {"mode": "trunk", "trunk-tags": [{"id": v} for v in tagged]}
-    if native:
-        out["enable-native"] = True
-        out["tag"] = native[0]
-    return out
+        return models.PortVlan(mode="access", tag=native[0])
+    return models.PortVlan(mode="trunk", tag=native[0] if native else None, trunk=tuple(tagged))
 
 
-def _bridge_section(ipr: Netlink, link: links.Link, all_links: list[links.Link]
-                    ) -> dict[str, Any]:
-    info = node_links.details(ipr, link.index)
-    ports: list[dict[str, Any]] = []
-    for port in sorted((p for p in all_links if p.master == link.index), key=lambda p: p.name):
-        entry: dict[str, Any] = {"name": port.name}
-        if info.vlan_filtering:
-            vlan = port_vlan(ipr, port.index)
-            if vlan is not None:
-                entry["vlan"] = vlan
-        ports.append(entry)
-    return {"options": {"stp": {"enabled": info.stp}}, "port": ports}
+def _bridge_ports(ipr: Netlink, link: links.Link, all_links: list[links.Link],
+                  vlan_filtering: bool) -> tuple[models.Port, ...]:
+    return tuple(models.Port(name=port.name,
+                             vlan=port_vlan(ipr, port.index) if vlan_filtering else None)
+                 for port in sorted((p for p in all_links if p.master == link.index),
+                                    key=lambda p: p.name))
 
 
 def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
-               all_links: list[links.Link]) -> dict[str, Any]:
+               all_links: list[links.Link]) -> models.Interface:
     itype = iface_type(link)
-    iface: dict[str, Any] = {
-        "name": link.name, "type": itype, "state": "up" if link.up else "down",
-        "mtu": link.mtu, "mac-address": link.mac.upper(),
-    }
-    if itype == "linux-bridge":
-        iface["bridge"] = _bridge_section(ipr, link, all_links)
-    elif itype == "vlan":
+    cls = models.TYPES.get(itype, models.Interface)
+    extra: dict[str, Any] = {}
+    if cls is models.LinuxBridge:
+        info = node_links.details(ipr, link.index)
+        extra = {"stp": info.stp,
+                 "ports": _bridge_ports(ipr, link, all_links, info.vlan_filtering)}
+    elif cls is models.Vlan:
         base = by_index.get(link.peer_index)
-        iface["vlan"] = {"base-iface": base.name if base else "",
-                         "id": node_links.details(ipr, link.index).vlan_id}
-    elif itype == "mac-vlan":
+        extra = {"base_iface": base.name if base else "",
+                 "vlan_id": node_links.details(ipr, link.index).vlan_id}
+    elif cls is models.MacVlan:
         base = by_index.get(link.peer_index)
-        iface["mac-vlan"] = {"base-iface": base.name if base else "",
-                             "mode": node_links.details(ipr, link.index).macvlan_mode}
-    elif itype == "veth":
+        extra = {"base_iface": base.name if base else "",
+                 "mode": node_links.details(ipr, link.index).macvlan_mode}
+    elif cls is models.Veth:
         peer = by_index.get(link.peer_index)
         # a peer in another namespace has an index that means nothing here
         if peer is not None and peer.kind == "veth" and peer.peer_index == link.index:
-            iface["veth"] = {"peer": peer.name}
-    iface["ipv4"] = _ip_section(ipr, link, 4)
-    iface["ipv6"] = _ip_section(ipr, link, 6)
-    return iface
+            extra = {"peer": peer.name}
+    return cls(name=link.name, type=itype, state="up" if link.up else "down", mtu=link.mtu,
+               mac=link.mac.upper(), ipv4=_ip_config(ipr, link, 4),
+               ipv6=_ip_config(ipr, link, 6), **extra)
 
 
-def route_dict(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> dict[str, Any]:
-    out: dict[str, Any] = {"destination": str(entry.dst)}
+def route_model(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> models.Route:
     link = by_index.get(entry.oif)
-    out["next-hop-interface"] = link.name if link else ""
-    if entry.gw is not None:
-        out["next-hop-address"] = str(entry.gw)
-    out["metric"] = entry.priority
-    out["table-id"] = entry.table
-    return out
+    return models.Route(destination=entry.dst, next_hop_interface=link.name if link else "",
+                        next_hop_address=entry.gw, metric=entry.priority, table_id=entry.table)
 
 
 def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                ) -> tuple[list[models.Route], list[models.Route]]:
     """(config, running) routes of the main table, both families."""
-    config: list[dict[str, Any]] = []
-    running: list[dict[str, Any]] = []
+    config: list[models.Route] = []
+    running: list[models.Route] = []
     for version in (4, 6):
         for entry in route.list_routes(ipr, version):
             if version == 6 and entry.dst.network_address.is_link_local:
                 continue
-            item = route_dict(entry, by_index)
+            item = route_model(entry, by_index)
             running.append(item)
             if entry.proto in CONFIGURED_PROTOS:
                 config.append(item)
     return config, running
 
 
-def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dict[str, Any]:
+def read(netns_path: str | None = None, *, names: set[str] | None = None) -> models.NodeState:
     """The current state; `names` limits the interfaces reported (routes are all reported)."""
     with netns.iproute_in(netns_path) as ipr:
         all_links = links.all_links(ipr)
@@ -126,7 +111,13 @@ def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dic
                   for link in sorted(all_links, key=lambda lk: lk.name)
                   if link.name != "lo" and (names is None or link.name in names)]
         config, running = read_routes(ipr, by_index)
-    return {"interfaces": ifaces, "routes": {"config": config, "running": running}}
+    return models.NodeState(interfaces=tuple(ifaces), routes=tuple(config),
+                            running=tuple(running))
+
+
+def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dict[str, Any]:
+    """The current state in nmstate's schema (what `node show` prints)."""
+    return read(netns_path, names=names).to_nmstate()
 
 
 def hostname() -> str:

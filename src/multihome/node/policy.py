@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.node import current, engine, rollout, schema
+from multihome.node import current, rollout, schema, transaction
 from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
 from multihome.store.objects import NNCE, NNCP, NNS
@@ -231,7 +231,7 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
         _set_enactment(store, node, policy, "Progressing", "ConfigurationProgressing",
                        "applying desired state", retries=attempt)
         try:
-            report = engine.apply_state(policy.spec.get("desiredState") or {},
+            report = transaction.apply_state(policy.spec.get("desiredState") or {},
                                         netns_path=netns_path, leftover="rollback")
             break
         except MultihomeError as e:

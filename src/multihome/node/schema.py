@@ -1,8 +1,9 @@
 """Desired state in nmstate's schema (the subset multihome applies), checked before any change.
 
 Every unknown key or wrong type is reported with its path, e.g.
-``interfaces[0].bridge.port[1].vlan.mdoe: unknown key``. The parsed state stays a plain
-mapping in nmstate's spelling so that `node show` output can be fed back to `node apply`.
+``interfaces[0].bridge.port[1].vlan.mdoe: unknown key``. `parse` checks and then turns the
+mapping into the typed models of state.py, once; the mapping itself stays in nmstate's
+spelling so that `node show` output can be fed back to `node apply`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
+from multihome.node import state as models
+from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
-IFACE_TYPES = ("linux-bridge", "ethernet", "veth", "vlan", "mac-vlan", "dummy", "unknown")
-# types multihome can create (and delete again on rollback)
-VIRTUAL_TYPES = ("linux-bridge", "veth", "vlan", "mac-vlan", "dummy")
+__all__ = ["VIRTUAL_TYPES", "InvalidDesiredState", "parse", "trunk_ids", "validate"]
+
+IFACE_TYPES = (*models.TYPES, "ethernet", "unknown")
 STATES = ("up", "down", "absent")
 MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
@@ -74,13 +77,14 @@ _STP = MapOf({"enabled": BOOL, "forward-delay": INT(2, 30), "hello-time": INT(1,
               "max-age": INT(6, 40), "priority": INT(0, 65535)})
 _BRIDGE = MapOf({"options": MapOf({"stp": _STP, "mac-ageing-time": INT(0)}),
                  "port": ListOf(_PORT)})
-# type-specific section of each interface type
-TYPE_SECTIONS: dict[str, tuple[str, MapOf]] = {
-    "linux-bridge": ("bridge", _BRIDGE),
-    "vlan": ("vlan", MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")})),
-    "mac-vlan": ("mac-vlan", MapOf({"base-iface": STR, "mode": ENUM(
-        "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL})),
-    "veth": ("veth", MapOf({"peer": STR})),
+# the section of each interface type that has one (its key: the model's SECTION);
+# `protocol` and `promiscuous` are accepted as nmstate writes them, and not applied
+TYPE_SECTIONS: dict[str, MapOf] = {
+    "linux-bridge": _BRIDGE,
+    "vlan": MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")}),
+    "mac-vlan": MapOf({"base-iface": STR, "mode": ENUM(
+        "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL}),
+    "veth": MapOf({"peer": STR}),
 }
 _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
            "mtu": INT(68, 65535), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
@@ -137,8 +141,9 @@ def _check_interface(iface: Any, path: str) -> None:
     itype = iface.get("type")
     keys = dict(_COMMON)
     if isinstance(itype, str) and itype in TYPE_SECTIONS:
-        section, spec = TYPE_SECTIONS[itype]
-        keys[section] = spec
+        section = models.TYPES[itype].SECTION
+        assert section is not None
+        keys[section] = TYPE_SECTIONS[itype]
     check(iface, MapOf(keys), path)
     name = iface.get("name")
     if not name:
@@ -249,21 +254,6 @@ def validate(state: Any) -> dict[str, Any]:
     return dict(state)
 
 
-def trunk_ids(vlan: dict[str, Any]) -> list[int]:
-    """Every VLAN id a trunk port carries, ranges expanded."""
-    out: list[int] = []
-    for tag in vlan.get("trunk-tags") or []:
-        if "id" in tag:
-            out.append(int(tag["id"]))
-        else:
-            rng = tag["id-range"]
-            out += range(int(rng["min"]), int(rng["max"]) + 1)
-    return sorted(set(out))
-
-
-def interfaces(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(state.get("interfaces") or [])
-
-
-def route_config(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((state.get("routes") or {}).get("config") or [])
+def parse(raw: Any) -> models.NodeState:
+    """The typed desired state; raises InvalidDesiredState naming the bad key."""
+    return models.from_nmstate(validate(raw))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_lab import CLILab, lab_down, lab_up, new_lab
+from support.cli_lab import CLILab, lab_down, lab_up, new_lab
 
 NS = "multus-test"
 SUBNET = "10.66.0"

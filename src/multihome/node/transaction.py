@@ -1,4 +1,5 @@
-"""`node apply`: validate → checkpoint → change → verify → probes → commit or roll back.
+"""`node apply` as one transaction: validate → checkpoint → change → verify → probes →
+commit or roll back.
 
 Probes are pings: the targets a policy names (`probes.ping`), targets from the command
 line, and the default gateways of the main table unless `probes.default-gateway: false`.
@@ -15,6 +16,7 @@ from typing import Any
 from multihome.errors import MultihomeError
 from multihome.net import icmp
 from multihome.node import apply, checkpoint, current, recovery, schema, verify
+from multihome.node import state as models
 from multihome.node.errors import NodeError
 
 DEFAULT_TIMEOUT = 60
@@ -41,14 +43,14 @@ class CheckpointPending(NodeError):
     """An earlier `--no-commit` apply waits for commit or rollback."""
 
 
-def probe_targets(desired: dict[str, Any], extra: Sequence[str],
+def probe_targets(desired: models.NodeState, extra: Sequence[str],
                   netns_path: str | None) -> list[str]:
-    probes = desired.get("probes") or {}
-    targets = [*probes.get("ping", []), *extra]
-    if probes.get("default-gateway", True) and not targets:
-        for route in current.show(netns_path, names=set())["routes"]["running"]:
-            if route["destination"] in ("0.0.0.0/0", "::/0") and route.get("next-hop-address"):
-                targets.append(route["next-hop-address"])
+    targets = [*desired.probes.ping, *extra]
+    if desired.probes.default_gateway and not targets:
+        for route in current.read(netns_path, names=set()).running:
+            if route.destination is not None and route.destination.prefixlen == 0 \
+                    and route.next_hop_address is not None:
+                targets.append(str(route.next_hop_address))
     return list(dict.fromkeys(targets))
 
 
@@ -85,7 +87,7 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
                 timeout: int = DEFAULT_TIMEOUT, commit: bool = True,
                 probes: Sequence[str] = (), leftover: str = "refuse") -> ApplyReport:
     """Apply and verify `desired_raw`; raises ApplyFailed after restoring the earlier state."""
-    desired = schema.validate(desired_raw)  # before anything changes
+    desired = schema.parse(desired_raw)  # checked and typed before anything changes
     recovery.recover_interrupted()  # a killed apply's checkpoint is rolled back first
     pending = checkpoint.load()
     if pending is not None:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from conftest import unique
+from support.netns import unique
 
-MULTIHOME = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "multihome")
+MULTIHOME = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "multihome")
 
 
 @dataclass

@@ -26,7 +26,8 @@ def links(ns: str | None) -> dict[str, dict[str, Any]]:
     return {link["ifname"]: link for link in run_json(ns, ["ip", "-d", "-j", "link", "show"])}
 
 
-def link(ns: str | None, name: str) -> dict[str, Any] | None:
+def link(ns: str | None, name: str) -> Any:
+    """The link as `ip -j link` shows it (JSON), None when there is no such link."""
     return links(ns).get(name)
 
 

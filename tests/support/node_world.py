@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:  # "conftest" is tests/k8s/conftest.py when tests/k8s imports this module
-    from conftest import Netns
+    from support.netns import Netns
 
 MULTIHOME = [sys.executable, "-c", "from multihome.cli.main import main; main()"]
 

@@ -2,26 +2,25 @@
 
 Each test gets a `Lab`: a node namespace where the plugin runs (its bridge, sysctls
 and nft tables never touch the real host) and container namespaces to attach. The lab's
-fixture deletes every bridge it made and then the namespaces.
+fixture (tests/integration/conftest.py) deletes every bridge it made and then the
+namespaces.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-import kstate
 import multihome.plugins.bridge as bridge_plugin
-from conftest import Netns, unique
 from multihome.cni.skel import dispatch
 from multihome.net import links, netns
 from multihome.net.netns import iproute_in
-from plugin_harness import Outcome
+from support import kstate
+from support.netns import Netns, unique
+from support.plugin_harness import Outcome
 
 
 @dataclass
@@ -93,12 +92,3 @@ class Lab:
         with iproute_in(self.node.path) as ipr:
             for name in self.bridges:
                 links.delete_by_name(ipr, name)
-
-
-@pytest.fixture
-def lab(netns_factory: Any, tmp_path: Path) -> Iterator[Lab]:
-    the_lab = Lab(node=netns_factory("mhbn"), make_ns=netns_factory, data_dir=tmp_path / "ipam")
-    try:
-        yield the_lab
-    finally:
-        the_lab.cleanup()

@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import kstate
-from conftest import Netns
 from multihome.cni.skel import dispatch
 from multihome.net import netns
 from multihome.plugins.registry import lookup
+from support import kstate
+from support.netns import Netns
 
 
 @dataclass

@@ -7,18 +7,19 @@ import os
 import stat
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Netns, unique
 from multihome.attach import engine
 from multihome.attach.multus_config import MultusConfig, parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef
 from multihome.store import NAD, POD, Object, Store
 from multihome.stores import open_store
+from support.netns import Netns, unique
 
 FAIL_PLUGIN = """#!/bin/sh
 # A delegate that fails on purpose: ADD (or DEL, with FAIL_ON=DEL in its config) errors.
@@ -175,8 +176,9 @@ def links_in(ns: Netns) -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+@contextmanager
+def engine_world(tmp_path: Path) -> Iterator[World]:
+    """A World whose store is closed and whose bridges are deleted afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create namespaces and bridges")
     (tmp_path / "bin").mkdir()

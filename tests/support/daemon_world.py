@@ -10,15 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import CNIOutcome, Netns, run_cni, unique
 from multihome.daemon.autoconf import CONFIG_NAME
+from support.cni_exec import CNIOutcome, run_cni
+from support.netns import Netns
 
 MULTIHOME = str(Path(sys.executable).parent / "multihome")
 
@@ -169,22 +167,6 @@ class Node:
         caches = [str(p.relative_to(self.cache)) for p in self.cache.rglob("*") if p.is_file()]
         return {"pod links": [n for n in pod_links if n != "lo"], "bridge ports": ports,
                 "ips": ips, "cache": caches}
-
-
-@pytest.fixture
-def node(tmp_path: Path, host_ns: Netns, cni_bin_dir: Path) -> Iterator[Node]:
-    tmp_path.chmod(0o700)
-    n = Node(host_ns, tmp_path, cni_bin_dir, unique("mhd"))
-    n.conf_dir.mkdir()
-    n.extra_bin.mkdir()
-    hold = n.extra_bin / "mh-hold"
-    hold.write_text(HOLD_PLUGIN)
-    hold.chmod(0o755)
-    try:
-        yield n
-    finally:
-        n.release()
-        n.stop_all()
 
 
 NOTHING = {"pod links": [], "bridge ports": "", "ips": [], "cache": []}

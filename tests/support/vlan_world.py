@@ -10,11 +10,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from bridge_harness import Lab
-
-from conftest import Netns
 from multihome.net import addr, links
 from multihome.net.netns import iproute_in
+from support.bridge_harness import Lab
+from support.netns import Netns
 
 TRUNK = [{"id": 100}, {"id": 200}]
 

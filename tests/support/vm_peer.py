@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from run_tier import VM_AGENT_ENV, VM_ERROR_ENV, VM_NIC_MAC_ENV
-
+from kernel.run_tier import VM_AGENT_ENV, VM_ERROR_ENV, VM_NIC_MAC_ENV
 from multihome.net import links, sysctl
 from multihome.net.netns import iproute_in
 from multihome.vm import qemu

@@ -1,0 +1,409 @@
+"""Node network state as typed models, one class per interface type.
+
+A desired state is *partial*: only what it names is changed and compared, so every field
+is optional (None: not given). The nmstate mapping is turned into these models once
+(`from_nmstate`, after schema.validate for input from users) and turned back with
+`to_nmstate`, in nmstate's spelling and key order, for `node show` and checkpoints.
+Comparing lives with the data (`differences`), so apply, verify and checkpoint share one
+normalisation. Adding an interface type: a subclass here (registered in TYPES), its
+section in schema.TYPE_SECTIONS, how to create it in apply and how to read it in current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def trunk_ids(vlan: Mapping[str, Any]) -> list[int]:
+    """Every VLAN id a trunk port carries (nmstate `trunk-tags`), ranges expanded."""
+    out: list[int] = []
+    for tag in vlan.get("trunk-tags") or []:
+        if "id" in tag:
+            out.append(int(tag["id"]))
+        else:
+            rng = tag["id-range"]
+            out += range(int(rng["min"]), int(rng["max"]) + 1)
+    return sorted(set(out))
+
+
+# -- addresses ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpConfig:
+    """An `ipv4`/`ipv6` section; `addresses` None when the section does not list any."""
+
+    enabled: bool | None = None
+    addresses: tuple[IPInterface, ...] | None = None
+
+    @classmethod
+    def from_nmstate(cls, section: Mapping[str, Any] | None) -> IpConfig | None:
+        if not section:
+            return None
+        addresses = None
+        if "address" in section:
+            addresses = tuple(ipaddress.ip_interface(f"{a['ip']}/{a['prefix-length']}")
+                              for a in section["address"] or [])
+        return cls(enabled=section.get("enabled"), addresses=addresses)
+
+    def wanted(self) -> set[IPInterface] | None:
+        """The exact address set this section asks for; None: it does not say."""
+        if self.enabled is False:
+            return set()
+        return None if self.addresses is None else set(self.addresses)
+
+    def to_nmstate(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.enabled is not None:
+            out["enabled"] = self.enabled
+        if self.addresses is not None:
+            out["address"] = [{"ip": str(a.ip), "prefix-length": a.network.prefixlen}
+                              for a in self.addresses]
+        return out
+
+
+# -- bridge ports -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortVlan:
+    """A bridge port's VLANs: access (one untagged `tag`) or trunk (tagged ids, optionally
+    a native `tag`). Two spellings of the same VLANs compare equal."""
+
+    mode: str
+    tag: int | None = None
+    trunk: tuple[int, ...] = ()
+
+    @classmethod
+    def from_nmstate(cls, vlan: Mapping[str, Any] | None) -> PortVlan | None:
+        if not vlan:
+            return None
+        mode = vlan.get("mode", "access" if "tag" in vlan else "trunk")
+        if mode == "access":
+            return cls(mode="access", tag=int(vlan["tag"]))
+        native = int(vlan["tag"]) if vlan.get("enable-native") else None
+        return cls(mode="trunk", tag=native, trunk=tuple(trunk_ids(vlan)))
+
+    def to_nmstate(self) -> dict[str, Any]:
+        if self.mode == "access":
+            return {"mode": "access", "tag": self.tag}
+        out: dict[str, Any] = {"mode": "trunk", "trunk-tags": [{"id": v} for v in self.trunk]}
+        if self.tag is not None:
+            out["enable-native"] = True
+            out["tag"] = self.tag
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Port:
+    name: str
+    vlan: PortVlan | None = None
+
+    def to_nmstate(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.vlan is not None:
+            out["vlan"] = self.vlan.to_nmstate()
+        return out
+
+
+# -- interfaces ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interface:
+    """What every interface type has. Used as is for types multihome cannot create
+    (ethernet, unknown) and for an interface named without a type (change what exists)."""
+
+    TYPE: ClassVar[str | None] = None
+    SECTION: ClassVar[str | None] = None  # the nmstate key of the type's own section
+    VIRTUAL: ClassVar[bool] = False  # multihome creates it (and deletes it on rollback)
+    STACKED: ClassVar[bool] = False  # needs another link to exist first
+
+    name: str
+    type: str | None = None
+    state: str | None = None  # up, down, absent
+    mtu: int | None = None
+    mac: str | None = None  # upper case
+    ipv4: IpConfig | None = None
+    ipv6: IpConfig | None = None
+
+    @property
+    def absent(self) -> bool:
+        return self.state == "absent"
+
+    def section(self) -> dict[str, Any] | None:
+        """The type's own section in nmstate's spelling (None: none given)."""
+        return None
+
+    def linked_names(self) -> set[str]:
+        """Other interfaces this one names (bridge ports, a veth peer)."""
+        return set()
+
+    def to_nmstate(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        for key, value in (("type", self.type), ("state", self.state), ("mtu", self.mtu),
+                           ("mac-address", self.mac)):
+            if value is not None:
+                out[key] = value
+        section = self.section()
+        if self.SECTION is not None and section is not None:
+            out[self.SECTION] = section
+        for family, ip in (("ipv4", self.ipv4), ("ipv6", self.ipv6)):
+            if ip is not None:
+                out[family] = ip.to_nmstate()
+        return out
+
+    def differences(self, have: Interface | None) -> list[str]:
+        """What of this (wanted) interface `have` does not show (empty: contained)."""
+        name = self.name
+        if self.absent:
+            return [f"{name} still exists"] if have is not None and have.VIRTUAL else []
+        if have is None:
+            return [f"{name} does not exist"]
+        out: list[str] = []
+        if self.type not in (None, "unknown", have.type):
+            out.append(f"{name} is a {have.type}, not a {self.type}")
+        for key, want, got in (("state", self.state, have.state), ("mtu", self.mtu, have.mtu),
+                               ("mac-address", self.mac, have.mac)):
+            if want is not None and want != got:
+                out.append(f"{name}.{key} is {got}, wanted {want}")
+        for family, ip, have_ip in (("ipv4", self.ipv4, have.ipv4),
+                                    ("ipv6", self.ipv6, have.ipv6)):
+            wanted = ip.wanted() if ip is not None else None
+            if wanted is None:
+                continue
+            got_set = have_ip.wanted() if have_ip is not None else set()
+            got_names = sorted(str(a) for a in got_set or ())
+            if got_names != sorted(str(a) for a in wanted):
+                out.append(f"{name}.{family} addresses are {got_names}, "
+                           f"wanted {sorted(str(a) for a in wanted)}")
+        return out + self.section_differences(have)
+
+    def section_differences(self, have: Interface) -> list[str]:
+        """Every key of the type's section that is given must match (the plain case)."""
+        want = self.section() or {}
+        got = have.section() or {} if have.SECTION == self.SECTION else {}
+        return [f"{self.name}.{self.SECTION}.{key} is {got.get(key)}, wanted {value}"
+                for key, value in want.items() if got.get(key) != value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinuxBridge(Interface):
+    TYPE = "linux-bridge"
+    SECTION = "bridge"
+    VIRTUAL = True
+
+    stp: bool | None = None
+    ports: tuple[Port, ...] | None = None  # None: the ports are not named
+
+    def section(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.stp is not None:
+            out["options"] = {"stp": {"enabled": self.stp}}
+        if self.ports is not None:
+            out["port"] = [p.to_nmstate() for p in self.ports]
+        return out
+
+    def linked_names(self) -> set[str]:
+        return {p.name for p in self.ports or ()}
+
+    def section_differences(self, have: Interface) -> list[str]:
+        name = self.name
+        got = have if isinstance(have, LinuxBridge) else LinuxBridge(name=have.name)
+        out: list[str] = []
+        if self.stp is not None and self.stp != got.stp:
+            out.append(f"{name}.bridge.options.stp.enabled is not {self.stp}")
+        if self.ports is None:
+            return out
+        have_ports = {p.name: p for p in got.ports or ()}
+        want_ports = {p.name: p for p in self.ports}
+        if set(have_ports) != set(want_ports):
+            out.append(f"{name}.bridge.port is {sorted(have_ports)}, wanted {sorted(want_ports)}")
+        for pname, port in want_ports.items():
+            if port.vlan is not None and pname in have_ports \
+                    and port.vlan != have_ports[pname].vlan:
+                had = have_ports[pname].vlan
+                out.append(f"{name}.bridge.port {pname} vlan is "
+                           f"{had.to_nmstate() if had else None}, "
+                           f"wanted {port.vlan.to_nmstate()}")
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vlan(Interface):
+    TYPE = "vlan"
+    SECTION = "vlan"
+    VIRTUAL = True
+    STACKED = True
+
+    base_iface: str | None = None
+    vlan_id: int | None = None
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "id": self.vlan_id})
+
+
+@dataclass(frozen=True, kw_only=True)
+class MacVlan(Interface):
+    TYPE = "mac-vlan"
+    SECTION = "mac-vlan"
+    VIRTUAL = True
+    STACKED = True
+
+    base_iface: str | None = None
+    mode: str | None = None
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "mode": self.mode})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Veth(Interface):
+    TYPE = "veth"
+    SECTION = "veth"
+    VIRTUAL = True
+
+    peer: str | None = None  # None also when the peer is in another namespace
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"peer": self.peer})
+
+    def linked_names(self) -> set[str]:
+        return {self.peer} if self.peer else set()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dummy(Interface):
+    TYPE = "dummy"
+    VIRTUAL = True
+
+
+def _given(section: dict[str, Any]) -> dict[str, Any] | None:
+    out = {k: v for k, v in section.items() if v is not None}
+    return out or None
+
+
+# the interface types with a model of their own; others are plain Interface
+TYPES: dict[str, type[Interface]] = {
+    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, Veth, Dummy) if cls.TYPE}
+VIRTUAL_TYPES = tuple(name for name, cls in TYPES.items() if cls.VIRTUAL)
+
+
+def _section_fields(cls: type[Interface], sec: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of `cls` that come from its nmstate section."""
+    if cls is LinuxBridge:
+        stp = ((sec.get("options") or {}).get("stp") or {}).get("enabled")
+        ports = None
+        if "port" in sec:
+            ports = tuple(Port(name=p["name"], vlan=PortVlan.from_nmstate(p.get("vlan")))
+                          for p in sec["port"] or [])
+        return {"stp": stp, "ports": ports}
+    if cls is Vlan:
+        vid = sec.get("id")
+        return {"base_iface": sec.get("base-iface"),
+                "vlan_id": None if vid is None else int(vid)}
+    if cls is MacVlan:
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
+    if cls is Veth:
+        return {"peer": sec.get("peer")}
+    return {}
+
+
+def interface_from_nmstate(iface: Mapping[str, Any]) -> Interface:
+    itype = iface.get("type")
+    cls = TYPES.get(itype, Interface) if isinstance(itype, str) else Interface
+    extra = _section_fields(cls, iface.get(cls.SECTION) or {}) if cls.SECTION else {}
+    mac = iface.get("mac-address")
+    return cls(name=iface["name"], type=itype, state=iface.get("state"), mtu=iface.get("mtu"),
+               mac=mac.upper() if mac else None, ipv4=IpConfig.from_nmstate(iface.get("ipv4")),
+               ipv6=IpConfig.from_nmstate(iface.get("ipv6")), **extra)
+
+
+# -- routes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    destination: IPNetwork | None = None
+    next_hop_interface: str | None = None
+    next_hop_address: IPAddress | None = None
+    metric: int | None = None
+    table_id: int | None = None
+    absent: bool = False
+
+    @classmethod
+    def from_nmstate(cls, route: Mapping[str, Any] | Route) -> Route:
+        if isinstance(route, Route):
+            return route
+        dst, gw = route.get("destination"), route.get("next-hop-address")
+        return cls(destination=ipaddress.ip_network(dst, strict=False) if dst else None,
+                   next_hop_interface=route.get("next-hop-interface"),
+                   next_hop_address=ipaddress.ip_address(gw) if gw else None,
+                   metric=route.get("metric"), table_id=route.get("table-id"),
+                   absent=route.get("state") == "absent")
+
+    def fields(self) -> dict[str, Any]:
+        """The given fields in nmstate's spelling (without `state`)."""
+        return _given({"destination": None if self.destination is None else str(self.destination),
+                       "next-hop-interface": self.next_hop_interface,
+                       "next-hop-address": None if self.next_hop_address is None
+                       else str(self.next_hop_address),
+                       "metric": self.metric, "table-id": self.table_id}) or {}
+
+    def to_nmstate(self) -> dict[str, Any]:
+        return {**self.fields(), "state": "absent"} if self.absent else self.fields()
+
+    def matches(self, have: Route) -> bool:
+        """Every field this route names has the same value in `have`."""
+        got = have.fields()
+        return all(got.get(k) == v for k, v in self.fields().items())
+
+
+# -- the whole state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probes:
+    ping: tuple[str, ...] = ()
+    default_gateway: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeState:
+    interfaces: tuple[Interface, ...] = ()
+    routes: tuple[Route, ...] = ()  # routes.config
+    running: tuple[Route, ...] = ()  # routes.running (read from a node only)
+    probes: Probes = dataclasses.field(default_factory=Probes)
+
+    def interface(self, name: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+    def to_nmstate(self) -> dict[str, Any]:
+        return {"interfaces": [i.to_nmstate() for i in self.interfaces],
+                "routes": {"config": [r.to_nmstate() for r in self.routes],
+                           "running": [r.to_nmstate() for r in self.running]}}
+
+
+def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
+    """The typed state of an nmstate mapping (validated, or read from a node); a NodeState
+    is returned as is."""
+    if isinstance(state, NodeState):
+        return state
+    if not state:
+        return NodeState()
+    routes = state.get("routes") or {}
+    probes = state.get("probes") or {}
+    return NodeState(
+        interfaces=tuple(interface_from_nmstate(i) for i in state.get("interfaces") or []),
+        routes=tuple(Route.from_nmstate(r) for r in routes.get("config") or []),
+        running=tuple(Route.from_nmstate(r) for r in routes.get("running") or []),
+        probes=Probes(ping=tuple(probes.get("ping") or ()),
+                      default_gateway=probes.get("default-gateway", True)))
