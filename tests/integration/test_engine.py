@@ -63,12 +63,14 @@ def test_json_form_ips_go_to_plugins_with_the_capability(world: World, netns: Ne
     engine.delete(world.conf(), world.store, world.request(netns, pod))
 
 
-def test_request_without_capability_fails_before_attaching(world: World, netns: Netns) -> None:
-    world.bridge_nad("ns1", "plain")
+def test_requested_ips_reach_host_local_without_the_capability(world: World,
+                                                               netns: Netns) -> None:
+    # as with Multus: not refused, handed over as CNI_ARGS IP=, which host-local reads
+    world.bridge_nad("ns1", "plain", "10.62.0.0/24")
     pod = world.pod("ns1", "p3", json.dumps([{"name": "plain", "ips": ["10.62.0.6/24"]}]))
-    with pytest.raises(InvalidConfig, match=r"ns1/plain was asked for ips but no plugin"):
-        engine.add(world.conf(), world.store, world.request(netns, pod))
-    assert links_in(netns) == ["lo"]
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    assert _status(world, "ns1", "p3")[1]["ips"] == ["10.62.0.6"]
+    engine.delete(world.conf(), world.store, world.request(netns, pod))
     assert world.ipam_allocations() == []
 
 
@@ -466,3 +468,16 @@ def test_checkpoint_shapes_and_missing_file() -> None:
         assert devices.allocated(f.name, "u1") == {"r/a": ["d1", "d2"], "r/b": ["d3", "d4"]}
         assert devices.allocated(f.name, "u2") == {}
     assert devices.allocated("/nonexistent/checkpoint", "u1") == {}
+
+
+def test_a_requested_mac_reaches_a_plugin_without_the_capability_as_multus_does(
+        world: World, netns: Netns) -> None:
+    # Multus refuses nothing here: it hands the MAC over as CNI_ARGS MAC= as well, and
+    # the bridge plugin (like the reference one) reads it from there
+    world.bridge_nad("ns1", "nocap")
+    pod = world.pod("ns1", "p1", json.dumps([{"name": "nocap", "mac": "02:aa:bb:cc:dd:01"}]))
+    engine.add(world.conf(), world.store, world.request(netns, pod))
+    mac = netns.run("cat", "/sys/class/net/net1/address").stdout.strip()
+    assert mac == "02:aa:bb:cc:dd:01"
+    assert _status(world, "ns1", "p1")[1]["mac"] == "02:aa:bb:cc:dd:01"
+    engine.delete(world.conf(), world.store, world.request(netns, pod))

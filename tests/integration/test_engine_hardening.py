@@ -232,7 +232,7 @@ def test_config_nested_beyond_any_cni_config_is_a_decoding_error(world: World,
         world.nad("ns1", f"deep{i}", '{"cniVersion": "1.0.0", "type": "bridge", "x": ' +
                   "[" * depth + "]" * depth + "}")
         pod = world.pod("ns1", f"deep{i}", f"deep{i}")
-        with pytest.raises(CNIError, match="nests deeper than") as err:
+        with pytest.raises(CNIError, match="deeper than") as err:
             engine.add(world.conf(), world.store, world.request(netns, pod))
         assert err.value.code in (6, 7)
     assert links_in(netns) == ["lo"]

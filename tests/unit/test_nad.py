@@ -206,9 +206,9 @@ def test_admission_refuses_nested_engines_and_node_settings(config: dict[str, An
 
 def test_admission_refuses_configs_nested_beyond_any_cni_config() -> None:
     deep = '{"cniVersion": "1.0.0", "type": "bridge", "x": ' + "[" * 100000 + "]" * 100000 + "}"
-    with pytest.raises(InvalidNAD, match="nests deeper than"):
+    with pytest.raises(InvalidNAD, match="deeper than"):
         validate_nad(make_nad(config=deep))
     shallow_but_deep = ('{"cniVersion": "1.0.0", "type": "bridge", "x": ' + "[" * 500 +
                         "]" * 500 + "}")
-    with pytest.raises(InvalidNAD, match="nests deeper than"):
+    with pytest.raises(InvalidNAD, match="deeper than"):
         validate_nad(make_nad(config=shallow_but_deep))

@@ -23,7 +23,14 @@ from multihome.attach import status as netstatus
 from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.naming import DEFAULT_IFNAME
-from multihome.attach.plan import Attachment, PodRef, default_network, plan, plugin_capabilities
+from multihome.attach.plan import (
+    LEGACY_ARGS,
+    Attachment,
+    PodRef,
+    default_network,
+    plan,
+    plugin_capabilities,
+)
 from multihome.cni import cache, jsontext, runtime
 from multihome.cni.errors import (
     CNIError,
@@ -158,10 +165,26 @@ def _runtime_conf(conf: MultusConfig, record: PodRecord, att: Attachment,
         container_id=record.container_id,
         netns=record.netns if netns is None else netns,
         ifname=att.ifname,
-        args=list(record.args),
+        args=list(record.args) + _legacy_args(record, att),
         capability_args=dict(att.capability_args),
         cache_dir=conf.cni_dir,
     )
+
+
+def _legacy_args(record: PodRecord, att: Attachment) -> list[tuple[str, str]]:
+    """A requested MAC and IPs as the legacy CNI_ARGS `MAC=` / `IP=`, which Multus adds for
+    every delegate (DelegateAdd) besides runtimeConfig: plugins without the `mac`/`ips`
+    capability (the reference bridge, static and host-local read CNI_ARGS) honour them
+    too. IgnoreUnknown, as runtimes always send it, keeps the others from refusing them."""
+    out: list[tuple[str, str]] = []
+    mac, ips = att.capability_args.get("mac"), att.capability_args.get("ips")
+    if mac:
+        out.append((LEGACY_ARGS["mac"], str(mac)))
+    if ips:
+        out.append((LEGACY_ARGS["ips"], ",".join(str(ip) for ip in ips)))
+    if out and not any(k == "IgnoreUnknown" for k, _ in record.args):
+        out.insert(0, ("IgnoreUnknown", "1"))
+    return out
 
 
 def _label(att: Attachment) -> str:

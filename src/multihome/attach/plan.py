@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.attach.devices import DeviceAssigner, allocated, inject_device_id
+from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.nad import delegate_config_problem
 from multihome.attach.naming import DEFAULT_IFNAME, assign_names
@@ -24,6 +25,8 @@ NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 
 # selection field -> runtimeConfig capability it needs
+# selection fields Multus also passes as legacy CNI_ARGS, whatever the capabilities
+LEGACY_ARGS = {"mac": "MAC", "ips": "IP"}
 CAPABILITY_OF_FIELD: dict[str, str] = {
     "ips": "ips",
     "mac": "mac",
@@ -250,14 +253,15 @@ def _capability_args(sel: Any, network: str, pod: PodRef,
             continue
         wanted[cap] = list(value) if isinstance(value, tuple) else value
     if wanted:
+        # Multus refuses none of these: a runtimeConfig key reaches only the plugins that
+        # declare its capability (libcni's rule), and `mac` / `ips` reach the others too,
+        # as the legacy CNI_ARGS MAC= / IP= (engine._legacy_args). Say what is dropped.
         have = plugin_capabilities(conflist)
-        missing = sorted(k for k in wanted if k not in have)
-        if missing:
-            raise InvalidConfig(
-                f"pod {pod}: network {network} was asked for {', '.join(missing)} but no "
-                f"plugin in its config declares the capability "
-                f"{' / '.join(repr(m) for m in missing)}"
-            )
+        dropped = sorted(k for k in wanted if k not in have and k not in LEGACY_ARGS)
+        if dropped:
+            log.warning("pod %s: network %s was asked for %s, but no plugin in its config "
+                        "declares the capability: not passed", pod, network,
+                        ", ".join(dropped))
     return wanted
 
 
