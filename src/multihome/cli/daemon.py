@@ -51,6 +51,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                                    "node's network and owns a root-only socket)")
     limit_malloc_arenas()  # before the first thread
     logs.setup(log_level)
+    _recover_node()
     store = store or (ctx.obj or {}).get("store") or ""
     if store == "k8s" or store.startswith("k8s:"):
         from multihome.k8s.bridge_marker import start_for_daemon
@@ -67,6 +68,25 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           shutdown_grace=shutdown_grace))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
+
+
+def _recover_node() -> None:
+    """A `node apply` killed after its checkpoint left the node changed: roll it back now,
+    before serving (the daemon may be what restarted after that crash). A failure is
+    logged with what to run, and the daemon still serves CNI: pods must not wait on it."""
+    import logging
+
+    from multihome.daemon.logs import log
+    from multihome.errors import MultihomeError
+    from multihome.node.recovery import recover_interrupted
+
+    try:
+        done = recover_interrupted()
+    except MultihomeError as e:
+        log(logging.ERROR, f"node network: {e}")
+        return
+    if done:
+        log(logging.WARNING, f"node network: {done}")
 
 
 def installed_executables(bin_dir: str) -> list[str]:
