@@ -92,7 +92,7 @@ def test_pods_get_eth0_and_net1_on_dev_bridge(cluster: Kube, seed_ns: str,
     assert re.search(r"^2: eth0@if\d+:", out, re.M), out
     assert re.search(r"^3: net1@if\d+:", out, re.M), out
     status = cluster.network_status(seed_ns, "pod-a")
-    assert [(s["name"], s["interface"], s["default"]) for s in status] == [
+    assert [(s["name"], s["interface"], s.get("default", False)) for s in status] == [
         ("mh-k8s", "eth0", True), (f"{seed_ns}/bridge-dev", "net1", False)]
     pod = cluster.get("pod", "pod-a", seed_ns) or {}
     assert status[0]["ips"] == [pod["status"]["podIP"]]

@@ -108,7 +108,7 @@ class KubeStore:
             except ApiError as e:
                 if e.status == 404:
                     if kind == NAD:
-                        self._no_network_found(namespace, name, e)
+                        self._no_network_found(namespace, name)
                     raise NotFound(kind, namespace, name) from None
                 raise
         return Object.from_manifest(dict(body, kind=kind), namespace)
@@ -302,13 +302,13 @@ class KubeStore:
         with contextlib.suppress(ApiError, ApiUnreachable):
             self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
 
-    def _no_network_found(self, namespace: str, name: str, error: ApiError) -> None:
+    def _no_network_found(self, namespace: str, name: str) -> None:
         pod = getattr(self._pod_context, "pod", None)
-        if pod is not None:  # Multus' wording, with the API server's own reason after it
-            reason = error.body.get("message") or f"{NAD} {name!r} not found"
+        if pod is not None:  # Multus' words; the reason as its informer's lister gives it
             self.record_event(pod, "NoNetworkFound",
                               f"cannot find a network-attachment-definition ({name}) in "
-                              f"namespace ({namespace}): {reason}", "Warning")
+                              f"namespace ({namespace}): networkattachmentdefinition."
+                              f'k8s.cni.cncf.io "{name}" not found', "Warning")
 
     def close(self) -> None:
         if self.shared:
