@@ -12,6 +12,7 @@ as Multus does without an API. DEL and GC work without the store (see engine).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,8 @@ SUPPORTED_VERSIONS: tuple[str, ...] = ALL_VERSIONS
 
 
 def _config(call: Call) -> MultusConfig:
-    conf = parse_multus_config(call.conf.raw)
+    conf = dataclasses.replace(parse_multus_config(call.conf.raw),
+                               executor=engine.current_executor())
     logs.configure(conf)
     return conf
 

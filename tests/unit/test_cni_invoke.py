@@ -70,11 +70,11 @@ def test_registry_delegates_unknown_types_by_exec(tmp_path: Path) -> None:
     script(tmp_path, "mh-ext-test", 'cat >/dev/null\necho \'{"cniVersion":"0.4.0","ips":'
                                     '[{"version":"4","address":"10.3.0.9/24"}]}\'\n')
     cmd = CmdArgs("ADD", "ctr1", "/var/run/netns/none", "eth0", "", (str(tmp_path),))
-    result = registry.delegate("mh-ext-test", cmd, {"cniVersion": "0.4.0", "name": "x",
+    result = registry.IN_PROCESS.run("mh-ext-test", cmd, {"cniVersion": "0.4.0", "name": "x",
                                                     "type": "mh-ext-test"})
     assert result is not None and str(result.ips[0].address) == "10.3.0.9/24"
     with pytest.raises(InvalidConfig, match="mh-ext-missing"):
-        registry.delegate("mh-ext-missing", cmd, {})
+        registry.IN_PROCESS.run("mh-ext-missing", cmd, {})
 
 
 def test_error_json_on_stdout_becomes_that_error(tmp_path: Path) -> None:

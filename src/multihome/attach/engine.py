@@ -40,10 +40,25 @@ from multihome.cni.errors import (
     UnknownContainer,
 )
 from multihome.cni.result import Result
+from multihome.plugins.registry import IN_PROCESS
 from multihome.shim import ENGINE_TYPE
 from multihome.store import POD, NotFound, Store
 
 CACHE_KIND = "multihomeAttachmentsV1"
+
+# What runs the delegates of configs parsed in this process (engine_plugin): the
+# registry's in-process executor unless the host wraps it; the daemon times every
+# delegate for /metrics with registry.Observed. Tests inject theirs into MultusConfig.
+_executor: runtime.Executor = IN_PROCESS
+
+
+def use_executor(executor: runtime.Executor) -> None:
+    global _executor
+    _executor = executor
+
+
+def current_executor() -> runtime.Executor:
+    return _executor
 
 
 @dataclass
@@ -290,7 +305,8 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
         log.debug("Add: %s: %s", _who(record, att), json.dumps(att.conflist))
         _prepare_device_info(conf, record, att)
         net = runtime.parse_network_config(att.conflist)
-        return runtime.add_network_list(net, _runtime_conf(conf, record, att), path)
+        return runtime.add_network_list(net, _runtime_conf(conf, record, att), path,
+                                        conf.executor)
 
     # The default network alone first, as Multus does: eth0 keeps the pod's lowest
     # interface index, and a secondary may rely on it being there.
@@ -370,7 +386,8 @@ def _detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what
     def detach(att: Attachment) -> None:
         log.info("%s: %s", what, _who(record, att))
         net = runtime.parse_network_config(att.conflist)
-        runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path)
+        runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path,
+                                 conf.executor)
         devices.forget(_cni_info_path(conf, record, att))
 
     attachments = list(reversed(record.attachments))
@@ -474,7 +491,8 @@ def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -
     for att in record.attachments:
         try:
             net = runtime.parse_network_config(att.conflist)
-            runtime.check_network_list(net, _runtime_conf(conf, record, att, req.netns), path)
+            runtime.check_network_list(net, _runtime_conf(conf, record, att, req.netns), path,
+                                       conf.executor)
         except CNIError as e:
             raise _prefixed(e, att, "check failed") from e
 
@@ -489,7 +507,7 @@ def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = 
     att = default_network(conf, store, None, None)
     try:
         runtime.status_network_list(runtime.parse_network_config(att.conflist),
-                                    cni_path(conf, extra_path))
+                                    cni_path(conf, extra_path), conf.executor)
     except CNIError as e:
         raise type(e)(f"default network {att.network} not ready: {e.msg}", e.details,
                       code=e.code) from e
@@ -527,7 +545,8 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
                                  list(cached.cni_args), dict(cached.capability_args),
                                  conf.cni_dir)
         try:
-            runtime.del_network_list(runtime.parse_network_config(stale.conflist), rt, path)
+            runtime.del_network_list(runtime.parse_network_config(stale.conflist), rt, path,
+                                     conf.executor)
         except CNIError as e:
             errors.append(type(e)(f"stale {stale.network_name} attachment {cached.ifname} of "
                                   f"container {cached.container_id}: {e.msg}", e.details,
@@ -547,7 +566,7 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
     for conflist, attachments in networks.values():
         try:
             runtime.gc_network_list(runtime.parse_network_config(conflist), attachments, path,
-                                    conf.cni_dir)
+                                    conf.cni_dir, conf.executor)
         except CNIError as e:
             errors.append(e)
     if errors:

@@ -14,6 +14,8 @@ from typing import Any
 
 from multihome.attach.devices import DEVICE_INFO_DIR, KUBELET_CHECKPOINT
 from multihome.cni.errors import InvalidConfig
+from multihome.cni.runtime import Executor
+from multihome.plugins.registry import IN_PROCESS
 
 DEFAULT_MULTUS_NAMESPACE = "kube-system"
 DEFAULT_SYSTEM_NAMESPACES = ("kube-system",)
@@ -51,6 +53,9 @@ class MultusConfig:
     kubelet_checkpoint_file: str = KUBELET_CHECKPOINT
     device_info_dir: str = DEVICE_INFO_DIR
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # not a config key: what runs each delegate (libcni's CNIConfig{Exec}); tests inject
+    # a fake, the daemon a wrapper that times every call
+    executor: Executor = field(default=IN_PROCESS, compare=False, repr=False)
 
     def is_global(self, namespace: str) -> bool:
         return namespace == ALWAYS_GLOBAL or namespace in self.global_namespaces

@@ -2,7 +2,9 @@
 
 This is what a container runtime (or our attachment engine) calls: parse a conf or
 conflist, then ADD/CHECK/DEL/GC/STATUS it for one attachment. Each plugin of the list
-runs through `registry.delegate` (in-process for built-in types, exec otherwise), with
+runs through an injected :class:`Executor`, as libcni's `CNIConfig{Exec}` does (by default
+every type is an executable found in CNI_PATH; the engine injects the plugin registry's,
+which runs built-in types in-process and execs the others), with
 `name`, `cniVersion`, `prevResult` and the `runtimeConfig` its capabilities allow
 injected into its config. Successful ADDs are cached in libcni's layout.
 
@@ -20,7 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from multihome.cni import cache, jsontext
 from multihome.cni import version as ver
@@ -31,7 +33,7 @@ from multihome.cni.errors import (
     InvalidConfig,
     InvalidEnvironment,
 )
-from multihome.cni.invoke import PluginNotFound
+from multihome.cni.invoke import PluginNotFound, exec_plugin, find_plugin
 from multihome.cni.result import Result
 from multihome.cni.types import CONTAINER_ID_RE, NAME_PATTERN, NAME_RE, CmdArgs, validate_ifname
 
@@ -248,24 +250,42 @@ def _wrap(e: CNIError, plugin: dict[str, Any], op: str) -> CNIError:
     return wrapped
 
 
-def _delegate(plugin: dict[str, Any], cmd: CmdArgs, conf: dict[str, Any],
-              op: str) -> Result | None:
-    from multihome.plugins import registry
+class Executor(Protocol):
+    """Runs one plugin of a list: `cmd.command` of `plugin_type` with `conf` as its stdin.
 
+    Returns the parsed result for ADD, None otherwise; raises CNIError on failure.
+    """
+
+    def run(self, plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None: ...
+
+
+class ExecFromPath:
+    """libcni's default executor: every type is an executable in CNI_PATH."""
+
+    def run(self, plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
+        out = exec_plugin(find_plugin(plugin_type, cmd.path), cmd, json.dumps(conf).encode())
+        return Result.from_dict(out) if cmd.command == "ADD" else None
+
+
+FROM_PATH = ExecFromPath()
+
+
+def _delegate(executor: Executor, plugin: dict[str, Any], cmd: CmdArgs,
+              conf: dict[str, Any], op: str) -> Result | None:
     try:
-        return registry.delegate(str(plugin["type"]), cmd, conf)
+        return executor.run(str(plugin["type"]), cmd, conf)
     except CNIError as e:
         raise _wrap(e, plugin, op) from e
 
 
 def add_network_list(net: NetworkConfigList, rt: RuntimeConf,
-                     cni_path: Sequence[str]) -> Result:
+                     cni_path: Sequence[str], executor: Executor = FROM_PATH) -> Result:
     """ADD each plugin in order, chaining prevResult; cache and return the last result."""
     _validate_rt(net, rt)
     result: Result | None = None
     for plugin in net.plugins:
         conf = build_plugin_conf(plugin, net, result, rt)
-        out = _delegate(plugin, _cmd("ADD", rt, cni_path), conf, "add")
+        out = _delegate(executor, plugin, _cmd("ADD", rt, cni_path), conf, "add")
         if out is None:
             raise DecodingFailure(f"{_describe(plugin)} returned no result on ADD")
         result = out.convert(net.cni_version)
@@ -292,7 +312,7 @@ def cached_result(net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
 
 
 def check_network_list(net: NetworkConfigList, rt: RuntimeConf,
-                       cni_path: Sequence[str]) -> None:
+                       cni_path: Sequence[str], executor: Executor = FROM_PATH) -> None:
     """CHECK each plugin with the cached result as prevResult."""
     if net.disable_check or not ver.at_least(net.cni_version, "0.4.0"):
         return
@@ -300,11 +320,11 @@ def check_network_list(net: NetworkConfigList, rt: RuntimeConf,
     prev = cached_result(net, rt)
     for plugin in net.plugins:
         conf = build_plugin_conf(plugin, net, prev, rt)
-        _delegate(plugin, _cmd("CHECK", rt, cni_path), conf, "check")
+        _delegate(executor, plugin, _cmd("CHECK", rt, cni_path), conf, "check")
 
 
 def del_network_list(net: NetworkConfigList, rt: RuntimeConf,
-                     cni_path: Sequence[str]) -> None:
+                     cni_path: Sequence[str], executor: Executor = FROM_PATH) -> None:
     """DEL each plugin in reverse, best effort; the cache entry goes once all succeed.
 
     A plugin whose executable is not found is skipped when the list has no cached ADD:
@@ -327,7 +347,7 @@ def del_network_list(net: NetworkConfigList, rt: RuntimeConf,
     for plugin in reversed(net.plugins):
         conf = build_plugin_conf(plugin, net, prev, rt)
         try:
-            _delegate(plugin, _cmd("DEL", rt, cni_path), conf, "delete")
+            _delegate(executor, plugin, _cmd("DEL", rt, cni_path), conf, "delete")
         except CNIError as e:
             if not (isinstance(e, PluginNotFound) and not added):
                 errors.append(e)
@@ -337,7 +357,8 @@ def del_network_list(net: NetworkConfigList, rt: RuntimeConf,
 
 
 def gc_network_list(net: NetworkConfigList, valid_attachments: list[dict[str, Any]],
-                    cni_path: Sequence[str], cache_dir: str = DEFAULT_CACHE_DIR) -> None:
+                    cni_path: Sequence[str], cache_dir: str = DEFAULT_CACHE_DIR,
+                    executor: Executor = FROM_PATH) -> None:
     """GC as libcni 1.1+: DEL stale cached attachments of this network, then GC each plugin.
 
     `valid_attachments` are `{"containerID": ..., "ifname": ...}`. `disableGC` turns the
@@ -366,17 +387,18 @@ def gc_network_list(net: NetworkConfigList, valid_attachments: list[dict[str, An
             conf["cni.dev/valid-attachments"] = attachments
             conf["cni.dev/attachments"] = attachments  # the name of early 1.1 drafts
             try:
-                _delegate(plugin, _cmd("GC", None, cni_path), conf, "gc")
+                _delegate(executor, plugin, _cmd("GC", None, cni_path), conf, "gc")
             except CNIError as e:
                 errors.append(e)
     if errors:
         raise errors[0]
 
 
-def status_network_list(net: NetworkConfigList, cni_path: Sequence[str]) -> None:
+def status_network_list(net: NetworkConfigList, cni_path: Sequence[str],
+                        executor: Executor = FROM_PATH) -> None:
     """STATUS of each plugin (1.1.0+; older lists are assumed ready). Raises the first error."""
     if not ver.at_least(net.cni_version, "1.1.0"):
         return
     for plugin in net.plugins:
         conf = build_plugin_conf(plugin, net, None, None)
-        _delegate(plugin, _cmd("STATUS", None, cni_path), conf, "status")
+        _delegate(executor, plugin, _cmd("STATUS", None, cni_path), conf, "status")

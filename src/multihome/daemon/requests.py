@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from multihome.attach import engine
 from multihome.cni import skel
 from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAgainLater
 from multihome.cni.version import LATEST
@@ -98,7 +99,9 @@ class Runner:
         self.pool = pool
         self.metrics = metrics
         self.own_netns = netns_id()
-        registry.delegate_observer = self._observe_delegate
+        # every delegate the engine runs in this process is timed for /metrics
+        engine.use_executor(registry.Observed(registry.IN_PROCESS,
+                                                     self._observe_delegate))
 
     def _observe_delegate(self, plugin_type: str, command: str, seconds: float) -> None:
         self.metrics.plugin_seconds.observe(seconds, type_label(plugin_type),

@@ -18,7 +18,7 @@ from multihome.net import addr as net_addr
 from multihome.net import links, netns, sysctl
 from multihome.net import route as net_route
 from multihome.net.netns import Netlink
-from multihome.plugins.registry import delegate
+from multihome.plugins.registry import IN_PROCESS
 
 UndoSteps = list[Callable[[], Any]]
 
@@ -40,7 +40,7 @@ def rollback() -> Iterator[UndoSteps]:
 def run(call: Call, ipam_type: str, command: str) -> Result | None:
     """Delegate `command` to the IPAM plugin with this call's environment and config."""
     cmd = dataclasses.replace(call.cmd, command=command)
-    return delegate(ipam_type, cmd, call.conf.raw)
+    return IN_PROCESS.run(ipam_type, cmd, call.conf.raw)
 
 
 def run_if_set(call: Call, ipam_type: str, command: str) -> None:

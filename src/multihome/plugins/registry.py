@@ -1,4 +1,4 @@
-"""Built-in plugin types and the one function that runs any plugin type.
+"""Built-in plugin types, and the executor that runs any plugin type for the engine.
 
 Built-in types run in-process (no fork/exec); any other `type` is exec'ed from the
 CNI path exactly as libcni does. Modules are imported lazily so that a plugin
@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from multihome.cni.invoke import exec_plugin, find_plugin
 from multihome.cni.result import Result
-from multihome.cni.skel import Plugin
+from multihome.cni.runtime import Executor
+from multihome.cni.skel import Plugin, handle
 from multihome.cni.types import CmdArgs
 
 # type name -> module implementing the Plugin protocol
@@ -41,36 +43,33 @@ def lookup(plugin_type: str) -> Plugin | None:
     return cast(Plugin, importlib.import_module(module)) if module else None
 
 
-# Set by the daemon to time every delegate call: (plugin type, command, seconds).
-delegate_observer: Callable[[str, str, float], None] | None = None
+class InProcess:
+    """The engine's executor (a `cni.runtime.Executor`): built-in types run in this
+    process through the skel, any other type is exec'ed from CNI_PATH as libcni does."""
+
+    def run(self, plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
+        plugin = lookup(plugin_type)
+        stdin = json.dumps(conf).encode()
+        if plugin is not None:
+            out = handle(plugin, cmd, stdin)
+        else:
+            out = exec_plugin(find_plugin(plugin_type, cmd.path), cmd, stdin)
+        return Result.from_dict(out) if cmd.command == "ADD" else None
 
 
-def delegate(plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
-    """Run `cmd.command` of `plugin_type` with `conf` as its stdin.
-
-    Returns the parsed result for ADD, None otherwise; raises CNIError on failure.
-    """
-    observer = delegate_observer
-    if observer is None:
-        return _delegate(plugin_type, cmd, conf)
-    start = time.perf_counter()
-    try:
-        return _delegate(plugin_type, cmd, conf)
-    finally:
-        observer(plugin_type, cmd.command, time.perf_counter() - start)
+IN_PROCESS = InProcess()
 
 
-def _delegate(plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
-    plugin = lookup(plugin_type)
-    stdin = json.dumps(conf).encode()
-    if plugin is not None:
-        from multihome.cni.skel import handle
+class Observed:
+    """An executor that reports each call's (plugin type, command, seconds): how the
+    daemon times delegates for its metrics, around whatever executor runs them."""
 
-        out = handle(plugin, cmd, stdin)
-    else:
-        from multihome.cni.invoke import exec_plugin, find_plugin
+    def __init__(self, inner: Executor, observe: Callable[[str, str, float], None]) -> None:
+        self.inner, self.observe = inner, observe
 
-        out = exec_plugin(find_plugin(plugin_type, cmd.path), cmd, stdin)
-    if cmd.command == "ADD":
-        return Result.from_dict(out)
-    return None
+    def run(self, plugin_type: str, cmd: CmdArgs, conf: dict[str, Any]) -> Result | None:
+        start = time.perf_counter()
+        try:
+            return self.inner.run(plugin_type, cmd, conf)
+        finally:
+            self.observe(plugin_type, cmd.command, time.perf_counter() - start)
