@@ -8,7 +8,8 @@
 #   make demo        the local lab: seed NAD, two pods on bridge-dev pinging each other and the external host
 #   make demo-cni    the same bridge-dev network driven by plain CNI env vars through the executables
 #   make demo-clean  remove anything a crashed demo left behind
-#   make bench       our bridge executable vs /usr/lib/cni/bridge
+#   make bench       our bridge executable vs /usr/lib/cni/bridge, the daemon vs Go plugins,
+#                    pods on the lab cluster vs Multus thick
 #   make lint        ruff, mypy (the package, the tests, bench and demo) and lint-imports (the
 #                    import contracts in pyproject.toml)
 
@@ -102,9 +103,10 @@ demo-clean: install
 	$(VPY) demo/lab_demo.py --clean
 	$(VPY) demo/bridge_dev.py --clean
 
-bench: install
+bench: install cluster-bins
 	$(VPY) bench/bench_bridge.py
 	$(VPY) bench/bench_daemon.py
+	$(VPY) bench/bench_cluster.py
 
 test-kernel: install
 	$(VPY) tests/kernel/run_tier.py
