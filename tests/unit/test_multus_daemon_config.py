@@ -13,6 +13,7 @@ from multihome.daemon import autoconf
 from multihome.daemon.multus_daemon_config import DaemonConfigError, load
 from multihome.daemon.requests import EngineDefaults
 from multihome.shim import SOCKET_ENV, socket_path
+from support.multus_generator import expected_multus_conf
 
 # The thick DaemonSet's ConfigMap of Multus 4.3, as shipped.
 SHIPPED = {"chrootDir": "/hostroot", "cniVersion": "0.3.1", "logLevel": "verbose",
@@ -82,23 +83,6 @@ def test_shim_finds_the_multus_socket_as_multus_shim_does() -> None:
     assert socket_path(conf, env, "multihome") == "/ignored.sock"
 
 
-def expected_multus_conf(daemon: dict[str, Any], cluster_network: str) -> str:
-    """What Multus 4.3's generator (pkg/server/config) writes: its struct's keys in order,
-    omitempty ones left out, the daemon-only keys cleared, name forced, compact JSON."""
-    order = ["binDir", "capabilities", "cniVersion", "logFile", "logLevel", "logToStderr",
-             "logOptions", "name", "clusterNetwork", "namespaceIsolation", "globalNamespaces",
-             "readinessindicatorfile", "type", "cniDir", "cniConfigDir",
-             "auxiliaryCNIChainName", "daemonSocketDir", "multusConfigFile", "multusMasterCNI",
-             "multusAutoconfigDir", "forceCNIVersion", "overrideNetworkName"]
-    cleared = {"cniConfigDir", "multusConfigFile", "multusAutoconfigDir", "multusMasterCNI",
-               "forceCNIVersion", "readinessindicatorfile"}
-    values = {**daemon, "name": "multus-cni-network", "clusterNetwork": cluster_network,
-              "type": daemon.get("type", "multus-shim")}
-    out = {k: values[k] for k in order
-           if k in values and k not in cleared and (values[k] or k in ("cniVersion", "name"))}
-    return json.dumps(out, separators=(",", ":"))
-
-
 def test_00_multus_conf_is_what_multus_generates(tmp_path: Path) -> None:
     net_d = tmp_path / "net.d"
     net_d.mkdir()
@@ -115,10 +99,8 @@ def test_00_multus_conf_is_what_multus_generates(tmp_path: Path) -> None:
     conf = load(write(tmp_path, daemon))
     settings = autoconf.Settings(str(net_d), conf.socket, multus=conf)
     assert autoconf.sync(settings)
-    written = (net_d / "00-multus.conf").read_text()
-    expected = json.loads(expected_multus_conf(daemon, str(net_d / "10-flannel.conflist")))
-    assert json.loads(written) == {**expected, "capabilities": {"portMappings": True}}
-    assert list(json.loads(written)) == ["binDir", "capabilities", *list(expected)[1:]]
+    assert (net_d / "00-multus.conf").read_text() == expected_multus_conf(
+        daemon, str(net_d / "10-flannel.conflist"), {"portMappings": True})
     assert (net_d / "00-multus.conf").stat().st_mode & 0o777 == 0o600
     assert not (net_d / autoconf.CONFIG_NAME).exists()
 
