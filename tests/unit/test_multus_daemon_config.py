@@ -120,6 +120,12 @@ def test_multus_master_cni_and_no_primary(tmp_path: Path) -> None:
     assert autoconf.sync(autoconf.Settings(str(net_d), master.socket, multus=master))
     written = json.loads((net_d / "00-multus.conf").read_text())
     assert written["clusterNetwork"] == str(net_d / "20-b.conf")
+    (net_d / "30-loop.conf").write_text('{"cniVersion": "0.3.1", "name": "l", "type": "multus"}')
+    for name in ("30-loop.conf", "00-multus.conf"):  # the engine itself: never the default
+        loop = load(write(tmp_path, {**SHIPPED, "cniConfigDir": str(net_d),
+                                     "multusAutoconfigDir": str(net_d),
+                                     "multusMasterCNI": name}))
+        assert not autoconf.sync(autoconf.Settings(str(net_d), loop.socket, multus=loop))
 
 
 def test_engine_requests_get_the_daemon_keys_and_store() -> None:

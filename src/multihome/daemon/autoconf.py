@@ -26,7 +26,7 @@ from multihome.cni.errors import CNIError
 from multihome.daemon import logs
 from multihome.daemon.multus_daemon_config import MultusDaemonConfig
 from multihome.paths import write_file_atomic
-from multihome.shim import ENGINE_TYPE, SOCKET_KEY
+from multihome.shim import ENGINE_TYPE, ENGINE_TYPES, SOCKET_KEY
 
 CONFIG_NAME = "00-multihome.conflist"
 # It names the daemon's socket and store; its only readers (runtimes) are root.
@@ -56,8 +56,16 @@ class Settings:
         return (self.conf_dir,)
 
 
+def _runs_the_engine(data: dict[str, Any]) -> bool:
+    """A config of the engine's own types (ours, or Multus' left on the node): as the
+    default network, every pod's ADD would call the engine again from inside itself."""
+    plugins = data.get("plugins")
+    parts = plugins if isinstance(plugins, list) else [data]
+    return any(isinstance(p, dict) and p.get("type") in ENGINE_TYPES for p in parts)
+
+
 def default_network_file(conf_dir: str) -> str | None:
-    """The first config (by name, as runtimes pick) that is not ours and parses."""
+    """The first config (by name, as runtimes pick) that is not the engine's and parses."""
     try:
         names = sorted(os.listdir(conf_dir))
     except FileNotFoundError:
@@ -71,7 +79,8 @@ def default_network_file(conf_dir: str) -> str | None:
                 data = jsontext.loads(f.read())
         except (OSError, CNIError):
             continue
-        if isinstance(data, dict) and (data.get("type") or isinstance(data.get("plugins"), list)):
+        if isinstance(data, dict) and (data.get("type") or isinstance(
+                data.get("plugins"), list)) and not _runs_the_engine(data):
             return path
     return None
 
@@ -135,6 +144,8 @@ def build_multus(multus: MultusDaemonConfig, primary_path: str) -> dict[str, Any
         primary = jsontext.loads(f.read())
     if not isinstance(primary, dict):
         raise ValueError(f"{primary_path} is not a JSON object")
+    if _runs_the_engine(primary):
+        raise ValueError(f"{primary_path} runs the engine itself; it cannot be the default")
     raw = multus.raw
     caps: dict[str, bool] = dict(raw.get("capabilities") or {})
     caps.update(_capabilities(primary))
