@@ -138,3 +138,6 @@ def test_engine_requests_get_the_daemon_keys_and_store() -> None:
         kept = json.loads(defaults.apply(json.dumps({**shim_conf, **own}).encode()))
         assert "store" not in kept or kept["store"] == "/own.db"
     assert defaults.apply(b"not json") == b"not json"  # the engine reports it
+    # a daemon on the Kubernetes API store hands that to the engine the same way
+    in_cluster = json.loads(EngineDefaults({}, "k8s").apply(json.dumps(shim_conf).encode()))
+    assert in_cluster["store"] == "k8s"
