@@ -38,6 +38,13 @@ DEFAULT_SOCKET = "/run/multihome/multihome.sock"
 SOCKET_ENV = "MULTIHOME_SOCKET"
 SOCKET_KEY = "socketPath"
 ENGINE_TYPE = "multihome"
+# Multus' executable names, served by the engine too: thick (`multus-shim`) and thin
+# (`multus`). Their config names the socket as Multus' shim reads it, not as ours.
+MULTUS_TYPES = ("multus", "multus-shim")
+ENGINE_TYPES = (ENGINE_TYPE, *MULTUS_TYPES)
+MULTUS_SOCKET_DIR_KEY = "daemonSocketDir"
+MULTUS_SOCKET_DIR = "/run/multus/"
+MULTUS_SOCKET_NAME = "multus.sock"
 CONNECT_TIMEOUT = 2.0
 # Longer than the daemon's own bound on a request's waits (pool.DEFAULT_WAIT): the daemon
 # answers first; this only ends the wait on a daemon that hangs.
@@ -94,17 +101,30 @@ def loads(data: bytes) -> object:
     return json.loads(text)
 
 
-def socket_path(stdin: bytes, env: "Mapping[str, str]") -> str:
-    """Config key `socketPath`, else $MULTIHOME_SOCKET, else the default."""
-    if b'"' + SOCKET_KEY.encode() + b'"' in stdin:  # parse only when the key can be there
-        try:
-            conf = loads(stdin)
-        except Exception:  # RecursionError too: the plugin reports the bad config itself
-            conf = None
-        value = conf.get(SOCKET_KEY) if isinstance(conf, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    return env.get(SOCKET_ENV) or DEFAULT_SOCKET
+def _config_string(stdin: bytes, key: str) -> str:
+    """The config's string `key`, or ''; parsed only when the key can be there."""
+    if b'"' + key.encode() + b'"' not in stdin:
+        return ""
+    try:
+        conf = loads(stdin)
+    except Exception:  # RecursionError too: the plugin reports the bad config itself
+        return ""
+    value = conf.get(key) if isinstance(conf, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def multus_socket(socket_dir: str) -> str:
+    """`<dir>/multus.sock`, as Multus joins them (default dir /run/multus/)."""
+    return (socket_dir or MULTUS_SOCKET_DIR).rstrip("/") + "/" + MULTUS_SOCKET_NAME
+
+
+def socket_path(stdin: bytes, env: "Mapping[str, str]", plugin_type: str = ENGINE_TYPE) -> str:
+    """Multus' types: config key `daemonSocketDir`, else /run/multus/, as Multus' shim
+    finds its daemon (it reads no environment). Others: config key `socketPath`, else
+    $MULTIHOME_SOCKET, else the default."""
+    if plugin_type in MULTUS_TYPES:
+        return multus_socket(_config_string(stdin, MULTUS_SOCKET_DIR_KEY))
+    return _config_string(stdin, SOCKET_KEY) or env.get(SOCKET_ENV) or DEFAULT_SOCKET
 
 
 def netns_id() -> int:
@@ -216,7 +236,7 @@ def forward(plugin_type: str) -> Fallback:
         stdin = b"" if command == "VERSION" else sys.stdin.buffer.read()
     except OSError:
         stdin = b""
-    path = socket_path(stdin, env)
+    path = socket_path(stdin, env, plugin_type)
     why, details = "the multihome daemon serves only its own network namespace", ""
     down: tuple[str, str] | None = None
     try:
@@ -224,7 +244,7 @@ def forward(plugin_type: str) -> Fallback:
     except Unreachable as e:
         why, details = f"multihome daemon is not running (no answer on {path})", str(e)
         # Only the engine needs its daemon; a plugin executable does the work itself.
-        if plugin_type == ENGINE_TYPE:
+        if plugin_type in ENGINE_TYPES:
             down = (f"{why}; start `multihome daemon` on this node", details)
         reply = None
     except Lost as e:

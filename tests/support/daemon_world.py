@@ -45,10 +45,12 @@ class Node:
     installed: Path
     bridge: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # where a daemon started with --multus-config listens (its file names the socket)
+    multus_socket: str = ""
 
     @property
     def socket(self) -> str:
-        return str(self.tmp / "run" / "mh.sock")
+        return self.multus_socket or str(self.tmp / "run" / "mh.sock")
 
     @property
     def conf_dir(self) -> Path:

@@ -276,6 +276,10 @@ def test_install_cni_writes_every_builtin(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     result = CliRunner().invoke(install_cni, ["--bin-dir", str(bin_dir)])
     assert result.exit_code == 0, result.output
+    # Multus' names only when asked for: they replace Multus' own executables
+    assert not (bin_dir / "multus").exists() and not (bin_dir / "multus-shim").exists()
+    result = CliRunner().invoke(install_cni, ["--bin-dir", str(bin_dir), "--multus-names"])
+    assert result.exit_code == 0, result.output
     for plugin_type in BUILTIN:
         exe = bin_dir / plugin_type
         assert stat.S_IMODE(exe.stat().st_mode) == 0o755

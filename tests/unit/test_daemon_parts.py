@@ -191,6 +191,19 @@ def test_autoconf_uses_first_other_config(tmp_path: Path) -> None:
     assert autoconf.remove(str(tmp_path)) and not autoconf.remove(str(tmp_path))
 
 
+def test_autoconf_never_takes_an_engine_config_as_default(tmp_path: Path) -> None:
+    """Multus' 00-multus.conf left on a node (or any config of the engine's types) would
+    make every ADD call the engine from inside itself."""
+    (tmp_path / "00-multus.conf").write_text(json.dumps({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim",
+        "clusterNetwork": "/etc/cni/net.d/10-a.conflist"}))
+    (tmp_path / "01-x.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "multus"}]}))
+    (tmp_path / "10-a.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "a", "plugins": [{"type": "ptp"}]}))
+    assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-a.conflist")
+
+
 def test_autoconf_not_ready_without_default(tmp_path: Path) -> None:
     assert not autoconf.sync(autoconf.Settings(str(tmp_path), "/s"))
     assert not (tmp_path / autoconf.CONFIG_NAME).exists()

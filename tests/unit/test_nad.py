@@ -190,6 +190,9 @@ def test_admission_leaves_kernel_facts_and_third_party_types_to_add() -> None:
     ({"cniVersion": "1.0.0", "plugins": [{"type": "bridge"}, {"type": "multihome",
                                                               "clusterNetwork": "x"}]},
      "type 'multihome'"),
+    # Multus' names run the engine too (install-cni --multus-names)
+    *[({"cniVersion": "1.0.0", "plugins": [{"type": name, "clusterNetwork": "x"}]},
+       f"type '{name}' (the attachment engine itself)") for name in ("multus", "multus-shim")],
     *[({"cniVersion": "1.0.0", "type": "bridge", key: "/tmp/x"},
        f"key '{key}' is a node setting") for key in NODE_SETTINGS],
     ({"cniVersion": "1.0.0", "logFile": "/etc/x", "plugins": [{"type": "bridge"}]},

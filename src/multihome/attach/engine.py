@@ -41,7 +41,7 @@ from multihome.cni.errors import (
 )
 from multihome.cni.result import Result
 from multihome.plugins.registry import IN_PROCESS
-from multihome.shim import ENGINE_TYPE
+from multihome.shim import ENGINE_TYPES
 from multihome.store import POD, NotFound, Store
 
 CACHE_KIND = "multihomeAttachmentsV1"
@@ -480,7 +480,7 @@ def _is_engine(conflist: dict[str, Any]) -> bool:
     from here would run this very engine again for the same container."""
     plugins = conflist.get("plugins")
     parts = plugins if isinstance(plugins, list) else [conflist]
-    return any(isinstance(p, dict) and p.get("type") == ENGINE_TYPE for p in parts)
+    return any(isinstance(p, dict) and p.get("type") in ENGINE_TYPES for p in parts)
 
 
 def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -> None:

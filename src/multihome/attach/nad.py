@@ -14,7 +14,7 @@ from typing import Any
 from multihome.cni import jsontext
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.cni.types import NetConf
-from multihome.shim import ENGINE_TYPE
+from multihome.shim import ENGINE_TYPES
 from multihome.store import NAD, Object, Store
 
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
@@ -133,8 +133,8 @@ def delegate_config_problem(conf: dict[str, Any]) -> str | None:
     parts = [conf, *(p for p in plugins if isinstance(p, dict))] if isinstance(
         plugins, list) else [conf]
     for part in parts:
-        if part.get("type") == ENGINE_TYPE:
-            return (f"a delegate of type {ENGINE_TYPE!r} (the attachment engine itself) is "
+        if part.get("type") in ENGINE_TYPES:
+            return (f"a delegate of type {part.get('type')!r} (the attachment engine itself) is "
                     "not supported: select its networks directly")
         for key in NODE_SETTINGS:
             if key in part:

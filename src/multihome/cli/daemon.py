@@ -37,15 +37,29 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
               "requests before the daemon exits anyway.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--multus-config", default=None, metavar="FILE",
+              help="Multus thick's daemon config (daemon-config.json), used unchanged in "
+              "place of Multus: serve on <socketDir>/multus.sock, write 00-multus.conf in "
+              "cniConfigDir, apply its node settings to every request. It sets the socket, "
+              "the conf dir and the log level (--socket, --conf-dir, --log-level ignored).")
 @click.pass_context
 def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
                store: str | None, cni_dir: str, workers: int, queue: int,
-               request_timeout: float, shutdown_grace: float, log_level: str) -> None:
+               request_timeout: float, shutdown_grace: float, log_level: str,
+               multus_config: str | None) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
     from multihome.daemon.memory import limit_malloc_arenas
+    from multihome.daemon.multus_daemon_config import DaemonConfigError, load
     from multihome.daemon.server import DaemonOptions, run
 
+    multus = None
+    if multus_config is not None:
+        try:
+            multus = load(multus_config)
+        except DaemonConfigError as e:
+            raise click.ClickException(str(e)) from None
+        socket_path, conf_dir, log_level = multus.socket, multus.cni_config_dir, multus.log_level
     if os.geteuid() != 0:
         raise click.ClickException("multihome daemon must run as root (it changes the "
                                    "node's network and owns a root-only socket)")
@@ -65,7 +79,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           store=store if store == "k8s" or store.startswith("k8s:")
                           else os.path.abspath(store) if store else "", cni_dir=cni_dir,
                           workers=workers, queue=queue, request_timeout=request_timeout,
-                          shutdown_grace=shutdown_grace))
+                          shutdown_grace=shutdown_grace, multus=multus))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
 

@@ -13,7 +13,7 @@ import click
 
 from multihome.cni.version import LATEST
 from multihome.paths import write_file_atomic
-from multihome.plugins.registry import BUILTIN
+from multihome.plugins.registry import BUILTIN, DEFAULT_TYPES, MULTUS_NAMES
 
 # The script is written for the interpreter that runs install-cni. `-I -S` skips site
 # processing and the environment (faster start, nothing from the caller's PYTHONPATH);
@@ -174,15 +174,22 @@ def install(bin_dir: str, types: Sequence[str], *,
 @click.command("install-cni")
 @click.option("--bin-dir", required=True, type=click.Path(file_okay=False),
               help="CNI bin dir to write the plugin executables into (e.g. /opt/cni/bin).")
-@click.option("--types", "types_", default=",".join(BUILTIN), show_default=True,
+@click.option("--types", "types_", default=",".join(DEFAULT_TYPES), show_default=True,
               help="Comma-separated plugin types to install.")
+@click.option("--multus-names", is_flag=True,
+              help="Also write `multus` and `multus-shim` (Multus' executable names, run by "
+                   "multihome's engine), so that the node's 00-multus.conf reaches multihome "
+                   "unchanged. They replace Multus' own executables in BIN_DIR.")
 @click.option("--standalone", is_flag=True,
               help="Executables that need only the standard library and the node's daemon "
                    "(for a host without multihome: the DaemonSet's init step).")
 @click.option("--python", "python", default=DEFAULT_HOST_PYTHON, show_default=True,
               help="The host's interpreter (Python >= 3.11) for --standalone executables.")
-def install_cni(bin_dir: str, types_: str, standalone: bool, python: str) -> None:
+def install_cni(bin_dir: str, types_: str, multus_names: bool, standalone: bool,
+                python: str) -> None:
     """Write the built-in plugin executables into BIN_DIR."""
     types = [t.strip() for t in types_.split(",") if t.strip()]
+    if multus_names:
+        types += [t for t in MULTUS_NAMES if t not in types]
     for path in install(bin_dir, types, standalone_python=python if standalone else None):
         click.echo(f"installed {path}")

@@ -7,10 +7,11 @@ import binascii
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from multihome.attach import engine
+from multihome.attach import engine as attach_engine
 from multihome.cni import skel
 from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAgainLater
 from multihome.cni.version import LATEST
@@ -18,7 +19,7 @@ from multihome.daemon import logs
 from multihome.daemon.metrics import DaemonMetrics
 from multihome.daemon.pool import Busy, WaitTimeout, WorkerPool
 from multihome.plugins import registry
-from multihome.shim import netns_id
+from multihome.shim import ENGINE_TYPES, netns_id
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,33 @@ def _malformed(why: str) -> DecodingFailure:
     return DecodingFailure(f"malformed request to the multihome daemon: {why}")
 
 
+@dataclass(frozen=True)
+class EngineDefaults:
+    """What the daemon gives each request of the engine's types (`multihome`, and Multus'
+    `multus-shim` / `multus`) from its own configuration."""
+
+    # Keys set on every request's config, as Multus' server lays its daemon config over
+    # what the shim sent (so a Multus daemon config's node settings hold for every pod).
+    overlay: Mapping[str, Any] = field(default_factory=dict)
+    # The daemon's store (`multihome --store ... daemon`), for a config that names none
+    # (neither `store` nor Multus' `kubeconfig`): Multus' generated 00-multus.conf never does.
+    store: str = ""
+
+    def apply(self, stdin: bytes) -> bytes:
+        if not self.overlay and not self.store:
+            return stdin
+        try:
+            conf = json.loads(stdin)
+        except (ValueError, RecursionError):
+            return stdin  # the engine reports the malformed config itself
+        if not isinstance(conf, dict):
+            return stdin
+        conf.update(self.overlay)
+        if self.store and not conf.get("store") and not conf.get("kubeconfig"):
+            conf["store"] = self.store
+        return json.dumps(conf).encode()
+
+
 # Label values of /metrics come from these sets only: a request names any type or
 # command it likes, and each distinct label value would be a series kept forever.
 COMMANDS = frozenset({"ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"})
@@ -95,12 +123,14 @@ def error_reply(err: CNIError) -> tuple[int, str]:
 class Runner:
     """Admits, orders and runs requests; records metrics and one log line per request."""
 
-    def __init__(self, pool: WorkerPool, metrics: DaemonMetrics) -> None:
+    def __init__(self, pool: WorkerPool, metrics: DaemonMetrics,
+                 engine: EngineDefaults | None = None) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.engine = engine or EngineDefaults()
         self.own_netns = netns_id()
         # every delegate the engine runs in this process is timed for /metrics
-        engine.use_executor(registry.Observed(registry.IN_PROCESS,
+        attach_engine.use_executor(registry.Observed(registry.IN_PROCESS,
                                                      self._observe_delegate))
 
     def _observe_delegate(self, plugin_type: str, command: str, seconds: float) -> None:
@@ -160,9 +190,11 @@ class Runner:
             return error_reply(InternalError(
                 f"the multihome daemon has no built-in plugin type {req.plugin_type[:100]!r}; "
                 "reinstall the executables with `multihome install-cni`"))
+        stdin = (self.engine.apply(req.stdin) if req.plugin_type in ENGINE_TYPES
+                 else req.stdin)
         start = time.perf_counter()
         try:
-            return skel.dispatch(plugin, req.env, req.stdin)
+            return skel.dispatch(plugin, req.env, stdin)
         finally:
             self.metrics.plugin_seconds.observe(time.perf_counter() - start,
                                                 type_label(req.plugin_type),

@@ -29,8 +29,9 @@ from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAg
 from multihome.daemon import logs
 from multihome.daemon.autoconf import ConfigWriter, Settings
 from multihome.daemon.metrics import DaemonMetrics
+from multihome.daemon.multus_daemon_config import MultusDaemonConfig
 from multihome.daemon.pool import DEFAULT_WAIT, WorkerPool
-from multihome.daemon.requests import CNIRequest, Runner, error_reply
+from multihome.daemon.requests import CNIRequest, EngineDefaults, Runner, error_reply
 from multihome.plugins.registry import BUILTIN
 from multihome.store import keep_open
 
@@ -56,6 +57,9 @@ class DaemonOptions:
     poll_interval: float = 1.0
     request_timeout: float = DEFAULT_WAIT
     shutdown_grace: float = SHUTDOWN_GRACE
+    # Multus' daemon config (`daemon --multus-config`): its keys go on every engine
+    # request and the conf dir gets Multus' 00-multus.conf
+    multus: MultusDaemonConfig | None = None
 
     @property
     def max_connections(self) -> int:
@@ -354,11 +358,13 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self.pool = WorkerPool(opts.workers, opts.queue, opts.request_timeout)
         self.pid = os.getpid()
-        self.runner = Runner(self.pool, self.metrics)
+        self.runner = Runner(self.pool, self.metrics, EngineDefaults(
+            opts.multus.request_overlay if opts.multus else {}, opts.store))
         self.config: ConfigWriter | None = None
         if opts.conf_dir:
             self.config = ConfigWriter(Settings(opts.conf_dir, opts.socket, opts.bin_dir,
-                                                opts.store, opts.cni_dir), opts.poll_interval)
+                                                opts.store, opts.cni_dir, opts.multus),
+                                       opts.poll_interval)
         self.stopping = threading.Event()
         self._server: _Server | None = None
 

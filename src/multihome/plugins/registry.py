@@ -35,7 +35,14 @@ BUILTIN: dict[str, str] = {
     "cnv-tuning": "multihome.plugins.tuning",
     "host-device": "multihome.plugins.host_device",
     "sriov": "multihome.plugins.sriov",
+    # Multus' executable names, so that a node's existing `00-multus.conf` (thick:
+    # `multus-shim`, thin: `multus`) reaches the engine unchanged (install-cni --multus-names)
+    "multus": "multihome.engine_plugin",
+    "multus-shim": "multihome.engine_plugin",
 }
+MULTUS_NAMES: tuple[str, ...] = ("multus", "multus-shim")
+# What install-cni writes unless told: Multus' names would replace Multus on the node.
+DEFAULT_TYPES: tuple[str, ...] = tuple(t for t in BUILTIN if t not in MULTUS_NAMES)
 
 
 def lookup(plugin_type: str) -> Plugin | None:
