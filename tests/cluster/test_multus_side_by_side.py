@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,15 +85,35 @@ def _run_scenario(cluster: Kube, ns: str) -> Observed:
     return Observed(status, events)
 
 
+@dataclass
+class Runs:
+    ours: Observed
+    theirs: Observed
+    # multihome swapped in for Multus with Multus' own daemon config and 00-multus.conf
+    swapped: Observed
+    multus_conf: str  # the 00-multus.conf Multus wrote
+    swapped_conf: str  # the one multihome wrote from Multus' daemon config
+
+
 @pytest.fixture(scope="module")
-def both(cluster: Kube, lab_state: str) -> Iterator[tuple[Observed, Observed]]:
+def runs(cluster: Kube, lab_state: str) -> Iterator[Runs]:
     ours = _run_scenario(cluster, "sbs-multihome")
+    conf = Path(lab_state, "cluster", "cni", "net.d", "00-multus.conf")
     up.use_cni(lab_state, "multus", lambda _: None)
     try:
         theirs = _run_scenario(cluster, "sbs-multus")
+        multus_conf = conf.read_text()
+        up.use_cni(lab_state, "multihome-on-multus-config", lambda _: None)
+        swapped_conf = conf.read_text()
+        swapped = _run_scenario(cluster, "sbs-swapped")
     finally:
         up.use_cni(lab_state, "multihome", lambda _: None)
-    yield ours, theirs
+    yield Runs(ours, theirs, swapped, multus_conf, swapped_conf)
+
+
+@pytest.fixture(scope="module")
+def both(runs: Runs) -> tuple[Observed, Observed]:
+    return runs.ours, runs.theirs
 
 
 def test_network_status_matches_multus_field_for_field(
@@ -106,3 +127,13 @@ def test_events_match_multus(both: tuple[Observed, Observed]) -> None:
     ours, theirs = both
     for pod in (*PODS, "missing"):
         assert ours.events[pod] == theirs.events[pod], pod
+
+
+def test_multihome_takes_multus_own_config_unchanged(runs: Runs) -> None:
+    # the same file Multus generated, written back by multihome from Multus' daemon config
+    assert json.loads(runs.swapped_conf) == json.loads(runs.multus_conf)
+    assert json.loads(runs.multus_conf)["type"] == "multus-shim"
+    for pod in PODS:  # and the pods get what they got from Multus
+        assert runs.swapped.status[pod] == runs.theirs.status[pod], pod
+    for pod in (*PODS, "missing"):
+        assert runs.swapped.events[pod] == runs.theirs.events[pod], pod

@@ -156,10 +156,15 @@ def test_strict_node_resources_refuse_a_pod_without_the_bridge(lab: Lab) -> None
     lab.ok("apply", "-f", _resource_nad(lab, missing))
     refused = lab.mh("pod", "run", "p6", "--networks", "res")
     assert refused.returncode == 1
+    # the seed's case: the resource names another bridge than the config; the message
+    # says so, and what to do, instead of only "create that bridge"
     assert refused.stderr.strip() == (
-        f"Error: pod default/p6 cannot be scheduled on this node: NAD default/res requires "
-        f"resource bridge.network.kubevirt.io/{missing}, and the node has no bridge {missing} "
-        "(create it with a NodeNetworkConfigurationPolicy)")
+        f"Error: pod default/p6 cannot be scheduled on this node: NAD default/res asks the "
+        f"scheduler for bridge.network.kubevirt.io/{missing}, a bridge named {missing}, "
+        f"while its config attaches pods to the bridge {lab.dev_bridge}; the node has no "
+        f"bridge {missing}. A scheduler places such a pod only on a node that has a bridge "
+        f"{missing} too: make one (e.g. examples/bridge-dev-resource-policy.yml), or change "
+        f"the NAD's resourceName to bridge.network.kubevirt.io/{lab.dev_bridge}")
     assert "mh-default-p6" not in host_netns()
     assert lab.ok("pod", "get", "-A") == ""
     # the bridge the resource names is there: the same pod runs
@@ -173,7 +178,7 @@ def test_warn_node_resources_run_the_pod_and_say_so(lab: Lab) -> None:
     lab.ok("apply", "-f", _resource_nad(lab, missing))
     out = lab.ok("pod", "run", "p7", "--networks", "res")  # warn is the default
     assert (f"warning: pod default/p7 cannot be scheduled on this node: NAD default/res "
-            f"requires resource bridge.network.kubevirt.io/{missing}") in out
+            f"asks the scheduler for bridge.network.kubevirt.io/{missing}") in out
     assert "lab setting node_resources=warn" in out
     assert "pod/p7 running" in out
 

@@ -135,15 +135,19 @@ def test_update_with_stale_version_conflicts(apiserver: FakeApiServer,
         store.update(created, expected_version=stale)
 
 
-def test_missing_nad_records_no_network_found(apiserver: FakeApiServer,
-                                              store: KubeStore) -> None:
+def test_reads_record_no_events_the_engine_records_them(apiserver: FakeApiServer,
+                                                        store: KubeStore) -> None:
     apiserver.put_object(PODS, pod("p3"))
     store.get(POD, "default", "p3")
     with pytest.raises(NotFound):
         store.get(NAD, "default", "nope")
+    assert [k for k in apiserver.objects if k[0] == "api/v1/events"] == []
+    # what the engine calls (attach/events.py) becomes an Event on the pod, from "multus"
+    store.record_event(("default", "p3"), "NoNetworkFound", "cannot find …", "Warning")
     events = [o for k, o in apiserver.objects.items() if k[0] == "api/v1/events"]
-    assert [e["reason"] for e in events] == ["NoNetworkFound"]
-    assert events[0]["type"] == "Warning"
+    assert [(e["reason"], e["type"], e["source"]["component"]) for e in events] == [
+        ("NoNetworkFound", "Warning", "multus")]
+    assert events[0]["involvedObject"]["name"] == "p3"
 
 
 def test_unreachable_is_not_not_found() -> None:

@@ -43,3 +43,14 @@ def test_an_empty_result_records_nothing_and_a_store_without_events_is_fine() ->
                     Result.from_dict({"cniVersion": "1.0.0"}))
     assert sink.events == []
     added_interface(None, ("ns", "p"), "net1", "ns/nad", _result(["10.1.0.5/24"]))
+
+
+def test_no_network_found_is_a_warning_in_multus_words() -> None:
+    from multihome.attach.events import no_network_found
+
+    sink = Sink()
+    no_network_found(sink, ("ns", "p"), "ns", "nope")
+    assert sink.events == [(("ns", "p"), "NoNetworkFound",
+                            "cannot find a network-attachment-definition (nope) in namespace "
+                            '(ns): networkattachmentdefinition.k8s.cni.cncf.io "nope" not '
+                            "found", "Warning")]

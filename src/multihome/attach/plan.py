@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome.attach import events
 from multihome.attach.devices import DeviceAssigner, allocated, inject_device_id
 from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
@@ -151,13 +152,16 @@ def _pod_object(conf: MultusConfig, store: Store | None, pod: PodRef | None) -> 
 
 
 def _resolve_nad(store: Store | None, conf: MultusConfig, namespace: str, name: str,
-                 who: str) -> dict[str, Any]:
-    return _resolve_nad_resource(store, conf, namespace, name, who)[0]
+                 who: str, pod: PodRef | None = None) -> dict[str, Any]:
+    return _resolve_nad_resource(store, conf, namespace, name, who, pod)[0]
 
 
 def _resolve_nad_resource(store: Store | None, conf: MultusConfig, namespace: str, name: str,
-                          who: str) -> tuple[dict[str, Any], str]:
-    """The NAD's config as a conflist, and its resourceName ("" when it names none)."""
+                          who: str, pod: PodRef | None = None) -> tuple[dict[str, Any], str]:
+    """The NAD's config as a conflist, and its resourceName ("" when it names none).
+
+    A NAD that does not exist gets the pod its NoNetworkFound event, where Multus
+    records it (k8sclient.GetNetworkDelegates)."""
     if store is None:
         return as_conflist(_conf_dir_config(conf, name, who), name), ""
     from multihome.attach.nad import nad_config_from_object, resource_name
@@ -165,6 +169,8 @@ def _resolve_nad_resource(store: Store | None, conf: MultusConfig, namespace: st
     try:
         nad = store.get(NAD, namespace, name)
     except NotFound as e:
+        if pod is not None:
+            events.no_network_found(store, (pod.namespace, pod.name), namespace, name)
         raise InvalidConfig(f"{who}: NAD {namespace}/{name} not found") from e
     return (as_conflist(nad_config_from_object(nad, conf.conf_dir), name),
             resource_name(nad) or "")
@@ -212,7 +218,7 @@ def default_network(conf: MultusConfig, store: Store | None,
         # Multus resolves a namespace-less default network in multusNamespace.
         sel = parse_default_network_annotation(override, conf.multus_namespace, pod.name)
         assert sel is not None  # the text is not blank
-        conflist = _resolve_nad(store, conf, sel.namespace, sel.name, who)
+        conflist = _resolve_nad(store, conf, sel.namespace, sel.name, who, pod)
         return Attachment(f"{sel.namespace}/{sel.name}", DEFAULT_IFNAME, conflist, default=True)
     if conf.cluster_network:
         ref = conf.cluster_network
@@ -281,7 +287,7 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
     if pod is not None and pod.namespace not in conf.system_namespaces:
         for name in conf.default_networks:
             conflist, resource = _resolve_nad_resource(store, conf, conf.multus_namespace,
-                                                       name, who)
+                                                       name, who, pod)
             extra.append((Attachment(f"{conf.multus_namespace}/{name}", "", conflist,
                                      resource=resource), None))
     for i, delegate in enumerate(conf.delegates[1:], start=1):
@@ -295,7 +301,7 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
             check_isolation(conf, pod, sel.namespace, sel.name)
             network = f"{sel.namespace}/{sel.name}"
             conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
-                                                       who)
+                                                       who, pod)
             merge_cni_args(conflist, getattr(sel, "cni_args", None))
             att = Attachment(network, "", conflist,
                              capability_args=_capability_args(sel, network, pod, conflist),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -54,7 +53,6 @@ class KubeStore:
         self.api, self.node_name = api, node_name
         self.retry_delay_s = retry_delay_s
         self.shared = False
-        self._pod_context = threading.local()  # which pod a NAD lookup is for (for Events)
         self.caches: dict[str, WatchCache] = {}
         if watch:
             selector = f"spec.nodeName={node_name}" if node_name else ""
@@ -98,8 +96,6 @@ class KubeStore:
 
     def get(self, kind: str, namespace: str, name: str) -> Object:
         check_ref(namespace, name, kind)
-        if kind == POD:
-            self._pod_context.pod = (namespace, name)
         body = self._cached(kind, namespace, name)
         if body is None:
             # not in the cache: it may be newer than the cache, or the cache is not synced
@@ -107,8 +103,6 @@ class KubeStore:
                 body = self._call("GET", _item(kind, namespace, name))
             except ApiError as e:
                 if e.status == 404:
-                    if kind == NAD:
-                        self._no_network_found(namespace, name)
                     raise NotFound(kind, namespace, name) from None
                 raise
         return Object.from_manifest(dict(body, kind=kind), namespace)
@@ -301,14 +295,6 @@ class KubeStore:
         }
         with contextlib.suppress(ApiError, ApiUnreachable):
             self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
-
-    def _no_network_found(self, namespace: str, name: str) -> None:
-        pod = getattr(self._pod_context, "pod", None)
-        if pod is not None:  # Multus' words; the reason as its informer's lister gives it
-            self.record_event(pod, "NoNetworkFound",
-                              f"cannot find a network-attachment-definition ({name}) in "
-                              f"namespace ({namespace}): networkattachmentdefinition."
-                              f'k8s.cni.cncf.io "{name}" not found', "Warning")
 
     def close(self) -> None:
         if self.shared:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from multihome.attach.nad import resource_name
+from multihome.cni import jsontext
+from multihome.cni.errors import CNIError
 from multihome.net import links, netns
 from multihome.node.errors import NodeError
-from multihome.store import NAD, NotFound, Store
+from multihome.store import NAD, NotFound, Object, Store
 
 BRIDGE_RESOURCE_PREFIX = "bridge.network.kubevirt.io/"
 BRIDGE_CAPACITY = "1k"  # bridge-marker advertises 1000 of each
@@ -49,7 +51,32 @@ def require_for_networks(store: Store, networks: Iterable[str], pod: str,
             present = set(bridges(netns_path))
         bridge = wanted[len(BRIDGE_RESOURCE_PREFIX):]
         if bridge not in present:
-            raise MissingNodeResource(
-                f"pod {pod} cannot be scheduled on this node: NAD {network} requires "
-                f"resource {wanted}, and the node has no bridge {bridge} (create it with a "
-                "NodeNetworkConfigurationPolicy)")
+            raise MissingNodeResource(_missing(pod, network, wanted, bridge,
+                                               _config_bridge(nad)))
+
+
+def _config_bridge(nad: Object) -> str | None:
+    """The bridge the NAD's CNI config attaches to (bridge/cnv-bridge), if it names one."""
+    try:
+        conf = jsontext.loads(str(nad.spec.get("config") or "{}"), "NAD config")
+    except CNIError:
+        return None
+    plugins = conf.get("plugins") if isinstance(conf, dict) else None
+    for plugin in plugins if isinstance(plugins, list) else [conf]:
+        if isinstance(plugin, dict) and isinstance(plugin.get("bridge"), str):
+            return str(plugin["bridge"])
+    return None
+
+
+def _missing(pod: str, network: str, wanted: str, bridge: str, configured: str | None) -> str:
+    if configured and configured != bridge:
+        # the seed NAD is such a case: resource bridge-dev, config bridge dev-bridge
+        return (f"pod {pod} cannot be scheduled on this node: NAD {network} asks the "
+                f"scheduler for {wanted}, a bridge named {bridge}, while its config "
+                f"attaches pods to the bridge {configured}; the node has no bridge "
+                f"{bridge}. A scheduler places such a pod only on a node that has a bridge "
+                f"{bridge} too: make one (e.g. examples/bridge-dev-resource-policy.yml), or "
+                f"change the NAD's resourceName to {BRIDGE_RESOURCE_PREFIX}{configured}")
+    return (f"pod {pod} cannot be scheduled on this node: NAD {network} requires resource "
+            f"{wanted}, and the node has no bridge {bridge} (create it with a "
+            "NodeNetworkConfigurationPolicy)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,8 @@ def stop_multus(layout: ClusterLayout) -> None:
     """Stop Multus and remove what use_multus made (its config, shim, token files)."""
     procs.stop(layout, "multus-daemon")
     (layout.cni_conf / MULTUS_CONF).unlink(missing_ok=True)
-    (layout.cni_bin / "multus-shim").unlink(missing_ok=True)
+    for name in ("multus-shim", "multus"):  # Multus' shim, or multihome's under its names
+        (layout.cni_bin / name).unlink(missing_ok=True)
     marker = multus_dir(layout) / "made-sa-dir"
     if marker.exists():
         shutil.rmtree(SA_DIR, ignore_errors=True)
@@ -138,3 +140,31 @@ def stop_multus(layout: ClusterLayout) -> None:
 def check_binaries() -> None:
     if not GO_PLUGINS.is_dir():
         raise ClusterError(f"{GO_PLUGINS} is missing: install containernetworking-plugins")
+
+
+def multihome_on_multus_config(layout: ClusterLayout, multihome: list[str],
+                               node_kubeconfig: Path) -> str:
+    """Replace a running Multus by multihome with Multus' own files left as they are.
+
+    Stops multus-daemon (which deletes its 00-multus.conf on the way out, as Multus
+    does), writes multihome's executables under Multus' names over `multus-shim`, and
+    starts `multihome daemon --multus-config <Multus' daemon-config.json>`, which serves on
+    Multus' socket and writes 00-multus.conf back as Multus generates it. Returns the
+    00-multus.conf Multus had written, for comparison.
+    """
+    config = multus_dir(layout) / "daemon-config.json"
+    written = layout.cni_conf / MULTUS_CONF
+    if procs.pid_of(layout, "multus-daemon") is None or not written.exists():
+        raise ClusterError("Multus is not serving this lab cluster: `lab cni multus` first")
+    before = written.read_text()
+    procs.stop(layout, "multus-daemon")
+    subprocess.run([*multihome, "install-cni", "--bin-dir", str(layout.cni_bin),
+                    "--multus-names"], check=True, capture_output=True, timeout=60)
+    procs.start(layout, "multihome-daemon", [
+        *multihome, "--store", f"k8s:{node_kubeconfig}", "daemon",
+        "--multus-config", str(config), "--bin-dir", str(layout.cni_bin)],
+        env={"NODE_NAME": layout.node_name})
+    procs.wait_for(layout, "multihome-daemon",
+                   lambda: written.exists() and (SOCKET_DIR / "multus.sock").exists(),
+                   60, "serving on Multus' socket")
+    return before

@@ -399,7 +399,7 @@ def down(state_dir: str, progress: Progress = print) -> None:
     progress("lab cluster stopped and removed")
 
 
-CNI_CHOICES = ("multihome", "multus")
+CNI_CHOICES = ("multihome", "multus", "multihome-on-multus-config")
 
 
 def use_cni(state_dir: str, which: str, progress: Progress = print) -> ClusterLayout:
@@ -414,9 +414,16 @@ def use_cni(state_dir: str, which: str, progress: Progress = print) -> ClusterLa
         multus.use_multus(layout)
         progress("Multus thick serves the cluster's CNI calls (multihome's daemon stopped)")
     elif which == "multihome":
+        procs.stop(layout, "multihome-daemon")  # it may be serving Multus' config
         multus.stop_multus(layout)
+        _cni(layout)  # multihome's own executables again (no Multus names)
         _start_daemon(layout, layout.kubeconfig("multihome-node"))
         progress("multihome serves the cluster's CNI calls")
+    elif which == "multihome-on-multus-config":
+        multus.multihome_on_multus_config(layout, _multihome_argv(),
+                                          layout.kubeconfig("multihome-node"))
+        progress("multihome serves the cluster's CNI calls with Multus' own daemon config "
+                 "and 00-multus.conf (Multus stopped)")
     else:
         raise ClusterError(f"unknown CNI {which!r}: use one of {', '.join(CNI_CHOICES)}")
     return layout
