@@ -23,12 +23,26 @@ pytestmark = pytest.mark.netns
 GO_PTP = Path("/usr/lib/cni/ptp")
 
 
+def _connect(s: socket.socket, path: str, within: float = 10.0) -> None:
+    """connect(2) to a unix socket whose accept backlog may be full for a moment (EAGAIN
+    when the acceptor lags behind many held connections on a loaded machine)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            s.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def raw_request(node: Node, data: bytes, *, read_timeout: float = 30) -> bytes:
     """Send `data` as it is, half-close, and return everything the daemon answers."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(read_timeout)
     try:
-        s.connect(node.socket)
+        _connect(s, node.socket)
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
         reply = b""
@@ -223,7 +237,7 @@ def test_past_the_connection_cap_add_is_busy_and_del_still_succeeds(node: Node,
     try:
         for _ in range(256):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(node.socket)
+            _connect(s, node.socket)
             held.append(s)
         # the acceptor takes connections in order: these are counted before the next
         reply = raw_request(node, post(b"{}", "Content-Length: 2"))
