@@ -67,9 +67,9 @@ def _no_leaks() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def cni_bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Our plugin executables (bridge, cnv-bridge, host-local, static), installed once."""
+    """Our plugin executables, every built-in type (Multus' names too), installed once."""
     bin_dir = tmp_path_factory.mktemp("cni-bin")
-    install_cni(bin_dir)
+    install_cni(bin_dir, multus_names=True)
     for name in ("bridge", "cnv-bridge", "host-local", "static"):
         assert os.access(bin_dir / name, os.X_OK), f"install-cni did not write {name}"
     return bin_dir

@@ -60,7 +60,7 @@ def test_seed_like_flow_two_pods_external_host_and_isolation(lab: Lab) -> None:
     assert "Network Status:" in described and "net1:  multus-test/bridge-dev" in described
     body = json.loads(lab.ok("pod", "get", "vm-a", "-n", "multus-test", "-o", "json"))
     status = json.loads(body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
-    assert [(s["name"], s["interface"], s["default"]) for s in status] == [
+    assert [(s["name"], s["interface"], s.get("default", False)) for s in status] == [
         ("mh-cluster", "eth0", True), ("multus-test/bridge-dev", "net1", False)]
 
     for target in ("10.65.0.11", "10.65.0.1"):

@@ -71,7 +71,9 @@ def run_cni(
                       proc.stderr.decode(errors="replace"))
 
 
-def install_cni(bin_dir: Path) -> None:
-    """`multihome install-cni --bin-dir DIR` through the installed console entry."""
+def install_cni(bin_dir: Path, *, multus_names: bool = False) -> None:
+    """`multihome install-cni --bin-dir DIR [--multus-names]` through the installed entry."""
+    extra = ["--multus-names"] if multus_names else []
     subprocess.run([sys.executable, "-c", "from multihome.cli.main import main; main()",
-                    "install-cni", "--bin-dir", str(bin_dir)], check=True, timeout=120)
+                    "install-cni", "--bin-dir", str(bin_dir), *extra], check=True,
+                   timeout=120)
