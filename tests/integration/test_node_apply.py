@@ -15,6 +15,8 @@ from multihome.node import current, schema, transaction
 from support import kstate
 from support.node_world import NodeWorld, make_world
 
+IFF_UP = 0x1
+
 pytestmark = pytest.mark.netns
 
 
@@ -230,3 +232,38 @@ def test_show_of_a_fuller_node_applies_back_as_a_no_op(world: NodeWorld) -> None
     assert "no changes" in proc.stdout and "changed:" not in proc.stdout
     assert _snapshot(world) == before
     assert world.node_cmd("show", "-o", "json").stdout == shown.stdout
+
+
+def _bridge_carrier(w: NodeWorld, bridge: str) -> bool:
+    """The bridge's operstate is UP (it has a forwarding port with carrier); bounded wait:
+    the kernel sets a new port forwarding asynchronously."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if kstate.snapshot(w.node.name)["links"][bridge]["operstate"] == "UP":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_listed_port_not_otherwise_described_is_brought_up(world: NodeWorld) -> None:
+    """nmstate activates the ports of a bridge it configures: the uplink, down and named
+    only as a port, is up afterwards, the bridge has carrier and the LAN answers."""
+    world.node.run("ip", "link", "set", "up0", "down")
+    assert not kstate.snapshot(world.node.name)["links"]["up0"]["flags"] & IFF_UP
+    transaction.apply_state(world.bridge_policy("br0", ["up0"], probes=False),
+                            netns_path=world.node.path)
+    after = kstate.snapshot(world.node.name)["links"]
+    assert after["up0"]["flags"] & IFF_UP and after["up0"]["master"] == "br0"
+    assert _bridge_carrier(world, "br0")
+    assert world.pings_host()
+
+
+def test_ports_of_a_bridge_set_down_stay_as_they_are(world: NodeWorld) -> None:
+    """Only an up bridge activates its ports: a bridge the policy sets down leaves them."""
+    world.node.run("ip", "link", "set", "up0", "down")
+    policy = world.bridge_policy("br0", ["up0"], probes=False)
+    policy["interfaces"][0]["state"] = "down"
+    transaction.apply_state(policy, netns_path=world.node.path)
+    after = kstate.snapshot(world.node.name)["links"]
+    assert after["up0"]["master"] == "br0" and not after["up0"]["flags"] & IFF_UP
+    assert not after["br0"]["flags"] & IFF_UP

@@ -107,7 +107,11 @@ def _port_vlan(ipr: Netlink, port: links.Link, vlan: models.PortVlan) -> None:
         bridge_vlan.set_access(ipr, port.index, vlan.tag)
 
 
-def _bridge(ipr: Netlink, iface: models.LinuxBridge, done: list[str]) -> None:
+def _bridge(ipr: Netlink, iface: models.LinuxBridge, described: set[str],
+            done: list[str]) -> None:
+    """STP, ports and their VLANs. As nmstate, an up bridge activates the ports it lists
+    that the state does not describe itself (a described one follows its own `state`):
+    a port left down leaves the bridge without carrier."""
     bridge = _link(ipr, iface.name)
     if iface.stp is not None and iface.stp != node_links.details(ipr, bridge.index).stp:
         node_links.set_stp(ipr, bridge.index, iface.stp)
@@ -128,6 +132,9 @@ def _bridge(ipr: Netlink, iface: models.LinuxBridge, done: list[str]) -> None:
         if port.master != bridge.index:
             links.set_master(ipr, port.index, bridge.index)
             done.append(f"{bridge.name}: port {pname} attached")
+        if iface.state != "down" and pname not in described and not port.up:
+            links.set_up(ipr, port.index)
+            done.append(f"{bridge.name}: port {pname} up")
         if spec.vlan is not None and current.port_vlan(ipr, port.index) != spec.vlan:
             _port_vlan(ipr, port, spec.vlan)
             done.append(f"{bridge.name}: port {pname} vlan {spec.vlan.to_nmstate()}")
@@ -205,9 +212,10 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
                 _create(ipr, iface, done)
         for iface in present:
             _settings(ipr, iface, done)
+        described = {i.name for i in present}
         for iface in present:
             if isinstance(iface, models.LinuxBridge):
-                _bridge(ipr, iface, done)
+                _bridge(ipr, iface, described, done)
         for iface in present:
             _addresses(ipr, iface, done)
         _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)
