@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,33 @@ def test_ports_of_a_bridge_set_down_stay_as_they_are(world: NodeWorld) -> None:
     after = kstate.snapshot(world.node.name)["links"]
     assert after["up0"]["master"] == "br0" and not after["up0"]["flags"] & IFF_UP
     assert not after["br0"]["flags"] & IFF_UP
+
+
+def test_show_reports_a_veth_peer_only_when_it_is_in_the_same_namespace(
+        world: NodeWorld) -> None:
+    """IFLA_LINK of a veth whose peer lives elsewhere is an ifindex of that other
+    namespace: show omits the peer (as nmstate does), even when a local link has that
+    very index and is itself a veth pointing back."""
+    node, ext = world.node.name, world.ext.name
+    base = random.randint(2000, 60000)
+    # a local pair, then its peer moved out
+    world.node.run("ip", "link", "add", "mv0", "type", "veth", "peer", "name", "mv1")
+    world.node.run("ip", "link", "set", "mv1", "netns", ext)
+    # two pairs crossing the namespaces whose indexes collide: in the node ia0 has index
+    # base and ib0 base+1; their peers in ext have them the other way round
+    subprocess.run(["ip", "link", "add", "ia0", "index", str(base), "netns", node, "type",
+                    "veth", "peer", "name", "ia1", "index", str(base + 1), "netns", ext],
+                   check=True)
+    subprocess.run(["ip", "link", "add", "ib0", "index", str(base + 1), "netns", node,
+                    "type", "veth", "peer", "name", "ib1", "index", str(base), "netns", ext],
+                   check=True)
+    # and a pair wholly inside the node, whose peers are reported
+    world.node.run("ip", "link", "add", "lp0", "type", "veth", "peer", "name", "lp1")
+    kernel = kstate.snapshot(node)["links"]
+    assert {"mv0", "ia0", "ib0", "lp0", "lp1"} <= set(kernel) and "mv1" not in kernel
+    proc = world.node_cmd("show", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    shown = {i["name"]: i for i in yaml.safe_load(proc.stdout)["interfaces"]}
+    for name in ("mv0", "ia0", "ib0"):
+        assert shown[name]["type"] == "veth" and "veth" not in shown[name], shown[name]
+    assert shown["lp0"]["veth"] == {"peer": "lp1"} and shown["lp1"]["veth"] == {"peer": "lp0"}
