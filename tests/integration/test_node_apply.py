@@ -298,3 +298,63 @@ def test_show_reports_a_veth_peer_only_when_it_is_in_the_same_namespace(
     for name in ("mv0", "ia0", "ib0"):
         assert shown[name]["type"] == "veth" and "veth" not in shown[name], shown[name]
     assert shown["lp0"]["veth"] == {"peer": "lp1"} and shown["lp1"]["veth"] == {"peer": "lp0"}
+
+
+def _bridge_by_hand(w: NodeWorld) -> None:
+    """A bridge someone made with iproute2, not with multihome: the uplink and a local veth
+    as ports, a non-default forward delay, an IPv4 address without broadcast and an IPv6
+    one with DAD, and a static route through it."""
+    run = w.node.run
+    run("ip", "link", "add", "brk", "type", "bridge", "stp_state", "0", "forward_delay", "500")
+    run("ip", "link", "add", "lp0", "type", "veth", "peer", "name", "lp1")
+    for port in ("up0", "lp0"):
+        run("ip", "link", "set", port, "master", "brk")
+    run("ip", "link", "set", "lp0", "up")
+    run("ip", "link", "add", "ot0", "type", "veth", "peer", "name", "ot1")  # off the bridge
+    run("ip", "link", "set", "brk", "up")
+    run("ip", "addr", "add", f"{w.net}.0.2/24", "dev", "brk")
+    run("ip", "addr", "add", "fd00:81::2/64", "dev", "brk")
+    run("ip", "route", "add", "10.96.0.0/16", "via", w.host, "dev", "brk", "metric", "40")
+    assert _bridge_carrier(w, "brk") and w.pings_host()
+
+
+def _fails_and_restores(w: NodeWorld, bad: dict[str, Any], *, probe: bool = True) -> None:
+    """Apply `bad` and roll it back (a probe that fails, else `node rollback` after a
+    --no-commit apply): the kernel state is exactly as before."""
+    before = kstate.snapshot(w.node.name)
+    if probe:
+        bad["probes"] = {"ping": [w.host]}
+        with pytest.raises(transaction.ApplyFailed) as failed:
+            transaction.apply_state(bad, netns_path=w.node.path)
+        assert "probe failed" in str(failed.value) and failed.value.report.rolled_back
+    else:
+        assert transaction.apply_state(bad, netns_path=w.node.path, commit=False).changes
+        assert kstate.snapshot(w.node.name) != before
+        assert transaction.rollback()[1]
+    _bridge_carrier(w, "brk")  # let the port settle before comparing operstates
+    diff = kstate.snapshot_diff(before, kstate.snapshot(w.node.name))
+    assert not diff, "\n".join(diff)
+    assert w.pings_host()
+
+
+def test_rollback_of_a_deleted_bridge_restores_the_kernel_state(world: NodeWorld) -> None:
+    """Deleting a bridge with ports, addresses and a route: the bridge comes back up, with
+    its bridge id (MAC), options, addresses exactly (no broadcast it did not have), the same
+    link-local address, its ports and route."""
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [{"name": "brk", "state": "absent"}]})
+
+
+def test_rollback_of_bridge_stp_and_mtu_restores_the_kernel_state(world: NodeWorld) -> None:
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [{
+        "name": "brk", "type": "linux-bridge", "mtu": 1400,
+        "bridge": {"options": {"stp": {"enabled": True}}}}]}, probe=False)
+
+
+def test_rollback_of_a_moved_address_restores_the_kernel_state(world: NodeWorld) -> None:
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [
+        {"name": "brk", "type": "linux-bridge", "ipv4": {"enabled": True, "address": []}},
+        {"name": "ot0", "type": "veth", "state": "up", "ipv4": {"enabled": True, "address": [
+            {"ip": f"{world.net}.0.2", "prefix-length": 24}]}}]})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 from pyroute2 import NetNS
@@ -126,7 +127,8 @@ _BRIDGE_OPTIONS = ("IFLA_BR_BRIDGE_ID", "IFLA_BR_STP_STATE", "IFLA_BR_FORWARD_DE
                    "IFLA_BR_AGEING_TIME", "IFLA_BR_PRIORITY", "IFLA_BR_VLAN_DEFAULT_PVID",
                    "IFLA_BR_GROUP_FWD_MASK", "IFLA_BR_MCAST_SNOOPING")
 _PORT_TIMERS = ("IFLA_BRPORT_MESSAGE_AGE_TIMER", "IFLA_BRPORT_FORWARD_DELAY_TIMER",
-                "IFLA_BRPORT_HOLD_TIMER", "IFLA_BRPORT_PAD")
+                "IFLA_BRPORT_HOLD_TIMER", "IFLA_BRPORT_PAD",
+                "IFLA_BRPORT_MCAST_N_GROUPS")  # counters and timers
 
 
 def _nla_dict(nla: Any) -> dict[str, Any]:
@@ -152,6 +154,17 @@ def _link_entry(msg: Any, names: dict[int, str]) -> dict[str, Any]:
 
 
 def snapshot(ns: str) -> dict[str, Any]:
+    """`read_snapshot` once no address is tentative any more (DAD done, bounded wait): a
+    local route appears only then, so two snapshots compare the same phase."""
+    deadline = time.monotonic() + 5
+    while True:
+        snap, tentative = _read_snapshot(ns)
+        if not tentative or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.1)
+
+
+def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
     """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options), addresses
     (in the kernel's order, with prefix, broadcast, scope, label and flags minus transient
     ones, link-local included) and routes of every table, of namespace `ns`."""
@@ -160,8 +173,10 @@ def snapshot(ns: str) -> dict[str, Any]:
         names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
         links_out = {names[m["index"]]: _link_entry(m, names) for m in msgs}
         addrs: dict[str, list[tuple[Any, ...]]] = {n: [] for n in links_out}
+        tentative = False
         for a in ipr.get_addr():
             flags = a.get_attr("IFA_FLAGS") or a["flags"]
+            tentative = tentative or bool(flags & 0x40)
             addrs[names[a["index"]]].append((
                 a.get_attr("IFA_ADDRESS"), a.get_attr("IFA_LOCAL"), a["prefixlen"],
                 a.get_attr("IFA_BROADCAST"), a["scope"], a.get_attr("IFA_LABEL"),
@@ -171,17 +186,28 @@ def snapshot(ns: str) -> dict[str, Any]:
             names.get(r.get_attr("RTA_OIF") or 0), r.get_attr("RTA_TABLE"),
             r.get_attr("RTA_PRIORITY"), r.get_attr("RTA_PREFSRC"), r["proto"], r["scope"],
             r["type"]) for r in ipr.get_routes()), key=str)
-    return {"links": links_out, "addresses": addrs, "routes": routes_out}
+    return {"links": links_out, "addresses": addrs, "routes": routes_out}, tentative
 
 
 def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Readable differences between two snapshots (for assertion messages)."""
+    """Readable differences between two snapshots, one line per differing item."""
     out: list[str] = []
-    for part in ("links", "addresses"):
-        for name in sorted(set(before[part]) | set(after[part])):
-            if before[part].get(name) != after[part].get(name):
-                out.append(f"{part}[{name}]: {before[part].get(name)} -> "
-                           f"{after[part].get(name)}")
+    for name in sorted(set(before["links"]) | set(after["links"])):
+        old, new = before["links"].get(name), after["links"].get(name)
+        if old is None or new is None:
+            out.append(f"link {name}: {old} -> {new}")
+            continue
+        for key in sorted(set(old) | set(new)):
+            if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+                out += [f"link {name}.{key}.{k}: {old[key].get(k)} -> {new[key].get(k)}"
+                        for k in sorted(set(old[key]) | set(new[key]))
+                        if old[key].get(k) != new[key].get(k)]
+            elif old.get(key) != new.get(key):
+                out.append(f"link {name}.{key}: {old.get(key)} -> {new.get(key)}")
+    for name in sorted(set(before["addresses"]) | set(after["addresses"])):
+        old, new = before["addresses"].get(name), after["addresses"].get(name)
+        if old != new:
+            out.append(f"addresses of {name}: {old} -> {new}")
     gone = [r for r in before["routes"] if r not in after["routes"]]
     new = [r for r in after["routes"] if r not in before["routes"]]
     if gone or new:
