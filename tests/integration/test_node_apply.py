@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ import yaml
 from multihome.node import current, schema, transaction
 from support import kstate
 from support.node_world import NodeWorld, make_world
+
+IFF_UP = 0x1
 
 pytestmark = pytest.mark.netns
 
@@ -230,3 +233,128 @@ def test_show_of_a_fuller_node_applies_back_as_a_no_op(world: NodeWorld) -> None
     assert "no changes" in proc.stdout and "changed:" not in proc.stdout
     assert _snapshot(world) == before
     assert world.node_cmd("show", "-o", "json").stdout == shown.stdout
+
+
+def _bridge_carrier(w: NodeWorld, bridge: str) -> bool:
+    """The bridge's operstate is UP (it has a forwarding port with carrier); bounded wait:
+    the kernel sets a new port forwarding asynchronously."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if kstate.snapshot(w.node.name)["links"][bridge]["operstate"] == "UP":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_listed_port_not_otherwise_described_is_brought_up(world: NodeWorld) -> None:
+    """nmstate activates the ports of a bridge it configures: the uplink, down and named
+    only as a port, is up afterwards, the bridge has carrier and the LAN answers."""
+    world.node.run("ip", "link", "set", "up0", "down")
+    assert not kstate.snapshot(world.node.name)["links"]["up0"]["flags"] & IFF_UP
+    transaction.apply_state(world.bridge_policy("br0", ["up0"], probes=False),
+                            netns_path=world.node.path)
+    after = kstate.snapshot(world.node.name)["links"]
+    assert after["up0"]["flags"] & IFF_UP and after["up0"]["master"] == "br0"
+    assert _bridge_carrier(world, "br0")
+    assert world.pings_host()
+
+
+def test_ports_of_a_bridge_set_down_stay_as_they_are(world: NodeWorld) -> None:
+    """Only an up bridge activates its ports: a bridge the policy sets down leaves them."""
+    world.node.run("ip", "link", "set", "up0", "down")
+    policy = world.bridge_policy("br0", ["up0"], probes=False)
+    policy["interfaces"][0]["state"] = "down"
+    transaction.apply_state(policy, netns_path=world.node.path)
+    after = kstate.snapshot(world.node.name)["links"]
+    assert after["up0"]["master"] == "br0" and not after["up0"]["flags"] & IFF_UP
+    assert not after["br0"]["flags"] & IFF_UP
+
+
+def test_show_reports_a_veth_peer_only_when_it_is_in_the_same_namespace(
+        world: NodeWorld) -> None:
+    """IFLA_LINK of a veth whose peer lives elsewhere is an ifindex of that other
+    namespace: show omits the peer (as nmstate does), even when a local link has that
+    very index and is itself a veth pointing back."""
+    node, ext = world.node.name, world.ext.name
+    base = random.randint(2000, 60000)
+    # a local pair, then its peer moved out
+    world.node.run("ip", "link", "add", "mv0", "type", "veth", "peer", "name", "mv1")
+    world.node.run("ip", "link", "set", "mv1", "netns", ext)
+    # two pairs crossing the namespaces whose indexes collide: in the node ia0 has index
+    # base and ib0 base+1; their peers in ext have them the other way round
+    subprocess.run(["ip", "link", "add", "ia0", "index", str(base), "netns", node, "type",
+                    "veth", "peer", "name", "ia1", "index", str(base + 1), "netns", ext],
+                   check=True)
+    subprocess.run(["ip", "link", "add", "ib0", "index", str(base + 1), "netns", node,
+                    "type", "veth", "peer", "name", "ib1", "index", str(base), "netns", ext],
+                   check=True)
+    # and a pair wholly inside the node, whose peers are reported
+    world.node.run("ip", "link", "add", "lp0", "type", "veth", "peer", "name", "lp1")
+    kernel = kstate.snapshot(node)["links"]
+    assert {"mv0", "ia0", "ib0", "lp0", "lp1"} <= set(kernel) and "mv1" not in kernel
+    proc = world.node_cmd("show", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    shown = {i["name"]: i for i in yaml.safe_load(proc.stdout)["interfaces"]}
+    for name in ("mv0", "ia0", "ib0"):
+        assert shown[name]["type"] == "veth" and "veth" not in shown[name], shown[name]
+    assert shown["lp0"]["veth"] == {"peer": "lp1"} and shown["lp1"]["veth"] == {"peer": "lp0"}
+
+
+def _bridge_by_hand(w: NodeWorld) -> None:
+    """A bridge someone made with iproute2, not with multihome: the uplink and a local veth
+    as ports, a non-default forward delay, an IPv4 address without broadcast and an IPv6
+    one with DAD, and a static route through it."""
+    run = w.node.run
+    run("ip", "link", "add", "brk", "type", "bridge", "stp_state", "0", "forward_delay", "500")
+    run("ip", "link", "add", "lp0", "type", "veth", "peer", "name", "lp1")
+    for port in ("up0", "lp0"):
+        run("ip", "link", "set", port, "master", "brk")
+    run("ip", "link", "set", "lp0", "up")
+    run("ip", "link", "add", "ot0", "type", "veth", "peer", "name", "ot1")  # off the bridge
+    run("ip", "link", "set", "brk", "up")
+    run("ip", "addr", "add", f"{w.net}.0.2/24", "dev", "brk")
+    run("ip", "addr", "add", "fd00:81::2/64", "dev", "brk")
+    run("ip", "route", "add", "10.96.0.0/16", "via", w.host, "dev", "brk", "metric", "40")
+    assert _bridge_carrier(w, "brk") and w.pings_host()
+
+
+def _fails_and_restores(w: NodeWorld, bad: dict[str, Any], *, probe: bool = True) -> None:
+    """Apply `bad` and roll it back (a probe that fails, else `node rollback` after a
+    --no-commit apply): the kernel state is exactly as before."""
+    before = kstate.snapshot(w.node.name)
+    if probe:
+        bad["probes"] = {"ping": [w.host]}
+        with pytest.raises(transaction.ApplyFailed) as failed:
+            transaction.apply_state(bad, netns_path=w.node.path)
+        assert "probe failed" in str(failed.value) and failed.value.report.rolled_back
+    else:
+        assert transaction.apply_state(bad, netns_path=w.node.path, commit=False).changes
+        assert kstate.snapshot(w.node.name) != before
+        assert transaction.rollback()[1]
+    _bridge_carrier(w, "brk")  # let the port settle before comparing operstates
+    diff = kstate.snapshot_diff(before, kstate.snapshot(w.node.name))
+    assert not diff, "\n".join(diff)
+    assert w.pings_host()
+
+
+def test_rollback_of_a_deleted_bridge_restores_the_kernel_state(world: NodeWorld) -> None:
+    """Deleting a bridge with ports, addresses and a route: the bridge comes back up, with
+    its bridge id (MAC), options, addresses exactly (no broadcast it did not have), the same
+    link-local address, its ports and route."""
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [{"name": "brk", "state": "absent"}]})
+
+
+def test_rollback_of_bridge_stp_and_mtu_restores_the_kernel_state(world: NodeWorld) -> None:
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [{
+        "name": "brk", "type": "linux-bridge", "mtu": 1400,
+        "bridge": {"options": {"stp": {"enabled": True}}}}]}, probe=False)
+
+
+def test_rollback_of_a_moved_address_restores_the_kernel_state(world: NodeWorld) -> None:
+    _bridge_by_hand(world)
+    _fails_and_restores(world, {"interfaces": [
+        {"name": "brk", "type": "linux-bridge", "ipv4": {"enabled": True, "address": []}},
+        {"name": "ot0", "type": "veth", "state": "up", "ipv4": {"enabled": True, "address": [
+            {"ip": f"{world.net}.0.2", "prefix-length": 24}]}}]})

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
+
+from pyroute2 import NetNS
 
 
 def _in_ns(ns: str | None, argv: list[str]) -> list[str]:
@@ -109,3 +112,104 @@ def ping(ns: str, address: str, count: int = 1, timeout: float = 5) -> bool:
                            "-w", str(int(timeout)), address],
                           capture_output=True, text=True, timeout=timeout + 10)
     return proc.returncode == 0
+
+
+# -- the kernel's own view, read with pyroute2 -------------------------------------------
+#
+# `snapshot` is what "restored exactly" means in tests: two snapshots of a namespace taken
+# before an apply and after its rollback must be equal. It reads netlink directly, not the
+# product's modules, so a defect in how multihome reads the node cannot hide itself.
+
+# address flags the kernel sets and clears by itself (DAD, lifetimes)
+_TRANSIENT_IFA = 0x04 | 0x08 | 0x20 | 0x40  # OPTIMISTIC, DADFAILED, DEPRECATED, TENTATIVE
+_BRIDGE_OPTIONS = ("IFLA_BR_BRIDGE_ID", "IFLA_BR_STP_STATE", "IFLA_BR_FORWARD_DELAY",
+                   "IFLA_BR_VLAN_FILTERING", "IFLA_BR_HELLO_TIME", "IFLA_BR_MAX_AGE",
+                   "IFLA_BR_AGEING_TIME", "IFLA_BR_PRIORITY", "IFLA_BR_VLAN_DEFAULT_PVID",
+                   "IFLA_BR_GROUP_FWD_MASK", "IFLA_BR_MCAST_SNOOPING")
+_PORT_TIMERS = ("IFLA_BRPORT_MESSAGE_AGE_TIMER", "IFLA_BRPORT_FORWARD_DELAY_TIMER",
+                "IFLA_BRPORT_HOLD_TIMER", "IFLA_BRPORT_PAD",
+                "IFLA_BRPORT_MCAST_N_GROUPS")  # counters and timers
+
+
+def _nla_dict(nla: Any) -> dict[str, Any]:
+    if nla is None or isinstance(nla, str | bytes):
+        return {}
+    return {k: v for k, v in nla["attrs"] if k != "UNKNOWN"}
+
+
+def _link_entry(msg: Any, names: dict[int, str]) -> dict[str, Any]:
+    info = _nla_dict(msg.get_attr("IFLA_LINKINFO"))
+    kind = info.get("IFLA_INFO_KIND", "")
+    entry: dict[str, Any] = {
+        "kind": kind, "flags": msg["flags"], "operstate": msg.get_attr("IFLA_OPERSTATE"),
+        "mtu": msg.get_attr("IFLA_MTU"), "address": msg.get_attr("IFLA_ADDRESS"),
+        "master": names.get(msg.get_attr("IFLA_MASTER") or 0)}
+    if kind == "bridge":
+        data = _nla_dict(info.get("IFLA_INFO_DATA"))
+        entry["bridge"] = {k: data.get(k) for k in _BRIDGE_OPTIONS}
+    if info.get("IFLA_INFO_SLAVE_KIND") == "bridge":
+        data = _nla_dict(info.get("IFLA_INFO_SLAVE_DATA"))
+        entry["port"] = {k: v for k, v in data.items() if k not in _PORT_TIMERS}
+    return entry
+
+
+def snapshot(ns: str) -> dict[str, Any]:
+    """`read_snapshot` once no address is tentative any more (DAD done, bounded wait): a
+    local route appears only then, so two snapshots compare the same phase."""
+    deadline = time.monotonic() + 5
+    while True:
+        snap, tentative = _read_snapshot(ns)
+        if not tentative or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.1)
+
+
+def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
+    """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options), addresses
+    (in the kernel's order, with prefix, broadcast, scope, label and flags minus transient
+    ones, link-local included) and routes of every table, of namespace `ns`."""
+    with NetNS(ns) as ipr:
+        msgs = list(ipr.get_links())
+        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
+        links_out = {names[m["index"]]: _link_entry(m, names) for m in msgs}
+        addrs: dict[str, list[tuple[Any, ...]]] = {n: [] for n in links_out}
+        tentative = False
+        for a in ipr.get_addr():
+            flags = a.get_attr("IFA_FLAGS") or a["flags"]
+            tentative = tentative or bool(flags & 0x40)
+            addrs[names[a["index"]]].append((
+                a.get_attr("IFA_ADDRESS"), a.get_attr("IFA_LOCAL"), a["prefixlen"],
+                a.get_attr("IFA_BROADCAST"), a["scope"], a.get_attr("IFA_LABEL"),
+                flags & ~_TRANSIENT_IFA))
+        routes_out = sorted(((
+            r["family"], r.get_attr("RTA_DST"), r["dst_len"], r.get_attr("RTA_GATEWAY"),
+            names.get(r.get_attr("RTA_OIF") or 0), r.get_attr("RTA_TABLE"),
+            r.get_attr("RTA_PRIORITY"), r.get_attr("RTA_PREFSRC"), r["proto"], r["scope"],
+            r["type"]) for r in ipr.get_routes()), key=str)
+    return {"links": links_out, "addresses": addrs, "routes": routes_out}, tentative
+
+
+def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Readable differences between two snapshots, one line per differing item."""
+    out: list[str] = []
+    for name in sorted(set(before["links"]) | set(after["links"])):
+        old, new = before["links"].get(name), after["links"].get(name)
+        if old is None or new is None:
+            out.append(f"link {name}: {old} -> {new}")
+            continue
+        for key in sorted(set(old) | set(new)):
+            if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+                out += [f"link {name}.{key}.{k}: {old[key].get(k)} -> {new[key].get(k)}"
+                        for k in sorted(set(old[key]) | set(new[key]))
+                        if old[key].get(k) != new[key].get(k)]
+            elif old.get(key) != new.get(key):
+                out.append(f"link {name}.{key}: {old.get(key)} -> {new.get(key)}")
+    for name in sorted(set(before["addresses"]) | set(after["addresses"])):
+        old, new = before["addresses"].get(name), after["addresses"].get(name)
+        if old != new:
+            out.append(f"addresses of {name}: {old} -> {new}")
+    gone = [r for r in before["routes"] if r not in after["routes"]]
+    new = [r for r in after["routes"] if r not in before["routes"]]
+    if gone or new:
+        out.append(f"routes: lost {gone}, gained {new}")
+    return out

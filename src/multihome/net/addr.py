@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -88,3 +89,67 @@ def delete_address(ipr: IPRoute, index: int, address: IPInterface, *, ifname: st
 def overlapping(existing: IPInterface, wanted: IPInterface) -> bool:
     """Same subnet in either direction (the reference plugin's forceAddress test)."""
     return existing.ip in wanted.network or wanted.ip in existing.network
+
+
+# flags the kernel sets by itself (secondary, DAD progress, lifetimes, permanent): a
+# restored address gets them again on its own
+_KERNEL_FLAGS = 0x01 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
+
+
+@dataclass(frozen=True)
+class AddressDetail:
+    """An address as the kernel holds it: what `add_exact` needs to make it again."""
+
+    address: IPInterface
+    broadcast: str | None = None
+    scope: int = 0
+    flags: int = 0  # only those a caller sets (NODAD, NOPREFIXROUTE, …)
+    label: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": str(self.address), "broadcast": self.broadcast,
+                "scope": self.scope, "flags": self.flags, "label": self.label}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AddressDetail:
+        return cls(address=ipaddress.ip_interface(data["address"]),
+                   broadcast=data.get("broadcast"), scope=int(data.get("scope") or 0),
+                   flags=int(data.get("flags") or 0), label=data.get("label"))
+
+
+def details(ipr: IPRoute, index: int, version: int | None = None) -> list[AddressDetail]:
+    """The addresses of a link in the kernel's order (primaries before their secondaries)."""
+    kwargs: dict[str, Any] = {"index": index}
+    if version is not None:
+        kwargs["family"] = _family(version)
+    out: list[AddressDetail] = []
+    for msg in ipr.get_addr(**kwargs):
+        ip = msg.get_attr("IFA_ADDRESS")
+        if msg["family"] == socket.AF_INET:
+            ip = msg.get_attr("IFA_LOCAL") or ip
+        flags = int(msg.get_attr("IFA_FLAGS") or msg["flags"])
+        out.append(AddressDetail(
+            address=ipaddress.ip_interface(f"{ip}/{msg['prefixlen']}"),
+            broadcast=msg.get_attr("IFA_BROADCAST"), scope=int(msg["scope"]),
+            flags=flags & ~_KERNEL_FLAGS, label=msg.get_attr("IFA_LABEL")))
+    return out
+
+
+def add_exact(ipr: IPRoute, index: int, detail: AddressDetail, *, ifname: str = "") -> None:
+    """Add an address with exactly the broadcast (none if none), scope, flags and label
+    given: a rollback must not give it a broadcast or NODAD it did not have."""
+    address = detail.address
+    kwargs: dict[str, Any] = {"index": index, "address": str(address.ip),
+                              "prefixlen": address.network.prefixlen,
+                              "family": _family(address.version), "scope": detail.scope}
+    if detail.broadcast:
+        kwargs["broadcast"] = detail.broadcast
+    if detail.flags:
+        kwargs["flags"] = detail.flags
+    if detail.label:
+        kwargs["label"] = detail.label
+    try:
+        ipr.addr("add", **kwargs)
+    except NetlinkError as e:
+        raise CNIError(f"cannot restore address {address} on {ifname or index}",
+                       f"{e.args[1] if len(e.args) > 1 else e}") from e

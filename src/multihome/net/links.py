@@ -32,6 +32,9 @@ class Link:
     master: int  # 0 when not a port
     peer_index: int  # IFLA_LINK: the veth peer's ifindex (in its own netns)
     operstate: str
+    # IFLA_LINK_NETNSID: set when the peer/base link is in another namespace, whose
+    # `peer_index` then means nothing in this one (the kernel omits it for a local peer)
+    link_netnsid: int | None = None
     alias: str = ""  # IFLA_IFALIAS: host-device keeps the original name here
     txqlen: int = 0
     num_tx_queues: int = 0
@@ -67,11 +70,20 @@ def _to_link(msg: Any) -> Link:
         master=msg.get_attr("IFLA_MASTER") or 0,
         peer_index=msg.get_attr("IFLA_LINK") or 0,
         operstate=msg.get_attr("IFLA_OPERSTATE") or "",
+        link_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
         alias=msg.get_attr("IFLA_IFALIAS") or "",
         txqlen=msg.get_attr("IFLA_TXQLEN") or 0,
         num_tx_queues=msg.get_attr("IFLA_NUM_TX_QUEUES") or 0,
         data=data,
     )
+
+
+def local_peer(link: Link, by_index: dict[int, Link]) -> Link | None:
+    """The link IFLA_LINK names (veth peer, vlan/macvlan base) when it is in the same
+    namespace as `link`; None when it is elsewhere or gone."""
+    if link.link_netnsid is not None or not link.peer_index:
+        return None
+    return by_index.get(link.peer_index)
 
 
 def _fail(what: str, e: NetlinkError) -> CNIError:

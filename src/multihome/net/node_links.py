@@ -85,3 +85,56 @@ def details(ipr: IPRoute, index: int) -> LinkDetails:
                        vlan_filtering=bool(data.get_attr("IFLA_BR_VLAN_FILTERING")),
                        vlan_id=int(data.get_attr("IFLA_VLAN_ID") or 0),
                        macvlan_mode=mode_name)
+
+
+# bridge options outside nmstate's model that a rollback must still bring back (STP and
+# VLAN filtering are in the model); names as pyroute2 spells them after `br_`
+BRIDGE_OPTIONS = ("forward_delay", "hello_time", "max_age", "ageing_time", "priority",
+                  "group_fwd_mask", "mcast_snooping")
+# bridge-port options a rollback brings back; names as pyroute2's brport spells them
+PORT_OPTIONS = ("priority", "cost", "mode", "guard", "protect", "fast_leave", "learning",
+                "unicast_flood", "proxyarp", "mcast_flood", "bcast_flood", "isolated",
+                "neigh_suppress")
+
+
+def bridge_options(ipr: IPRoute, index: int) -> dict[str, int]:
+    """The BRIDGE_OPTIONS of a bridge (those the kernel reports)."""
+    msgs = ipr.get_links(index)
+    info = msgs[0].get_attr("IFLA_LINKINFO") if msgs else None
+    data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+    if data is None or isinstance(data, (str, bytes)):
+        return {}
+    out = {name: data.get_attr(f"IFLA_BR_{name.upper()}") for name in BRIDGE_OPTIONS}
+    return {k: int(v) for k, v in out.items() if v is not None}
+
+
+def set_bridge_options(ipr: IPRoute, index: int, options: dict[str, int]) -> None:
+    if not options:
+        return
+    try:
+        ipr.link("set", index=index, kind="bridge",
+                 **{f"br_{k}": v for k, v in options.items()})
+    except NetlinkError as e:
+        raise CNIError(f"cannot set bridge options {options} on link {index}", str(e)) from e
+
+
+def port_options(ipr: IPRoute, index: int) -> dict[str, int]:
+    """The PORT_OPTIONS of a bridge port, and its port number as `no`."""
+    for msg in ipr.brport("show", index=index):
+        info = msg.get_attr("IFLA_PROTINFO")
+        if info is None:
+            continue
+        attrs = {name[len("IFLA_BRPORT_"):].lower(): value for name, value in info["attrs"]}
+        return {k: int(attrs[k]) for k in (*PORT_OPTIONS, "no") if k in attrs}
+    return {}
+
+
+def set_port_options(ipr: IPRoute, index: int, options: dict[str, int]) -> None:
+    options = {k: v for k, v in options.items() if k in PORT_OPTIONS}
+    if not options:
+        return
+    try:
+        ipr.brport("set", index=index, **options)
+    except NetlinkError as e:
+        raise CNIError(f"cannot set bridge port options {options} on link {index}",
+                       str(e)) from e

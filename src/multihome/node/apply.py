@@ -8,7 +8,7 @@ Each change is recorded as one line for the report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from multihome.net import addr, bridge_vlan, links, netns, node_links, route, sublinks
@@ -30,7 +30,10 @@ def _link(ipr: Netlink, name: str) -> links.Link:
 
 
 def _create_bridge(ipr: Netlink, iface: models.Interface) -> None:
-    links.ensure_bridge(ipr, iface.name)
+    # the MAC in the same request: the bridge id and the link-local address the kernel
+    # makes are derived from it (a re-created bridge gets the ones it had)
+    links.ensure_bridge(ipr, iface.name, mtu=iface.mtu or 0,
+                        mac=iface.mac.lower() if iface.mac else "")
     if iface.state == "down":
         links.set_down(ipr, _link(ipr, iface.name).index)
 
@@ -107,7 +110,11 @@ def _port_vlan(ipr: Netlink, port: links.Link, vlan: models.PortVlan) -> None:
         bridge_vlan.set_access(ipr, port.index, vlan.tag)
 
 
-def _bridge(ipr: Netlink, iface: models.LinuxBridge, done: list[str]) -> None:
+def _bridge(ipr: Netlink, iface: models.LinuxBridge, described: set[str],
+            done: list[str]) -> None:
+    """STP, ports and their VLANs. As nmstate, an up bridge activates the ports it lists
+    that the state does not describe itself (a described one follows its own `state`):
+    a port left down leaves the bridge without carrier."""
     bridge = _link(ipr, iface.name)
     if iface.stp is not None and iface.stp != node_links.details(ipr, bridge.index).stp:
         node_links.set_stp(ipr, bridge.index, iface.stp)
@@ -128,13 +135,41 @@ def _bridge(ipr: Netlink, iface: models.LinuxBridge, done: list[str]) -> None:
         if port.master != bridge.index:
             links.set_master(ipr, port.index, bridge.index)
             done.append(f"{bridge.name}: port {pname} attached")
+        if iface.state != "down" and pname not in described and not port.up:
+            links.set_up(ipr, port.index)
+            done.append(f"{bridge.name}: port {pname} up")
         if spec.vlan is not None and current.port_vlan(ipr, port.index) != spec.vlan:
             _port_vlan(ipr, port, spec.vlan)
             done.append(f"{bridge.name}: port {pname} vlan {spec.vlan.to_nmstate()}")
 
 
-def _addresses(ipr: Netlink, iface: models.Interface, done: list[str]) -> None:
+def _exact_addresses(ipr: Netlink, link: links.Link, want: Sequence[addr.AddressDetail],
+                     done: list[str]) -> None:
+    """Make the link's addresses exactly `want`, in its order (a rollback). Link-local
+    IPv6 addresses are the kernel's: it makes them again from the MAC."""
+    def own(found: Sequence[addr.AddressDetail]) -> list[addr.AddressDetail]:
+        return [d for d in found if not (d.address.version == 6 and d.address.ip.is_link_local)]
+
+    for version in (4, 6):
+        wanted = [d for d in own(want) if d.address.version == version]
+        have = own(addr.details(ipr, link.index, version))
+        if have == wanted:
+            continue
+        # the order matters too (which address is primary): remove all, add in order
+        for gone in reversed(have):
+            addr.delete_address(ipr, link.index, gone.address, ifname=link.name)
+        for new in wanted:
+            addr.add_exact(ipr, link.index, new, ifname=link.name)
+        done.append(f"{link.name}: addresses restored to "
+                    f"{[str(d.address) for d in wanted]}")
+
+
+def _addresses(ipr: Netlink, iface: models.Interface, done: list[str],
+               exact: Sequence[addr.AddressDetail] | None = None) -> None:
     link = _link(ipr, iface.name)
+    if exact is not None:
+        _exact_addresses(ipr, link, exact, done)
+        return
     for ip, version in ((iface.ipv4, 4), (iface.ipv6, 6)):
         wanted = ip.wanted() if ip is not None else None
         if wanted is None:
@@ -180,8 +215,14 @@ def _routes(ipr: Netlink, wanted: list[models.Route], absent: bool, done: list[s
         done.append(f"route {entry.dst} via {item.next_hop_interface} added")
 
 
-def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None) -> list[str]:
-    """Apply a validated desired state; returns what was changed, one line per change."""
+def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None, *,
+           exact: Mapping[str, Sequence[addr.AddressDetail]] | None = None) -> list[str]:
+    """Apply a validated desired state; returns what was changed, one line per change.
+
+    `exact` (a rollback) gives interfaces' addresses as the kernel held them: those are
+    restored with their broadcast, scope, flags and order instead of the state's list.
+    """
+    exact = exact or {}
     wanted = models.from_nmstate(desired)
     done: list[str] = []
     with netns.iproute_in(netns_path) as ipr:
@@ -205,10 +246,11 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
                 _create(ipr, iface, done)
         for iface in present:
             _settings(ipr, iface, done)
+        described = {i.name for i in present}
         for iface in present:
             if isinstance(iface, models.LinuxBridge):
-                _bridge(ipr, iface, done)
+                _bridge(ipr, iface, described, done)
         for iface in present:
-            _addresses(ipr, iface, done)
+            _addresses(ipr, iface, done, exact.get(iface.name))
         _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)
     return done

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from multihome.net import addr, links, netns, node_links
 from multihome.node import apply, current, process, verify
 from multihome.node import state as models
 from multihome.node.errors import NodeError
@@ -66,6 +67,10 @@ class Checkpoint:
     owner_pid: int = 0
     owner_start: int = 0
     timer_start: int = 0
+    # what the kernel holds beyond the nmstate view, per touched interface: addresses with
+    # broadcast/scope/flags in order, bridge and port options and the port number (see
+    # kernel_details); a rollback brings these back too
+    kernel: dict[str, Any] = field(default_factory=dict)
 
     @property
     def expires(self) -> float:
@@ -104,7 +109,58 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
     me = os.getpid()
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
                       {"interfaces": ifaces, "routes": {"config": routes}}, phase=APPLYING,
-                      owner_pid=me, owner_start=process.start_time(me) or 0)
+                      owner_pid=me, owner_start=process.start_time(me) or 0,
+                      kernel=kernel_details(netns_path, names))
+
+
+def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
+    """Per existing interface of `names`: its addresses exactly as the kernel holds them,
+    its bridge options and, for a port, its port options and number."""
+    out: dict[str, Any] = {}
+    with netns.iproute_in(netns_path) as ipr:
+        for link in links.all_links(ipr):
+            if link.name not in names:
+                continue
+            entry: dict[str, Any] = {
+                "addresses": [d.to_json() for d in addr.details(ipr, link.index)]}
+            if link.kind == "bridge":
+                entry["bridge"] = node_links.bridge_options(ipr, link.index)
+            if link.master:
+                entry["port"] = node_links.port_options(ipr, link.index)
+            out[link.name] = entry
+    return out
+
+
+def _restore_options(cp: Checkpoint) -> list[str]:
+    """Bridge and port options back to what `cp.kernel` holds (only those that differ)."""
+    done: list[str] = []
+    with netns.iproute_in(cp.netns) as ipr:
+        for name, entry in cp.kernel.items():
+            link = links.by_name(ipr, name)
+            if link is None:
+                continue
+            for key, read, write in (
+                    ("bridge", node_links.bridge_options, node_links.set_bridge_options),
+                    ("port", node_links.port_options, node_links.set_port_options)):
+                if key not in entry or (key == "port" and not link.master):
+                    continue
+                now = read(ipr, link.index)
+                changed = {k: v for k, v in entry[key].items() if now.get(k) != v}
+                write(ipr, link.index, changed)
+                if set(changed) - {"no"}:
+                    done.append(f"{name}: {key} options {sorted(set(changed) - {'no'})} "
+                                "restored")
+    return done
+
+
+def _port_order(iface: models.Interface, kernel: dict[str, Any]) -> models.Interface:
+    """A bridge's ports in their old port-number order: re-attached in that order, each
+    gets its number back."""
+    if not isinstance(iface, models.LinuxBridge) or not iface.ports:
+        return iface
+    def number(port: models.Port) -> int:
+        return int(kernel.get(port.name, {}).get("port", {}).get("no", 1 << 16))
+    return replace(iface, ports=tuple(sorted(iface.ports, key=number)))
 
 
 def restore_state(cp: Checkpoint) -> models.NodeState:
@@ -121,7 +177,7 @@ def restore_state(cp: Checkpoint) -> models.NodeState:
     for name, iface in before.items():
         if name in recreated:
             continue
-        ifaces.append(iface)
+        ifaces.append(_port_order(iface, cp.kernel))
         if isinstance(iface, models.Veth):
             recreated |= iface.linked_names()
     now_routes = _relevant_routes(now.routes, names, saved.routes)
@@ -137,7 +193,10 @@ class RestoreFailed(NodeError):
 def restore(cp: Checkpoint) -> list[str]:
     """Bring the saved state back and check it is back exactly."""
     state = restore_state(cp)
-    done = apply.change(state, cp.netns)
+    exact = {name: [addr.AddressDetail.from_json(a) for a in entry.get("addresses", [])]
+             for name, entry in cp.kernel.items()}
+    done = apply.change(state, cp.netns, exact=exact)
+    done += _restore_options(cp)
     diffs = verify.contained(cp.before, cp.netns)
     if diffs:
         raise RestoreFailed("rollback did not bring the earlier state back", "; ".join(diffs))

@@ -63,17 +63,18 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
         extra = {"stp": info.stp,
                  "ports": _bridge_ports(ipr, link, all_links, info.vlan_filtering)}
     elif cls is models.Vlan:
-        base = by_index.get(link.peer_index)
+        base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
                  "vlan_id": node_links.details(ipr, link.index).vlan_id}
     elif cls is models.MacVlan:
-        base = by_index.get(link.peer_index)
+        base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
                  "mode": node_links.details(ipr, link.index).macvlan_mode}
     elif cls is models.Veth:
-        peer = by_index.get(link.peer_index)
-        # a peer in another namespace has an index that means nothing here
-        if peer is not None and peer.kind == "veth" and peer.peer_index == link.index:
+        # a peer in another namespace is not shown (as nmstate): its index means nothing
+        # here, even when a local link happens to have it
+        peer = links.local_peer(link, by_index)
+        if peer is not None:
             extra = {"peer": peer.name}
     return cls(name=link.name, type=itype, state="up" if link.up else "down", mtu=link.mtu,
                mac=link.mac.upper(), ipv4=_ip_config(ipr, link, 4),
