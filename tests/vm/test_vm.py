@@ -168,9 +168,15 @@ def test_ipam_address_of_the_pod_interface_goes_to_the_guest(shared: Shared) -> 
     assert shared.lab.in_external("ping", "-c", "2", "-W", "2", allocated).returncode == 0
 
 
-def test_exec_exit_code_and_console(shared: Shared) -> None:
+def test_exec_keeps_stdout_stderr_apart_and_passes_the_exit_code(shared: Shared) -> None:
     failed = shared.vm_exec("echo out; echo err >&2; exit 3")
-    assert failed.returncode == 3 and failed.stdout == "out\nerr\n"
+    assert (failed.stdout, failed.stderr, failed.returncode) == ("out\n", "err\n", 3)
+    binary = shared.vm_exec("printf '\\001MHEND x 0\\n' >&2; printf 'no newline'")
+    assert binary.returncode == 0 and binary.stdout == "no newline"
+    assert binary.stderr.endswith("MHEND x 0\n")
+
+
+def test_console(shared: Shared) -> None:
     proc = subprocess.run(
         [*_mh_argv(shared.lab), "vm", "console", shared.vm, "-n", NS],
         input="echo console-$((6*7))\n", capture_output=True, text=True,

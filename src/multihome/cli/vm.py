@@ -159,8 +159,11 @@ def exec_cmd(name: str, namespace: str | None, timeout: float,
         result = agent.run(_vm_dir(rec), shlex.join(command), timeout=timeout)
     except VMError as e:
         raise click.ClickException(str(e)) from e
-    sys.stdout.buffer.write(result.output)
+    # as `kubectl exec`: the guest's stdout and stderr on ours, its exit code as ours
+    sys.stdout.buffer.write(result.stdout)
     sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
     sys.exit(result.rc)
 
 

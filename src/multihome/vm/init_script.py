@@ -2,8 +2,9 @@
 
 Console: a shell on ttyS0 (`vm console`). Agent: a command loop on ttyS1 (`vm exec`):
 the host writes `<id> <base64 script>` as one line, the guest answers
-`MHBEGIN <id>`, the base64 of the output, `MHEND <id> <exit code>`. Base64 keeps
-arbitrary bytes from colliding with the framing.
+`MHBEGIN <id>`, the base64 of the script's stdout, `MHSTDERR <id>`, the base64 of its
+stderr, `MHEND <id> <exit code>`. Base64 keeps arbitrary bytes from colliding with the
+framing; the two streams stay apart so `vm exec` can hand each to its own fd.
 
 Addresses: one `ip=<addr>::<gw>:<netmask>::<dev>:off` per NIC, the kernel's own
 syntax (this kernel has no IP_PNP, so the kernel ignores it and /init applies it).
@@ -11,6 +12,7 @@ syntax (this kernel has no IP_PNP, so the kernel ignores it and /init applies it
 
 READY_MARKER = "multihome-guest: ready"
 BEGIN = "MHBEGIN"
+STDERR = "MHSTDERR"
 END = "MHEND"
 
 INIT = r"""#!/bin/busybox sh
@@ -43,9 +45,10 @@ agent() {
   while read -r id b64 <&3; do
     [ -n "$id" ] || continue
     echo "$b64" | base64 -d > /tmp/cmd
-    sh /tmp/cmd </dev/null >/tmp/out 2>&1
+    sh /tmp/cmd </dev/null >/tmp/out 2>/tmp/err
     rc=$?
-    { echo "MHBEGIN $id"; base64 /tmp/out; echo "MHEND $id $rc"; } >&3
+    { echo "MHBEGIN $id"; base64 /tmp/out; echo "MHSTDERR $id"; base64 /tmp/err
+      echo "MHEND $id $rc"; } >&3
   done
 }
 agent &
