@@ -199,6 +199,20 @@ def _nothing_left(lab: VMLab, vm: str, pid: int | None) -> None:
     assert vm not in lab.mh("vm", "get", "-A").stdout
 
 
+def test_launcher_pod_delete_is_refused_while_the_vm_runs(shared: Shared) -> None:
+    lab, pod = shared.lab, f"virt-launcher-{shared.vm}"
+    pid = lab.qemu_pid(shared.vm)
+    for argv in (("pod", "delete", pod, "-n", NS), ("delete", "pod", pod, "-n", NS)):
+        refused = lab.mh(*argv)
+        assert refused.returncode == 1
+        [line] = refused.stderr.splitlines()
+        assert f'running VM "{shared.vm}"' in line
+        assert f'"multihome vm delete {shared.vm} -n {NS}"' in line and "--force" in line
+    assert qemu_alive(pid) and shared.launcher_netns in host_netns()
+    assert pod in lab.ok("pod", "get", "-n", NS)
+    assert shared.vm_exec("echo still-here").stdout == "still-here\n"
+
+
 def test_killed_qemu_then_delete_removes_everything(shared: Shared) -> None:
     lab, vm = shared.lab, shared.vm
     pid = lab.qemu_pid(vm)
@@ -231,7 +245,20 @@ def test_vm_that_never_comes_up_is_removed_and_the_step_named(shared: Shared) ->
     _nothing_left(lab, vm, None)
 
 
-def test_launcher_pod_deleted_during_boot(shared: Shared) -> None:
+def test_forced_delete_of_the_launcher_pod_deletes_the_vm(shared: Shared) -> None:
+    lab, vm = shared.lab, unique("vmf")
+    links_before = link_names()
+    lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev",
+           "--address", f"net1={SUBNET}.31/24")
+    pid = lab.qemu_pid(vm)
+    assert qemu_alive(pid)
+    out = lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS, "--force")
+    assert f"vm/{vm}: qemu stopped" in out and f'vm "{vm}" deleted' in out
+    _nothing_left(lab, vm, pid)
+    assert not (link_names() - links_before)
+
+
+def test_launcher_pod_force_deleted_during_boot(shared: Shared) -> None:
     lab, vm = shared.lab, unique("vmd")
     proc = subprocess.Popen(
         [*_mh_argv(lab), "vm", "run", vm, "-n", NS, "--networks", "bridge-dev"],
@@ -242,14 +269,15 @@ def test_launcher_pod_deleted_during_boot(shared: Shared) -> None:
         while not pidfile.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         pid = lab.qemu_pid(vm)
-        lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS)
+        assert lab.mh("pod", "delete", f"virt-launcher-{vm}", "-n", NS).returncode == 1
+        lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS, "--force")
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 1, out + err
-    assert "boot: the launcher pod" in err and "was deleted during boot" in err
+    assert "boot: " in err and "removing it again" in out
     _nothing_left(lab, vm, pid)
 
 

@@ -16,6 +16,7 @@ from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.errors import MultihomeError
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
+from multihome.lab import vms
 from multihome.store import POD, NotFound, Object, StoreError, yamltext
 
 
@@ -195,14 +196,25 @@ def describe_cmd(name: str, namespace: str | None) -> None:
 @pod.command("delete")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
-def delete_cmd(names: tuple[str, ...], namespace: str | None) -> None:
-    """Detach a pod's networks and remove it; parts already gone are skipped."""
+@click.option("--force", is_flag=True,
+              help="For a running VM's launcher pod: delete the VM (qemu first) with it.")
+def delete_cmd(names: tuple[str, ...], namespace: str | None, force: bool) -> None:
+    """Detach a pod's networks and remove it; parts already gone are skipped.
+
+    A running VM's launcher pod is refused unless --force: `vm delete` removes it.
+    """
     store = get_store()
     settings = labsettings.load()
     failed = False
     for n in names:
         try:
-            labpods.delete(store, settings, _namespace(namespace), n, progress=_progress)
+            try:
+                labpods.delete(store, settings, _namespace(namespace), n, progress=_progress)
+            except labpods.LauncherPodInUse as e:
+                if not force:
+                    raise
+                _progress(f"pod/{n}: launcher of running VM {e.vm}; --force: deleting the VM")
+                vms.delete(store, settings, e.namespace, e.vm, _progress)
         except (labpods.PodError, MultihomeError, StoreError) as e:
             click.echo(f"Error: {e}", err=True)
             failed = True

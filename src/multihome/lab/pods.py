@@ -22,12 +22,25 @@ from multihome.errors import MultihomeError
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
+from multihome.vm import qemu
+from multihome.vm import state as vmstate
 
 Progress = Callable[[str], None]
 
 
 class PodError(Exception):
     """A lab pod operation failed; the message is for the person at the terminal."""
+
+
+class LauncherPodInUse(PodError):
+    """The pod is the launcher of a VM whose qemu runs: deleting only the pod would leave
+    qemu running with its NICs' other ends gone. `vm` names the VM to delete instead."""
+
+    def __init__(self, namespace: str, pod: str, vm: str) -> None:
+        super().__init__(f'pod "{pod}" is the launcher of running VM "{vm}" in namespace '
+                         f'"{namespace}": run "multihome vm delete {vm} -n {namespace}" '
+                         "(or pod delete --force, which deletes the VM first)")
+        self.namespace, self.pod, self.vm = namespace, pod, vm
 
 
 def _quiet(_: str) -> None:
@@ -170,9 +183,16 @@ def _cleanup_after_failure(store: Store, namespace: str, name: str, path: str) -
 
 def delete(store: Store, settings: LabSettings, namespace: str, name: str,
            progress: Progress = _quiet) -> None:
-    """Detach, remove the namespace and the object; whatever is already gone is skipped."""
+    """Detach, remove the namespace and the object; whatever is already gone is skipped.
+
+    Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu runs.
+    """
     conf = parse_multus_config(settings.engine_config())
     req = _request(namespace, name)
+    vm = vmstate.vm_of_pod(name)
+    # by the qemu pid file, not the VM record: a record that cannot be read still refuses
+    if vm is not None and qemu.running(vmstate.vm_dir(settings.state_dir, namespace, vm)):
+        raise LauncherPodInUse(namespace, name, vm)
     in_store = True
     try:
         store.get(POD, namespace, name)

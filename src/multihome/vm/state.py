@@ -18,11 +18,18 @@ from multihome.paths import write_file_atomic
 from multihome.vm.errors import VMError
 
 VM_FILE = "vm.json"
+LAUNCHER_PREFIX = "virt-launcher-"
 
 
 def pod_name(vm: str) -> str:
     """The launcher pod of VM `vm` (KubeVirt says virt-launcher-<vm>-<hash>)."""
-    return f"virt-launcher-{vm}"
+    return f"{LAUNCHER_PREFIX}{vm}"
+
+
+def vm_of_pod(pod: str) -> str | None:
+    """The VM whose launcher pod `pod` would be (the inverse of pod_name), else None."""
+    vm = pod.removeprefix(LAUNCHER_PREFIX)
+    return vm if vm != pod and vm else None
 
 
 @dataclass
