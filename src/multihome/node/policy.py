@@ -74,9 +74,9 @@ def known_node_labels(store: Store, node: str, labels: dict[str, str]
     return out
 
 
-def selects_no_node(store: Store, policy: Object, node: str, labels: dict[str, str]) -> bool:
-    return not any(selects(policy, known)
-                   for known in known_node_labels(store, node, labels).values())
+def selects_no_node(policy: Object, known: dict[str, dict[str, str]]) -> bool:
+    """`known`: from known_node_labels (listed once for all the policies of a pass)."""
+    return not any(selects(policy, labels) for labels in known.values())
 
 
 def is_ignored(policy: Object) -> bool:
@@ -222,7 +222,7 @@ def _forget_enactment(store: Store, node: str, labels: dict[str, str], policy: O
     """kubernetes-nmstate deletes the enactment of a policy that no longer selects the node
     (the node keeps its configuration: deleting or narrowing a policy does not revert).
     When no node matches at all, the policy becomes Ignored (written once, not per pass)."""
-    no_node = selects_no_node(store, policy, node, labels)
+    no_node = selects_no_node(policy, known_node_labels(store, node, labels))
     try:
         store.delete(NNCE, "", f"{node}.{policy.name}")
     except NotFound:
