@@ -236,3 +236,27 @@ def test_bad_max_unavailable_and_retries_refused(world: NodeWorld) -> None:
     bad["metadata"]["annotations"] = {"multihome.io/max-retries": "many"}
     proc = world.mh("apply", "-f", world.write("b2.yml", bad))
     assert proc.returncode == 1 and "multihome.io/max-retries" in proc.stderr
+
+
+def _policy_conditions(world: NodeWorld, name: str) -> dict[str, tuple[str, str, str]]:
+    body = yaml.safe_load(world.mh("get", "nncp", name, "-o", "yaml").stdout)
+    return {c["type"]: (c["status"], c["reason"], c["message"])
+            for c in body["status"]["conditions"]}
+
+
+def test_policy_matching_no_node_is_ignored_until_a_node_matches(world: NodeWorld) -> None:
+    world.mh("apply", "-f", world.write("p.yml", _nncp(
+        "p", world.bridge_policy("br0", ["up0"]), {"kubernetes.io/hostname": "lab-node"})))
+    assert world.node_cmd("enact", "--node", "elsewhere").returncode == 0
+    ignored = _policy_conditions(world, "p")
+    assert ignored["Ignored"][:2] == ("True", "NoMatchingNode")
+    assert "no node matches its nodeSelector" in ignored["Ignored"][2]
+    assert {t: s for t, (s, _, _) in ignored.items()} == {
+        "Available": "False", "Degraded": "False", "Progressing": "False", "Ignored": "True"}
+    assert "NoMatchingNode" in world.mh("get", "nncp").stdout
+    assert kstate.link(world.node.name, "br0") is None
+    proc = world.node_cmd("enact", "--node", "lab-node")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    matched = _policy_conditions(world, "p")
+    assert matched["Available"][:2] == ("True", "SuccessfullyConfigured")
+    assert matched["Ignored"][0] == "False"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from multihome.daemon.metrics import NodePolicyMetrics
 from multihome.k8s.client import ApiClient, ApiError, Credentials
 from multihome.k8s.node_policies import NodePolicyController, start_for_daemon
 from multihome.k8s.store import KubeStore, open_kube_store
@@ -199,7 +200,7 @@ def test_controller_enacts_only_the_policy_selecting_its_node(
     apiserver.put_object(NNCPS, nncp("theirs", world.bridge_policy("br1", []),
                                       {"role": "core"}))
     controller = NodePolicyController(stores(), "n1", netns_path=world.node.path)
-    assert controller.due() == ["mine"]
+    assert controller.due() == ["mine", "theirs"]  # "theirs" selects no node: Ignored
     nnces = controller.reconcile()
     assert [(e.name, policy.active_condition(e)[0]) for e in nnces] == [
         ("n1.mine", "Available")]
@@ -211,6 +212,7 @@ def test_controller_enacts_only_the_policy_selecting_its_node(
     assert nns is not None
     assert "br0" in {i["name"] for i in nns["status"]["currentState"]["interfaces"]}
     assert active(stored(apiserver, NNCPS, "mine")) == "Available"
+    assert active(stored(apiserver, NNCPS, "theirs")) == "Ignored"
     assert controller.due() == []  # the next pass has nothing to do: no churn
 
 
@@ -220,8 +222,9 @@ def test_failed_node_fills_max_unavailable_and_the_next_node_aborts(
         stores: Callable[[], KubeStore]) -> None:
     add_node(apiserver, "n1", {})
     add_node(apiserver, "n2", {})
-    n1 = NodePolicyController(stores(), "n1", netns_path=world.node.path)
-    n2 = NodePolicyController(stores(), "n2", netns_path=second.node.path)
+    m1, m2 = NodePolicyMetrics(), NodePolicyMetrics()
+    n1 = NodePolicyController(stores(), "n1", netns_path=world.node.path, metrics=m1)
+    n2 = NodePolicyController(stores(), "n2", netns_path=second.node.path, metrics=m2)
     # n1 reaches the external host first, so the probe of the next policy counts
     apiserver.put_object(NNCPS, nncp("ok", world.bridge_policy("br0", ["up0"]),
                                       {"kubernetes.io/hostname": "n1"}))
@@ -243,6 +246,10 @@ def test_failed_node_fills_max_unavailable_and_the_next_node_aborts(
     assert body["status"]["unavailableNodeCountMap"] == {"1": 1}
     assert active(body) == "Degraded"
     assert n1.due() == [] and n2.due() == []  # Failing and Aborted wait for a new generation
+    assert (m1.applies.value("applied"), m1.applies.value("rolled_back")) == (1, 1)
+    assert m1.enactments.value("Available") == 1 and m1.enactments.value("Failing") == 1
+    assert m2.applies.value("applied") + m2.applies.value("rolled_back") == 0
+    assert m2.enactments.value("Aborted") == 1 and m2.enactments.value("Available") == 0
 
 
 @pytest.mark.netns
@@ -295,6 +302,55 @@ def test_daemon_starts_the_controller_in_kubernetes_mode(
     finally:
         controller.stop()
         open_kube_store(spec[4:]).shutdown()
+
+
+def policy_conditions(apiserver: FakeApiServer, name: str) -> dict[str, tuple[str, str]]:
+    body = stored(apiserver, NNCPS, name)
+    assert body is not None
+    return {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
+
+
+def test_policy_selecting_no_listed_node_is_ignored_once(
+        apiserver: FakeApiServer, stores: Callable[[], KubeStore]) -> None:
+    add_node(apiserver, "n1", {"role": "edge"})
+    add_node(apiserver, "n2", {"role": "edge"})
+    apiserver.put_object(NNCPS, nncp("core", {"interfaces": []}, {"role": "core"}))
+    controller = NodePolicyController(stores(), "n1", netns_path="/nonexistent")
+    assert controller.due() == ["core"]
+    assert policy.enact(controller.store, controller.due(), node="n1") == []
+    assert stored(apiserver, NNCES, "n1.core") is None
+    conds = policy_conditions(apiserver, "core")
+    assert conds["Ignored"] == ("True", "NoMatchingNode")
+    assert conds["Available"][0] == conds["Degraded"][0] == conds["Progressing"][0] == "False"
+    body = stored(apiserver, NNCPS, "core")
+    assert body is not None
+    assert "no node matches its nodeSelector" in policy.active_condition(
+        Object.from_manifest(body))[2]
+    assert controller.due() == []  # marked once: not written again on every pass
+    assert NodePolicyController(stores(), "n2").due() == []  # nor by the other nodes
+
+
+@pytest.mark.netns
+def test_ignored_policy_is_enacted_when_a_node_comes_to_match(
+        world: NodeWorld, apiserver: FakeApiServer, stores: Callable[[], KubeStore]) -> None:
+    add_node(apiserver, "n1", {"role": "edge"})
+    apiserver.put_object(NNCPS, nncp("p", world.bridge_policy("br0", ["up0"], probes=False),
+                                      {"role": "core"}))
+    metrics = NodePolicyMetrics()
+    controller = NodePolicyController(stores(), "n1", netns_path=world.node.path,
+                                      metrics=metrics)
+    assert controller.reconcile() == []
+    assert policy_conditions(apiserver, "p")["Ignored"] == ("True", "NoMatchingNode")
+    assert metrics.enactments.value("Available") == 0
+    add_node(apiserver, "n1", {"role": "core"})
+    assert controller.due() == ["p"]
+    assert [policy.active_condition(e)[0] for e in controller.reconcile()] == ["Available"]
+    conds = policy_conditions(apiserver, "p")
+    assert conds["Available"] == ("True", "SuccessfullyConfigured")
+    assert conds["Ignored"][0] == "False"
+    assert kstate.link(world.node.name, "up0")["master"] == "br0"
+    assert metrics.enactments.value("Available") == 1
+    assert metrics.applies.value("applied") == 1
 
 
 # -- invalid policies: the controller survives and says why, per policy ------------------

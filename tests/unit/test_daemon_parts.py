@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from multihome.daemon import autoconf, logs
-from multihome.daemon.metrics import DaemonMetrics, Histogram
+from multihome.daemon.metrics import DaemonMetrics, Histogram, NodePolicyMetrics
 from multihome.daemon.pool import Busy, WaitTimeout, WorkerPool
 from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV, loads, socket_path
 
@@ -273,3 +273,26 @@ def test_autoconf_skips_configs_nested_too_deep(tmp_path: Path) -> None:
     (tmp_path / "10-ok.conf").write_text(json.dumps({"cniVersion": "1.0.0", "name": "ok",
                                                      "type": "bridge"}))
     assert autoconf.default_network_file(str(tmp_path)) == str(tmp_path / "10-ok.conf")
+
+
+def test_node_policy_metrics_export_fixed_label_sets() -> None:
+    node = NodePolicyMetrics()
+    text = DaemonMetrics(node).render()
+    assert "# TYPE multihome_nncp_enactments gauge" in text
+    assert "# TYPE multihome_node_applies_total counter" in text
+    for state in ("Available", "Failing", "Progressing", "Pending", "Aborted"):
+        assert f'multihome_nncp_enactments{{state="{state}"}} 0' in text
+    for result in ("applied", "rolled_back", "failed"):
+        assert f'multihome_node_applies_total{{result="{result}"}} 0' in text
+    node.set_enactments({"Available": 2, "Failing": 1, "Bogus": 7})
+    node.count_apply("applied")
+    node.count_apply("rolled_back")
+    node.count_apply("something else")
+    text = DaemonMetrics(node).render()
+    assert 'multihome_nncp_enactments{state="Available"} 2' in text
+    assert 'multihome_nncp_enactments{state="Failing"} 1' in text
+    assert 'multihome_nncp_enactments{state="Pending"} 0' in text
+    assert "Bogus" not in text and "something else" not in text
+    assert 'multihome_node_applies_total{result="applied"} 1' in text
+    assert 'multihome_node_applies_total{result="rolled_back"} 1' in text
+    assert 'multihome_node_applies_total{result="failed"} 0' in text

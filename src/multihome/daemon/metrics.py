@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from multihome.node.policy import APPLY_RESULTS, CONDITION_TYPES
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0)
@@ -76,6 +78,10 @@ class Gauge(Counter):
     def dec(self, *labels: str) -> None:
         self.inc(*labels, amount=-1.0)
 
+    def set(self, value: float, *labels: str) -> None:
+        with self._lock:
+            self._values[labels] = value
+
 
 class Histogram(_Metric):
     kind = "histogram"
@@ -116,10 +122,41 @@ class Histogram(_Metric):
         return lines
 
 
+class NodePolicyMetrics:
+    """What the node's NNCP controller did: its enactments per state and its applies.
+
+    Label values come from fixed sets (the NNCE condition types, APPLY_RESULTS), all
+    exported from the start as 0, so a dashboard sees every series before the first event."""
+
+    def __init__(self) -> None:
+        self.enactments = Gauge("multihome_nncp_enactments",
+                                "This node's NNCP enactments by state.", ("state",))
+        self.applies = Counter("multihome_node_applies_total",
+                               "Node network apply attempts by result.", ("result",))
+        self.set_enactments({})
+        for result in APPLY_RESULTS:
+            self.applies.inc(result, amount=0.0)
+
+    def set_enactments(self, counts: Mapping[str, int]) -> None:
+        """Per-state counts; a state outside the fixed set is not exported."""
+        for state in CONDITION_TYPES:
+            self.enactments.set(float(counts.get(state, 0)), state)
+
+    def count_apply(self, result: str) -> None:
+        if result in APPLY_RESULTS:
+            self.applies.inc(result)
+
+
+# One per process: the daemon's CLI starts the NNCP controller before the HTTP server
+# builds its DaemonMetrics, and both must meet in this one set of series.
+NODE_POLICIES = NodePolicyMetrics()
+
+
 class DaemonMetrics:
     """Everything the daemon exports on /metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, node_policies: NodePolicyMetrics = NODE_POLICIES) -> None:
+        self.node_policies = node_policies
         self.requests = Counter("multihome_cni_requests_total",
                                 "CNI requests by command, plugin type and result.",
                                 ("command", "type", "result"))
@@ -137,7 +174,8 @@ class DaemonMetrics:
     def render(self) -> str:
         self.rss._values[()] = float(resident_bytes())
         metrics: list[_Metric] = [self.requests, self.request_seconds, self.plugin_seconds,
-                                  self.in_flight, self.rss]
+                                  self.in_flight, self.rss, self.node_policies.enactments,
+                                  self.node_policies.applies]
         return "\n".join(line for m in metrics for line in m.render()) + "\n"
 
 

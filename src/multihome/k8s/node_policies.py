@@ -11,6 +11,15 @@ older generation, or it is Pending (waiting for a slot) or Progressing (a pass w
 short, e.g. the daemon restarted). Failing and Aborted stay until the policy changes, as
 a failed apply would otherwise take the node down again on every resync. Every change to
 an NNCP (other nodes releasing slots write its status) and to the Node wakes the loop.
+
+A policy that selects none of the Nodes the controller can list (RBAC: nodes list) and is
+not yet marked gets a pass too: enact marks it Ignored (NoMatchingNode), as
+kubernetes-nmstate does; the node that matches later clears it with its enactment. Other
+Nodes' label changes are seen at the next resync (watching every Node from every node
+would cost the API server more than the condition is worth).
+
+With `metrics`, each pass sets this node's enactments per state and counts every apply
+attempt by result (the daemon's /metrics).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import threading
 
 from multihome.cni.errors import CNIError
+from multihome.daemon.metrics import NODE_POLICIES, NodePolicyMetrics
 from multihome.k8s import paths
 from multihome.k8s.backoff import Backoff
 from multihome.k8s.cache import WatchCache
@@ -37,8 +47,10 @@ RETRIED_STATES = ("", "Pending", "Progressing")
 
 class NodePolicyController:
     def __init__(self, store: KubeStore, node_name: str, *, netns_path: str | None = None,
-                 resync_s: float = RESYNC_INTERVAL_S) -> None:
+                 resync_s: float = RESYNC_INTERVAL_S,
+                 metrics: NodePolicyMetrics | None = None) -> None:
         self.store, self.node_name, self.netns_path = store, node_name, netns_path
+        self.metrics = metrics
         self.resync_s = resync_s
         self.errors = 0  # failed passes (for tests and metrics)
         self._wake = threading.Event()
@@ -53,6 +65,7 @@ class NodePolicyController:
     def due(self) -> list[str]:
         """Names of the policies whose enactment on this node needs a pass."""
         labels = policy.node_labels(self.store, self.node_name)
+        known = policy.known_node_labels(self.store, self.node_name, labels)
         nnces = {e.name: e for e in self.store.list(NNCE, None)}
         out: list[str] = []
         for nncp in self.store.list(NNCP, None):
@@ -68,6 +81,8 @@ class NodePolicyController:
             if not selected:
                 if nnce is not None:
                     out.append(nncp.name)  # enact drops the enactment
+                elif not policy.is_ignored(nncp) and policy.selects_no_node(nncp, known):
+                    out.append(nncp.name)  # enact marks it Ignored
             elif (nnce is None
                   or nnce.status.get("policyGeneration") != policy.generation(nncp)
                   or policy.active_condition(nnce)[0] in RETRIED_STATES):
@@ -79,9 +94,27 @@ class NodePolicyController:
         names = self.due()
         if not names:
             policy.refresh_state(self.store, self.node_name, self.netns_path)
-            return []
-        return policy.enact(self.store, names, node=self.node_name,
-                            netns_path=self.netns_path, progress=self._progress)
+            written: list[Object] = []
+        else:
+            written = policy.enact(self.store, names, node=self.node_name,
+                                   netns_path=self.netns_path, progress=self._progress,
+                                   on_apply=self._count_apply)
+        self._record_states()
+        return written
+
+    def _count_apply(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_apply(result)
+
+    def _record_states(self) -> None:
+        if self.metrics is None:
+            return
+        states: dict[str, int] = {}
+        for nnce in self.store.list(NNCE, None):
+            if nnce.labels.get("nmstate.io/node") == self.node_name:
+                state = policy.active_condition(nnce)[0]
+                states[state] = states.get(state, 0) + 1
+        self.metrics.set_enactments(states)
 
     def _progress(self, line: str) -> None:
         log.info("node %s: %s", self.node_name, line)
@@ -123,6 +156,6 @@ def start_for_daemon(store_spec: str) -> NodePolicyController | None:
     store = daemon_node_store(store_spec, "NNCPs are not enacted on this node")
     if store is None:
         return None
-    controller = NodePolicyController(store, store.node_name)
+    controller = NodePolicyController(store, store.node_name, metrics=NODE_POLICIES)
     controller.start()
     return controller

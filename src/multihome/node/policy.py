@@ -6,7 +6,9 @@ nodeSelector matches this node it takes an unavailable-node slot (maxUnavailable
 rollout.py; none free: Pending, or Aborted when failed nodes fill them), rolls back any
 leftover checkpoint, applies with probes (retrying when the policy asks for it), and
 records the outcome in `<node>.<policy>`. A policy that no longer selects the node loses
-that enactment; the node keeps its configuration, as with kubernetes-nmstate.
+that enactment; the node keeps its configuration, as with kubernetes-nmstate. A policy
+that selects no node at all (of the Nodes the store lists, and this one) is marked
+`Ignored` (reason NoMatchingNode) until a node matches.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ from multihome.store.objects import NNCE, NNCP, NNS
 
 NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
 CONDITION_TYPES = ("Available", "Failing", "Progressing", "Pending", "Aborted")
+POLICY_CONDITION_TYPES = ("Available", "Degraded", "Progressing", "Ignored")
+NO_MATCHING_NODE = "NoMatchingNode"
+# what one apply attempt came to (the daemon counts them on /metrics)
+APPLY_RESULTS = ("applied", "rolled_back", "failed")
 # interfaces kubernetes-nmstate leaves out of NodeNetworkState (pods' host-side veths)
 NNS_FILTERED_PREFIXES = ("veth",)
 
 Progress = Callable[[str], None]
+ApplyObserver = Callable[[str], None]  # called with one of APPLY_RESULTS per attempt
 
 
 def _quiet(_: str) -> None:
@@ -55,6 +62,26 @@ def selects(policy: Object, labels: dict[str, str]) -> bool:
     selector = policy.spec.get("nodeSelector") or {}
     _check_selector(selector)
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def known_node_labels(store: Store, node: str, labels: dict[str, str]
+                      ) -> dict[str, dict[str, str]]:
+    """Labels of every node the store lists (each with its kubernetes.io/hostname, as
+    node_labels gives it), and of this node even when it has no Node object (the lab)."""
+    out = {n.name: {"kubernetes.io/hostname": n.name, **n.labels}
+           for n in store.list(NODE, None)}
+    out[node] = labels
+    return out
+
+
+def selects_no_node(policy: Object, known: dict[str, dict[str, str]]) -> bool:
+    """`known`: from known_node_labels (listed once for all the policies of a pass)."""
+    return not any(selects(policy, labels) for labels in known.values())
+
+
+def is_ignored(policy: Object) -> bool:
+    return any(isinstance(c, dict) and c.get("type") == "Ignored" and c.get("status") == "True"
+               for c in policy.status.get("conditions") or [])
 
 
 def _check_selector(selector: Any) -> None:
@@ -154,9 +181,11 @@ def refresh_state(store: Store, node: str, netns_path: str | None = None) -> Obj
     return _put(store, Object(NNS, node, "", body))
 
 
-def _policy_status(store: Store, policy: Object, problem: str = "") -> None:
+def _policy_status(store: Store, policy: Object, problem: str = "",
+                   no_node: bool = False) -> None:
     """The policy's conditions from its enactments; `problem`: the policy itself is
-    invalid or could not be enacted (Degraded with that message)."""
+    invalid or could not be enacted (Degraded with that message); `no_node`: no node
+    matches its nodeSelector (Ignored while it has no enactment)."""
     states = [active_condition(e)[0] for e in rollout.enactments_of(store, policy.name)]
     failing, aborted = states.count("Failing"), states.count("Aborted")
     if problem:
@@ -168,6 +197,10 @@ def _policy_status(store: Store, policy: Object, problem: str = "") -> None:
     elif states and all(s == "Available" for s in states):
         active, reason, msg = ("Available", "SuccessfullyConfigured",
                                f"{len(states)}/{len(states)} nodes successfully configured")
+    elif no_node and not states:
+        active, reason, msg = ("Ignored", NO_MATCHING_NODE,
+                               f"policy {policy.name} does not match any node: no node "
+                               "matches its nodeSelector")
     else:
         active, reason, msg = ("Progressing", "ConfigurationProgressing", "")
     now = format_timestamp(datetime.now(UTC))
@@ -176,7 +209,7 @@ def _policy_status(store: Store, policy: Object, problem: str = "") -> None:
         policy.body.setdefault("status", {})["conditions"] = [
             {"type": t, "status": "True" if t == active else "False",
              "reason": reason if t == active else "", "message": msg if t == active else "",
-             "lastTransitionTime": now} for t in ("Available", "Degraded", "Progressing")]
+             "lastTransitionTime": now} for t in POLICY_CONDITION_TYPES]
         try:
             store.update(policy, expected_version=policy.resource_version)
             return
@@ -184,15 +217,22 @@ def _policy_status(store: Store, policy: Object, problem: str = "") -> None:
             rollout.retry_on_conflict(attempt, e)
 
 
-def _forget_enactment(store: Store, node: str, policy: Object, progress: Progress) -> None:
+def _forget_enactment(store: Store, node: str, labels: dict[str, str], policy: Object,
+                      progress: Progress) -> None:
     """kubernetes-nmstate deletes the enactment of a policy that no longer selects the node
-    (the node keeps its configuration: deleting or narrowing a policy does not revert)."""
+    (the node keeps its configuration: deleting or narrowing a policy does not revert).
+    When no node matches at all, the policy becomes Ignored (written once, not per pass)."""
+    no_node = selects_no_node(policy, known_node_labels(store, node, labels))
     try:
         store.delete(NNCE, "", f"{node}.{policy.name}")
     except NotFound:
+        if no_node and not is_ignored(policy) and not rollout.enactments_of(store,
+                                                                            policy.name):
+            progress(f"policy {policy.name}: no node matches its nodeSelector (Ignored)")
+            _policy_status(store, policy, no_node=True)
         return
     progress(f"policy {policy.name}: enactment {node}.{policy.name} removed")
-    _policy_status(store, policy)
+    _policy_status(store, policy, no_node=no_node)
 
 
 def _held_slot(store: Store, node: str, policy: Object) -> bool:
@@ -205,7 +245,7 @@ def _held_slot(store: Store, node: str, policy: Object) -> bool:
 
 
 def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
-               progress: Progress) -> Object:
+               progress: Progress, on_apply: ApplyObserver) -> Object:
     name = f"{node}.{policy.name}"
     held = _held_slot(store, node, policy)
     if not held:
@@ -233,8 +273,11 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
         try:
             report = transaction.apply_state(policy.spec.get("desiredState") or {},
                                         netns_path=netns_path, leftover="rollback")
+            on_apply("applied")
             break
         except MultihomeError as e:
+            # ApplyFailed: the node was changed and put back; anything else: not applied
+            on_apply("rolled_back" if isinstance(e, transaction.ApplyFailed) else "failed")
             attempt += 1
             progress(f"policy {policy.name}: attempt {attempt} failed: {e}")
             retryable = not isinstance(e, schema.InvalidDesiredState)
@@ -256,19 +299,21 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
 
 
 def enact(store: Store, names: list[str] | None = None, *, node: str | None = None,
-          netns_path: str | None = None, progress: Progress = _quiet) -> list[Object]:
+          netns_path: str | None = None, progress: Progress = _quiet,
+          on_apply: ApplyObserver = _quiet) -> list[Object]:
     """Enact the named policies (default: all) that select this node; returns the NNCEs.
 
     One policy never stops the others: an invalid one (a malformed nodeSelector,
     maxUnavailable or desiredState, as an API server without our schema may store) gets a
-    Failing enactment and a Degraded condition with the reason, and the loop goes on."""
+    Failing enactment and a Degraded condition with the reason, and the loop goes on.
+    `on_apply` hears the result of every apply attempt (one of APPLY_RESULTS)."""
     node = node_name(node)
     labels = node_labels(store, node)
     policies = [store.get(NNCP, "", n) for n in names] if names else store.list(NNCP, None)
     out: list[Object] = []
     for policy in policies:
         try:
-            nnce = _enact_policy(store, node, labels, policy, netns_path, progress)
+            nnce = _enact_policy(store, node, labels, policy, netns_path, progress, on_apply)
         except (MultihomeError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
             nnce = _record_failure(store, node, policy, e, progress)
         if nnce is not None:
@@ -278,13 +323,14 @@ def enact(store: Store, names: list[str] | None = None, *, node: str | None = No
 
 
 def _enact_policy(store: Store, node: str, labels: dict[str, str], policy: Object,
-                  netns_path: str | None, progress: Progress) -> Object | None:
+                  netns_path: str | None, progress: Progress,
+                  on_apply: ApplyObserver) -> Object | None:
     validate_policy(policy)
     if not selects(policy, labels):
         progress(f"policy {policy.name}: nodeSelector does not match node {node}")
-        _forget_enactment(store, node, policy, progress)
+        _forget_enactment(store, node, labels, policy, progress)
         return None
-    nnce = _enact_one(store, node, policy, netns_path, progress)
+    nnce = _enact_one(store, node, policy, netns_path, progress, on_apply)
     active, _, message = active_condition(nnce)
     if active in ("Aborted", "Pending"):
         progress(f"policy {policy.name}: {active.lower()}: {message}")
