@@ -42,6 +42,7 @@ from multihome.lab.cluster import layout as cluster_layout
 from multihome.lab.cluster import procs, up
 from multihome.lab.cluster.images import TEST_IMAGE
 from multihome.lab.cluster.layout import ClusterLayout
+from multihome.net import links, netns
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Cluster benchmarks"
@@ -271,6 +272,10 @@ def main() -> None:
             bench.burst(args.burst)
         finally:
             up.use_cni(state, "multihome", lambda _: None)
+            bench.delete_all()
+            with netns.iproute_in(None) as ipr:  # the NADs' bridges
+                for i in range(len(NETWORKS)):
+                    links.delete_by_name(ipr, f"mh-bench{i}")
     if not args.no_write:
         kept = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
         head = kept.split(SECTION, 1)[0]

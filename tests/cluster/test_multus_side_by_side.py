@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from multihome.lab.cluster import up
+from multihome.net import links, netns
 from support.kube import Kube, namespace_manifest, pod_manifest, wait_until
 
 SEED_CONFIG = {"cniVersion": "0.3.1", "name": "seed-like", "type": "cnv-bridge",
@@ -82,6 +83,11 @@ def _run_scenario(cluster: Kube, ns: str) -> Observed:
              for e in cluster.events(ns, pod)
              if e["reason"] in ("AddedInterface", "NoNetworkFound")})
     cluster.run("delete", "namespace", ns, "--wait=true", timeout=180)
+    # the kubelet stops sandboxes (CNI DEL) after the pod objects are gone: the meta
+    # plugin that added them must still be there to delete them before any swap
+    bridges = [Path(f"/sys/class/net/{c['bridge']}/brif") for c in NADS.values()]
+    wait_until(lambda: not any(b.exists() and any(b.iterdir()) for b in bridges), 90,
+               f"CNI DEL of the pods of {ns}")
     return Observed(status, events)
 
 
@@ -109,6 +115,9 @@ def runs(cluster: Kube, lab_state: str) -> Iterator[Runs]:
     finally:
         up.use_cni(lab_state, "multihome", lambda _: None)
     yield Runs(ours, theirs, swapped, multus_conf, swapped_conf)
+    with netns.iproute_in(None) as ipr:  # the bridges the NADs' plugin made
+        for config in NADS.values():
+            links.delete_by_name(ipr, str(config["bridge"]))
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from multihome.net import links, netns
 from support.kube import Kube, namespace_manifest, pod_manifest, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,10 @@ def node_bridges(cluster: Kube) -> Iterator[None]:
     yield
     for name in ("dev-bridge-policy", "bridge-dev-resource"):
         cluster.run("delete", "nncp", name, check=False)
+    # a deleted policy leaves its interfaces (nmstate's rule); `lab down` removes
+    # dev-bridge with the lab's world, the seed's extra bridge is this module's to remove
+    with netns.iproute_in(None) as ipr:
+        links.delete_by_name(ipr, "bridge-dev")
 
 
 def test_seed_nad_is_created_and_listed_with_kubectl(cluster: Kube, seed_ns: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 from multihome.attach.plan import NETWORKS_ANNOTATION
 from multihome.store import NAD, POD, Object
 from multihome.stores import open_store
-from support.cni_exec import CNIOutcome, run_cni
+from support.cni_exec import CNIOutcome, install_cni, run_cni
 from support.daemon_world import MULTIHOME, NOTHING, Node
 from support.multus_generator import expected_multus_conf
 from support.netns import Netns, unique
@@ -62,7 +62,9 @@ def test_multus_daemon_config_and_shim_unchanged(node: Node, netns: Netns) -> No
     node.write_default()
     multus_bin = node.tmp / "multus-bin"
     install_multus_names(multus_bin)
-    assert not (node.installed / "multus-shim").exists()  # written only when asked for
+    plain = node.tmp / "plain-bin"
+    install_cni(plain)
+    assert not (plain / "multus-shim").exists()  # written only when asked for
     socket_dir = node.tmp / "run-multus"
     daemon_config = {
         "chrootDir": "/hostroot", "cniVersion": "0.3.1", "logLevel": "verbose",

@@ -375,6 +375,62 @@ def _remove_cgroups() -> None:
                 os.rmdir(dirpath)
 
 
+def _our_containers(layout: ClusterLayout) -> set[str]:
+    """Ids of every container and sandbox our containerd knows (while it runs)."""
+    if procs.pid_of(layout, "containerd") is None:
+        return set()
+    try:
+        out = subprocess.run(["ctr", "--address", layout.containerd_socket, "-n", "k8s.io",
+                              "containers", "list", "-q"], capture_output=True, text=True,
+                             timeout=30, check=False).stdout
+    except subprocess.TimeoutExpired:
+        return set()
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _sandbox_netns(layout: ClusterLayout, ids: set[str]) -> set[str]:
+    """The network namespace files (/var/run/netns/cni-…) our containerd made for them."""
+    paths = set()
+    for cid in ids:
+        try:
+            out = subprocess.run(["ctr", "--address", layout.containerd_socket, "-n",
+                                  "k8s.io", "containers", "info", cid], capture_output=True,
+                                 text=True, timeout=30, check=False).stdout
+            spec = json.loads(out or "{}").get("Spec") or {}
+        except (subprocess.TimeoutExpired, ValueError):
+            continue
+        for ns in (spec.get("linux") or {}).get("namespaces") or []:
+            path = ns.get("path") if isinstance(ns, dict) else None
+            if ns.get("type") == "network" and isinstance(path, str) and \
+                    path.startswith("/var/run/netns/"):
+                paths.add(path)
+    return paths
+
+
+def _remove_netns(paths: set[str]) -> None:
+    """Namespaces of sandboxes the kubelet had not torn down when the lab stopped: their
+    links go with them (a veth dies with its end in a deleted namespace)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        libc.umount2(path.encode(), 2)  # MNT_DETACH
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _forget_libcni_caches(ids: set[str]) -> None:
+    """containerd 1.6 keeps libcni's result cache in /var/lib/cni/results, a host path it
+    does not let us move; a sandbox torn down after its CNI was swapped (`lab cni`) can
+    leave its entry. Remove those of our sandboxes, never another runtime's."""
+    results = Path("/var/lib/cni/results")
+    if not ids or not results.is_dir():
+        return
+    for entry in results.iterdir():
+        if any(f"-{cid}-" in entry.name for cid in ids):
+            entry.unlink(missing_ok=True)
+
+
 def down(state_dir: str, progress: Progress = print) -> None:
     """Stop every process `up` started and remove everything it made."""
     layout = load(state_dir)
@@ -382,10 +438,14 @@ def down(state_dir: str, progress: Progress = print) -> None:
         return
     with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
         _drain_pods(layout, progress)
+    sandboxes = _our_containers(layout)
+    sandbox_netns = _sandbox_netns(layout, sandboxes)
     multus.stop_multus(layout)
     for component in reversed(COMPONENTS):
         procs.stop(layout, component)
     _kill_shims(layout)
+    _forget_libcni_caches(sandboxes)
+    _remove_netns(sandbox_netns)
     _unmount_under([layout.root, layout.run, "/run/containerd/io.containerd"])
     _remove_cgroups()
     from multihome.net import links, netns
