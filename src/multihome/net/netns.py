@@ -173,11 +173,12 @@ def delete_named(name: str) -> None:
     path = named_path(name)
     if not os.path.exists(path):
         return
-    _libc_umount(path)
+    detach_mount(path)
     with suppress(FileNotFoundError):
         os.unlink(path)
 
 
-def _libc_umount(path: str) -> None:
+def detach_mount(path: str) -> None:
+    """umount2(MNT_DETACH): the mount goes now, its users keep it until they let go."""
     mnt_detach = 2
     _libc_handle().umount2(path.encode(), mnt_detach)

@@ -14,8 +14,8 @@ import os
 import signal
 
 
-def start_time(pid: int) -> int | None:
-    """The start time of process `pid`, None when there is no such process."""
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state, start time) of process `pid` from one read of /proc/<pid>/stat."""
     if pid <= 0:
         return None
     try:
@@ -26,21 +26,22 @@ def start_time(pid: int) -> int | None:
     # the command name (field 2) may hold spaces and parentheses: split after the last ")"
     fields = data[data.rfind(b")") + 2:].split()
     try:
-        return int(fields[19])  # field 22 overall; fields[0] is field 3 (the state)
+        return fields[0], int(fields[19])  # fields 3 and 22 overall
     except (IndexError, ValueError):
         return None
 
 
+def start_time(pid: int) -> int | None:
+    """The start time of process `pid`, None when there is no such process."""
+    stat = _stat(pid)
+    return stat[1] if stat else None
+
+
 def alive(pid: int, started: int) -> bool:
     """Process `pid` still runs and is the one that started at `started` (not a zombie)."""
-    if not started or start_time(pid) != started:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+    stat = _stat(pid)
+    return bool(started) and stat is not None and stat[1] == started and \
+        stat[0] not in (b"Z", b"X")
 
 
 def signal_if_same(pid: int, started: int, sig: int = signal.SIGTERM) -> bool:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multihome.attach.nad import resource_name
-from multihome.cni import jsontext
-from multihome.cni.errors import CNIError
+from multihome.attach.nad import nad_config_from_object, resource_name
+from multihome.errors import MultihomeError
 from multihome.net import links, netns
 from multihome.node.errors import NodeError
 from multihome.store import NAD, NotFound, Object, Store
@@ -58,10 +57,10 @@ def require_for_networks(store: Store, networks: Iterable[str], pod: str,
 def _config_bridge(nad: Object) -> str | None:
     """The bridge the NAD's CNI config attaches to (bridge/cnv-bridge), if it names one."""
     try:
-        conf = jsontext.loads(str(nad.spec.get("config") or "{}"), "NAD config")
-    except CNIError:
+        conf = nad_config_from_object(nad, None)
+    except MultihomeError:
         return None
-    plugins = conf.get("plugins") if isinstance(conf, dict) else None
+    plugins = conf.get("plugins")
     for plugin in plugins if isinstance(plugins, list) else [conf]:
         if isinstance(plugin, dict) and isinstance(plugin.get("bridge"), str):
             return str(plugin["bridge"])

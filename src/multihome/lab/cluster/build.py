@@ -139,6 +139,14 @@ def _write_module(work: Path, requires: list[str], replaces: list[tuple[str, str
     (work / "go.mod").write_text("\n".join(lines) + "\n")
 
 
+def _workspace(bins: Binaries) -> tuple[Path, Path]:
+    """The throw-away module folder and the build log of one cached version."""
+    work = bins.root / "module"
+    (bins.root / "bin").mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, bins.root / "build.log"
+
+
 def _version_ldflags(version: str) -> str:
     """What kubernetes' own build stamps in (hack/lib/version.sh): without it the binaries
     call themselves v0.0.0-master and the kubelet registers a node of no version."""
@@ -161,10 +169,7 @@ def build_kube(
     wanted = (*KUBE_COMMANDS, "etcd")
     if bins.complete(wanted):
         return bins
-    work = bins.root / "module"
-    (bins.root / "bin").mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    log = bins.root / "build.log"
+    work, log = _workspace(bins)
     started = time.monotonic()
     progress(f"building Kubernetes {version} and etcd {etcd_version} (once per machine; log {log})")
     (work / "go.mod").write_text("module multihome.local/clusterbuild\n\ngo 1.24.0\n")
@@ -200,10 +205,7 @@ def build_multus(
     bins = multus_binaries(version)
     if bins.complete(MULTUS_COMMANDS):
         return bins
-    work = bins.root / "module"
-    (bins.root / "bin").mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    log = bins.root / "build.log"
+    work, log = _workspace(bins)
     progress(f"building Multus {version} (once per machine; log {log})")
     _write_module(work, [f"{MULTUS_MODULE} {version}"], [])
     (work / "tools.go").write_text(

@@ -22,6 +22,7 @@ from typing import Any
 from multihome.lab.cluster import build, kubectl, procs
 from multihome.lab.cluster.layout import ClusterLayout
 from multihome.lab.cluster.procs import ClusterError
+from multihome.paths import write_file_atomic
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MULTUS_CONF = "00-multus.conf"
@@ -89,9 +90,10 @@ def _service_account_files(layout: ClusterLayout, token: str) -> None:
     if not SA_DIR.exists():
         SA_DIR.mkdir(parents=True, mode=0o700)
         (multus_dir(layout) / "made-sa-dir").write_text(str(SA_DIR))
-    (SA_DIR / "token").write_text(token)
-    shutil.copyfile(layout.pki / "ca.crt", SA_DIR / "ca.crt")
-    (SA_DIR / "namespace").write_text("kube-system")
+    # a bearer token: readable by root only, like every credential the lab writes
+    write_file_atomic(SA_DIR / "token", token, 0o600)
+    write_file_atomic(SA_DIR / "ca.crt", (layout.pki / "ca.crt").read_bytes(), 0o644)
+    write_file_atomic(SA_DIR / "namespace", "kube-system", 0o644)
 
 
 def use_multus(layout: ClusterLayout) -> None:

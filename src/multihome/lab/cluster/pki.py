@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from multihome.paths import write_file_atomic
+
 VALIDITY = datetime.timedelta(days=30)
 
 
@@ -34,12 +36,6 @@ class CertSpec:
     dns: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -84,7 +80,7 @@ class Authority:
                                          decipher_only=False), critical=True)
             .sign(self.key, hashes.SHA256())
         )
-        _write_private(key, _key_pem(self.key))
+        write_file_atomic(key, _key_pem(self.key), 0o600)
         crt.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     @property
@@ -117,7 +113,7 @@ class Authority:
         if alt:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
-        _write_private(key_path, _key_pem(key))
+        write_file_atomic(key_path, _key_pem(key), 0o600)
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return crt, key_path
 
@@ -128,7 +124,7 @@ def service_account_keys(folder: Path) -> tuple[Path, Path]:
     if priv.exists() and pub.exists():
         return priv, pub
     key = ec.generate_private_key(ec.SECP256R1())
-    _write_private(priv, _key_pem(key))
+    write_file_atomic(priv, _key_pem(key), 0o600)
     pub.write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return priv, pub

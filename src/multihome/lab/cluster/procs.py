@@ -12,21 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from multihome.lab.cluster.layout import ClusterLayout
+from multihome.node import process
 
 STOP_TIMEOUT_S = 20.0
 
 
 class ClusterError(RuntimeError):
     """A component of the lab cluster failed; the message names it and its log."""
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat: with the pid, it names one process for ever."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def start(layout: ClusterLayout, component: str, argv: list[str],
@@ -40,24 +32,18 @@ def start(layout: ClusterLayout, component: str, argv: list[str],
     with layout.log(component).open("ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, env={**os.environ, **(env or {})})
-    layout.pidfile(component).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+    layout.pidfile(component).write_text(f"{proc.pid} {process.start_time(proc.pid)}\n")
     return proc.pid
 
 
 def pid_of(layout: ClusterLayout, component: str) -> int | None:
-    """The component's pid while that very process runs, else None."""
+    """The component's pid while that very process runs (pids are reused), else None."""
     try:
         pid_s, started = layout.pidfile(component).read_text().split()
-        pid = int(pid_s)
+        pid, start = int(pid_s), int(started)
     except (OSError, ValueError):
         return None
-    if _start_time(pid) != started:
-        return None
-    try:  # a zombie child of ours has a start time but has ended
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-    return None if state == "Z" else pid
+    return pid if process.alive(pid, start) else None
 
 
 def stop(layout: ClusterLayout, component: str, timeout: float = STOP_TIMEOUT_S) -> None:

@@ -11,6 +11,7 @@ in reverse: pods first (so CNI DEL runs), then processes, mounts, cgroups, files
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ from multihome.lab.cluster import build, components, images, kubectl, multus, pr
 from multihome.lab.cluster.layout import COMPONENTS, ClusterLayout, cluster_root, load
 from multihome.lab.cluster.pki import Authority, CertSpec, service_account_keys
 from multihome.lab.cluster.procs import ClusterError
+from multihome.net import addr, links, netns
+from multihome.paths import write_file_atomic
 
 Progress = Callable[[str], None]
 TOKEN_TTL = "48h"
@@ -41,15 +44,24 @@ def repo_deploy_dir() -> Path:
     raise ClusterError("cannot find deploy/kustomization.yaml above " + str(here))
 
 
-def _https_ok(layout: ClusterLayout, url: str) -> bool:
-    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
-        return bool(r.status == 200)
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as r:
+def _probe(url: str, layout: ClusterLayout | None = None, *, client_cert: bool = False,
+           verify: bool = True) -> bool:
+    """GET `url` answers 200: plain HTTP (etcd), HTTPS trusted through the lab's CA
+    (optionally with the admin's client certificate), or unverified (the controllers
+    serve /healthz with a self-signed certificate of their own)."""
+    ctx: ssl.SSLContext | None = None
+    if url.startswith("https:"):
+        if not verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            assert layout is not None
+            ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+            if client_cert:
+                ctx.load_cert_chain(str(layout.pki / "admin.crt"),
+                                    str(layout.pki / "admin.key"))
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:  # loopback only
         return bool(r.status == 200)
 
 
@@ -80,23 +92,17 @@ def _certificates(layout: ClusterLayout) -> Authority:
     os.chmod(kube, 0o700)
     for who, stem in (("admin", "admin"), ("controller-manager", "controller-manager"),
                       ("scheduler", "scheduler"), ("kubelet", "kubelet-client")):
-        _write_private(layout.kubeconfig(who), components.kubeconfig_text(
-            layout, who, cert=layout.pki / f"{stem}.crt", key=layout.pki / f"{stem}.key"))
+        write_file_atomic(layout.kubeconfig(who), components.kubeconfig_text(
+            layout, who, cert=layout.pki / f"{stem}.crt", key=layout.pki / f"{stem}.key"),
+            0o600)
     return ca
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 def _service_account_kubeconfig(layout: ClusterLayout, account: str) -> Path:
     """A kubeconfig holding a TokenRequest token of multihome's own ServiceAccount."""
     token = kubectl.create_token(layout, layout.system_namespace, account, TOKEN_TTL)
     path = layout.kubeconfig(account)
-    _write_private(path, components.kubeconfig_text(layout, account, token=token))
+    write_file_atomic(path, components.kubeconfig_text(layout, account, token=token), 0o600)
     return path
 
 
@@ -108,31 +114,27 @@ def _multihome_argv() -> list[str]:
     return [str(exe)]
 
 
-def _control_plane(layout: ClusterLayout, progress: Progress) -> None:
-    procs.start(layout, "etcd", components.etcd(layout))
-    procs.wait_for(layout, "etcd", lambda: _http_ok(f"http://127.0.0.1:{layout.etcd_port}/health"),
-                   60, "healthy")
-    progress(f"etcd is up (127.0.0.1:{layout.etcd_port})")
+def _start_apiserver(layout: ClusterLayout) -> None:
     procs.start(layout, "kube-apiserver", components.apiserver(layout))
     procs.wait_for(layout, "kube-apiserver",
-                   lambda: _https_ok(layout, layout.api_url + "/readyz"), 120, "ready")
+                   lambda: _probe(layout.api_url + "/readyz", layout, client_cert=True),
+                   120, "ready")
+
+
+def _control_plane(layout: ClusterLayout, progress: Progress) -> None:
+    procs.start(layout, "etcd", components.etcd(layout))
+    procs.wait_for(layout, "etcd", lambda: _probe(f"http://127.0.0.1:{layout.etcd_port}/health"),
+                   60, "healthy")
+    progress(f"etcd is up (127.0.0.1:{layout.etcd_port})")
+    _start_apiserver(layout)
     progress(f"kube-apiserver is ready ({layout.api_url})")
     procs.start(layout, "kube-controller-manager", components.controller_manager(layout))
     procs.start(layout, "kube-scheduler", components.scheduler(layout))
     procs.wait_for(layout, "kube-controller-manager",
-                   lambda: _probe_insecure("https://127.0.0.1:10257/healthz"), 60, "healthy")
+                   lambda: _probe("https://127.0.0.1:10257/healthz", verify=False), 60, "healthy")
     procs.wait_for(layout, "kube-scheduler",
-                   lambda: _probe_insecure("https://127.0.0.1:10259/healthz"), 60, "healthy")
+                   lambda: _probe("https://127.0.0.1:10259/healthz", verify=False), 60, "healthy")
     progress("kube-controller-manager and kube-scheduler are up")
-
-
-def _probe_insecure(url: str) -> bool:
-    """The controllers serve /healthz with a self-signed certificate of their own."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
-        return bool(r.status == 200)
 
 
 def _deploy(layout: ClusterLayout, ca: Authority, progress: Progress) -> None:
@@ -168,7 +170,7 @@ def _start_webhook(layout: ClusterLayout, kubeconfig: Path) -> None:
         "--cert", str(layout.pki / "webhook.crt"), "--key", str(layout.pki / "webhook.key"),
         "--listen", f"127.0.0.1:{layout.webhook_port}"])
     procs.wait_for(layout, "multihome-webhook",
-                   lambda: _probe_ca(layout, f"https://127.0.0.1:{layout.webhook_port}/healthz"),
+                   lambda: _probe(f"https://127.0.0.1:{layout.webhook_port}/healthz", layout),
                    60, "serving")
 
 
@@ -201,15 +203,7 @@ def restart_daemon(layout: ClusterLayout) -> None:
 def restart_apiserver(layout: ClusterLayout) -> None:
     """Stop and start the API server, as an upgrade or a crash would."""
     procs.stop(layout, "kube-apiserver")
-    procs.start(layout, "kube-apiserver", components.apiserver(layout))
-    procs.wait_for(layout, "kube-apiserver",
-                   lambda: _https_ok(layout, layout.api_url + "/readyz"), 120, "ready")
-
-
-def _probe_ca(layout: ClusterLayout, url: str) -> bool:
-    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
-        return bool(r.status == 200)
+    _start_apiserver(layout)
 
 
 def _ctr(layout: ClusterLayout, *args: str, timeout: float = 60) -> None:
@@ -221,10 +215,6 @@ def _node_address(layout: ClusterLayout) -> None:
     """The pods' bridge with the node's address: made before the first pod, so the
     kubelet has a non-loopback address to register (the bridge plugin finds it as its
     gateway address, isGateway)."""
-    import ipaddress
-
-    from multihome.net import addr, links, netns
-
     prefix = ipaddress.ip_network(layout.pod_subnet).prefixlen
     with netns.iproute_in(None) as ipr:
         bridge = links.ensure_bridge(ipr, layout.pod_bridge)
@@ -331,10 +321,6 @@ def _drain_pods(layout: ClusterLayout, progress: Progress) -> None:
 
 def _unmount_under(prefixes: list[str]) -> None:
     """Detach every mount below our folders, deepest first (kubelet volumes, overlays)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    mnt_detach = 2
     points = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -342,7 +328,7 @@ def _unmount_under(prefixes: list[str]) -> None:
             if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
                 points.append(point)
     for point in sorted(points, key=len, reverse=True):
-        libc.umount2(point.encode(), mnt_detach)
+        netns.detach_mount(point)
 
 
 def _kill_shims(layout: ClusterLayout) -> None:
@@ -410,13 +396,8 @@ def _sandbox_netns(layout: ClusterLayout, ids: set[str]) -> set[str]:
 def _remove_netns(paths: set[str]) -> None:
     """Namespaces of sandboxes the kubelet had not torn down when the lab stopped: their
     links go with them (a veth dies with its end in a deleted namespace)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
     for path in paths:
-        libc.umount2(path.encode(), 2)  # MNT_DETACH
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        netns.delete_named(os.path.basename(path))
 
 
 def _forget_libcni_caches(ids: set[str]) -> None:
@@ -448,8 +429,6 @@ def down(state_dir: str, progress: Progress = print) -> None:
     _remove_netns(sandbox_netns)
     _unmount_under([layout.root, layout.run, "/run/containerd/io.containerd"])
     _remove_cgroups()
-    from multihome.net import links, netns
-
     with netns.iproute_in(None) as ipr:
         bridge = links.by_name(ipr, layout.pod_bridge)
         if bridge is not None:
