@@ -1,6 +1,7 @@
 # multihome: set-up, tests, demo and benchmarks. Run as root on Debian 12.
 #
-#   make install     Debian packages + .venv with the package, its console, k8s and test extras (idempotent)
+#   make install     Debian packages + .venv with the package, its console, k8s, cluster and
+#                    test extras (idempotent)
 #   make test        ruff, mypy, the whole pytest suite, the Debian-kernel tier, the cluster tier
 #   make test-kernel only the Debian-kernel tier (tests/kernel in a qemu guest, ~4-6 min)
 #   make test-cluster only the cluster tier (a real Kubernetes cluster, tests/cluster)
@@ -66,7 +67,7 @@ $(VPY): $(STAMPS)/debs
 	@echo "$(CURDIR)/$(VENV)/debian-site" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth"
 
 $(STAMPS)/installed: pyproject.toml $(STAMPS)/debs | $(VPY)
-	$(VPY) -m pip install -q -e '.[test,console,k8s]'
+	$(VPY) -m pip install -q -e '.[test,console,k8s,cluster]'
 	@touch $@
 
 lint: install

@@ -13,10 +13,11 @@ from __future__ import annotations
 # lightkube brings httpx)
 EXTRA_OF = {
     "flask": "console", "werkzeug": "console", "jinja2": "console", "waitress": "console",
-    "cairosvg": "console", "lightkube": "k8s", "httpx": "k8s",
+    "cairosvg": "console", "lightkube": "k8s", "httpx": "k8s", "cryptography": "cluster",
 }
 NEEDED_BY = {"console": "the web console and `topology -o png`",
-             "k8s": "the Kubernetes mode (a k8s store, the node controllers)"}
+             "k8s": "the Kubernetes mode (a k8s store, the node controllers)",
+             "cluster": "the lab's Kubernetes cluster (`lab up --kubernetes`)"}
 
 
 def missing_extra(error: BaseException, what: str) -> str | None:

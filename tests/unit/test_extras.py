@@ -29,6 +29,7 @@ def _cli(missing: str, *args: str) -> subprocess.CompletedProcess[str]:
      "cairosvg"),
     ("lightkube", ["--store", "k8s:/nonexistent/kubeconfig", "get", "nad"], "k8s",
      "lightkube"),
+    ("cryptography", ["lab", "env"], "cluster", "cryptography"),
 ])
 def test_a_missing_extra_is_one_line_naming_it(missing: str, args: list[str], extra: str,
                                                library: str) -> None:
@@ -44,3 +45,10 @@ def test_help_still_lists_a_command_whose_extra_is_missing() -> None:
     proc = _cli("flask,waitress,cairosvg,lightkube", "--help")
     assert proc.returncode == 0, proc.stderr
     assert "console" in proc.stdout and "not installed" in proc.stdout
+
+
+def test_the_rest_of_lab_works_without_the_cluster_extra() -> None:
+    # only the cluster subcommands need cryptography; the local lab's commands are core
+    proc = _cli("cryptography", "lab", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "down" in proc.stdout and "up" in proc.stdout

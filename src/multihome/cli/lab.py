@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import click
 
 from multihome.cli.context import get_store
 from multihome.errors import MultihomeError
+from multihome.extras import missing_extra
 from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.lab import world
-from multihome.lab.cluster import up as cluster
+from multihome.lab.cluster import layout as cluster_layout
 from multihome.lab.cluster.build import BuildError
 from multihome.lab.cluster.procs import ClusterError
 from multihome.paths import state_dir
@@ -18,6 +22,19 @@ from multihome.store import POD, StoreError
 
 def _progress(line: str) -> None:
     click.echo(line)
+
+
+def _cluster() -> ModuleType:
+    """The lab cluster's orchestration, which needs the `cluster` extra (cryptography for
+    its CA). Imported when a cluster command runs, so that the rest of `multihome lab`
+    works on an install without that extra; a missing extra is one line."""
+    try:
+        return importlib.import_module("multihome.lab.cluster.up")
+    except ModuleNotFoundError as e:
+        message = missing_extra(e, "the lab cluster")
+        if message is None:
+            raise
+        raise click.ClickException(message) from None
 
 
 @click.group("lab")
@@ -69,7 +86,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
         raise click.ClickException(str(e)) from e
     if kubernetes:
         try:
-            cluster.up(settings.state_dir, _progress)
+            _cluster().up(settings.state_dir, _progress)
         except (ClusterError, BuildError) as e:
             raise click.ClickException(str(e)) from e
         click.echo('lab cluster is up: eval "$(multihome lab env)" puts kubectl in reach')
@@ -77,11 +94,11 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
 
 
 @lab.command("cni")
-@click.argument("which", type=click.Choice(cluster.CNI_CHOICES))
+@click.argument("which", type=click.Choice(cluster_layout.CNI_CHOICES))
 def cni_cmd(which: str) -> None:
     """Serve the lab cluster's pods with multihome, or with Multus thick (side by side)."""
     try:
-        cluster.use_cni(state_dir(), which, _progress)
+        _cluster().use_cni(state_dir(), which, _progress)
     except (ClusterError, BuildError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -90,7 +107,7 @@ def cni_cmd(which: str) -> None:
 def env_cmd() -> None:
     """Print the export lines for the lab cluster's kubectl, kubeconfig and test image."""
     try:
-        for line in cluster.env_lines(state_dir()):
+        for line in _cluster().env_lines(state_dir()):
             click.echo(line)
     except ClusterError as e:
         raise click.ClickException(str(e)) from e
@@ -100,7 +117,8 @@ def env_cmd() -> None:
 def down_cmd() -> None:
     """Delete every lab pod, then the bridges, the external namespace and the lab state."""
     settings = labsettings.load()
-    cluster.down(settings.state_dir, _progress)  # first: its pods need the daemon for DEL
+    if cluster_layout.load(settings.state_dir) is not None:  # first: its pods need DEL
+        _cluster().down(settings.state_dir, _progress)
     store = get_store()
     errors: list[str] = []
     from multihome.lab import vms  # VMs first: their qemu outlives the pod

@@ -17,6 +17,8 @@ from multihome.lab.cluster.build import KUBE_VERSION, Binaries, kube_binaries
 LAYOUT_FILE = "cluster.json"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
               "containerd", "multihome-webhook", "multihome-daemon", "kubelet")
+# what `lab cni` can make the cluster's meta plugin (lab/cluster/up.py: use_cni)
+CNI_CHOICES = ("multihome", "multus", "multihome-on-multus-config")
 # started on demand: Multus thick in multihome's place (lab/cluster/multus.py)
 PEERS = ("multus-daemon",)
 

@@ -24,7 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from multihome.lab.cluster import build, components, images, kubectl, multus, procs
-from multihome.lab.cluster.layout import COMPONENTS, ClusterLayout, cluster_root, load
+from multihome.lab.cluster.layout import (
+    CNI_CHOICES,
+    COMPONENTS,
+    ClusterLayout,
+    cluster_root,
+    load,
+)
 from multihome.lab.cluster.pki import Authority, CertSpec, service_account_keys
 from multihome.lab.cluster.procs import ClusterError
 from multihome.net import addr, links, netns
@@ -438,7 +444,6 @@ def down(state_dir: str, progress: Progress = print) -> None:
     progress("lab cluster stopped and removed")
 
 
-CNI_CHOICES = ("multihome", "multus", "multihome-on-multus-config")
 
 
 def use_cni(state_dir: str, which: str, progress: Progress = print) -> ClusterLayout:
