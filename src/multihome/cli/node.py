@@ -80,15 +80,27 @@ def show_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
     click.echo(_dump(state, fmt))
 
 
-def _desired_from_file(path: str) -> Any:
-    """A bare desired state, or an NNCP manifest (its spec.desiredState)."""
+def _desired_from_file(path: str, netns_path: str | None) -> Any:
+    """A bare desired state, or an NNCP manifest (its spec.desiredState, with its
+    `capture` entries resolved against this node's current state)."""
     try:
         with click.open_file(path, "rb") as f:
             data = yamltext.load_one(f.read(yamltext.MAX_BYTES + 1))
     except (OSError, yamltext.YamlError) as e:
         raise click.ClickException(f"cannot read {path}: {e}") from e
     if isinstance(data, dict) and data.get("kind") == NNCP:
-        return (data.get("spec") or {}).get("desiredState") or {}
+        from multihome.node import capture, current
+
+        raw_spec = data.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+        desired = spec.get("desiredState") or {}
+        if spec.get("capture") is None and not capture.has_references(desired):
+            return desired
+        try:
+            return capture.generate(spec.get("capture"), desired,
+                                    current.show(netns_path)).desired
+        except MultihomeError as e:
+            raise click.ClickException(f"spec.capture: {e}") from e
     return data
 
 
@@ -105,7 +117,7 @@ def apply_cmd(ctx: click.Context, filename: str, timeout: int, no_commit: bool,
     """Checkpoint, change, verify, probe, then commit or restore the earlier state."""
     from multihome.node import transaction
 
-    desired = _desired_from_file(filename)
+    desired = _desired_from_file(filename, _netns(ctx))
     try:
         report = transaction.apply_state(desired, netns_path=_netns(ctx), timeout=timeout,
                                     commit=not no_commit, probes=probes)

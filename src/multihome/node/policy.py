@@ -5,7 +5,11 @@
 nodeSelector matches this node it takes an unavailable-node slot (maxUnavailable, see
 rollout.py; none free: Pending, or Aborted when failed nodes fill them), rolls back any
 leftover checkpoint, applies with probes (retrying when the policy asks for it), and
-records the outcome in `<node>.<policy>`. A policy that no longer selects the node loses
+records the outcome in `<node>.<policy>`. A policy with `spec.capture` has its captures
+resolved against the node's current state first (capture.py) and its `{{ capture.… }}`
+references expanded; the enactment shows the captured states and the resolved desired
+state, keeps them for the policy's generation, and fails (changing nothing) when they
+cannot be resolved. A policy that no longer selects the node loses
 that enactment; the node keeps its configuration, as with kubernetes-nmstate. A policy
 that selects no node at all (of the Nodes the store lists, and this one) is marked
 `Ignored` (reason NoMatchingNode) until a node matches.
@@ -23,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.node import current, rollout, schema, transaction
+from multihome.node import capture, current, rollout, schema, transaction
 from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
 from multihome.store.objects import NNCE, NNCP, NNS
@@ -32,6 +36,7 @@ NODE_NAME_ENV = "MULTIHOME_NODE_NAME"
 CONDITION_TYPES = ("Available", "Failing", "Progressing", "Pending", "Aborted")
 POLICY_CONDITION_TYPES = ("Available", "Degraded", "Progressing", "Ignored")
 NO_MATCHING_NODE = "NoMatchingNode"
+GENERATOR_VERSION = "multihome-nmpolicy/1"  # desiredStateMetaInfo.version
 # what one apply attempt came to (the daemon counts them on /metrics)
 APPLY_RESULTS = ("applied", "rolled_back", "failed")
 # interfaces kubernetes-nmstate leaves out of NodeNetworkState (pods' host-side veths)
@@ -102,8 +107,17 @@ def validate_policy(obj: Object) -> None:
     generation_raw = obj.metadata.get("generation", 1)
     if isinstance(generation_raw, bool) or not isinstance(generation_raw, int):
         raise ValueError("metadata.generation must be an integer")
+    desired = obj.spec.get("desiredState")
     try:
-        schema.validate(obj.spec.get("desiredState"))
+        capture.check(obj.spec.get("capture"), desired)
+    except capture.CaptureError as e:
+        raise ValueError(f"spec.capture: {e}") from e
+    if capture.has_references(desired):
+        # the values of `{{ capture.… }}` exist only on a node: the node checks the
+        # generated state against the schema before it changes anything (as nmstate does)
+        return
+    try:
+        schema.validate(desired)
     except schema.InvalidDesiredState as e:
         raise ValueError(f"spec.desiredState.{e}") from e
     except (TypeError, AttributeError, KeyError, IndexError) as e:
@@ -143,7 +157,8 @@ def generation(policy: Object) -> int:
 
 
 def _set_enactment(store: Store, node: str, policy: Object, active: str, reason: str,
-                   message: str, retries: int | None = None) -> Object:
+                   message: str, retries: int | None = None,
+                   generated: capture.Generated | None = None) -> Object:
     name = f"{node}.{policy.name}"
     gen = generation(policy)
     retry_count: dict[str, int] = {}
@@ -161,7 +176,46 @@ def _set_enactment(store: Store, node: str, policy: Object, active: str, reason:
                    "policyGeneration": gen, "retryCount": retry_count,
                    "conditions": conditions(active, reason, message)},
     }
+    if generated is not None:
+        body["status"].update(generated_status(generated))
     return _put(store, Object(NNCE, name, "", body))
+
+
+def generated_status(generated: capture.Generated) -> dict[str, Any]:
+    """The NNCE status fields of a generated state, as kubernetes-nmstate writes them: the
+    desired state with its references resolved and, with captures, each captured state."""
+    now = format_timestamp(datetime.now(UTC))
+    meta = {"time": now, "version": GENERATOR_VERSION}
+    out: dict[str, Any] = {"desiredState": generated.desired or {}}
+    if generated.captured:
+        out["capturedStates"] = {name: {"state": state, "metaInfo": meta}
+                                 for name, state in generated.captured.items()}
+        out["desiredStateMetaInfo"] = meta
+    return out
+
+
+def cached_captures(store: Store, node: str, policy: Object) -> dict[str, Any]:
+    """The captured states this node's enactment holds for the policy's generation: a
+    later pass reuses them (the node changed since; the capture must not follow it)."""
+    with contextlib.suppress(NotFound):
+        old = store.get(NNCE, "", f"{node}.{policy.name}")
+        if old.status.get("policyGeneration") == generation(policy):
+            entries = old.status.get("capturedStates")
+            if isinstance(entries, dict):
+                return {name: entry["state"] for name, entry in entries.items()
+                        if isinstance(entry, dict) and isinstance(entry.get("state"), dict)}
+    return {}
+
+
+def generate(store: Store, node: str, policy: Object,
+             netns_path: str | None) -> capture.Generated:
+    """The policy's desired state with its captures resolved on this node (CaptureError)."""
+    desired = policy.spec.get("desiredState") or {}
+    captures = policy.spec.get("capture")
+    if not captures and not capture.has_references(desired):
+        return capture.Generated({}, desired)
+    return capture.generate(captures, desired, current.show(netns_path),
+                            cached_captures(store, node, policy))
 
 
 def refresh_state(store: Store, node: str, netns_path: str | None = None) -> Object:
@@ -247,12 +301,19 @@ def _held_slot(store: Store, node: str, policy: Object) -> bool:
 def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
                progress: Progress, on_apply: ApplyObserver) -> Object:
     name = f"{node}.{policy.name}"
+    try:
+        generated = generate(store, node, policy, netns_path)
+    except capture.CaptureError as e:
+        # nothing was changed: no slot is taken, no retry helps until the policy changes
+        progress(f"policy {policy.name}: {e}")
+        return _set_enactment(store, node, policy, "Failing", "FailedToConfigure",
+                              f"failure generating desiredState and capturedStates: {e}")
     held = _held_slot(store, node, policy)
     if not held:
         # the enactment exists (Pending) before the slot count: it is one of the nodes
         # maxUnavailable is scaled to
         _set_enactment(store, node, policy, "Pending", "", "waiting for an unavailable-node "
-                       "slot")
+                       "slot", generated=generated)
         try:
             rollout.claim_slot(store, policy)
         except rollout.MaxUnavailableReached as e:
@@ -262,17 +323,18 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
                 return _set_enactment(
                     store, node, policy, "Aborted", "ConfigurationAborted",
                     f"reconciliation of enactment {name} has aborted: {failed} node(s) failed "
-                    f"this policy, maxUnavailable is {limit}")
+                    f"this policy, maxUnavailable is {limit}", generated=generated)
             return _set_enactment(store, node, policy, "Pending", "MaxUnavailableLimitReached",
-                                  f"{e}; run `multihome node enact` again later")
+                                  f"{e}; run `multihome node enact` again later",
+                                  generated=generated)
     retries = rollout.max_retries(policy)
     attempt = 0
     while True:
         _set_enactment(store, node, policy, "Progressing", "ConfigurationProgressing",
-                       "applying desired state", retries=attempt)
+                       "applying desired state", retries=attempt, generated=generated)
         try:
-            report = transaction.apply_state(policy.spec.get("desiredState") or {},
-                                        netns_path=netns_path, leftover="rollback")
+            report = transaction.apply_state(generated.desired, netns_path=netns_path,
+                                             leftover="rollback")
             on_apply("applied")
             break
         except MultihomeError as e:
@@ -284,10 +346,12 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
             if not retryable or attempt > retries:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return _set_enactment(store, node, policy, "Failing", "FailedToConfigure",
-                                      f"failed{tries}: {e}", retries=attempt)
+                                      f"failed{tries}: {e}", retries=attempt,
+                                      generated=generated)
             _set_enactment(store, node, policy, "Progressing", "Retrying",
                            f"failed to reconcile policy {policy.name} on node {node}. "
-                           f"Retrying {attempt + 1}/{retries + 1}: {e}", retries=attempt)
+                           f"Retrying {attempt + 1}/{retries + 1}: {e}", retries=attempt,
+                           generated=generated)
             time.sleep(rollout.backoff(attempt))
     for line in report.changes:
         progress(f"policy {policy.name}: {line}")
@@ -295,7 +359,7 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
     msg = "successfully reconciled" if report.changes else \
         "successfully reconciled (no changes needed)"
     return _set_enactment(store, node, policy, "Available", "SuccessfullyConfigured", msg,
-                          retries=attempt)
+                          retries=attempt, generated=generated)
 
 
 def enact(store: Store, names: list[str] | None = None, *, node: str | None = None,
