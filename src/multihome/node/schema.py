@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
+from multihome.node import probes
 from multihome.node import state as models
 from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
@@ -91,7 +92,8 @@ _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
            "description": STR}
 _ROUTE = MapOf({"destination": STR, "next-hop-interface": STR, "next-hop-address": STR,
                 "metric": INT(0), "table-id": INT(0), "state": ENUM("absent")})
-_PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60)})
+_PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60),
+                 "dns": ListOf(STR), "api-server": STR})
 # interfaces are checked one by one (their keys depend on their type)
 _TOP = MapOf({"interfaces": ListOf(None), "routes": MapOf({"config": ListOf(_ROUTE),
                                                                "running": ListOf(_ROUTE)}),
@@ -245,12 +247,11 @@ def validate(state: Any) -> dict[str, Any]:
         names.add(iface["name"])
     for i, route in enumerate((state.get("routes") or {}).get("config") or []):
         _check_route(route, f"routes.config[{i}]")
-    for i, target in enumerate((state.get("probes") or {}).get("ping") or []):
-        try:
-            ipaddress.ip_address(target)
-        except ValueError:
-            raise InvalidDesiredState(f"probes.ping[{i}]",
-                                      f"{target!r} is not an IP address") from None
+    try:
+        probes.check(state.get("probes"))
+    except probes.BadTarget as e:
+        key, _, problem = str(e).partition(": ")
+        raise InvalidDesiredState(f"probes.{key}", problem) from None
     return dict(state)
 
 

@@ -374,6 +374,9 @@ class Route:
 class Probes:
     ping: tuple[str, ...] = ()
     default_gateway: bool = True
+    dns: tuple[str, ...] = ()  # names that must resolve through the node's resolver
+    api_server: str | None = None  # "ADDR:PORT" that must accept a TCP connection
+    timeout: int | None = None  # seconds each DNS/TCP probe may take
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -406,4 +409,6 @@ def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
         routes=tuple(Route.from_nmstate(r) for r in routes.get("config") or []),
         running=tuple(Route.from_nmstate(r) for r in routes.get("running") or []),
         probes=Probes(ping=tuple(probes.get("ping") or ()),
-                      default_gateway=probes.get("default-gateway", True)))
+                      default_gateway=probes.get("default-gateway", True),
+                      dns=tuple(probes.get("dns") or ()), api_server=probes.get("api-server"),
+                      timeout=probes.get("timeout")))

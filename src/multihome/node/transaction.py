@@ -1,10 +1,10 @@
 """`node apply` as one transaction: validate → checkpoint → change → verify → probes →
 commit or roll back.
 
-Probes are pings: the targets a policy names (`probes.ping`), targets from the command
-line, and the default gateways of the main table unless `probes.default-gateway: false`.
-As in kubernetes-nmstate a probe counts only if it answered before the change, so a
-node without a reachable gateway does not roll back every policy.
+Probes (probes.py): pings (the policy's targets, the command line's, else the default
+gateways), DNS names through the node's resolver, the API server in Kubernetes mode. As
+in kubernetes-nmstate a probe counts only if it passed before the change, so a node
+without a reachable gateway does not roll back every policy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.net import icmp
-from multihome.node import apply, checkpoint, current, recovery, schema, verify
-from multihome.node import state as models
+from multihome.node import apply, checkpoint, recovery, schema, verify
+from multihome.node import probes as node_probes
 from multihome.node.errors import NodeError
 
 DEFAULT_TIMEOUT = 60
@@ -42,20 +41,6 @@ class ApplyFailed(NodeError):
 class CheckpointPending(NodeError):
     """An earlier `--no-commit` apply waits for commit or rollback."""
 
-
-def probe_targets(desired: models.NodeState, extra: Sequence[str],
-                  netns_path: str | None) -> list[str]:
-    targets = [*desired.probes.ping, *extra]
-    if desired.probes.default_gateway and not targets:
-        for route in current.read(netns_path, names=set()).running:
-            if route.destination is not None and route.destination.prefixlen == 0 \
-                    and route.next_hop_address is not None:
-                targets.append(str(route.next_hop_address))
-    return list(dict.fromkeys(targets))
-
-
-def _failed_probes(targets: list[str], netns_path: str | None) -> list[str]:
-    return [t for t in targets if not icmp.ping(t, netns_path=netns_path)]
 
 
 def _roll_back(cp: checkpoint.Checkpoint, report: ApplyReport, why: str,
@@ -85,7 +70,8 @@ def rollback_leftover() -> list[str]:
 
 def apply_state(desired_raw: Any, *, netns_path: str | None = None,
                 timeout: int = DEFAULT_TIMEOUT, commit: bool = True,
-                probes: Sequence[str] = (), leftover: str = "refuse") -> ApplyReport:
+                probes: Sequence[str] = (), leftover: str = "refuse",
+                probe_defaults: node_probes.Defaults | None = None) -> ApplyReport:
     """Apply and verify `desired_raw`; raises ApplyFailed after restoring the earlier state."""
     desired = schema.parse(desired_raw)  # checked and typed before anything changes
     recovery.recover_interrupted()  # a killed apply's checkpoint is rolled back first
@@ -94,9 +80,11 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
         if leftover != "rollback":
             raise CheckpointPending(recovery.describe_pending(pending))
         rollback_leftover()
-    targets = probe_targets(desired, probes, netns_path)
-    usable = [t for t in targets if t not in _failed_probes(targets, netns_path)]
-    report = ApplyReport(probes=usable)
+    wait = desired.probes.timeout or node_probes.DEFAULT_TIMEOUT_S
+    targets = node_probes.targets(desired, probes, netns_path, probe_defaults)
+    unusable = node_probes.failed(targets, netns_path, wait)
+    usable = [t for t in targets if t not in unusable]
+    report = ApplyReport(probes=[str(t) for t in usable])
     cp = checkpoint.capture(desired, netns_path, timeout)
     report.checkpoint_id = cp.id
     checkpoint.save(cp)
@@ -108,10 +96,10 @@ def apply_state(desired_raw: Any, *, netns_path: str | None = None,
     if diffs:
         raise _roll_back(cp, report, "the node did not reach the desired state",
                          "; ".join(diffs))
-    failed = _failed_probes(usable, netns_path)
+    failed = node_probes.failed(usable, netns_path, wait)
     if failed:
         raise _roll_back(cp, report, "probe failed after the change",
-                         f"{', '.join(failed)} stopped answering")
+                         f"{', '.join(map(str, failed))} stopped answering")
     if commit:
         checkpoint.drop(cp)
         report.committed = True
