@@ -16,6 +16,8 @@ from support.node_world import NodeWorld, make_world, nncp
 
 pytestmark = pytest.mark.netns
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "bridge-on-default-gw-policy.yml"
+
 # kubernetes-nmstate's "linux bridge on the default gateway interface" example
 BRIDGE_ON_DEFAULT_GW_CAPTURE = {
     "default-gw": 'routes.running.destination=="0.0.0.0/0"',
@@ -61,21 +63,22 @@ def _nnce(world: NodeWorld, name: str) -> dict[str, Any]:
 
 
 def test_bridge_on_whatever_interface_has_the_default_route(world: NodeWorld) -> None:
-    manifest = with_capture(nncp("br-gw", bridge_on_default_gw(world.host)),
-                            BRIDGE_ON_DEFAULT_GW_CAPTURE)
-    applied = world.mh("apply", "-f", world.write("nncp.yml", manifest))
+    """examples/bridge-on-default-gw-policy.yml as it is (its probe: the default gateway)."""
+    node = world.node.name
+    mac = kstate.link(node, "up0")["address"]
+    applied = world.mh("apply", "-f", str(EXAMPLE))
     assert applied.returncode == 0, applied.stderr
     proc = world.node_cmd("enact", "--node", "n1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "n1.br-gw: Available" in proc.stdout
-    node = world.node.name
+    assert "n1.br1-on-default-gw: Available" in proc.stdout
     assert kstate.link(node, "up0")["master"] == "br1"
+    assert kstate.link(node, "br1")["address"] == mac
     assert kstate.addresses(node, "br1") == [f"{world.net}.0.2/24"]
     assert kstate.addresses(node, "up0") == []
     default = [r for r in kstate.routes(node) if r["dst"] == "default"]
     assert [(r["dev"], r["gateway"]) for r in default] == [("br1", world.host)]
     assert world.pings_host()
-    status = _nnce(world, "n1.br-gw")["status"]
+    status = _nnce(world, "n1.br1-on-default-gw")["status"]
     captured = status["capturedStates"]
     assert set(captured) == set(BRIDGE_ON_DEFAULT_GW_CAPTURE)
     assert [i["name"] for i in captured["base-iface"]["state"]["interfaces"]] == ["up0"]
@@ -83,13 +86,14 @@ def test_bridge_on_whatever_interface_has_the_default_route(world: NodeWorld) ->
     resolved = status["desiredState"]
     assert resolved["interfaces"][0]["bridge"]["port"] == [{"name": "up0"}]
     assert resolved["interfaces"][1]["name"] == "up0"
+    assert resolved["interfaces"][0]["mac-address"] == mac.upper()
     assert resolved["routes"]["config"][0]["next-hop-interface"] == "br1"
     # enacted again (same generation), the captures are not re-run against the changed
     # node (where br1 now has the default route): nothing changes
     again = world.node_cmd("enact", "--node", "n1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert kstate.link(node, "up0")["master"] == "br1"
-    assert _nnce(world, "n1.br-gw")["status"]["capturedStates"]["base-iface"]["state"][
+    assert _nnce(world, "n1.br1-on-default-gw")["status"]["capturedStates"]["base-iface"]["state"][
         "interfaces"][0]["name"] == "up0"
 
 

@@ -42,11 +42,18 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
               "place of Multus: serve on <socketDir>/multus.sock, write 00-multus.conf in "
               "cniConfigDir, apply its node settings to every request. It sets the socket, "
               "the conf dir and the log level (--socket, --conf-dir, --log-level ignored).")
+@click.option("--probe-dns", "probe_dns", multiple=True, metavar="NAME",
+              help="Kubernetes mode: a name that must still resolve through the node's "
+              "resolver after every NNCP apply (repeatable; as `probes.dns`).")
+@click.option("--probe-api-server/--no-probe-api-server", default=True, show_default=True,
+              help="Kubernetes mode: the API server must still accept connections after "
+              "every NNCP apply.")
 @click.pass_context
 def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
                store: str | None, cni_dir: str, workers: int, queue: int,
                request_timeout: float, shutdown_grace: float, log_level: str,
-               multus_config: str | None) -> None:
+               multus_config: str | None, probe_dns: tuple[str, ...],
+               probe_api_server: bool) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
     from multihome.daemon.memory import limit_malloc_arenas
@@ -60,6 +67,12 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         except DaemonConfigError as e:
             raise click.ClickException(str(e)) from None
         socket_path, conf_dir, log_level = multus.socket, multus.cni_config_dir, multus.log_level
+    from multihome.net.reach import valid_name as valid_dns_name
+
+    for name in probe_dns:
+        if not valid_dns_name(name):
+            raise click.BadParameter(f"{name[:80]!r} is not a DNS name",
+                                     param_hint="--probe-dns")
     if os.geteuid() != 0:
         raise click.ClickException("multihome daemon must run as root (it changes the "
                                    "node's network and owns a root-only socket)")
@@ -73,7 +86,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         start_for_daemon(store)  # Kubernetes mode: bridges on the Node's capacity
         from multihome.k8s.node_policies import start_for_daemon as start_node_policies
 
-        start_node_policies(store)  # Kubernetes mode: enact the NNCPs selecting this node
+        # Kubernetes mode: enact the NNCPs selecting this node
+        start_node_policies(store, probe_dns, probe_api_server)
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")

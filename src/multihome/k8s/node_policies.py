@@ -20,12 +20,19 @@ would cost the API server more than the condition is worth).
 
 With `metrics`, each pass sets this node's enactments per state and counts every apply
 attempt by result (the daemon's /metrics).
+
+Every apply also probes the API server (the kubeconfig's, as kubernetes-nmstate checks
+that the node still reaches it; `daemon --no-probe-api-server` turns it off) and the
+names of `daemon --probe-dns`, beside the probes the policy names itself.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
+import urllib.parse
 
 from multihome.cni.errors import CNIError
 from multihome.daemon.metrics import NODE_POLICIES, NodePolicyMetrics
@@ -34,7 +41,7 @@ from multihome.k8s.backoff import Backoff
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiError, ApiUnreachable
 from multihome.k8s.store import KubeStore, daemon_node_store
-from multihome.node import policy
+from multihome.node import policy, probes
 from multihome.store import NODE, Object, StoreError
 from multihome.store.objects import NNCE, NNCP
 
@@ -48,8 +55,10 @@ RETRIED_STATES = ("", "Pending", "Progressing")
 class NodePolicyController:
     def __init__(self, store: KubeStore, node_name: str, *, netns_path: str | None = None,
                  resync_s: float = RESYNC_INTERVAL_S,
-                 metrics: NodePolicyMetrics | None = None) -> None:
+                 metrics: NodePolicyMetrics | None = None,
+                 probe_defaults: probes.Defaults | None = None) -> None:
         self.store, self.node_name, self.netns_path = store, node_name, netns_path
+        self.probe_defaults = probe_defaults
         self.metrics = metrics
         self.resync_s = resync_s
         self.errors = 0  # failed passes (for tests and metrics)
@@ -98,7 +107,8 @@ class NodePolicyController:
         else:
             written = policy.enact(self.store, names, node=self.node_name,
                                    netns_path=self.netns_path, progress=self._progress,
-                                   on_apply=self._count_apply)
+                                   on_apply=self._count_apply,
+                                   probe_defaults=self.probe_defaults)
         self._record_states()
         return written
 
@@ -151,11 +161,43 @@ class NodePolicyController:
             self._wake.wait(self.resync_s)
 
 
-def start_for_daemon(store_spec: str) -> NodePolicyController | None:
-    """The daemon's NNCP handler when it runs against the Kubernetes API (``k8s[:cfg]``)."""
+def api_server_target(server: str) -> str | None:
+    """The API server as an API-server probe target (its URL when it names an address;
+    a name is looked up once, here, not by every probe after a change that may break the
+    resolver); None when it cannot be probed."""
+    try:
+        parsed = urllib.parse.urlsplit(server)
+        host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return server
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    address = str(infos[0][4][0]) if infos else ""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}" if address else None
+
+
+def start_for_daemon(store_spec: str, probe_dns: tuple[str, ...] = (),
+                     probe_api_server: bool = True) -> NodePolicyController | None:
+    """The daemon's NNCP handler when it runs against the Kubernetes API (``k8s[:cfg]``).
+    Every apply also probes `probe_dns` names and, with `probe_api_server`, the API server."""
     store = daemon_node_store(store_spec, "NNCPs are not enacted on this node")
     if store is None:
         return None
-    controller = NodePolicyController(store, store.node_name, metrics=NODE_POLICIES)
+    api = api_server_target(store.api.creds.server) if probe_api_server else None
+    if probe_api_server and api is None:
+        log.warning("the API server %s cannot be probed (no address for it)",
+                    store.api.creds.server)
+    controller = NodePolicyController(store, store.node_name, metrics=NODE_POLICIES,
+                                      probe_defaults=probes.Defaults(dns=probe_dns,
+                                                                     api_server=api))
     controller.start()
     return controller

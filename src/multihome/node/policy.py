@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.node import capture, current, rollout, schema, transaction
+from multihome.node import capture, current, probes, rollout, schema, transaction
 from multihome.store import NODE, Conflict, NotFound, Object, Store, StoreError
 from multihome.store.base import format_timestamp
 from multihome.store.objects import NNCE, NNCP, NNS
@@ -299,7 +299,8 @@ def _held_slot(store: Store, node: str, policy: Object) -> bool:
 
 
 def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
-               progress: Progress, on_apply: ApplyObserver) -> Object:
+               progress: Progress, on_apply: ApplyObserver,
+               probe_defaults: probes.Defaults | None = None) -> Object:
     name = f"{node}.{policy.name}"
     try:
         generated = generate(store, node, policy, netns_path)
@@ -334,7 +335,8 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
                        "applying desired state", retries=attempt, generated=generated)
         try:
             report = transaction.apply_state(generated.desired, netns_path=netns_path,
-                                             leftover="rollback")
+                                             leftover="rollback",
+                                             probe_defaults=probe_defaults)
             on_apply("applied")
             break
         except MultihomeError as e:
@@ -364,20 +366,23 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
 
 def enact(store: Store, names: list[str] | None = None, *, node: str | None = None,
           netns_path: str | None = None, progress: Progress = _quiet,
-          on_apply: ApplyObserver = _quiet) -> list[Object]:
+          on_apply: ApplyObserver = _quiet,
+          probe_defaults: probes.Defaults | None = None) -> list[Object]:
     """Enact the named policies (default: all) that select this node; returns the NNCEs.
 
     One policy never stops the others: an invalid one (a malformed nodeSelector,
     maxUnavailable or desiredState, as an API server without our schema may store) gets a
     Failing enactment and a Degraded condition with the reason, and the loop goes on.
-    `on_apply` hears the result of every apply attempt (one of APPLY_RESULTS)."""
+    `on_apply` hears the result of every apply attempt (one of APPLY_RESULTS);
+    `probe_defaults`: probe targets of the daemon's settings (its API server, DNS names)."""
     node = node_name(node)
     labels = node_labels(store, node)
     policies = [store.get(NNCP, "", n) for n in names] if names else store.list(NNCP, None)
     out: list[Object] = []
     for policy in policies:
         try:
-            nnce = _enact_policy(store, node, labels, policy, netns_path, progress, on_apply)
+            nnce = _enact_policy(store, node, labels, policy, netns_path, progress, on_apply,
+                                 probe_defaults)
         except (MultihomeError, StoreError, ValueError, TypeError, AttributeError, KeyError) as e:
             nnce = _record_failure(store, node, policy, e, progress)
         if nnce is not None:
@@ -388,13 +393,14 @@ def enact(store: Store, names: list[str] | None = None, *, node: str | None = No
 
 def _enact_policy(store: Store, node: str, labels: dict[str, str], policy: Object,
                   netns_path: str | None, progress: Progress,
-                  on_apply: ApplyObserver) -> Object | None:
+                  on_apply: ApplyObserver,
+                  probe_defaults: probes.Defaults | None = None) -> Object | None:
     validate_policy(policy)
     if not selects(policy, labels):
         progress(f"policy {policy.name}: nodeSelector does not match node {node}")
         _forget_enactment(store, node, labels, policy, progress)
         return None
-    nnce = _enact_one(store, node, policy, netns_path, progress, on_apply)
+    nnce = _enact_one(store, node, policy, netns_path, progress, on_apply, probe_defaults)
     active, _, message = active_condition(nnce)
     if active in ("Aborted", "Pending"):
         progress(f"policy {policy.name}: {active.lower()}: {message}")

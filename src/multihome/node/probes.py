@@ -54,7 +54,10 @@ def api_endpoint(target: str) -> tuple[str, int]:
     """(address, port) of "ADDR:PORT", "[V6]:PORT" or "https://ADDR[:PORT][/…]"."""
     if not isinstance(target, str) or not target or len(target) > 2048:
         raise BadTarget("expected ADDRESS:PORT or an https:// URL")
-    parsed = urllib.parse.urlsplit(target if "//" in target else f"//{target}")
+    try:
+        parsed = urllib.parse.urlsplit(target if "//" in target else f"//{target}")
+    except ValueError as e:
+        raise BadTarget(f"{target[:80]!r}: {e}") from None
     if parsed.scheme not in ("", "https", "http"):
         raise BadTarget(f"{target!r}: only https:// URLs or ADDRESS:PORT")
     try:
