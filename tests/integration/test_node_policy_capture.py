@@ -159,3 +159,40 @@ def test_node_apply_of_an_nncp_with_captures(world: NodeWorld) -> None:
     rolled = world.node_cmd("rollback")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert kstate.snapshot(world.node.name) == before
+
+
+def test_node_apply_of_an_nncp_whose_capture_fails_changes_nothing(world: NodeWorld) -> None:
+    manifest = with_capture(nncp("br-gw", bridge_on_default_gw(world.host)), {
+        **BRIDGE_ON_DEFAULT_GW_CAPTURE, "default-gw": 'routes.running.metric=="100"'})
+    before = kstate.snapshot(world.node.name)
+    proc = world.node_cmd("apply", "-f", world.write("nncp.yml", manifest))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        "Error: spec.capture: capture 'default-gw': type mismatch: metric is a number")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert kstate.snapshot(world.node.name) == before
+
+
+def test_a_changed_policy_captures_again(world: NodeWorld) -> None:
+    """Captures are kept for one generation of the policy only."""
+    captures = {"up": 'interfaces.name=="up0"'}
+    state: dict[str, Any] = {
+        "interfaces": [{"name": "up0", "mtu": "{{ capture.up.interfaces.0.mtu }}"}],
+        "probes": {"default-gateway": False}}
+    path = world.write("nncp.yml", with_capture(nncp("mtu", state), captures))
+    assert world.mh("apply", "-f", path).returncode == 0
+    assert world.node_cmd("enact", "--node", "n1").returncode == 0
+    first = _nnce(world, "n1.mtu")["status"]
+    assert first["desiredState"]["interfaces"][0]["mtu"] == 1500
+    world.node.run("ip", "link", "set", "up0", "mtu", "1400")
+    # same generation: the kept capture (1500) is applied again
+    assert world.node_cmd("enact", "--node", "n1").returncode == 0
+    assert kstate.link(world.node.name, "up0")["mtu"] == 1500
+    world.node.run("ip", "link", "set", "up0", "mtu", "1400")
+    state["interfaces"][0]["state"] = "up"  # a new generation
+    assert world.mh("apply", "-f", world.write("nncp.yml", with_capture(
+        nncp("mtu", state), captures))).returncode == 0
+    assert world.node_cmd("enact", "--node", "n1").returncode == 0
+    again = _nnce(world, "n1.mtu")["status"]
+    assert again["policyGeneration"] == first["policyGeneration"] + 1
+    assert again["capturedStates"]["up"]["state"]["interfaces"][0]["mtu"] == 1400
