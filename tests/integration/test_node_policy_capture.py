@@ -136,6 +136,20 @@ def test_a_generated_state_the_schema_refuses_fails_on_the_node(world: NodeWorld
      "spec.capture: '{{ capture.other.interfaces.0.name }}': capture 'other' is not defined"),
     ({"1gw": 'routes.running.destination=="0.0.0.0/0"'}, {},
      "spec.capture: '1gw' is not a capture name"),
+    # the parts of a desired state around its references are checked before it is stored
+    (BRIDGE_ON_DEFAULT_GW_CAPTURE,
+     {"interfaces": [{"name": "br1", "type": "linux-bridge",
+                      "mtu": "{{ capture.default-gw.routes.running.0.metric }}",
+                      "bridge": {"port": [{"name": "{{ capture.base-iface.interfaces.0.name }}",
+                                           "vlan": {"mdoe": "trunk"}}]}}]},
+     "spec.desiredState.interfaces[0].bridge.port[0].vlan.mdoe: unknown key"),
+    (BRIDGE_ON_DEFAULT_GW_CAPTURE,
+     {"interfaces": [{"name": "{{ capture.base-iface.interfaces.0.name }}",
+                      "ipv4": {"address": [{"ip": "{{ capture.x.y }}", "prefix-length": 24}]}}]},
+     "spec.capture: '{{ capture.x.y }}': capture 'x' is not defined"),
+    (BRIDGE_ON_DEFAULT_GW_CAPTURE,
+     {"interfaces": [{"name": "{{ capture.base-iface.interfaces.0.name }}", "state": "upp"}]},
+     "spec.desiredState.interfaces[0].state: 'upp' is not one of"),
 ])
 def test_apply_refuses_bad_captures_in_one_line(world: NodeWorld, captures: dict[str, str],
                                                 state: dict[str, Any], message: str) -> None:

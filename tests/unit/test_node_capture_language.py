@@ -176,3 +176,27 @@ def test_any_desired_state_expands_or_fails_cleanly(desired: Any) -> None:
         capture.generate({"b": 'interfaces.name=="eth0"'}, desired, CURRENT)
     except CaptureError as e:
         assert str(e)
+
+
+def test_admission_view_of_a_desired_state_with_references() -> None:
+    """What the schema sees at admission: stand-ins where a key is required, the rest of
+    the references left out."""
+    desired = {
+        "interfaces": [
+            {"name": "br1", "type": "linux-bridge", "mtu": "{{ capture.a.x }}",
+             "ipv4": {"address": [{"ip": "{{ capture.a.ip }}", "prefix-length": 24}]},
+             "ipv6": {"address": [{"ip": "{{ capture.a.ip6 }}",
+                                   "prefix-length": "{{ capture.a.len }}"}]},
+             "bridge": {"port": [{"name": "{{ capture.a.p }}"}, "{{ capture.a.more }}"]}},
+            {"name": "{{ capture.a.n }}", "type": "vlan",
+             "vlan": {"base-iface": "{{ capture.a.b }}", "id": "{{ capture.a.id }}"}}],
+        "routes": {"config": "{{ capture.a.routes }}"}}
+    view = capture.without_references(desired)
+    assert view == {
+        "interfaces": [
+            {"name": "br1", "type": "linux-bridge",
+             "ipv4": {"address": [{"ip": "192.0.2.1", "prefix-length": 24}]},
+             "ipv6": {"address": [{"ip": "2001:db8::1", "prefix-length": 64}]},
+             "bridge": {"port": [{"name": "capref1"}]}},
+            {"name": "capref2", "type": "vlan", "vlan": {"base-iface": "capref3", "id": 1}}],
+        "routes": {}}

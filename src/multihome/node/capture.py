@@ -479,6 +479,53 @@ def has_references(desired: Any) -> bool:
     return False
 
 
+# Admission checks a desired state with references against the schema too: a reference
+# standing for a key the schema requires becomes a stand-in of the right kind (the node
+# checks the real value later), any other reference is left out.
+_STAND_INS: dict[str, Any] = {"base-iface": "capture-ref", "next-hop-interface": "capture-ref",
+                              "name": "capture-ref", "id": 1, "destination": "0.0.0.0/0"}
+_FAMILY_STAND_INS = {"ipv4": {"ip": "192.0.2.1", "prefix-length": 24},
+                     "ipv6": {"ip": "2001:db8::1", "prefix-length": 64}}
+
+
+def without_references(value: Any) -> Any:
+    """`value` with each `{{ … }}` replaced by a stand-in or left out (see _STAND_INS);
+    stand-in names are unique so that they do not collide with each other."""
+    counter = 0
+
+    def stand_in(key: Any, family: str) -> Any:
+        nonlocal counter
+        if not isinstance(key, str):
+            return None
+        found = _FAMILY_STAND_INS.get(family, {}).get(key, _STAND_INS.get(key))
+        if found == "capture-ref":
+            counter += 1
+            return f"capref{counter}"
+        return found
+
+    def walk(v: Any, depth: int, family: str) -> Any:
+        if depth > MAX_DEPTH:
+            raise CaptureError(f"desiredState is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(v, dict):
+            out: dict[Any, Any] = {}
+            for key, item in v.items():
+                if _is_reference(item):
+                    if (replacement := stand_in(key, family)) is not None:
+                        out[key] = replacement
+                    continue
+                out[key] = walk(item, depth + 1, key if key in _FAMILY_STAND_INS else family)
+            return out
+        if isinstance(v, list):
+            return [walk(item, depth + 1, family) for item in v if not _is_reference(item)]
+        return v
+
+    return walk(value, 0, "")
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) and REFERENCE_RE.match(value) is not None
+
+
 def check(captures: Any, desired: Any) -> None:
     """Admission: the expressions parse, and every reference names a defined capture."""
     names = set(parse_all(captures))

@@ -113,9 +113,9 @@ def validate_policy(obj: Object) -> None:
     except capture.CaptureError as e:
         raise ValueError(f"spec.capture: {e}") from e
     if capture.has_references(desired):
-        # the values of `{{ capture.… }}` exist only on a node: the node checks the
-        # generated state against the schema before it changes anything (as nmstate does)
-        return
+        # the values of `{{ capture.… }}` exist only on a node, which checks the generated
+        # state before it changes anything (as nmstate does); here the rest is checked
+        desired = capture.without_references(desired)
     try:
         schema.validate(desired)
     except schema.InvalidDesiredState as e:
