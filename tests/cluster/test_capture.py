@@ -2,8 +2,9 @@
 and the references, the webhook refuses a bad expression, the node daemon resolves the
 captures against the node's state and shows them in the enactment.
 
-The captures read the lab's dev-bridge (made by the lab's own policy) and make a new,
-port-less bridge from it: nothing touches the machine's own interfaces."""
+The captures read the lab's uplink (the veth `lab up` made towards its external
+namespace) and make a new, port-less bridge from it: nothing touches the machine's own
+interfaces."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ NODE = "mh-lab-node"
 POLICY = "mh-capture"
 EMPTY_POLICY = "mh-capture-empty"
 BRIDGE = "mh-cap-br"
+UPLINK = "dev-bridge-up"  # LabSettings.uplink of the default settings
 CAPTURE = {
-    "devbr": 'interfaces.name=="dev-bridge"',
+    "devbr": f'interfaces.name=="{UPLINK}"',
     "renamed": f'capture.devbr | interfaces.name:="{BRIDGE}"',
 }
 
@@ -69,8 +71,8 @@ def _settled(cluster: Kube, name: str) -> dict[str, Any] | None:
 
 def test_a_policy_with_captures_is_enacted_and_shows_what_it_captured(
         cluster: Kube, policies: None) -> None:
-    devbr = kstate.link(None, "dev-bridge")
-    assert devbr is not None, "the lab has no dev-bridge"
+    devbr = kstate.link(None, UPLINK)
+    assert devbr is not None, f"the lab has no {UPLINK}"
     cluster.apply(_policy(POLICY, CAPTURE))
     stored = cluster.get("nncp", POLICY) or {}
     assert stored["spec"]["capture"] == CAPTURE  # kept by the CRD, not pruned
@@ -83,7 +85,7 @@ def test_a_policy_with_captures_is_enacted_and_shows_what_it_captured(
     assert made is not None and made["address"] == devbr["address"]
     assert made["mtu"] == devbr["mtu"]
     captured = status["capturedStates"]
-    assert [i["name"] for i in captured["devbr"]["state"]["interfaces"]] == ["dev-bridge"]
+    assert [i["name"] for i in captured["devbr"]["state"]["interfaces"]] == [UPLINK]
     assert [i["name"] for i in captured["renamed"]["state"]["interfaces"]] == [BRIDGE]
     assert status["desiredState"]["interfaces"][0]["name"] == BRIDGE
     assert status["desiredState"]["interfaces"][0]["mtu"] == devbr["mtu"]
@@ -110,7 +112,7 @@ def test_a_capture_that_matches_nothing_fails_the_enactment(cluster: Kube,
 
 
 def test_the_webhook_refuses_a_bad_capture_expression(cluster: Kube) -> None:
-    body = _policy("mh-capture-bad", {"devbr": 'interfaces.name=="dev-bridge'})
+    body = _policy("mh-capture-bad", {"devbr": 'interfaces.name=="dev-bridge-up'})
     out = cluster.run("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(body),
                       check=False)
     assert out.returncode != 0, out.stdout

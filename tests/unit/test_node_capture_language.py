@@ -98,6 +98,8 @@ def test_a_filter_without_match_captures_an_empty_state() -> None:
 @pytest.mark.parametrize(("captures", "desired", "message"), [
     ({"a": 'interfaces.name=="nope"'}, {"x": "{{ capture.a.interfaces.0.name }}"},
      "capture.a.interfaces.0.name: capture 'a' is empty (its filter matched nothing"),
+    ({"a": 'interfaces.name=="nope"', "b": 'capture.a | interfaces.name:="br1"'}, {},
+     "capture 'b': capture 'a' is empty (its filter matched nothing on this node)"),
     ({"a": 'interfaces.name=="eth0"'}, {"x": "{{ capture.a.routes }}"},
      "capture.a.routes: routes is not in the captured state"),
     ({"a": 'interfaces.name=="eth0"'}, {"x": "{{ capture.a.interfaces.3.name }}"},

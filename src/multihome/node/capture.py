@@ -52,6 +52,8 @@ REFERENCE_RE = re.compile(r"^\{\{\s*(.*?)\s*\}\}$", re.DOTALL)
 class CaptureError(NodeError):
     """A capture expression or reference that cannot be parsed or resolved."""
 
+    capture: str | None = None  # the capture whose evaluation failed, once named
+
 
 # -- lexer -------------------------------------------------------------------------------
 
@@ -380,9 +382,11 @@ class Resolver:
         try:
             result = self._evaluate(self.exprs[name])
         except CaptureError as e:
-            if str(e).startswith("capture "):
+            if e.capture is not None:  # named by the innermost capture that failed
                 raise
-            raise CaptureError(f"capture {name!r}: {e}") from None
+            named = CaptureError(f"capture {name!r}: {e}")
+            named.capture = name
+            raise named from None
         finally:
             self._active.pop()
         self.done[name] = result
@@ -406,6 +410,9 @@ class Resolver:
             merged = _merge(self.value(expr.path), self.value(expr.value), expr.path)
             return _nest(expr.path.steps, copy.deepcopy(merged))
         source = self.current if expr.source is None else self.state(expr.source)
+        if expr.source is not None and source == {}:
+            raise CaptureError(f"capture {expr.source!r} is empty (its filter matched "
+                               "nothing on this node)")
         wanted = self.value(expr.value) if isinstance(expr.value, Path) else expr.value
         if expr.op == "filter":
             if isinstance(wanted, (list, dict)) or wanted is None:
