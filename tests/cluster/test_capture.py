@@ -2,9 +2,9 @@
 and the references, the webhook refuses a bad expression, the node daemon resolves the
 captures against the node's state and shows them in the enactment.
 
-The captures read the lab's uplink (the veth `lab up` made towards its external
-namespace) and make a new, port-less bridge from it: nothing touches the machine's own
-interfaces."""
+The captures read a veth pair the test makes on the node (with an MTU no other link
+has) and make a new, port-less bridge from it: nothing touches the machine's own
+interfaces, and every name is unique to the run."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ import pytest
 
 from support import kstate
 from support.kube import Kube, wait_until
+from support.netns import unique
 
 NODE = "mh-lab-node"
 POLICY = "mh-capture"
 EMPTY_POLICY = "mh-capture-empty"
-BRIDGE = "mh-cap-br"
-UPLINK = "dev-bridge-up"  # LabSettings.uplink of the default settings
-CAPTURE = {
-    "devbr": f'interfaces.name=="{UPLINK}"',
-    "renamed": f'capture.devbr | interfaces.name:="{BRIDGE}"',
-}
+SOURCE_MTU = 1432
+
+
+def _captures(source: str, bridge: str) -> dict[str, str]:
+    return {"devbr": f'interfaces.name=="{source}"',
+            "renamed": f'capture.devbr | interfaces.name:="{bridge}"'}
 
 
 def _policy(name: str, captures: dict[str, str]) -> dict[str, Any]:
@@ -51,13 +52,20 @@ def _policy(name: str, captures: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def policies(cluster: Kube) -> Iterator[None]:
-    yield
-    for name in (POLICY, EMPTY_POLICY):
-        cluster.run("delete", "nncp", name, "--ignore-not-found", timeout=60)
-        cluster.run("delete", "nnce", f"{NODE}.{name}", "--ignore-not-found", timeout=60)
-    # a deleted policy leaves the node as it is (kubernetes-nmstate): remove the bridge
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+def names(cluster: Kube) -> Iterator[tuple[str, str]]:
+    """(a veth made on the node for the captures to read, the bridge the policy makes)."""
+    source, bridge = unique("mhcs"), unique("mhcb")
+    subprocess.run(["ip", "link", "add", source, "mtu", str(SOURCE_MTU), "type", "veth",
+                    "peer", "name", f"{source}p"], check=True)
+    try:
+        yield source, bridge
+    finally:
+        for name in (POLICY, EMPTY_POLICY):
+            cluster.run("delete", "nncp", name, "--ignore-not-found", timeout=60)
+            cluster.run("delete", "nnce", f"{NODE}.{name}", "--ignore-not-found", timeout=60)
+        # a deleted policy leaves the node as it is (kubernetes-nmstate): remove the links
+        for link in (bridge, source):
+            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
 
 
 def _settled(cluster: Kube, name: str) -> dict[str, Any] | None:
@@ -70,40 +78,43 @@ def _settled(cluster: Kube, name: str) -> dict[str, Any] | None:
 
 
 def test_a_policy_with_captures_is_enacted_and_shows_what_it_captured(
-        cluster: Kube, policies: None) -> None:
-    devbr = kstate.link(None, UPLINK)
-    assert devbr is not None, f"the lab has no {UPLINK}"
-    cluster.apply(_policy(POLICY, CAPTURE))
+        cluster: Kube, names: tuple[str, str]) -> None:
+    source, bridge = names
+    link = kstate.link(None, source)
+    captures = _captures(source, bridge)
+    cluster.apply(_policy(POLICY, captures))
     stored = cluster.get("nncp", POLICY) or {}
-    assert stored["spec"]["capture"] == CAPTURE  # kept by the CRD, not pruned
+    assert stored["spec"]["capture"] == captures  # kept by the CRD, not pruned
     nnce = wait_until(lambda: _settled(cluster, POLICY), 120, "the enactment settled",
                       describe=lambda: json.dumps(cluster.get("nnce", f"{NODE}.{POLICY}")))
     status = nnce["status"]
     active = [c for c in status["conditions"] if c["status"] == "True"]
     assert active[0]["type"] == "Available", active
-    made = kstate.link(None, BRIDGE)
-    assert made is not None and made["address"] == devbr["address"]
-    assert made["mtu"] == devbr["mtu"]
+    made = kstate.link(None, bridge)
+    assert made is not None and made["address"] == link["address"]
+    assert made["mtu"] == SOURCE_MTU
     captured = status["capturedStates"]
-    assert [i["name"] for i in captured["devbr"]["state"]["interfaces"]] == [UPLINK]
-    assert [i["name"] for i in captured["renamed"]["state"]["interfaces"]] == [BRIDGE]
-    assert status["desiredState"]["interfaces"][0]["name"] == BRIDGE
-    assert status["desiredState"]["interfaces"][0]["mtu"] == devbr["mtu"]
-    conditions = {c["type"]: c["status"] for c in (cluster.get("nncp", POLICY) or {})[
-        "status"]["conditions"]}
+    assert [i["name"] for i in captured["devbr"]["state"]["interfaces"]] == [source]
+    assert [i["name"] for i in captured["renamed"]["state"]["interfaces"]] == [bridge]
+    assert status["desiredState"]["interfaces"][0]["name"] == bridge
+    assert status["desiredState"]["interfaces"][0]["mtu"] == SOURCE_MTU
+    conditions = wait_until(lambda: {c["type"]: c["status"] for c in (
+        (cluster.get("nncp", POLICY) or {}).get("status") or {}).get("conditions") or []},
+        60, "the policy's conditions")
     assert conditions["Available"] == "True", conditions
 
 
-def test_a_capture_that_matches_nothing_fails_the_enactment(cluster: Kube,
-                                                             policies: None) -> None:
-    cluster.apply(_policy(EMPTY_POLICY, {**CAPTURE, "devbr": 'interfaces.name=="mh-none"'}))
+def test_a_capture_that_matches_nothing_fails_the_enactment(
+        cluster: Kube, names: tuple[str, str]) -> None:
+    _, bridge = names
+    cluster.apply(_policy(EMPTY_POLICY, _captures(unique("mhnone"), bridge)))
     nnce = wait_until(lambda: _settled(cluster, EMPTY_POLICY), 120, "the enactment settled")
     active = [c for c in nnce["status"]["conditions"] if c["status"] == "True"]
     assert [(c["type"], c["reason"]) for c in active] == [("Failing", "FailedToConfigure")]
     assert active[0]["message"].startswith(
         "failure generating desiredState and capturedStates: capture 'renamed'")
     assert "capture 'devbr' is empty" in active[0]["message"]
-    assert kstate.link(None, BRIDGE) is None
+    assert kstate.link(None, bridge) is None
     degraded = wait_until(lambda: any(
         c["type"] == "Degraded" and c["status"] == "True"
         for c in ((cluster.get("nncp", EMPTY_POLICY) or {}).get("status") or {}).get(
@@ -112,7 +123,7 @@ def test_a_capture_that_matches_nothing_fails_the_enactment(cluster: Kube,
 
 
 def test_the_webhook_refuses_a_bad_capture_expression(cluster: Kube) -> None:
-    body = _policy("mh-capture-bad", {"devbr": 'interfaces.name=="dev-bridge-up'})
+    body = _policy("mh-capture-bad", {"devbr": 'interfaces.name=="x'})
     out = cluster.run("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(body),
                       check=False)
     assert out.returncode != 0, out.stdout
