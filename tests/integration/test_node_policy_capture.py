@@ -3,6 +3,7 @@ whatever interface has the default route", captured states in the NNCE, capture 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,21 @@ def test_a_changed_policy_captures_again(world: NodeWorld) -> None:
     again = _nnce(world, "n1.mtu")["status"]
     assert again["policyGeneration"] == first["policyGeneration"] + 1
     assert again["capturedStates"]["up"]["state"]["interfaces"][0]["mtu"] == 1400
+
+
+def test_node_policy_prints_what_a_policy_would_capture_and_changes_nothing(
+        world: NodeWorld) -> None:
+    before = kstate.snapshot(world.node.name)
+    proc = world.node_cmd("policy", "-f", str(EXAMPLE))
+    assert proc.returncode == 0, proc.stderr
+    out = yaml.safe_load(proc.stdout)
+    assert out["capturedStates"]["base-iface"]["interfaces"][0]["name"] == "up0"
+    assert out["desiredState"]["interfaces"][0]["bridge"]["port"] == [{"name": "up0"}]
+    assert kstate.snapshot(world.node.name) == before
+    bare = world.write("policy.yml", {"capture": {"up": 'interfaces.name=="up0"'},
+                                      "desiredState": {"x": "{{ capture.up.interfaces.0.mtu }}"}})
+    as_json = world.node_cmd("policy", "-f", bare, "-o", "json")
+    assert json.loads(as_json.stdout)["desiredState"] == {"x": 1500}
+    bad = world.node_cmd("policy", "-f", world.write("bad.yml", {"interfaces": []}))
+    assert bad.returncode == 1
+    assert "not an NNCP manifest nor a policy with capture and desiredState" in bad.stderr

@@ -43,7 +43,7 @@ def node(ctx: click.Context, netns_name: str | None) -> None:
 
 # commands that still run when an interrupted apply cannot be rolled back: they show the
 # node, or are the way out
-_RUN_DESPITE_FAILED_RECOVERY = ("show", "describe", "rollback")
+_RUN_DESPITE_FAILED_RECOVERY = ("show", "describe", "rollback", "policy")
 
 
 def _recover(command: str) -> None:
@@ -80,28 +80,65 @@ def show_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
     click.echo(_dump(state, fmt))
 
 
+def _read_file(path: str) -> Any:
+    try:
+        with click.open_file(path, "rb") as f:
+            return yamltext.load_one(f.read(yamltext.MAX_BYTES + 1))
+    except (OSError, yamltext.YamlError) as e:
+        raise click.ClickException(f"cannot read {path}: {e}") from e
+
+
+def _policy_parts(data: Any) -> tuple[Any, Any] | None:
+    """(capture, desiredState) of an NNCP manifest or of a bare nmpolicy file (a mapping
+    with `capture` and `desiredState`); None for a bare desired state."""
+    if not isinstance(data, dict):
+        return None
+    if data.get("kind") == NNCP:
+        spec = data.get("spec")
+        data = spec if isinstance(spec, dict) else {}
+    elif "desiredState" not in data:
+        return None
+    return data.get("capture"), data.get("desiredState") or {}
+
+
+def _generate(captures: Any, desired: Any, netns_path: str | None) -> Any:
+    """The policy's captures resolved against this node (a one-line error otherwise)."""
+    from multihome.node import capture, current
+
+    try:
+        return capture.generate(captures, desired, current.show(netns_path))
+    except MultihomeError as e:
+        raise click.ClickException(f"spec.capture: {e}") from e
+
+
 def _desired_from_file(path: str, netns_path: str | None) -> Any:
     """A bare desired state, or an NNCP manifest (its spec.desiredState, with its
     `capture` entries resolved against this node's current state)."""
-    try:
-        with click.open_file(path, "rb") as f:
-            data = yamltext.load_one(f.read(yamltext.MAX_BYTES + 1))
-    except (OSError, yamltext.YamlError) as e:
-        raise click.ClickException(f"cannot read {path}: {e}") from e
-    if isinstance(data, dict) and data.get("kind") == NNCP:
-        from multihome.node import capture, current
+    data = _read_file(path)
+    parts = _policy_parts(data)
+    if parts is None:
+        return data
+    captures, desired = parts
+    if captures is None and "{{" not in json.dumps(desired):
+        return desired  # nothing to resolve: the node's state need not be read
+    return _generate(captures, desired, netns_path).desired
 
-        raw_spec = data.get("spec")
-        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
-        desired = spec.get("desiredState") or {}
-        if spec.get("capture") is None and not capture.has_references(desired):
-            return desired
-        try:
-            return capture.generate(spec.get("capture"), desired,
-                                    current.show(netns_path)).desired
-        except MultihomeError as e:
-            raise click.ClickException(f"spec.capture: {e}") from e
-    return data
+
+@node.command("policy")
+@click.option("-f", "--filename", "filename", required=True, metavar="FILE",
+              help="An NNCP manifest, or a file with `capture` and `desiredState`.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.pass_context
+def policy_cmd(ctx: click.Context, filename: str, fmt: str) -> None:
+    """Resolve a policy's captures against this node and print the captured states and the
+    desired state they generate, changing nothing (as `nmstatectl policy`)."""
+    parts = _policy_parts(_read_file(filename))
+    if parts is None:
+        raise click.ClickException(f"{filename}: not an NNCP manifest nor a policy with "
+                                   "capture and desiredState")
+    generated = _generate(*parts, _netns(ctx))
+    click.echo(_dump({"capturedStates": generated.captured,
+                      "desiredState": generated.desired}, fmt))
 
 
 @node.command("apply")
