@@ -108,3 +108,28 @@ def test_bad_probe_targets_are_refused_before_any_change(world: NodeWorld,
         transaction.apply_state(_uplink_down(**section), netns_path=world.node.path)
     assert message in str(failed.value)
     assert kstate.snapshot(world.node.name) == before
+
+
+def test_cli_probe_options_roll_back_a_change_that_breaks_them(world: NodeWorld) -> None:
+    before = kstate.snapshot(world.node.name)
+    path = world.write("down.yml", _uplink_down())
+    proc = world.node_cmd("apply", "-f", path, "--probe-dns", NAME,
+                          "--probe-api-server", f"{world.host}:{API_PORT}")
+    assert proc.returncode == 1
+    assert f"dns {NAME}, api-server {world.host}:{API_PORT} stopped answering" in proc.stderr
+    diff = kstate.snapshot_diff(before, kstate.snapshot(world.node.name))
+    assert not diff, "\n".join(diff)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--probe", "gateway", "Invalid value for --probe: 'gateway' is not an IP address"),
+    ("--probe-dns", "no such", "Invalid value for --probe-dns: 'no such' is not a DNS name"),
+    ("--probe-api-server", "10.0.0.1", "Invalid value for --probe-api-server: '10.0.0.1': "
+                                       "needs an address and a port"),
+])
+def test_cli_bad_probe_options_are_one_line(world: NodeWorld, option: str, value: str,
+                                            message: str) -> None:
+    proc = world.node_cmd("apply", "-f", world.write("h.yml", _harmless()), option, value)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not any(r["dst"] == "10.99.0.0/16" for r in kstate.routes(world.node.name))

@@ -148,16 +148,33 @@ def policy_cmd(ctx: click.Context, filename: str, fmt: str) -> None:
 @click.option("--no-commit", is_flag=True, help="Keep the checkpoint until `node commit`.")
 @click.option("--probe", "probes", multiple=True, metavar="ADDR",
               help="Address that must still answer ping after the change (repeatable).")
+@click.option("--probe-dns", "probe_dns", multiple=True, metavar="NAME",
+              help="Name that must still resolve through the node's resolver after the "
+              "change (repeatable).")
+@click.option("--probe-api-server", "probe_api", default=None, metavar="ADDR:PORT",
+              help="Address (or https:// URL) that must still accept TCP connections.")
 @click.pass_context
 def apply_cmd(ctx: click.Context, filename: str, timeout: int, no_commit: bool,
-              probes: tuple[str, ...]) -> None:
+              probes: tuple[str, ...], probe_dns: tuple[str, ...],
+              probe_api: str | None) -> None:
     """Checkpoint, change, verify, probe, then commit or restore the earlier state."""
+    from multihome.node import probes as node_probes
     from multihome.node import transaction
+
+    for option, section in (("--probe", {"ping": list(probes)}),
+                            ("--probe-dns", {"dns": list(probe_dns)}),
+                            ("--probe-api-server", {"api-server": probe_api})):
+        try:
+            node_probes.check(section)
+        except node_probes.BadTarget as e:
+            raise click.BadParameter(str(e).partition(": ")[2], param_hint=option) from None
+    defaults = node_probes.Defaults(dns=probe_dns, api_server=probe_api)
 
     desired = _desired_from_file(filename, _netns(ctx))
     try:
         report = transaction.apply_state(desired, netns_path=_netns(ctx), timeout=timeout,
-                                    commit=not no_commit, probes=probes)
+                                    commit=not no_commit, probes=probes,
+                                    probe_defaults=defaults)
     except transaction.ApplyFailed as e:
         for line in e.report.changes:
             click.echo(f"changed: {line}")
