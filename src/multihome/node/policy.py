@@ -305,7 +305,9 @@ def _enact_one(store: Store, node: str, policy: Object, netns_path: str | None,
     try:
         generated = generate(store, node, policy, netns_path)
     except capture.CaptureError as e:
-        # nothing was changed: no slot is taken, no retry helps until the policy changes
+        # nothing was changed: no slot is taken, no retry helps until the policy changes;
+        # counted like a desired state the schema refuses (an attempt that applied nothing)
+        on_apply("failed")
         progress(f"policy {policy.name}: {e}")
         return _set_enactment(store, node, policy, "Failing", "FailedToConfigure",
                               f"failure generating desiredState and capturedStates: {e}")
