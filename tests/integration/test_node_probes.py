@@ -14,7 +14,7 @@ import pytest
 from multihome.node import probes, schema, transaction
 from support import kstate
 from support.node_world import NodeWorld, make_world
-from support.probe_world import dns_server, resolv_conf, tcp_listener
+from support.probe_world import NETNS_ETC, dns_server, resolv_conf, tcp_listener
 
 pytestmark = pytest.mark.netns
 
@@ -133,3 +133,13 @@ def test_cli_bad_probe_options_are_one_line(world: NodeWorld, option: str, value
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not any(r["dst"] == "10.99.0.0/16" for r in kstate.routes(world.node.name))
+
+
+def test_a_silent_first_nameserver_leaves_time_for_the_next(world: NodeWorld) -> None:
+    """Nameservers are asked in resolv.conf order within one bound: one that never answers
+    (no host at its address) does not fail the probe while the next one answers."""
+    conf = NETNS_ETC / world.node.name / "resolv.conf"
+    conf.write_text(f"nameserver {world.net}.0.77\nnameserver {world.host}\n")
+    report = transaction.apply_state(_harmless(dns=[NAME], timeout=4),
+                                     netns_path=world.node.path)
+    assert report.committed and report.probes == [f"dns {NAME}"]

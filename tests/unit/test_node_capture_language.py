@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from multihome.node import capture
 from multihome.node.capture import CaptureError
+from multihome.node.policy import validate_policy
+from multihome.store import Object
 
 CURRENT: dict[str, Any] = {
     "interfaces": [
@@ -202,3 +204,33 @@ def test_admission_view_of_a_desired_state_with_references() -> None:
              "bridge": {"port": [{"name": "capref1"}]}},
             {"name": "capref2", "type": "vlan", "vlan": {"base-iface": "capref3", "id": 1}}],
         "routes": {}}
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=20)
+    | st.sampled_from(["{{ capture.a.interfaces.0.name }}", "{{ capture.b.x }}", "{{ }}",
+                       "br0", "up", "linux-bridge", "10.0.0.1", "{{ capture.a }}"]),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["interfaces", "name", "type", "mtu", "bridge", "port",
+                                       "ipv4", "address", "ip", "prefix-length", "routes",
+                                       "config", "probes", "dns", "vlan", "id", "state",
+                                       "base-iface", "x"]), inner, max_size=4),
+    max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(captures=st.none() | st.dictionaries(st.sampled_from(["a", "b", "1x"]),
+                                            st.sampled_from(['interfaces.name=="eth0"',
+                                                             "interfaces.name==", 5, None,
+                                                             "capture.a | x.y:=1"]),
+                                            max_size=3) | st.text(max_size=5),
+       desired=_VALUES)
+def test_policy_admission_with_captures_refuses_cleanly(captures: Any, desired: Any) -> None:
+    """Whatever spec.capture and desiredState hold, admission admits or gives a ValueError
+    (a one-line reason), and never crashes."""
+    body = {"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p"}, "spec": {"capture": captures, "desiredState": desired}}
+    try:
+        validate_policy(Object.from_manifest(body))
+    except ValueError as e:
+        assert str(e)

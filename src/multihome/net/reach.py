@@ -116,12 +116,16 @@ def _ask(server: str, name: str, qtype: int, netns_path: str | None,
 def resolves(name: str, *, netns_path: str | None = None, timeout: float = 2.0,
              servers: list[str] | None = None) -> bool:
     """True when one of the node's nameservers answers `name` (A, else AAAA) in time.
-    At most `timeout` seconds per nameserver."""
+    At most `timeout` seconds in all, shared equally by the nameservers (a silent first
+    one must not use up the time of the others)."""
     if not valid_name(name):
         return False
-    for server in servers if servers is not None else nameservers(netns_path):
+    servers = servers if servers is not None else nameservers(netns_path)
+    share = timeout / max(1, len(servers))
+    for server in servers:
+        deadline = time.monotonic() + share
         for qtype in (QTYPE_A, QTYPE_AAAA):
-            if _ask(server, name, qtype, netns_path, time.monotonic() + timeout):
+            if _ask(server, name, qtype, netns_path, deadline):
                 return True
     return False
 

@@ -9,8 +9,8 @@
 
 As in kubernetes-nmstate a probe counts only if it passed before the change, so a node
 without a reachable gateway or resolver does not roll back every policy. Every probe is
-bounded: ping 3 echo requests of 1 s, DNS `timeout` seconds per nameserver and query
-type, TCP `timeout` seconds (`probes.timeout`, default DEFAULT_TIMEOUT_S).
+bounded: ping 3 echo requests of 1 s, DNS and TCP `timeout` seconds per target
+(`probes.timeout`, default DEFAULT_TIMEOUT_S).
 """
 
 from __future__ import annotations
