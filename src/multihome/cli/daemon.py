@@ -35,6 +35,9 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
 @click.option("--shutdown-grace", default=30.0, show_default=True,
               type=click.FloatRange(min=0.0), help="Seconds SIGTERM waits for in-flight "
               "requests before the daemon exits anyway.")
+@click.option("--state-dir", default="/var/lib/multihome/daemon", show_default=True,
+              envvar="MULTIHOME_DAEMON_STATE_DIR",
+              help="The daemon's own state (DHCP leases, 0600), kept across restarts.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--multus-config", default=None, metavar="FILE",
@@ -45,8 +48,8 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
 @click.pass_context
 def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
                store: str | None, cni_dir: str, workers: int, queue: int,
-               request_timeout: float, shutdown_grace: float, log_level: str,
-               multus_config: str | None) -> None:
+               request_timeout: float, shutdown_grace: float, state_dir: str,
+               log_level: str, multus_config: str | None) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
     from multihome.daemon.memory import limit_malloc_arenas
@@ -79,7 +82,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           store=store if store == "k8s" or store.startswith("k8s:")
                           else os.path.abspath(store) if store else "", cni_dir=cni_dir,
                           workers=workers, queue=queue, request_timeout=request_timeout,
-                          shutdown_grace=shutdown_grace, multus=multus))
+                          shutdown_grace=shutdown_grace, multus=multus,
+                          state_dir=os.path.abspath(state_dir)))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
 
