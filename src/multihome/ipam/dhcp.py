@@ -16,10 +16,13 @@ DEL sends DHCPRELEASE and stops renewing; CHECK finds the lease still held.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from multihome import shim
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable, TryAgainLater
 from multihome.cni.result import IPConfig, Result, Route
@@ -140,13 +143,46 @@ def _options(call: Call, conf: DhcpConfig, key: dhcp_leases.LeaseKey) -> ClientO
                          hostname=conf.provide.get(12), vendor_id=conf.provide.get(60))
 
 
-def _manager(what: str) -> dhcp_leases.LeaseManager:
+def _no_daemon(what: str, details: str = "") -> TryAgainLater:
+    return TryAgainLater(
+        f"dhcp IPAM: {what} needs the multihome node daemon, which holds and renews "
+        "DHCP leases; start `multihome daemon` on this node (the runtime will retry)", details)
+
+
+def _forwarded(call: Call) -> dict[str, Any] | None:
+    """This call served by the daemon that `dhcp_leases.forward_to` named: its result
+    (None for an empty success); _Unserved when there is no such daemon or it does not
+    answer. A CNI error from the daemon is raised as it is."""
+    path = dhcp_leases.daemon_socket()
+    if not path:
+        raise _Unserved("no daemon socket is configured for this process")
+    stdin = json.dumps(call.conf.raw).encode()
+    try:
+        reply = shim.call_daemon(path, "dhcp", call.cmd.to_env(), stdin)
+    except (shim.Unreachable, shim.Lost) as e:
+        raise _Unserved(str(e)) from e
+    if reply is None:
+        raise _Unserved(f"the daemon on {path} serves another network namespace")
+    code, out = reply
+    data = json.loads(out) if out.strip() else None
+    if code != 0:
+        raise CNIError.from_dict(data if isinstance(data, dict) else {"msg": out[:200]})
+    return data if isinstance(data, dict) else None
+
+
+class _Unserved(Exception):
+    """No daemon in this process or behind the configured socket."""
+
+
+def _manager_or_forward(call: Call) -> dhcp_leases.LeaseManager | dict[str, Any] | None:
+    """The lease manager of this process, else the daemon's reply to this very call."""
     manager = dhcp_leases.current()
-    if manager is None:
-        raise TryAgainLater(
-            f"dhcp IPAM: {what} needs the multihome node daemon, which holds and renews "
-            "DHCP leases; start `multihome daemon` on this node (the runtime will retry)")
-    return manager
+    if manager is not None:
+        return manager
+    try:
+        return _forwarded(call)
+    except _Unserved as e:
+        raise _no_daemon(call.cmd.command, str(e)) from e
 
 
 def _classful(dst: ipaddress.IPv4Address) -> int:
@@ -198,7 +234,11 @@ def result_of(lease: LeaseData, conf: DhcpConfig, cni_version: str) -> Result:
 
 def add(call: Call) -> Result:
     conf = parse(call)
-    manager = _manager("ADD")
+    manager = _manager_or_forward(call)
+    if not isinstance(manager, dhcp_leases.LeaseManager):
+        if manager is None:
+            raise CNIError("dhcp IPAM: the daemon returned no result")
+        return Result.from_dict(manager)
     key = _key(call)
     try:
         lease = manager.acquire(key, call.cmd.netns, _options(call, conf, key))
@@ -214,11 +254,16 @@ def delete(call: Call) -> None:
     manager = dhcp_leases.current()
     if manager is not None:
         manager.release(_key(call))
+        return
+    with contextlib.suppress(_Unserved):
+        _forwarded(call)
 
 
 def check(call: Call) -> None:
     parse(call)
-    manager = _manager("CHECK")
+    manager = _manager_or_forward(call)
+    if not isinstance(manager, dhcp_leases.LeaseManager):
+        return  # the daemon checked
     lease = manager.lease_of(_key(call))
     if lease is None:
         raise CNIError(f"dhcp IPAM: no DHCP lease is held for {call.cmd.ifname} of "
@@ -233,8 +278,11 @@ def check(call: Call) -> None:
 def status(call: Call) -> None:
     parse(call)
     if dhcp_leases.current() is None:
-        raise NotAvailable("dhcp IPAM needs the multihome node daemon, which is not "
-                           "running in this process")
+        try:
+            _forwarded(call)
+        except _Unserved as e:
+            raise NotAvailable("dhcp IPAM needs the multihome node daemon, which is not "
+                               "running in this process", str(e)) from e
 
 
 def gc(call: Call) -> None:

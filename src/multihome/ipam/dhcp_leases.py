@@ -225,9 +225,11 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-# The manager of this process: the daemon installs one; without it (a plugin executable
-# run by a runtime with no daemon) the `dhcp` IPAM cannot hold a lease and says so.
+# The manager of this process: the daemon installs one. Without it the `dhcp` IPAM asks
+# the daemon whose socket :func:`forward_to` named (the local lab's engine runs in the
+# CLI and its pods' leases live in the lab's daemon); with neither it says so (code 11).
 _current: LeaseManager | None = None
+_daemon_socket = ""
 
 
 def install(manager: LeaseManager | None) -> None:
@@ -237,3 +239,14 @@ def install(manager: LeaseManager | None) -> None:
 
 def current() -> LeaseManager | None:
     return _current
+
+
+def forward_to(socket_path: str) -> None:
+    """The daemon socket that holds leases for this process (set by the node's own
+    configuration, never by a network config)."""
+    global _daemon_socket
+    _daemon_socket = socket_path
+
+
+def daemon_socket() -> str:
+    return _daemon_socket
