@@ -188,3 +188,12 @@ def test_without_a_daemon_add_is_try_again_later_and_leaves_nothing(
     assert "multihome daemon" in out.json["msg"]
     assert node.leftovers(pod)["pod links"] == []
     assert node.leftovers(pod)["bridge ports"] == ""
+
+
+def test_add_for_an_interface_the_pod_lacks_fails_at_once_and_holds_nothing(
+        dhcp: DhcpWorld) -> None:
+    pod = dhcp.make_ns("mhdp")
+    out = dhcp.ipam("ADD", dhcp.conf(), pod, ifname="nope0").error(11)
+    assert "nope0 not found" in out["msg"]
+    assert dhcp.manager.held() == []
+    assert dhcp.server.leases() == []

@@ -142,3 +142,18 @@ def test_lease_key_is_the_reference_client_id_and_a_digest_file_name() -> None:
     assert key.client_id == "c1/../../etc/net1"
     assert "/" not in key.file_name and key.file_name.endswith(".json")
     assert len(dhcp_leases.LeaseKey("c" * 300, "n", "i").client_id) == 254
+
+
+def test_add_with_a_netns_path_that_is_no_namespace_keeps_that_error(tmp_path: Any) -> None:
+    not_a_netns = tmp_path / "netns"
+    not_a_netns.write_text("")
+    dhcp_leases.install(dhcp_leases.LeaseManager(str(tmp_path / "state")))
+    try:
+        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1",
+               "CNI_NETNS": str(not_a_netns), "CNI_PATH": "/usr/lib/cni"}
+        rc, out = dispatch(dhcp_ipam, env, json.dumps(_conf()).encode())
+    finally:
+        dhcp_leases.install(None)
+    error = json.loads(out)
+    assert rc == 1 and error["code"] != 11 and "not a network namespace" in error["msg"]
+    assert not (tmp_path / "state" / "dhcp").exists()  # nothing recorded

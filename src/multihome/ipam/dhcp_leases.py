@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -34,6 +35,8 @@ LEASE_DIR = "dhcp"
 ACQUIRE_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 RECORD_VERSION = 1
+# A client is a thread with its sockets: a bound on them all (pods per node are far fewer).
+MAX_LEASES = 2048
 MAX_RECORD_BYTES = 64 * 1024  # a record is a few hundred bytes; a bigger file is not ours
 
 
@@ -83,6 +86,8 @@ class LeaseManager:
             self._end(key, release=False)
         holder = self._holder(key, netns_path, options)
         with self._lock:
+            if len(self._held) >= MAX_LEASES:
+                raise DhcpError(f"this node already holds {MAX_LEASES} DHCP leases")
             self._held[key] = holder
         holder.session.start()
         try:
@@ -148,12 +153,15 @@ class LeaseManager:
 
     def shutdown(self) -> None:
         """The daemon stops: end every client WITHOUT releasing; the records stay, so the
-        next daemon re-adopts the leases."""
+        next daemon re-adopts the leases. All are told at once, one bounded wait for all."""
         with self._lock:
             held = list(self._held.values())
             self._held.clear()
+        deadline = time.monotonic() + STOP_TIMEOUT
         for h in held:
-            h.session.stop(release=False, timeout=STOP_TIMEOUT)
+            h.session.request_stop(release=False, timeout=STOP_TIMEOUT)
+        for h in held:
+            h.session.join(deadline)
 
     # internals
 

@@ -34,10 +34,15 @@ from pyroute2.dhcp.hooks import Hook, Trigger
 from pyroute2.dhcp.leases import Lease as _Pr2Lease
 from pyroute2.netlink.exceptions import NetlinkError
 
+from multihome.cni.errors import CNIError
 from multihome.errors import MultihomeError
 from multihome.net import netns
 
 LOG = logging.getLogger("multihome.dhcp")
+# pyroute2's client logs every packet and timer at INFO: on a node with many leases that
+# would be most of the daemon's log. What matters (a lease lost, a new address, a client
+# ended) is logged here.
+logging.getLogger("pyroute2.dhcp").setLevel(logging.WARNING)
 
 # How often a running session looks for its namespace and interface.
 LIVENESS_INTERVAL = 2.0
@@ -230,6 +235,8 @@ class Session:
             self._done.wait(min(left, 0.05))
         if self.lease is not None and self._bound.is_set():
             return self.lease
+        if isinstance(self._error, CNIError):
+            raise self._error  # the namespace path is no namespace: its own code
         if self._error is not None:
             raise DhcpError(f"DHCP on {self.options.ifname}: {self._error}") from self._error
         raise DhcpError(f"no DHCP lease on {self.options.ifname} within {timeout:g} s: "
@@ -242,6 +249,12 @@ class Session:
     def stop(self, *, release: bool, timeout: float = 5.0) -> None:
         """End the client, sending a DHCPRELEASE first when `release` and it holds a
         lease; waits at most `timeout` for the thread."""
+        deadline = time.monotonic() + timeout
+        self.request_stop(release=release, timeout=timeout)
+        self.join(deadline)
+
+    def request_stop(self, *, release: bool, timeout: float = 5.0) -> None:
+        """Ask the client to end (see stop) without waiting for it to have ended."""
         self._release = release
         if self._thread is None:
             return
@@ -250,7 +263,11 @@ class Session:
         if loop is not None and ev is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 loop.call_soon_threadsafe(ev.set)
-        self._thread.join(timeout)
+
+    def join(self, deadline: float) -> None:
+        """Wait until the thread ended or the monotonic `deadline` passed."""
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
 
     # the session's thread
 
@@ -270,6 +287,11 @@ class Session:
                 self.on_end(self.ended_because or "stopped")
 
     def _granted(self, lease: LeaseData) -> None:
+        if self.lease is not None and self.lease.ack.get("yiaddr") != lease.ack.get("yiaddr"):
+            # the old lease was lost (NAK, expiry) and the server gave another address:
+            # the pod's interface still has the old one until the pod is recreated
+            LOG.warning("dhcp %s: new address %s replaces %s", self.options.ifname,
+                        lease.ack.get("yiaddr"), self.lease.ack.get("yiaddr"))
         self.lease = lease
         self.acks += 1
         try:
