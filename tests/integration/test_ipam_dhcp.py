@@ -197,3 +197,18 @@ def test_add_for_an_interface_the_pod_lacks_fails_at_once_and_holds_nothing(
     assert "nope0 not found" in out["msg"]
     assert dhcp.manager.held() == []
     assert dhcp.server.leases() == []
+
+
+def test_gc_releases_the_leases_of_attachments_no_longer_valid(dhcp: DhcpWorld) -> None:
+    kept_pod, gone_pod = dhcp.make_ns("mhdp"), dhcp.make_ns("mhdp")
+    kept = dhcp.lab.add(dhcp.conf(), kept_pod, cid="kept")["ips"][0]["address"].split("/")[0]
+    gone = dhcp.lab.add(dhcp.conf(), gone_pod, cid="gone")["ips"][0]["address"].split("/")[0]
+
+    conf = {**dhcp.conf(), "cniVersion": "1.1.0",
+            "cni.dev/valid-attachments": [{"containerID": "kept", "ifname": "eth0"}]}
+    dhcp.ipam("GC", conf, kept_pod).ok()
+
+    dhcp.server.wait_for("the GC's DHCPRELEASE", lambda: dhcp.server.lease_for(gone) is None,
+                         timeout=10)
+    assert [key.container_id for key in dhcp.manager.held()] == ["kept"]
+    assert dhcp.server.lease_for(kept) is not None
