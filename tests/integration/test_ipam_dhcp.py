@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +213,39 @@ def test_gc_releases_the_leases_of_attachments_no_longer_valid(dhcp: DhcpWorld) 
                          timeout=10)
     assert [key.container_id for key in dhcp.manager.held()] == ["kept"]
     assert dhcp.server.lease_for(kept) is not None
+
+
+def test_concurrent_adds_of_one_attachment_share_one_client_and_address(
+        dhcp: DhcpWorld) -> None:
+    pod = dhcp.make_ns("mhdp")
+    port = f"cp{pod.name[-6:]}"  # eth0 on the node bridge, as a plugin would make it
+    pod.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns",
+            dhcp.lab.node.name)
+    dhcp.lab.node.run("ip", "link", "set", port, "master", dhcp.bridge, "up")
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        dhcp.ipam("ADD", dhcp.conf(), pod).ok())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 3
+    assert len({r["ips"][0]["address"] for r in results}) == 1
+    assert len(dhcp.manager.held()) == 1
+    dhcp.server.wait_for("one lease", lambda: len(dhcp.server.leases()) == 1)
+    time.sleep(1)
+    assert len(dhcp.server.leases()) == 1
+    assert len([t for t in threading.enumerate() if t.name == "dhcp eth0"]) == 1
+
+
+def test_check_passes_while_the_lease_is_held_and_fails_after_del(dhcp: DhcpWorld) -> None:
+    pod = dhcp.make_ns("mhdp")
+    conf = dhcp.conf()
+    result = dhcp.lab.add(conf, pod)
+    checked = {**conf, "prevResult": result}
+    dhcp.lab.call("CHECK", checked, pod).ok()
+    wrong = {**result, "ips": [{**result["ips"][0], "address": "10.71.0.2/24"}]}
+    assert "10.71.0.2" in dhcp.ipam("CHECK", {**conf, "prevResult": wrong}, pod).error(
+        999)["msg"]
+    dhcp.ipam("DEL", conf, pod).ok()
+    assert "no DHCP lease" in dhcp.ipam("CHECK", checked, pod).error(999)["msg"]

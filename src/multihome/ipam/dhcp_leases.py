@@ -75,25 +75,30 @@ class LeaseManager:
     # the IPAM plugin's calls
 
     def acquire(self, key: LeaseKey, netns_path: str, options: ClientOptions) -> LeaseData:
-        """The lease of this attachment: the one held (an ADD retried), else a new one
-        from the server. DhcpError when no server grants one in time."""
+        """The lease of this attachment: the one held (an ADD retried, or one still being
+        acquired by a concurrent ADD), else a new one from the server. DhcpError when no
+        server grants one in time."""
         with self._lock:
             held = self._held.get(key)
-        if held is not None:
-            lease = held.session.lease
-            if held.session.alive and held.netns_path == netns_path and lease is not None:
-                return lease
-            self._end(key, release=False)
-        holder = self._holder(key, netns_path, options)
-        with self._lock:
-            if len(self._held) >= MAX_LEASES:
-                raise DhcpError(f"this node already holds {MAX_LEASES} DHCP leases")
-            self._held[key] = holder
-        holder.session.start()
+            reuse = held is not None and held.session.alive and held.netns_path == netns_path
+            if not reuse:
+                if held is None and len(self._held) >= MAX_LEASES:
+                    raise DhcpError(f"this node already holds {MAX_LEASES} DHCP leases")
+                stale, held = held, self._holder(key, netns_path, options)
+                self._held[key] = held
+        assert held is not None
+        if not reuse:
+            if stale is not None:  # another namespace now, or its client ended
+                stale.released = True
+                stale.session.stop(release=False, timeout=STOP_TIMEOUT)
+            held.session.start()
         try:
-            return holder.session.wait_bound(self.acquire_timeout)
-        except DhcpError:
-            self._end(key, release=False)
+            return held.session.wait_bound(self.acquire_timeout)
+        except BaseException:
+            with self._lock:
+                mine = self._held.get(key) is held
+            if mine:
+                self._end(key, release=False)
             raise
 
     def release(self, key: LeaseKey) -> bool:
