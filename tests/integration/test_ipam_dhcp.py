@@ -107,7 +107,9 @@ def test_daemon_restart_readopts_the_lease_and_renews_it(dhcp: DhcpWorld) -> Non
     # asked for again (INIT-REBOOT) and then renewed at T1: same address each time
     dhcp.server.wait_for("the re-adopted lease's ACKs", lambda: _acks_for(dhcp, address)
                          >= acks + 2, timeout=15)
-    assert [lease.ip for lease in dhcp.server.leases()] == [address]
+    # dnsmasq rewrites its lease file in place: read it until it is whole
+    dhcp.server.wait_for("the one lease", lambda: [
+        lease.ip for lease in dhcp.server.leases()] == [address], timeout=5)
     session = restarted.session_of(_lease_key())
     assert session is not None
     dhcp.server.wait_for("the client's two ACKs", lambda: session.acks >= 2, timeout=5)
@@ -173,7 +175,8 @@ def test_daemon_serves_dhcp_and_survives_a_crash_with_the_same_address(
         server.wait_for("the restarted daemon's renewals", lambda: sum(
             1 for line in server.log_lines("DHCPACK") if f" {address} " in line) >= acks + 2,
             timeout=15)
-        assert [lease.ip for lease in server.leases()] == [address]
+        server.wait_for("the one lease", lambda: [
+            lease.ip for lease in server.leases()] == [address], timeout=5)
 
         node.cni("DEL", "pod-a", pod, exe="bridge", conf=_bridge_conf(node)).ok()
         server.wait_for("DHCPRELEASE", lambda: server.lease_for(address) is None)

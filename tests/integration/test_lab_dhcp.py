@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.cli_lab import CLILab, lab_down, lab_up, new_lab
+from support.dhcp_server import lease_file_lines
 
 pytestmark = pytest.mark.netns
 
@@ -32,8 +33,7 @@ def lab(tmp_path: Path) -> Iterator[CLILab]:
 
 
 def _server_leases(lab: CLILab) -> list[list[str]]:
-    path = lab.state / "dhcp-server" / "leases"
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+    return [line.split() for line in lease_file_lines(lab.state / "dhcp-server" / "leases")]
 
 
 def _pid(directory: Path) -> int:
@@ -53,6 +53,9 @@ def test_pod_on_dev_bridge_gets_a_lease_released_on_delete(lab: CLILab) -> None:
     assert address.startswith("10.66.0.") and address.endswith("/24")
     ip = address.split("/")[0]
     assert int(ip.rsplit(".", 1)[1]) >= 128  # the pool is the LAN's upper half
+    deadline = time.monotonic() + 5
+    while not _server_leases(lab) and time.monotonic() < deadline:
+        time.sleep(0.1)  # dnsmasq writes its lease file after the ACK has gone out
     leases = _server_leases(lab)
     assert [(lease[2], lease[3]) for lease in leases] == [(ip, "web")]  # host-name: the pod
     status = json.loads(lab.ok("pod", "get", "web", "-o", "json"))

@@ -30,6 +30,26 @@ from support.plugin_harness import Outcome
 DNSMASQ = "/usr/sbin/dnsmasq"
 
 
+def lease_file_lines(path: Path) -> list[str]:
+    """dnsmasq's lease file, read whole. dnsmasq rewrites it in place (truncate, write),
+    so a read can catch it empty or half written: the text counts once two reads in a
+    row agree (and, being written after the ACK went out, it is waited for a moment)."""
+    def read() -> str:
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            return ""
+
+    text = read()
+    for _ in range(20):
+        time.sleep(0.02)
+        again = read()
+        if again == text:
+            break
+        text = again
+    return text.splitlines()
+
+
 @dataclass(frozen=True)
 class ServerLease:
     """One line of dnsmasq's lease file."""
@@ -58,10 +78,7 @@ class DhcpServer:
         return self.workdir / "dnsmasq.log"
 
     def leases(self) -> list[ServerLease]:
-        try:
-            lines = self.lease_file.read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        lines = lease_file_lines(self.lease_file)
         out = []
         for line in lines:
             parts = line.split()

@@ -5,12 +5,14 @@ through the pod's in-pod bridge and the node's dev-bridge."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.cli_lab import lab_up, new_lab
+from support.dhcp_server import lease_file_lines
 from support.netns import unique
 from support.vm_world import EXTERNAL_HOST, NS, VMLab, down, skip_without_vm_tools
 
@@ -48,8 +50,11 @@ def test_vm_on_bridge_binding_leases_its_address_from_the_lan_server(lab: VMLab)
     ip, router = got.stdout.split()
     assert ip.startswith("10.66.0.") and int(ip.rsplit(".", 1)[1]) >= 128
     assert router == EXTERNAL_HOST
-    leases = (lab.state / "dhcp-server" / "leases").read_text().split("\n")
-    assert any(line.split()[1:3] == [mac, ip] for line in leases if line.strip()), leases
+    lease_file = lab.state / "dhcp-server" / "leases"
+    deadline = time.monotonic() + 5
+    while not any(line.split()[1:3] == [mac, ip] for line in lease_file_lines(lease_file)):
+        assert time.monotonic() < deadline, lease_file_lines(lease_file)
+        time.sleep(0.1)  # dnsmasq writes its lease file after the ACK has gone out
     # the leased address works through the bridge binding, both ways
     ping = lab.mh("vm", "exec", vm, "-n", NS, "--", "ping", "-c", "2", "-W", "2",
                   EXTERNAL_HOST)
