@@ -37,7 +37,7 @@ def _server_leases(lab: CLILab) -> list[list[str]]:
 
 
 def _pid(directory: Path) -> int:
-    return int(json.loads((directory / "process.json").read_text())["pid"])
+    return int((directory / "pid").read_text().split()[0])
 
 
 def test_pod_on_dev_bridge_gets_a_lease_released_on_delete(lab: CLILab) -> None:

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from multihome.paths import DEFAULT_DAEMON_STATE_DIR
 from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -35,7 +36,7 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
 @click.option("--shutdown-grace", default=30.0, show_default=True,
               type=click.FloatRange(min=0.0), help="Seconds SIGTERM waits for in-flight "
               "requests before the daemon exits anyway.")
-@click.option("--state-dir", default="/var/lib/multihome/daemon", show_default=True,
+@click.option("--state-dir", default=DEFAULT_DAEMON_STATE_DIR, show_default=True,
               envvar="MULTIHOME_DAEMON_STATE_DIR",
               help="The daemon's own state (DHCP leases, 0600), kept across restarts.")
 @click.option("--log-level", default="info", show_default=True,

@@ -33,6 +33,7 @@ from multihome.daemon.multus_daemon_config import MultusDaemonConfig
 from multihome.daemon.pool import DEFAULT_WAIT, WorkerPool
 from multihome.daemon.requests import CNIRequest, EngineDefaults, Runner, error_reply
 from multihome.ipam import dhcp_leases
+from multihome.paths import DEFAULT_DAEMON_STATE_DIR
 from multihome.plugins.registry import BUILTIN
 from multihome.store import keep_open
 
@@ -44,7 +45,6 @@ WRITE_TIMEOUT = 10.0  # a reply that the client does not read is dropped after t
 SHUTDOWN_GRACE = 30.0  # SIGTERM: in-flight requests get this long, then the daemon exits
 _ANCESTRY_DEPTH = 64  # process tree levels looked at to recognise a nested call
 _REFUSED_KEPT = 64  # refused connections waiting to be closed, at most
-DEFAULT_STATE_DIR = "/var/lib/multihome/daemon"
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class DaemonOptions:
     request_timeout: float = DEFAULT_WAIT
     shutdown_grace: float = SHUTDOWN_GRACE
     # the daemon's own state: DHCP leases (0600) live under <state_dir>/dhcp
-    state_dir: str = DEFAULT_STATE_DIR
+    state_dir: str = DEFAULT_DAEMON_STATE_DIR
     # Multus' daemon config (`daemon --multus-config`): its keys go on every engine
     # request and the conf dir gets Multus' 00-multus.conf
     multus: MultusDaemonConfig | None = None

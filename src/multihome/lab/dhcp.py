@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from multihome import paths
 from multihome.errors import MultihomeError
 from multihome.ipam import dhcp_leases
+from multihome.lab.cluster import procs
 from multihome.lab.settings import LabSettings
 from multihome.net import netns
-from multihome.node import process
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 LEASE_TIME = "1h"
@@ -42,12 +38,31 @@ class LabDhcpError(MultihomeError):
     pass
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Logs and pid files of the lab's DHCP processes (procs' ProcLayout)."""
+
+    state_dir: str
+
+    def dir(self, component: str) -> Path:
+        return Path(self.state_dir, component)
+
+    def log(self, component: str) -> Path:
+        return self.dir(component) / "log"
+
+    def pidfile(self, component: str) -> Path:
+        return self.dir(component) / "pid"
+
+
+SERVER, DAEMON = "dhcp-server", "daemon"
+
+
 def server_dir(settings: LabSettings) -> str:
-    return os.path.join(settings.state_dir, "dhcp-server")
+    return str(_Layout(settings.state_dir).dir(SERVER))
 
 
 def daemon_dir(settings: LabSettings) -> str:
-    return os.path.join(settings.state_dir, "daemon")
+    return str(_Layout(settings.state_dir).dir(DAEMON))
 
 
 def daemon_socket(settings: LabSettings) -> str:
@@ -73,54 +88,12 @@ def use(settings: LabSettings) -> None:
         dhcp_leases.forward_to(daemon_socket(settings))
 
 
-def _pidfile(directory: str) -> str:
-    return os.path.join(directory, "process.json")
-
-
-def _running(directory: str) -> int | None:
-    try:
-        with open(_pidfile(directory)) as f:
-            data = json.load(f)
-        pid, started = int(data["pid"]), int(data["started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if process.alive(pid, started) else None
-
-
-def _start(directory: str, argv: list[str], ext_path: str | None) -> None:
-    if _running(directory) is not None:
-        return
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+def _start(layout: _Layout, component: str, argv: list[str], ext_path: str | None) -> int:
+    # private: its leases and logs are for root alone
+    os.makedirs(layout.dir(component), mode=0o700, exist_ok=True)
     # a child forked from a thread inside a namespace starts in that namespace
-    with open(os.path.join(directory, "log"), "ab") as log, \
-            netns.entered(ext_path) if ext_path else contextlib.nullcontext():
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    paths.write_file_atomic(_pidfile(directory), json.dumps(
-        {"pid": proc.pid, "started": process.start_time(proc.pid)}), 0o600)
-
-
-def _stop(directory: str) -> bool:
-    pid = _running(directory)
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while _running(directory) is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        if _running(directory) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-    return pid is not None
-
-
-def _log_tail(directory: str) -> str:
-    try:
-        return Path(directory, "log").read_text(errors="replace").strip().splitlines()[-1]
-    except (OSError, IndexError):
-        return "(no log)"
+    with netns.entered(ext_path) if ext_path else contextlib.nullcontext():
+        return procs.start(layout, component, argv)
 
 
 def up(settings: LabSettings, progress: Progress) -> None:
@@ -128,32 +101,35 @@ def up(settings: LabSettings, progress: Progress) -> None:
         raise LabDhcpError(f"`lab up --dhcp` needs {DNSMASQ} (Debian package dnsmasq-base)")
     first, last, mask = pool(settings)
     router = str(ipaddress.ip_interface(settings.external_address).ip)
+    layout = _Layout(settings.state_dir)
     sdir = server_dir(settings)
-    _start(sdir, [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-                  "--user=root", "--group=root", "--interface=eth0", "--bind-interfaces",
-                  "--except-interface=lo", "--no-ping",
-                  f"--dhcp-range={first},{last},{mask},{LEASE_TIME}",
-                  f"--dhcp-leasefile={os.path.join(sdir, 'leases')}",
-                  f"--pid-file={os.path.join(sdir, 'dnsmasq.pid')}",
-                  f"--dhcp-option=option:router,{router}", "--log-dhcp",
-                  f"--log-facility={os.path.join(sdir, 'dnsmasq.log')}"],
-           netns.named_path(settings.external_netns))
-    progress(f"DHCP server in {settings.external_netns}: {first}-{last}, router {router}")
-    ddir = daemon_dir(settings)
-    exe = os.path.join(os.path.dirname(sys.executable), "multihome")
-    _start(ddir, [exe, "daemon", "--socket", daemon_socket(settings), "--conf-dir", "",
-                  "--state-dir", ddir, "--log-level", "info"], None)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not os.path.exists(daemon_socket(settings)):
-        if _running(ddir) is None or time.monotonic() > deadline:
-            raise LabDhcpError(f"the lab's daemon did not start: {_log_tail(ddir)}")
-        time.sleep(0.05)
+    try:
+        _start(layout, SERVER, [
+            DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+            "--user=root", "--group=root", "--interface=eth0", "--bind-interfaces",
+            "--except-interface=lo", "--no-ping",
+            f"--dhcp-range={first},{last},{mask},{LEASE_TIME}",
+            f"--dhcp-leasefile={os.path.join(sdir, 'leases')}",
+            # its own, or dnsmasq writes /run/dnsmasq.pid on the host
+            f"--pid-file={os.path.join(sdir, 'dnsmasq.pid')}",
+            f"--dhcp-option=option:router,{router}", "--log-dhcp",
+            f"--log-facility={os.path.join(sdir, 'dnsmasq.log')}"],
+            netns.named_path(settings.external_netns))
+        progress(f"DHCP server in {settings.external_netns}: {first}-{last}, router {router}")
+        exe = os.path.join(os.path.dirname(sys.executable), "multihome")
+        _start(layout, DAEMON, [exe, "daemon", "--socket", daemon_socket(settings),
+                                "--conf-dir", "", "--state-dir", daemon_dir(settings)], None)
+        procs.wait_for(layout, DAEMON, lambda: os.path.exists(daemon_socket(settings)),
+                       START_TIMEOUT, "listening")
+    except procs.ClusterError as e:
+        raise LabDhcpError(f"lab DHCP: {e}") from e
     progress(f"lease daemon on {daemon_socket(settings)} (holds and renews the pods' leases)")
 
 
 def down(settings: LabSettings, progress: Progress) -> None:
-    for name, directory in (("lease daemon", daemon_dir(settings)),
-                            ("DHCP server", server_dir(settings))):
-        if _stop(directory):
+    layout = _Layout(settings.state_dir)
+    for component, name in ((DAEMON, "lease daemon"), (SERVER, "DHCP server")):
+        if procs.pid_of(layout, component) is not None:
+            procs.stop(layout, component, STOP_TIMEOUT)
             progress(f"{name} stopped")
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(layout.dir(component), ignore_errors=True)
