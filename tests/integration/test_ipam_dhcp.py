@@ -252,3 +252,26 @@ def test_check_passes_while_the_lease_is_held_and_fails_after_del(dhcp: DhcpWorl
         999)["msg"]
     dhcp.ipam("DEL", conf, pod).ok()
     assert "no DHCP lease" in dhcp.ipam("CHECK", checked, pod).error(999)["msg"]
+
+
+def test_when_the_server_ignores_renewals_the_client_rebinds_at_t2(dhcp: DhcpWorld) -> None:
+    pod = dhcp.make_ns("mhdp")
+    address = dhcp.lab.add(dhcp.conf(), pod)["ips"][0]["address"].split("/")[0]
+    first = dhcp.server.lease_for(address)
+    assert first is not None
+    # renewals (T1) are unicast to the server's address: drop them; rebinding (T2) is
+    # broadcast and still reaches it
+    dhcp.server.ns.run("nft", "add table inet mhdrop")
+    dhcp.server.ns.run("nft", "add chain inet mhdrop in { type filter hook input priority 0; }")
+    dhcp.server.ns.run("nft", f"add rule inet mhdrop in ip daddr {SERVER_ADDRESS} "
+                       "udp dport 67 counter drop")
+
+    dhcp.server.wait_for("a renewal the server never saw", lambda: "packets 0 " not in
+                         dhcp.server.ns.run("nft", "list table inet mhdrop").stdout,
+                         timeout=10)
+    dhcp.server.wait_for("the rebind's ACK extending the lease", lambda: (
+        (lease := dhcp.server.lease_for(address)) is not None and lease.expires > first.expires),
+        timeout=15)
+    session = dhcp.manager.session_of(_lease_key())
+    assert session is not None and session.lease is not None
+    assert str(session.lease.address.ip) == address
