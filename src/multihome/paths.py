@@ -12,6 +12,8 @@ import tempfile
 
 STATE_ENV = "MULTIHOME_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
+# the node daemon's own state (DHCP leases), kept across its restarts
+DEFAULT_DAEMON_STATE_DIR = "/var/lib/multihome/daemon"
 
 
 def state_dir(path: str | None = None) -> str:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from multihome.ipam import dhcp_leases
 from support.bridge_harness import Lab
 from support.daemon_world import HOLD_PLUGIN, Node
+from support.dhcp_server import DhcpWorld, dhcp_lan
 from support.engine_world import World, engine_world
 from support.netns import Netns, unique
 
@@ -46,3 +48,19 @@ def node(tmp_path: Path, host_ns: Netns, cni_bin_dir: Path) -> Iterator[Node]:
         n.release()
         n.stop_all()
 
+
+
+@pytest.fixture
+def dhcp(lab: Lab, netns_factory: Callable[..., Netns], tmp_path: Path) -> Iterator[DhcpWorld]:
+    """A bridge LAN with dnsmasq on it (T1 3 s, T2 5 s) and a lease manager installed in
+    this process, as the daemon installs its own (test_ipam_dhcp)."""
+    bridge = lab.bridge_name()
+    manager = dhcp_leases.LeaseManager(str(tmp_path / "daemon-state"), acquire_timeout=20)
+    dhcp_leases.install(manager)
+    try:
+        with dhcp_lan(lab.node, bridge, netns_factory("mhds"), tmp_path / "dnsmasq",
+                      t1=3, t2=5) as server:
+            yield DhcpWorld(lab, bridge, server, manager, netns_factory)
+    finally:
+        manager.shutdown()
+        dhcp_leases.install(None)

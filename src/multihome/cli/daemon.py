@@ -6,6 +6,7 @@ import os
 
 import click
 
+from multihome.paths import DEFAULT_DAEMON_STATE_DIR
 from multihome.shim import DEFAULT_SOCKET, SOCKET_ENV
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -35,6 +36,9 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
 @click.option("--shutdown-grace", default=30.0, show_default=True,
               type=click.FloatRange(min=0.0), help="Seconds SIGTERM waits for in-flight "
               "requests before the daemon exits anyway.")
+@click.option("--state-dir", default=DEFAULT_DAEMON_STATE_DIR, show_default=True,
+              envvar="MULTIHOME_DAEMON_STATE_DIR",
+              help="The daemon's own state (DHCP leases, 0600), kept across restarts.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--multus-config", default=None, metavar="FILE",
@@ -51,8 +55,8 @@ INSTALLED_MARK = "# Written by `multihome install-cni`"
 @click.pass_context
 def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str,
                store: str | None, cni_dir: str, workers: int, queue: int,
-               request_timeout: float, shutdown_grace: float, log_level: str,
-               multus_config: str | None, probe_dns: tuple[str, ...],
+               request_timeout: float, shutdown_grace: float, state_dir: str,
+               log_level: str, multus_config: str | None, probe_dns: tuple[str, ...],
                probe_api_server: bool) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
@@ -93,7 +97,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           store=store if store == "k8s" or store.startswith("k8s:")
                           else os.path.abspath(store) if store else "", cni_dir=cni_dir,
                           workers=workers, queue=queue, request_timeout=request_timeout,
-                          shutdown_grace=shutdown_grace, multus=multus))
+                          shutdown_grace=shutdown_grace, multus=multus,
+                          state_dir=os.path.abspath(state_dir)))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
 

@@ -59,6 +59,9 @@ def lab() -> None:
                    "strict refuses it (as a scheduler would), warn runs it with a warning.")
 @click.option("--global-namespace", "global_namespaces", multiple=True,
               help="Namespace whose NADs every pod may use (repeatable).")
+@click.option("--dhcp/--no-dhcp", default=None,
+              help="Run a DHCP server (dnsmasq) on the external LAN and a daemon that holds "
+                   "the pods' leases, for NADs with \"ipam\": {\"type\": \"dhcp\"}.")
 @click.option("--kubernetes", is_flag=True,
               help="Also start a real single-node Kubernetes cluster (etcd, API server, "
                    "controllers, scheduler, containerd, kubelet) with multihome as its CNI.")
@@ -66,7 +69,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
            cluster_bridge: str | None, cluster_subnet: str | None,
            cluster_gateway: bool | None, namespace_isolation: bool | None,
            create_dev_bridge: bool | None, node_resources: str | None,
-           global_namespaces: tuple[str, ...], kubernetes: bool) -> None:
+           global_namespaces: tuple[str, ...], dhcp: bool | None, kubernetes: bool) -> None:
     """Create the lab (settings are kept in $MULTIHOME_STATE_DIR/lab.json)."""
     settings = labsettings.load()
     for key, value in (("dev_bridge", dev_bridge), ("external_netns", external_netns),
@@ -75,7 +78,7 @@ def up_cmd(dev_bridge: str | None, external_netns: str | None, external_address:
                        ("cluster_gateway", cluster_gateway),
                        ("namespace_isolation", namespace_isolation),
                        ("create_dev_bridge", create_dev_bridge),
-                       ("node_resources", node_resources)):
+                       ("node_resources", node_resources), ("dhcp", dhcp)):
         if value is not None:
             setattr(settings, key, value)
     if global_namespaces:

@@ -32,6 +32,8 @@ from multihome.daemon.metrics import DaemonMetrics
 from multihome.daemon.multus_daemon_config import MultusDaemonConfig
 from multihome.daemon.pool import DEFAULT_WAIT, WorkerPool
 from multihome.daemon.requests import CNIRequest, EngineDefaults, Runner, error_reply
+from multihome.ipam import dhcp_leases
+from multihome.paths import DEFAULT_DAEMON_STATE_DIR
 from multihome.plugins.registry import BUILTIN
 from multihome.store import keep_open
 
@@ -57,6 +59,8 @@ class DaemonOptions:
     poll_interval: float = 1.0
     request_timeout: float = DEFAULT_WAIT
     shutdown_grace: float = SHUTDOWN_GRACE
+    # the daemon's own state: DHCP leases (0600) live under <state_dir>/dhcp
+    state_dir: str = DEFAULT_DAEMON_STATE_DIR
     # Multus' daemon config (`daemon --multus-config`): its keys go on every engine
     # request and the conf dir gets Multus' 00-multus.conf
     multus: MultusDaemonConfig | None = None
@@ -367,6 +371,7 @@ class Daemon:
                                        opts.poll_interval)
         self.stopping = threading.Event()
         self._server: _Server | None = None
+        self.leases: dhcp_leases.LeaseManager | None = None
 
     def is_own_child(self, conn: socket.socket) -> bool:
         """Is the caller a process we started (a plugin's nested call)?"""
@@ -386,6 +391,7 @@ class Daemon:
         os.environ[shim.SOCKET_ENV] = self.opts.socket
         warm_imports()
         keep_open()
+        self._start_leases()
         if self.config is not None:
             self.config.start()
         self._server = _listen(self.opts.socket)
@@ -393,6 +399,15 @@ class Daemon:
         self._server.max_connections = self.opts.max_connections
         logs.log(20, "listening", socket=self.opts.socket, workers=self.opts.workers,
                  queue=self.opts.queue, conf_dir=self.opts.conf_dir or "-")
+
+    def _start_leases(self) -> None:
+        """The DHCP lease holder of the `dhcp` IPAM, with the leases a previous daemon
+        left re-adopted (asked for again and renewed from now on)."""
+        self.leases = dhcp_leases.LeaseManager(self.opts.state_dir)
+        dhcp_leases.install(self.leases)
+        adopted = self.leases.readopt()
+        if adopted:
+            logs.log(20, "dhcp leases re-adopted", leases=adopted)
 
     def serve_forever(self) -> None:
         assert self._server is not None
@@ -418,6 +433,10 @@ class Daemon:
         self.pool.shutdown(wait=idle)
         if self.config is not None:
             self.config.stop()
+        if self.leases is not None:
+            # not released: the records stay, and the next daemon renews the same leases
+            self.leases.shutdown()
+            dhcp_leases.install(None)
         logs.log(20, "stopped")
         return idle
 

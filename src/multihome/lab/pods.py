@@ -19,6 +19,7 @@ from multihome.attach import engine
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
 from multihome.errors import MultihomeError
+from multihome.lab import dhcp as labdhcp
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
@@ -120,6 +121,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
         annotations: dict[str, str], guest_addresses: Sequence[GuestAddress] = (),
         progress: Progress = _quiet) -> engine.AddOutcome:
     """Create the pod and attach its networks; on failure nothing of it is left."""
+    labdhcp.use(settings)  # a `dhcp` IPAM's leases live in the lab's daemon
     conf = parse_multus_config(settings.engine_config())
     pod = f"{namespace}/{name}"
     try:
@@ -187,6 +189,7 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
 
     Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu runs.
     """
+    labdhcp.use(settings)  # a `dhcp` IPAM's leases live in the lab's daemon
     conf = parse_multus_config(settings.engine_config())
     req = _request(namespace, name)
     vm = vmstate.vm_of_pod(name)

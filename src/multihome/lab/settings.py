@@ -45,6 +45,8 @@ class LabSettings:
     # and the seed must run verbatim.
     node_resources: str = "warn"
     global_namespaces: list[str] = field(default_factory=list)
+    # `lab up --dhcp`: a DHCP server on the external LAN and a daemon holding pod leases
+    dhcp: bool = False
     bin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
 
     @property

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 
 from multihome.errors import MultihomeError
+from multihome.lab import dhcp as labdhcp
 from multihome.lab.settings import ENGINE_CONF_FILE, SETTINGS_FILE, LabSettings, save
 from multihome.net import addr, links, netns
 
@@ -56,10 +57,13 @@ def up(settings: LabSettings, progress: Progress = _quiet) -> None:
         if eth0 is not None:
             addr.add_address(ipr, eth0.index, host, ifname="eth0")
     progress(f"external host {host} in {settings.external_netns}")
+    if settings.dhcp:
+        labdhcp.up(settings, progress)
 
 
 def down(settings: LabSettings, progress: Progress = _quiet) -> None:
     """Remove what `up` and the pods' default network made; missing parts are fine."""
+    labdhcp.down(settings, progress)
     with netns.iproute_in(None) as ipr:
         for name in (settings.uplink, settings.dev_bridge, settings.cluster_bridge):
             if links.delete_by_name(ipr, name):

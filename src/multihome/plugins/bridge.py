@@ -181,14 +181,16 @@ def delete(call: Call) -> None:
     cmd = call.cmd
     uid = bridge_nft.spoof_id(cmd.container_id, cmd.ifname)
     container_link_deleted = False
+    if conf.ipam_type:
+        # before the link goes, as in every other plugin here: a DHCP lease's RELEASE
+        # is sent from the container's interface
+        _ipam(call, conf, "DEL")
     if cmd.netns:
         try:
             with netns.iproute_in(cmd.netns) as cipr:
                 container_link_deleted = links.delete_by_name(cipr, cmd.ifname)
         except netns.NetnsGone:
             pass  # the kernel removed the veth pair with the namespace
-    if conf.ipam_type:
-        _ipam(call, conf, "DEL")
     if conf.macspoofchk:
         veth = bridge_nft.spoof_teardown(uid)
         if veth and not container_link_deleted:

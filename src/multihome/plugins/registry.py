@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "cnv-bridge": "multihome.plugins.bridge",
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
+    "dhcp": "multihome.ipam.dhcp",
     "multihome": "multihome.engine_plugin",
     "macvlan": "multihome.plugins.macvlan",
     "ipvlan": "multihome.plugins.ipvlan",

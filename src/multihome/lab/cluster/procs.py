@@ -1,5 +1,6 @@
-"""The lab cluster's processes: started detached with a log and a pid file, stopped
-only after checking the pid still is the process we started (pids are reused)."""
+"""The lab's processes (the cluster's, and the DHCP server and daemon of `lab up --dhcp`):
+started detached with a log and a pid file, stopped only after checking the pid still is
+the process we started (pids are reused)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,26 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from multihome.lab.cluster.layout import ClusterLayout
 from multihome.node import process
 
 STOP_TIMEOUT_S = 20.0
+
+
+class ProcLayout(Protocol):
+    """Where a component's log and pid file are (a ClusterLayout is one)."""
+
+    def log(self, component: str) -> Path: ...
+
+    def pidfile(self, component: str) -> Path: ...
 
 
 class ClusterError(RuntimeError):
     """A component of the lab cluster failed; the message names it and its log."""
 
 
-def start(layout: ClusterLayout, component: str, argv: list[str],
+def start(layout: ProcLayout, component: str, argv: list[str],
           env: dict[str, str] | None = None) -> int:
     """Start `argv` detached from this process, logging to the component's log."""
     layout.log(component).parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +45,7 @@ def start(layout: ClusterLayout, component: str, argv: list[str],
     return proc.pid
 
 
-def pid_of(layout: ClusterLayout, component: str) -> int | None:
+def pid_of(layout: ProcLayout, component: str) -> int | None:
     """The component's pid while that very process runs (pids are reused), else None."""
     try:
         pid_s, started = layout.pidfile(component).read_text().split()
@@ -46,7 +55,7 @@ def pid_of(layout: ClusterLayout, component: str) -> int | None:
     return pid if process.alive(pid, start) else None
 
 
-def stop(layout: ClusterLayout, component: str, timeout: float = STOP_TIMEOUT_S) -> None:
+def stop(layout: ProcLayout, component: str, timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM, a bounded wait, then SIGKILL; the whole session (children too)."""
     pid = pid_of(layout, component)
     if pid is not None:
@@ -65,7 +74,7 @@ def stop(layout: ClusterLayout, component: str, timeout: float = STOP_TIMEOUT_S)
     layout.pidfile(component).unlink(missing_ok=True)
 
 
-def wait_for(layout: ClusterLayout, component: str, ready: Callable[[], bool],
+def wait_for(layout: ProcLayout, component: str, ready: Callable[[], bool],
              timeout: float, what: str) -> None:
     """Poll `ready` until it holds; fail naming the component and its log."""
     deadline = time.monotonic() + timeout
