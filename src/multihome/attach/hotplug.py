@@ -92,7 +92,11 @@ def _mtime(path: str) -> float:
 def _exclusive(conf: MultusConfig) -> Iterator[None]:
     """One hot-plug at a time per cniDir, across processes (flock on the records' dir)."""
     directory = engine.record_dir(conf)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:  # no records at all (or no way to read them): nothing to change
+        raise UnknownContainer(f"no attachment records in {directory}: nothing to "
+                               "hot-plug", str(e)) from e
     try:
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
