@@ -299,8 +299,14 @@ class SQLiteStore:
         obj = Object.from_manifest(event_body(pod, reason, message, event_type))
         ns, name = obj.body["involvedObject"]["namespace"], obj.body["involvedObject"]["name"]
         self.create(obj)
-        mine = [e for e in self.list(EVENT, ns) if is_about(e, ns, name)]
-        mine.sort(key=lambda e: e.resource_version)
+        # the pod's events are named `<pod>.<hex>`: read those rows only, not the namespace's
+        prefix = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        with self._lock, self._unavailable():
+            rows = self._connect().execute(
+                "SELECT kind, namespace, name, body FROM objects WHERE kind = ? AND "
+                "namespace = ? AND name LIKE ? ESCAPE '\\' ORDER BY resource_version",
+                (EVENT, ns, prefix)).fetchall()
+        mine = [e for e in map(self._row_to_object, rows) if is_about(e, ns, name)]
         for old in mine[:-MAX_EVENTS_PER_POD]:
             with contextlib.suppress(NotFound):
                 self.delete(EVENT, ns, old.name)
