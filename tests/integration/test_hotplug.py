@@ -191,6 +191,25 @@ def test_hotplug_of_a_missing_nad_leaves_the_pod_untouched_with_error_and_event(
     assert f"pod [{lab.ns}/p1]: failed adding interface net2 to network: nope" in described
 
 
+@pytest.mark.parametrize("selection, why", [
+    ('[{"name": "net-b", "interface": "eth0"}]', "interface name eth0 is in use"),
+    ('[{"name": "net-b", "ips": "10.1.1.1"}]', "ips"),
+    ("net-a,net-b@net1", "interface name net1 is in use"),
+    ("other-ns/net-b", "namespace isolation"),
+    ("net-a, ,net-b", "is empty"),
+])
+def test_a_selection_that_cannot_be_plugged_is_refused_before_anything_changes(
+        lab: HotplugLab, selection: str, why: str) -> None:
+    lab.ok("pod", "run", "p1", "-n", lab.ns, "--networks", "net-a")
+    failed = lab.mh("annotate", "pod", "p1", "-n", lab.ns, f"{NETWORKS}={selection}",
+                    "--overwrite")
+    assert failed.returncode == 1
+    assert why in failed.stderr and "left as it was" in failed.stderr
+    assert failed.stderr.startswith("error: ") and len(failed.stderr.splitlines()) == 1
+    assert lab.pod_links("p1") == ["lo", "eth0", "net1"]
+    assert lab.annotations("p1")[NETWORKS] == "net-a"
+
+
 def test_a_delegate_that_fails_undoes_the_others_added_by_the_same_edit(
         lab: HotplugLab) -> None:
     lab.ok("apply", "-n", lab.ns, "-f", lab.nad_file("broken", {
@@ -229,3 +248,18 @@ def test_reapplying_an_edited_pod_manifest_hotplugs(lab: HotplugLab) -> None:
     out = apply("net-a")
     assert f"pod/p1: data0 detached from {lab.ns}/net-b" in out
     assert lab.pod_links("p1") == ["lo", "eth0", "net1"]
+
+
+def test_a_name_freed_by_the_same_edit_goes_to_the_new_element(lab: HotplugLab) -> None:
+    lab.ok("pod", "run", "p1", "-n", lab.ns, "--networks", "net-a")
+    out = lab.annotate("p1", "net-b@net1", "--overwrite")
+    assert out.index(f"net1 detached from {lab.ns}/net-a") < out.index(
+        f"net1 attached to {lab.ns}/net-b")
+    assert lab.status("p1") == [("eth0", "mh-cluster"), ("net1", f"{lab.ns}/net-b")]
+    assert lab.pod_ips("p1", "net1")[0].startswith("10.72.0.")
+    # a changed attribute is another element: the interface is made again with it
+    lab.annotate("p1", '[{"name": "net-b", "interface": "net1", "mac": "02:00:00:00:00:0b"}]',
+                 "--overwrite")
+    link = lab.ok("pod", "exec", "p1", "-n", lab.ns, "--", "ip", "-br", "link", "show", "net1")
+    assert "02:00:00:00:00:0b" in link
+    assert len(lab.ipam_files("net-b")) == 1  # the first address went with the first net1

@@ -207,7 +207,7 @@ def _label(att: Attachment) -> str:
 
 
 def prefixed(e: CNIError, att: Attachment, what: str = "failed") -> CNIError:
-    out = type(e)(f"{_label(att)} {what}: {e.msg}", e.details, code=e.code)
+    out = e.reworded(f"{_label(att)} {what}: {e.msg}")
     log.error("%s", out.msg)
     return out
 

@@ -172,8 +172,7 @@ def _hotplug(conf: MultusConfig, store: Store, record: engine.PodRecord,
         selection = selection_of(pod_obj, pod)
     except CNIError as e:
         events.selection_refused(store, ref, e.msg)
-        raise type(e)(f"hot-plug refused, the pod is left as it was: {e.msg}", e.details,
-                      code=e.code) from e
+        raise e.reworded(f"hot-plug refused, the pod is left as it was: {e.msg}") from e
     fixed = [a for a in record.attachments if not _is_selected(conf, a)]
     current = [a for a in record.attachments if _is_selected(conf, a)]
     matched = match_elements(current, selection)
@@ -231,8 +230,7 @@ def _plan_additions(conf: MultusConfig, store: Store, record: engine.PodRecord,
     def refuse(sels: Sequence[tuple[NetworkSelection, str]], e: CNIError) -> CNIError:
         for sel, ifname in sels:
             events.interface_add_failed(store, ref, ifname, sel.name, sel.to_dict(), e.msg)
-        return type(e)(f"hot-plug refused, the pod is left as it was: {e.msg}", e.details,
-                       code=e.code)
+        return e.reworded(f"hot-plug refused, the pod is left as it was: {e.msg}")
 
     kept_names = {a.ifname for a in record.attachments if a not in to_remove}
     # Multus numbers a secondary by its place after defaultNetworks and delegates
@@ -305,8 +303,8 @@ def _plug(conf: MultusConfig, store: Store, record: engine.PodRecord,
         except CNIError as err:
             log.error("Rollback: %s could not be plugged back: %s",
                       engine.delegate_tag(record, a), err.msg)
-    raise type(cause)(f"pod {record.pod}: hot-plug failed, the pod is left as it was: "
-                      f"{why}", cause.details, code=cause.code) from cause
+    raise cause.reworded(f"pod {record.pod}: hot-plug failed, the pod is left as it was: "
+                         f"{why}") from cause
 
 
 def _unplug(conf: MultusConfig, store: Store, record: engine.PodRecord,

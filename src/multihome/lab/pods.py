@@ -22,7 +22,7 @@ from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
 from multihome.errors import MultihomeError
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
-from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
+from multihome.store import POD, AlreadyExists, Conflict, NotFound, Object, Store, names
 from multihome.store.events import EVENT, events_of
 from multihome.vm import qemu
 from multihome.vm import state as vmstate
@@ -259,15 +259,29 @@ def hotplug(store: Store, settings: LabSettings, namespace: str, name: str,
     if engine.load_record(conf, cid) is None:
         return attach_hotplug.HotplugOutcome()
     try:
+        wanted = store.get(POD, namespace, name)
+    except NotFound as e:
+        raise PodError(f'pods "{name}" not found in namespace "{namespace}"') from e
+    try:
         outcome = attach_hotplug.hotplug(conf, store, cid)
     except attach_hotplug.HotplugFailed as e:  # the additions stand, an unplug failed
         raise PodError(str(e)) from e
     except MultihomeError as e:
-        with contextlib.suppress(NotFound):
-            store.patch_annotations(POD, namespace, name, {NETWORKS_ANNOTATION: previous})
+        _set_back(store, wanted, previous)
         raise PodError(f"{e} (its {NETWORKS_ANNOTATION} annotation is set back)") from e
     for att in outcome.removed:
         progress(f"pod/{name}: {att.ifname} detached from {att.network}")
     for att in outcome.added:
         progress(f"pod/{name}: {att.ifname} attached to {att.network}")
     return outcome
+
+
+def _set_back(store: Store, wanted: Object, previous: str | None) -> None:
+    """The selection as it was before the failed edit, unless someone edited it since
+    (their edit then is the one to follow: never write over it)."""
+    if previous is None:
+        wanted.annotations.pop(NETWORKS_ANNOTATION, None)
+    else:
+        wanted.annotations[NETWORKS_ANNOTATION] = previous
+    with contextlib.suppress(NotFound, Conflict):
+        store.update(wanted, expected_version=wanted.resource_version)
