@@ -79,4 +79,18 @@ def test_kubectl_annotate_plugs_net2_into_a_running_pod_and_unplugs_it(
                                        if e["reason"] == "RemovedInterface"), None),
                          30, "RemovedInterface event")
     assert removed["message"] == f"pod [{ns}/web]: removed interface net2 from network: hp-ip"
+
+    # a NAD that does not exist: the pod keeps what it has, its events say why
+    cluster.run("annotate", "pod", "web", "-n", ns, f"{NETWORKS}=hp-l2,no-such-net",
+                "--overwrite")
+    failed = wait_until(lambda: next((e for e in cluster.events(ns, "web")
+                                      if e["reason"] == "FailedAddingInterface"), None),
+                        30, "FailedAddingInterface event")
+    assert failed["type"] == "Warning"
+    assert failed["message"].startswith(
+        f"pod [{ns}/web]: failed adding interface net2 to network: no-such-net: ")
+    assert any(e["reason"] == "NoNetworkFound" for e in cluster.events(ns, "web"))
+    assert _interfaces(cluster.network_status(ns, "web")) == [
+        ("eth0", "mh-k8s"), ("net1", f"{ns}/hp-l2")]
+    assert "net2" not in cluster.exec(ns, "web", "ip", "address").stdout
     cluster.run("delete", "pod", "web", "peer", "-n", ns, timeout=120)

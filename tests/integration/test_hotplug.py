@@ -248,6 +248,13 @@ def test_reapplying_an_edited_pod_manifest_hotplugs(lab: HotplugLab) -> None:
     out = apply("net-a")
     assert f"pod/p1: data0 detached from {lab.ns}/net-b" in out
     assert lab.pod_links("p1") == ["lo", "eth0", "net1"]
+    manifest.write_text(manifest.read_text().replace("'net-a'", "'net-a,nope'"))
+    failed = lab.mh("apply", "-f", str(manifest))
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f'error: when applying "{manifest}": hot-plug refused')
+    assert f"NAD {lab.ns}/nope not found" in failed.stderr
+    assert lab.pod_links("p1") == ["lo", "eth0", "net1"]
+    assert lab.annotations("p1")[NETWORKS] == "net-a"
 
 
 def test_a_name_freed_by_the_same_edit_goes_to_the_new_element(lab: HotplugLab) -> None:

@@ -93,7 +93,7 @@ def _target(args: tuple[str, ...]) -> tuple[KindInfo, str, tuple[str, ...]]:
     return info, name, rest
 
 
-@click.command("annotate", context_settings={"ignore_unknown_options": True})
+@click.command("annotate")
 @click.argument("args", nargs=-1, required=True)
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 @click.option("--overwrite", is_flag=True,
