@@ -8,14 +8,16 @@ pod's events say so, and a hot-plug that cannot be done leaves the pod as it was
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.cli_lab import CLILab, lab_down, lab_up, new_lab
+from support.cli_lab import MULTIHOME, CLILab, lab_down, lab_up, new_lab
 from support.netns import unique
 
 pytestmark = pytest.mark.netns
@@ -270,3 +272,22 @@ def test_a_name_freed_by_the_same_edit_goes_to_the_new_element(lab: HotplugLab) 
     link = lab.ok("pod", "exec", "p1", "-n", lab.ns, "--", "ip", "-br", "link", "show", "net1")
     assert "02:00:00:00:00:0b" in link
     assert len(lab.ipam_files("net-b")) == 1  # the first address went with the first net1
+
+
+def test_a_pod_delete_waits_for_a_hot_plug_in_progress(lab: HotplugLab) -> None:
+    lab.ok("pod", "run", "p1", "-n", lab.ns, "--networks", "net-a")
+    records = os.open(lab.state / "cni" / "multihome", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(records, fcntl.LOCK_EX)  # what a hot-plug holds while it runs
+        deleting = subprocess.Popen(
+            [MULTIHOME, "--store", str(lab.tmp / "s.db"), "pod", "delete", "p1", "-n", lab.ns],
+            env=lab.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            deleting.wait(timeout=3)
+        assert lab.record("p1") is not None
+    finally:
+        os.close(records)  # the hot-plug ends
+    out, err = deleting.communicate(timeout=60)
+    assert deleting.returncode == 0, err
+    assert 'pod "p1" deleted' in out
+    assert lab.record("p1") is None

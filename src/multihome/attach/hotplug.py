@@ -89,8 +89,9 @@ def _mtime(path: str) -> float:
 
 
 @contextlib.contextmanager
-def _exclusive(conf: MultusConfig) -> Iterator[None]:
-    """One hot-plug at a time per cniDir, across processes (flock on the records' dir)."""
+def exclusive(conf: MultusConfig) -> Iterator[None]:
+    """One hot-plug (or a lab pod's DEL) at a time per cniDir, across processes: a
+    flock on the records' directory, waited for at most LOCK_WAIT_S."""
     directory = engine.record_dir(conf)
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -151,7 +152,7 @@ def hotplug(conf: MultusConfig, store: Store, container_id: str,
             extra_path: Sequence[str] = ()) -> HotplugOutcome:
     """Bring the container's attachments in line with its pod's selection annotation."""
     path = engine.cni_path(conf, extra_path)
-    with _exclusive(conf):
+    with exclusive(conf):
         record = engine.load_record(conf, container_id)
         if record is None or record.pod is None:
             raise UnknownContainer(f"no attachments of a pod cached for container "

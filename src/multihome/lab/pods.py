@@ -207,7 +207,10 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
     error: MultihomeError | None = None
     if has_cache or has_netns:
         try:
-            engine.delete(conf, store, req)
+            # never beside a hot-plug of the pod (another `annotate` or `apply`): an
+            # interface it adds after this DEL read the record would outlive the pod
+            with attach_hotplug.exclusive(conf) if has_cache else contextlib.nullcontext():
+                engine.delete(conf, store, req)
             progress(f"pod/{name}: networks detached")
         except MultihomeError as e:
             error = e
