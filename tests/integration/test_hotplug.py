@@ -291,3 +291,13 @@ def test_a_pod_delete_waits_for_a_hot_plug_in_progress(lab: HotplugLab) -> None:
     assert deleting.returncode == 0, err
     assert 'pod "p1" deleted' in out
     assert lab.record("p1") is None
+
+
+def test_a_pod_that_could_not_start_leaves_no_events_behind(lab: HotplugLab) -> None:
+    failed = lab.mh("pod", "run", "p1", "-n", lab.ns, "--networks", "nope")
+    assert failed.returncode == 1
+    assert lab.ok("get", "events", "-n", lab.ns) == ""
+    lab.ok("pod", "run", "p1", "-n", lab.ns, "--networks", "net-a")
+    assert lab.ok("get", "events", "-n", lab.ns).count("p1.") == 2  # eth0, net1 added
+    lab.ok("pod", "delete", "p1", "-n", lab.ns)
+    assert lab.ok("get", "events", "-n", lab.ns) == ""

@@ -181,6 +181,7 @@ def _cleanup_after_failure(store: Store, namespace: str, name: str, path: str) -
         netns.delete_named(netns_name(namespace, name))
     with contextlib.suppress(NotFound):
         store.delete(POD, namespace, name)
+    _delete_events(store, namespace, name)  # a NoNetworkFound, say: the pod is not kept
 
 
 def delete(store: Store, settings: LabSettings, namespace: str, name: str,
