@@ -16,9 +16,10 @@ from multihome.attach import engine
 from multihome.attach.hotplug import HotplugOutcome
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import PodRef
+from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.daemon.pool import Busy
 from multihome.k8s.client import ApiClient
-from multihome.k8s.hotplug import HotplugController
+from multihome.k8s.hotplug import RETRIES, HotplugController
 from multihome.k8s.store import KubeStore
 from multihome.store import POD
 from support.fake_apiserver import FakeApiServer
@@ -33,11 +34,14 @@ class Pool:
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.busy = False
+        self.error: CNIError | None = None  # what the hot-plug raises, if anything
 
     def run(self, key: str, fn: Callable[[], Any]) -> Any:
         if self.busy:
             raise Busy("full")
         self.keys.append(key)
+        if self.error is not None:
+            raise self.error
         return HotplugOutcome()
 
 
@@ -116,3 +120,27 @@ def test_a_busy_daemon_is_retried(
     pool.busy = False
     assert controller.sync() is False
     assert pool.keys == ["c1"]
+
+
+def test_a_failed_hot_plug_is_tried_again_on_a_few_periodic_passes(
+        apiserver: FakeApiServer, world: tuple[HotplugController, Pool, dict[str, Any]]) -> None:
+    controller, pool, raw = world
+    _annotated(apiserver, "web", "net-a,not-yet")
+    _attached(raw, "web", "c1")
+    wait_for(lambda: controller.store.caches[POD].synced
+             and controller.store.caches[POD].get("default", "web") is not None)
+    pool.error = InvalidConfig("NAD default/not-yet not found")
+    assert controller.sync() is False  # failed: the pod's events say why
+    assert controller.sync() is False
+    assert pool.keys == ["c1"]  # a watch event alone does not repeat it
+    for _ in range(RETRIES + 2):
+        controller.sync(resync=True)
+    assert pool.keys == ["c1"] * (1 + RETRIES)  # bounded
+    # the NAD now exists and the user edits again: tried at once, and it works
+    pool.error = None
+    _annotated(apiserver, "web", "not-yet")
+    wait_for(lambda: (controller.store.caches[POD].get("default", "web") or {})["metadata"]
+             ["annotations"][NETWORKS] == "not-yet")
+    controller.sync()
+    assert pool.keys == ["c1"] * (2 + RETRIES)
+    assert controller.failures == {}

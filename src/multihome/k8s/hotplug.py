@@ -8,9 +8,10 @@ the one last handled for its sandbox gets :func:`multihome.attach.hotplug.hotplu
 through the daemon's worker pool under the container's key, so it never interleaves with
 that container's ADD or DEL. network-status and events are written by the engine.
 
-A hot-plug that fails is not retried for the same text (the pod's events say why; an
-edit of the annotation tries again), except when the daemon was busy or the API server
-unreachable, which are retried with a bounded backoff.
+A hot-plug that fails (the pod's events say why) is tried again on the next RETRIES
+periodic passes (RESYNC_INTERVAL_S apart: a NAD created after the edit is found), then
+left until the annotation changes again; a busy daemon or an unreachable API server is
+retried sooner, with a bounded backoff.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RESYNC_INTERVAL_S = 60.0
 RETRY_MAX_S = 30.0
+# a failed hot-plug is tried again on this many periodic passes (each one event)
+RETRIES = 3
 
 
 class _Daemon(Protocol):
@@ -54,6 +57,8 @@ class HotplugController:
         self.resync_s = resync_s
         # (namespace, name) -> (its sandbox, the annotation text last handled for it)
         self.handled: dict[tuple[str, str], tuple[str, str | None]] = {}
+        # (namespace, name) -> (the text whose hot-plug failed, how many times)
+        self.failures: dict[tuple[str, str], tuple[str | None, int]] = {}
         self.passes = 0  # for tests
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -80,12 +85,12 @@ class HotplugController:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.resync_s)
+            woken = self._wake.wait(self.resync_s)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                retry = self.sync()
+                retry = self.sync(resync=not woken)
             except Exception as e:  # the watcher must outlive any one bad pass
                 log.exception("hot-plug pass failed: %s", e)
                 retry = True
@@ -105,8 +110,11 @@ class HotplugController:
             log.warning("hot-plug: the node's engine config cannot be used: %s", e.msg)
             return None
 
-    def sync(self) -> bool:
-        """One pass over the node's pods; True when something should be tried again soon."""
+    def sync(self, resync: bool = False) -> bool:
+        """One pass over the node's pods; True when something should be tried again soon.
+
+        `resync` (the periodic pass): hot-plugs that failed are tried again, at most
+        RETRIES times for the same text (a NAD created after the edit, say)."""
         self.passes += 1
         cache = self.store.caches.get(POD)
         if cache is None or not cache.synced:
@@ -120,8 +128,10 @@ class HotplugController:
             ann = meta.get("annotations") or {}
             pods[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = \
                 ann.get(NETWORKS_ANNOTATION)
-        if all(key in self.handled and self.handled[key][1] == text
-               for key, text in pods.items()):
+        retried = {k for k, (text, n) in self.failures.items()
+                   if resync and n <= RETRIES and pods.get(k, text) == text}
+        if not retried and all(key in self.handled and self.handled[key][1] == text
+                               for key, text in pods.items()):
             return False  # nothing edited since the last pass
         conf = self._conf()
         if conf is None:
@@ -133,32 +143,42 @@ class HotplugController:
             record = records.get(key)
             if record is None:
                 continue  # not (yet) attached here: its ADD reads the annotation itself
-            if self.handled.get(key) == (record.container_id, text):
+            if self.handled.get(key) == (record.container_id, text) and key not in retried:
                 continue
-            if self._hotplug(conf, PodRef(*key), record.container_id):
-                self.handled[key] = (record.container_id, text)
-            else:
+            result = self._hotplug(conf, PodRef(*key), record.container_id)
+            if result == "later":
                 retry = True
+                continue
+            self.handled[key] = (record.container_id, text)
+            if result == "failed":
+                before = self.failures.get(key)
+                tries = before[1] + 1 if before is not None and before[0] == text else 1
+                self.failures[key] = (text, tries)
+            else:
+                self.failures.pop(key, None)
         for gone in set(self.handled) - set(pods):
             del self.handled[gone]
+        for gone in set(self.failures) - set(pods):
+            del self.failures[gone]
         return retry
 
-    def _hotplug(self, conf: MultusConfig, pod: PodRef, container_id: str) -> bool:
-        """False when it should be tried again (busy daemon, unreachable API server)."""
+    def _hotplug(self, conf: MultusConfig, pod: PodRef, container_id: str) -> str:
+        """"done", "failed" (the pod's events say why), or "later" (a busy daemon, an
+        unreachable API server: tried again soon)."""
         try:
             outcome = self.run(container_id,
                                lambda: attach_hotplug.hotplug(conf, self.store, container_id))
         except (Busy, WaitTimeout, TryAgainLater) as e:
             log.warning("hot-plug of pod %s postponed: %s", pod, e)
-            return False
+            return "later"
         except CNIError as e:
             log.error("hot-plug of pod %s failed: %s", pod, e.msg)
-            return True
+            return "failed"
         if outcome.changed:
             log.info("hot-plug of pod %s: added %s, removed %s", pod,
                      [a.ifname for a in outcome.added] or "-",
                      [a.ifname for a in outcome.removed] or "-")
-        return True
+        return "done"
 
 
 def start_for_daemon(store_spec: str) -> Callable[[_Daemon], HotplugController | None]:
