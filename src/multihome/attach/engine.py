@@ -175,7 +175,7 @@ def cni_path(conf: MultusConfig, extra: Sequence[str] = ()) -> list[str]:
 
 
 def runtime_conf(conf: MultusConfig, record: PodRecord, att: Attachment,
-                  netns: str | None = None) -> runtime.RuntimeConf:
+                 netns: str | None = None) -> runtime.RuntimeConf:
     return runtime.RuntimeConf(
         container_id=record.container_id,
         netns=record.netns if netns is None else netns,
