@@ -301,3 +301,20 @@ def test_a_pod_that_could_not_start_leaves_no_events_behind(lab: HotplugLab) -> 
     assert lab.ok("get", "events", "-n", lab.ns).count("p1.") == 2  # eth0, net1 added
     lab.ok("pod", "delete", "p1", "-n", lab.ns)
     assert lab.ok("get", "events", "-n", lab.ns) == ""
+
+
+def test_unplugging_the_element_that_took_the_default_route_gives_it_back(
+        lab: HotplugLab) -> None:
+    lab.ok("pod", "run", "p1", "-n", lab.ns, "--networks", "net-a")
+
+    def default_route() -> str:
+        return lab.ok("pod", "exec", "p1", "-n", lab.ns, "--", "ip", "route", "show",
+                      "default").strip()
+
+    before = default_route()
+    assert "dev eth0" in before
+    lab.annotate("p1", '[{"name": "net-a"}, {"name": "net-b", "default-route": ["10.72.0.1"]}]',
+                 "--overwrite")
+    assert default_route().startswith("default via 10.72.0.1 dev net2")
+    lab.annotate("p1", "net-a", "--overwrite")
+    assert default_route().startswith(before)  # via eth0 again

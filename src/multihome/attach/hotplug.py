@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import time
@@ -48,6 +49,7 @@ from multihome.cni.errors import (
     UnknownContainer,
 )
 from multihome.cni.result import Result
+from multihome.net.default_route import IPAddress, move_default_route
 from multihome.store import Object, Store
 
 # how long a hot-plug waits for another one in the same cniDir (a CLI and the daemon may
@@ -201,6 +203,7 @@ def _hotplug(conf: MultusConfig, store: Store, record: engine.PodRecord,
     in_order = [matched.get(i) or added[i] for i in range(len(selection))]
     record.attachments = fixed + in_order + [a for a in later if id(a) in failed_ids]
     engine.save_record(conf, record)
+    _restore_default_routes(conf, record, [a for a in to_remove if id(a) not in failed_ids])
     outcome = HotplugOutcome(list(added.values()),
                              [a for a in to_remove if id(a) not in failed_ids])
     outcome.status = _write_status(conf, store, record, pod_obj.annotations, results)
@@ -210,6 +213,44 @@ def _hotplug(conf: MultusConfig, store: Store, record: engine.PodRecord,
         msg = "; ".join(e.msg for _, e in failed)
         raise HotplugFailed(f"pod {pod}: {msg}", code=failed[0][1].code)
     return outcome
+
+
+def _restore_default_routes(conf: MultusConfig, record: engine.PodRecord,
+                            removed: Sequence[Attachment]) -> None:
+    """An unplugged element took the pod's default route (`default-route`) with it: give
+    it back to the first remaining interface whose own result has one (eth0, usually),
+    unless another element still asks for that family's default route."""
+    families = {ipaddress.ip_address(gw).version for a in removed for gw in a.default_route}
+    families -= {ipaddress.ip_address(gw).version for a in record.attachments
+                 for gw in a.default_route}
+    if not families:
+        return
+    cached = engine.cached_results(conf, record)
+    for version in sorted(families):
+        for att, result in zip(record.attachments, cached, strict=True):
+            gateways = _default_gateways(result, version) if result else []
+            if gateways:
+                try:
+                    move_default_route(record.netns, att.ifname, gateways[0])
+                except CNIError as e:
+                    log.error("Unplug: pod %s: the IPv%d default route cannot go back to %s: "
+                              "%s", record.pod, version, att.ifname, e.msg)
+                break
+
+
+def _default_gateways(result: Result, version: int) -> list[IPAddress]:
+    """Where the result's default routes of one family go: a route's own gateway, else
+    (a route without `gw`, as CNI allows) the gateway of the result's address."""
+    out: list[IPAddress] = []
+    for route in result.routes:
+        if route.dst.prefixlen != 0 or route.dst.version != version:
+            continue
+        if route.gw is not None:
+            out.append(route.gw)
+        else:
+            out += [ip.gateway for ip in result.ips
+                    if ip.gateway is not None and ip.gateway.version == version]
+    return out
 
 
 def _nad_name(att: Attachment) -> str:
@@ -298,6 +339,7 @@ def _plug(conf: MultusConfig, store: Store, record: engine.PodRecord,
     left = engine.detach_all(conf, undo, path, "Rollback")
     record.attachments = original + [a for a, _ in left]  # what failed to go: DEL retries
     engine.save_record(conf, record)
+    _restore_default_routes(conf, record, added)  # one may have moved it before failing
     for a in unplugged_first:  # unplugged to free a name the failed addition wanted
         try:
             engine.attach_one(conf, record, a, path)
