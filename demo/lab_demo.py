@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hotplug_step  # demo/hotplug_step.py: a running pod gains and loses an interface
 import vm_step  # demo/vm_step.py: the VM on bridge-dev (runs from demo/, so it is importable)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +116,8 @@ def main() -> int:
         peer = PODS["vm-b"].split("/")[0]
         mh("pod", "exec", "vm-a", "-n", NS, "--", "ping", "-c", "2", "-W", "2", peer)
         mh("pod", "exec", "vm-a", "-n", NS, "--", "ping", "-c", "2", "-W", "2", EXTERNAL_HOST)
+
+        hotplug_step.run(mh, step, NS, "vm-a")
 
         step("5. a pod in another namespace may not use multus-test/bridge-dev")
         mh("pod", "run", "intruder", "-n", "other", "--networks", f"{NS}/bridge-dev",

@@ -196,7 +196,8 @@ def _multiline_map(label: str, mapping: dict[str, str], width: int) -> list[str]
     return lines
 
 
-def describe(obj: Object, *, extra_sections: Sequence[str] = ()) -> str:
+def describe(obj: Object, *, extra_sections: Sequence[str] = (),
+             events: Sequence[Object] = ()) -> str:
     """`kubectl describe` for any kind: identity, labels, annotations, then the body."""
     width = 14
     meta = obj.metadata
@@ -214,5 +215,21 @@ def describe(obj: Object, *, extra_sections: Sequence[str] = ()) -> str:
                  if k not in ("apiVersion", "kind", "metadata")})
     _describe_value(body, 0, lines)
     lines += list(extra_sections)
-    lines.append("Events:  <none>")
+    lines += _events_section(events)
     return "\n".join(lines)
+
+
+def _events_section(events: Sequence[Object]) -> list[str]:
+    """kubectl's Events table, oldest first."""
+    if not events:
+        return ["Events:  <none>"]
+    now = datetime.now(UTC)
+    rows = []
+    for e in sorted(events, key=lambda e: e.resource_version):
+        source = e.body.get("source")
+        rows.append([str(e.body.get("type", "")), str(e.body.get("reason", "")),
+                     age_of(e, now), str(source.get("component", "")
+                                         if isinstance(source, dict) else ""),
+                     str(e.body.get("message", ""))])
+    table = format_table(["Type", "Reason", "Age", "From", "Message"], rows)
+    return ["Events:", *("  " + line for line in table.splitlines())]

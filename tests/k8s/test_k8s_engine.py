@@ -36,7 +36,7 @@ def test_multus_kubeconfig_key_plans_and_writes_status(tmp_path: Path,
         assert [(a.network, a.ifname) for a in atts] == [
             ("default", "eth0"), ("default/net1", "net1")]
         status = [{"name": "default/net1", "interface": "net1", "ips": ["10.9.0.2"]}]
-        engine._write_status(store, PodRef("default", "web"), json.dumps(status))
+        engine.write_status(store, PodRef("default", "web"), json.dumps(status))
         stored = apiserver.objects[("api/v1/pods", "default", "web")]
         assert json.loads(stored["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]) \
             == status

@@ -56,6 +56,11 @@ class DeviceAssigner:
         free = self._free.get(resource)
         return free.pop(0) if free else None
 
+    def skip(self, in_use: set[str]) -> None:
+        """Never hand out these (a running pod's interfaces hold them: hot-plug)."""
+        for resource, free in self._free.items():
+            self._free[resource] = [d for d in free if d not in in_use]
+
 
 def dp_info_path(root: str, resource: str, device_id: str) -> str:
     """Where the device plugin writes a device's info (`/` in the resource becomes `-`)."""

@@ -116,16 +116,16 @@ class PodRecord:
 
 # -- the engine's cache ------------------------------------------------------
 
-def _record_dir(conf: MultusConfig) -> str:
+def record_dir(conf: MultusConfig) -> str:
     return os.path.join(conf.cni_dir, "multihome")
 
 
-def _record_path(conf: MultusConfig, container_id: str) -> str:
-    return os.path.join(_record_dir(conf), f"{container_id}.json")
+def record_path(conf: MultusConfig, container_id: str) -> str:
+    return os.path.join(record_dir(conf), f"{container_id}.json")
 
 
 def save_record(conf: MultusConfig, record: PodRecord) -> None:
-    path = _record_path(conf, record.container_id)
+    path = record_path(conf, record.container_id)
     try:
         cache.write_private(path, json.dumps(record.to_json()).encode())
     except (OSError, ValueError, RecursionError) as e:
@@ -133,7 +133,7 @@ def save_record(conf: MultusConfig, record: PodRecord) -> None:
 
 
 def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
-    path = _record_path(conf, container_id)
+    path = record_path(conf, container_id)
     try:
         with open(path, "rb") as f:
             data = jsontext.loads(f.read(), f"attachment cache {path}")
@@ -147,13 +147,13 @@ def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
 
 def drop_record(conf: MultusConfig, container_id: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(_record_path(conf, container_id))
+        os.unlink(record_path(conf, container_id))
 
 
 def list_records(conf: MultusConfig) -> list[PodRecord]:
     out: list[PodRecord] = []
     try:
-        names = sorted(os.listdir(_record_dir(conf)))
+        names = sorted(os.listdir(record_dir(conf)))
     except FileNotFoundError:
         return out
     for fname in names:
@@ -174,8 +174,8 @@ def cni_path(conf: MultusConfig, extra: Sequence[str] = ()) -> list[str]:
     return seen
 
 
-def _runtime_conf(conf: MultusConfig, record: PodRecord, att: Attachment,
-                  netns: str | None = None) -> runtime.RuntimeConf:
+def runtime_conf(conf: MultusConfig, record: PodRecord, att: Attachment,
+                 netns: str | None = None) -> runtime.RuntimeConf:
     return runtime.RuntimeConf(
         container_id=record.container_id,
         netns=record.netns if netns is None else netns,
@@ -206,19 +206,19 @@ def _label(att: Attachment) -> str:
     return f"network {att.network} (interface {att.ifname})"
 
 
-def _prefixed(e: CNIError, att: Attachment, what: str = "failed") -> CNIError:
-    out = type(e)(f"{_label(att)} {what}: {e.msg}", e.details, code=e.code)
+def prefixed(e: CNIError, att: Attachment, what: str = "failed") -> CNIError:
+    out = e.reworded(f"{_label(att)} {what}: {e.msg}")
     log.error("%s", out.msg)
     return out
 
 
-def _who(record: PodRecord, att: Attachment) -> str:
+def delegate_tag(record: PodRecord, att: Attachment) -> str:
     """Multus' tag for a delegate call: namespace:pod:container:network:ifname."""
     pod = f"{record.pod.namespace}:{record.pod.name}" if record.pod else "-:-"
     return f"{pod}:{record.container_id}:{att.network}:{att.ifname}"
 
 
-def _apply_default_route(netns: str, att: Attachment) -> None:
+def apply_default_route(netns: str, att: Attachment) -> None:
     from multihome.net.default_route import move_default_route
 
     for gw in att.default_route:
@@ -230,7 +230,7 @@ def _cni_info_path(conf: MultusConfig, record: PodRecord, att: Attachment) -> st
                                  att.ifname)
 
 
-def _prepare_device_info(conf: MultusConfig, record: PodRecord, att: Attachment) -> None:
+def prepare_device_info(conf: MultusConfig, record: PodRecord, att: Attachment) -> None:
     """A delegate that declares CNIDeviceInfoFile gets the device plugin's info there.
 
     The path goes into the cached attachment too: DEL passes the same runtimeConfig.
@@ -258,7 +258,7 @@ def _device_info(conf: MultusConfig, record: PodRecord,
                                                       att.device_id)))
 
 
-def _write_status(store: Store | None, pod: PodRef | None, value: str | None) -> None:
+def write_status(store: Store | None, pod: PodRef | None, value: str | None) -> None:
     if store is None or pod is None:
         return
     with contextlib.suppress(NotFound):
@@ -269,13 +269,35 @@ def _write_status(store: Store | None, pod: PodRef | None, value: str | None) ->
 def _clear_status(store: Store | None, pod: PodRef | None) -> None:
     """DEL's status clean-up: never a reason for DEL to fail (the store may be down)."""
     try:
-        _write_status(store, pod, None)
+        write_status(store, pod, None)
     except Exception as e:  # any store, any failure: the attachments are gone already
         log.error("cannot clear the network-status of pod %s: %s: %s", pod,
                   type(e).__name__, e)
 
 
 # -- operations --------------------------------------------------------------
+
+def attach_one(conf: MultusConfig, record: PodRecord, att: Attachment,
+               path: Sequence[str]) -> Result:
+    """ADD of one delegate into the record's netns (the record already names it)."""
+    log.debug("Add: %s: %s", delegate_tag(record, att), json.dumps(att.conflist))
+    prepare_device_info(conf, record, att)
+    net = runtime.parse_network_config(att.conflist)
+    return runtime.add_network_list(net, runtime_conf(conf, record, att), path,
+                                    conf.executor)
+
+
+def cached_results(conf: MultusConfig, record: PodRecord) -> list[Result | None]:
+    """The cached ADD result of each attachment of the record, None where there is none."""
+    out: list[Result | None] = []
+    for att in record.attachments:
+        try:
+            out.append(runtime.cached_result(runtime.parse_network_config(att.conflist),
+                                             runtime_conf(conf, record, att)))
+        except CNIError:
+            out.append(None)
+    return out
+
 
 @dataclass
 class AddOutcome:
@@ -302,11 +324,7 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     save_record(conf, record)
 
     def attach(att: Attachment) -> Result:
-        log.debug("Add: %s: %s", _who(record, att), json.dumps(att.conflist))
-        _prepare_device_info(conf, record, att)
-        net = runtime.parse_network_config(att.conflist)
-        return runtime.add_network_list(net, _runtime_conf(conf, record, att), path,
-                                        conf.executor)
+        return attach_one(conf, record, att, path)
 
     # The default network alone first, as Multus does: eth0 keeps the pod's lowest
     # interface index, and a secondary may rely on it being there.
@@ -319,7 +337,7 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
         # every delegate that ran, the failing ones too: one may allocate before it fails
         record.attachments = attempted
         _rollback(conf, record, path)
-        raise _prefixed(e, att) from e
+        raise prefixed(e, att) from e
 
     for att, outcome in zip(attempted, outcomes, strict=True):
         if isinstance(outcome, CNIError):
@@ -329,20 +347,20 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     for att in planned:
         if att.default_route:
             try:
-                _apply_default_route(req.netns, att)
+                apply_default_route(req.netns, att)
             except CNIError as e:
                 undo(att, e)
     for att, result in zip(planned, results, strict=True):
-        log.info("Add: %s: %s", _who(record, att), json.dumps(result.to_dict()))
+        log.info("Add: %s: %s", delegate_tag(record, att), json.dumps(result.to_dict()))
         events.added_interface(store, (req.pod.namespace, req.pod.name) if req.pod else None,
                                att.ifname, att.network, result)
-    entries = _status_entries(conf, record, results)
+    entries = status_entries(conf, record, results)
     # the plan always starts with the default network
-    _write_status(store, req.pod, netstatus.render(entries))
+    write_status(store, req.pod, netstatus.render(entries))
     return AddOutcome(results[0], entries, planned)
 
 
-def _status_entries(conf: MultusConfig, record: PodRecord,
+def status_entries(conf: MultusConfig, record: PodRecord,
                     results: Sequence[Result]) -> list[netstatus.NetworkStatus]:
     entries: list[netstatus.NetworkStatus] = []
     for att, result in zip(record.attachments, results, strict=True):
@@ -360,33 +378,25 @@ def _repeated_add(conf: MultusConfig, record: PodRecord, req: PodRequest) -> Add
         raise InvalidEnvironment(
             f"{who} already has multihome attachments under interface {record.ifname}; "
             f"DEL them before adding interface {req.ifname}")
-    results: list[Result] = []
-    for att in record.attachments:
-        try:
-            result = runtime.cached_result(runtime.parse_network_config(att.conflist),
-                                           _runtime_conf(conf, record, att))
-        except CNIError:
-            result = None
-        if result is None:
-            break
-        results.append(result)
+    cached = cached_results(conf, record)
+    results = [r for r in cached if r is not None]
     if not results or len(results) != len(record.attachments):
         raise InvalidEnvironment(
             f"{who} ({req.ifname}) is already being attached, or an earlier ADD of it did "
             "not complete; DEL it before adding it again")
     log.info("Add: %s is already attached: the cached result is returned", who)
-    return AddOutcome(results[0], _status_entries(conf, record, results),
+    return AddOutcome(results[0], status_entries(conf, record, results),
                       record.attachments)
 
 
-def _detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what: str,
+def detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what: str,
                 netns: str | None = None) -> list[tuple[Attachment, CNIError]]:
     """DEL of every attachment of the record, side by side; the ones that failed."""
 
     def detach(att: Attachment) -> None:
-        log.info("%s: %s", what, _who(record, att))
+        log.info("%s: %s", what, delegate_tag(record, att))
         net = runtime.parse_network_config(att.conflist)
-        runtime.del_network_list(net, _runtime_conf(conf, record, att, netns), path,
+        runtime.del_network_list(net, runtime_conf(conf, record, att, netns), path,
                                  conf.executor)
         devices.forget(_cni_info_path(conf, record, att))
 
@@ -397,7 +407,7 @@ def _detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what
 
 
 def _rollback(conf: MultusConfig, record: PodRecord, path: Sequence[str]) -> None:
-    failed = _detach_all(conf, record, path, "Rollback")
+    failed = detach_all(conf, record, path, "Rollback")
     if failed:
         # keep what could not be undone, so that a later DEL or GC retries it
         record.attachments = [att for att in record.attachments
@@ -421,8 +431,8 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
     netns = record.netns or req.netns
     if not netns or not os.path.exists(netns):
         netns = ""  # plugins skip their in-pod cleanup, host-side objects still go
-    errors = [_prefixed(e, att, "could not be removed")
-              for att, e in _detach_all(conf, record, path, "Del", netns)]
+    errors = [prefixed(e, att, "could not be removed")
+              for att, e in detach_all(conf, record, path, "Del", netns)]
     if not errors or not conf.retry_delete_on_error:
         drop_record(conf, req.container_id)
     _clear_status(store, record.pod or req.pod)
@@ -491,10 +501,10 @@ def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -
     for att in record.attachments:
         try:
             net = runtime.parse_network_config(att.conflist)
-            runtime.check_network_list(net, _runtime_conf(conf, record, att, req.netns), path,
+            runtime.check_network_list(net, runtime_conf(conf, record, att, req.netns), path,
                                        conf.executor)
         except CNIError as e:
-            raise _prefixed(e, att, "check failed") from e
+            raise prefixed(e, att, "check failed") from e
 
 
 def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:

@@ -40,3 +40,34 @@ def assign_names(requested: Sequence[str | None], pod: str,
         used.add(name)
         names.append(name)
     return names
+
+
+def assign_added_names(requested: Sequence[str | None], positions: Sequence[int],
+                       in_use: set[str], pod: str) -> list[str]:
+    """Names for elements hot-plugged into a running pod.
+
+    `positions` are the 1-based indexes Multus would number the elements by (their place
+    among the pod's secondary attachments); `in_use` holds every name the pod has now,
+    those about to be unplugged included. An element without a name gets `net<position>`
+    unless that is in use or requested by another element, else the next free `netN`: a
+    name never passes to a different element while the old interface may still exist, and
+    the same edit of the same pod always gives the same names.
+    """
+    wanted = {w for w in requested if w}
+    taken = set(in_use) | wanted
+    names: list[str] = []
+    for want, position in zip(requested, positions, strict=True):
+        if want:
+            try:
+                validate_ifname(want)
+            except CNIError as e:
+                raise InvalidConfig(f"pod {pod}: {e.msg}") from e
+            names.append(want)
+            continue
+        n = position
+        while secondary_name(n) in taken:
+            n += 1  # bounded: `taken` is finite
+        name = secondary_name(n)
+        taken.add(name)
+        names.append(name)
+    return names

@@ -18,6 +18,7 @@ from multihome.attach.logs import log
 from multihome.attach.multus_config import MultusConfig
 from multihome.attach.nad import delegate_config_problem
 from multihome.attach.naming import DEFAULT_IFNAME, assign_names
+from multihome.attach.selection import NetworkSelection, parse_networks_annotation
 from multihome.cni import jsontext
 from multihome.cni.errors import CNIError, DecodingFailure, InvalidConfig, UnknownContainer
 from multihome.store import NAD, POD, NotFound, Object, Store
@@ -55,19 +56,25 @@ class Attachment:
     # the NAD's device-plugin resource and the device of it this attachment uses
     resource: str = ""
     device_id: str = ""
+    # the `k8s.v1.cni.cncf.io/networks` element this attachment was made for (its JSON
+    # form), None for the default network, defaultNetworks and delegates: hot-plug tells
+    # by it which interface belongs to which element, unnamed ones included
+    element: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"network": self.network, "ifname": self.ifname, "conflist": self.conflist,
                 "default": self.default, "capabilityArgs": self.capability_args,
                 "defaultRoute": self.default_route, "resource": self.resource,
-                "deviceID": self.device_id}
+                "deviceID": self.device_id, "element": self.element}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attachment:
+        element = data.get("element")
         return cls(str(data["network"]), str(data["ifname"]), dict(data["conflist"]),
                    bool(data.get("default", False)), dict(data.get("capabilityArgs") or {}),
                    [str(g) for g in data.get("defaultRoute") or []],
-                   str(data.get("resource") or ""), str(data.get("deviceID") or ""))
+                   str(data.get("resource") or ""), str(data.get("deviceID") or ""),
+                   dict(element) if isinstance(element, dict) else None)
 
     @property
     def network_name(self) -> str:
@@ -176,7 +183,7 @@ def _resolve_nad_resource(store: Store | None, conf: MultusConfig, namespace: st
             resource_name(nad) or "")
 
 
-def _assign_device(att: Attachment, assigner: DeviceAssigner) -> None:
+def assign_device(att: Attachment, assigner: DeviceAssigner) -> None:
     """Multus' rule: each attachment of a resource-backed NAD takes the pod's next device."""
     if not att.resource:
         return
@@ -293,30 +300,50 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
     for i, delegate in enumerate(conf.delegates[1:], start=1):
         conflist = as_conflist(delegate, f"delegate{i}")
         extra.append((Attachment(str(conflist.get("name")), "", conflist), None))
-    text = pod_obj.annotations.get(NETWORKS_ANNOTATION, "") if pod_obj else ""
-    if text.strip() and pod is not None:
-        from multihome.attach.selection import parse_networks_annotation
-
-        for sel in parse_networks_annotation(text, pod.namespace, pod.name):
-            check_isolation(conf, pod, sel.namespace, sel.name)
-            network = f"{sel.namespace}/{sel.name}"
-            conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
-                                                       who, pod)
-            merge_cni_args(conflist, getattr(sel, "cni_args", None))
-            att = Attachment(network, "", conflist,
-                             capability_args=_capability_args(sel, network, pod, conflist),
-                             default_route=[str(g) for g in (sel.default_route or [])],
-                             resource=resource)
-            extra.append((att, sel.interface or None))
-    for att in [first, *(a for a, _ in extra)]:
-        problem = delegate_config_problem(att.conflist)
-        if problem:
-            raise InvalidConfig(f"{who}: network {att.network}: {problem}")
+    if pod_obj is not None and pod is not None:
+        for sel in selection_of(pod_obj, pod):
+            extra.append((selected_attachment(conf, store, pod, sel), sel.interface or None))
+    check_delegate(first, who)
+    for att, _ in extra:
+        check_delegate(att, who)
     names = assign_names([want for _, want in extra], str(pod) if pod else "-", default_ifname)
-    assigner = DeviceAssigner(allocated(conf.kubelet_checkpoint_file,
-                                        pod_obj.uid if pod_obj else ""))
+    assigner = device_assigner(conf, pod_obj)
     for (att, _), ifname in zip(extra, names, strict=True):
         att.ifname = ifname
-        _assign_device(att, assigner)
+        assign_device(att, assigner)
         attachments.append(att)
     return attachments
+
+
+def selection_of(pod_obj: Object, pod: PodRef) -> list[NetworkSelection]:
+    """The pod's `k8s.v1.cni.cncf.io/networks` elements; raises on a bad annotation."""
+    text = pod_obj.annotations.get(NETWORKS_ANNOTATION, "")
+    if not text.strip():
+        return []
+    return parse_networks_annotation(text, pod.namespace, pod.name)
+
+
+def selected_attachment(conf: MultusConfig, store: Store | None, pod: PodRef,
+                        sel: NetworkSelection) -> Attachment:
+    """The attachment for one selection element, its interface name still to be given:
+    isolation checked, the NAD resolved (NoNetworkFound when it is missing)."""
+    check_isolation(conf, pod, sel.namespace, sel.name)
+    network = f"{sel.namespace}/{sel.name}"
+    conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
+                                               f"pod {pod}", pod)
+    merge_cni_args(conflist, sel.cni_args)
+    return Attachment(network, "", conflist,
+                      capability_args=_capability_args(sel, network, pod, conflist),
+                      default_route=[str(g) for g in (sel.default_route or [])],
+                      resource=resource, element=sel.to_dict())
+
+
+def check_delegate(att: Attachment, who: str) -> None:
+    problem = delegate_config_problem(att.conflist)
+    if problem:
+        raise InvalidConfig(f"{who}: network {att.network}: {problem}")
+
+
+def device_assigner(conf: MultusConfig, pod_obj: Object | None) -> DeviceAssigner:
+    return DeviceAssigner(allocated(conf.kubelet_checkpoint_file,
+                                    pod_obj.uid if pod_obj else ""))

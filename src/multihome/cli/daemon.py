@@ -84,6 +84,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
     logs.setup(log_level)
     _recover_node()
     store = store or (ctx.obj or {}).get("store") or ""
+    on_start = None
     if store == "k8s" or store.startswith("k8s:"):
         from multihome.k8s.bridge_marker import start_for_daemon
 
@@ -92,13 +93,16 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
 
         # Kubernetes mode: enact the NNCPs selecting this node
         start_node_policies(store, probe_dns, probe_api_server)
+        from multihome.k8s.hotplug import start_for_daemon as hotplug_for_daemon
+
+        on_start = hotplug_for_daemon(store)  # Kubernetes mode: follow pods' selections
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")
                           else os.path.abspath(store) if store else "", cni_dir=cni_dir,
                           workers=workers, queue=queue, request_timeout=request_timeout,
                           shutdown_grace=shutdown_grace, multus=multus,
-                          state_dir=os.path.abspath(state_dir)))
+                          state_dir=os.path.abspath(state_dir), on_start=on_start))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
 

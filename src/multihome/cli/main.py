@@ -15,6 +15,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "install-cni": ("multihome.cli.install_cni", "install_cni"),
     "apply": ("multihome.cli.objects", "apply_cmd"),
     "create": ("multihome.cli.objects", "create_cmd"),
+    "annotate": ("multihome.cli.annotate", "annotate_cmd"),
     "get": ("multihome.cli.objects", "get_cmd"),
     "delete": ("multihome.cli.objects", "delete_cmd"),
     "describe": ("multihome.cli.objects", "describe_cmd"),

@@ -23,6 +23,7 @@ from multihome.admission import (
     admit,
     manifest_object,
 )
+from multihome.attach.plan import NETWORKS_ANNOTATION
 from multihome.cli.context import get_store, namespace_callback
 from multihome.errors import MultihomeError
 from multihome.store import (
@@ -37,6 +38,7 @@ from multihome.store import (
     names,
     yamltext,
 )
+from multihome.store.events import events_of
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -195,9 +197,38 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
                 continue
             click.echo(f"{info.ref(obj.name)} created")
         else:
-            _, outcome = store.apply_outcome(obj)
+            before = _networks_of(store, obj) if obj.kind == POD else None
+            stored, outcome = store.apply_outcome(obj)
+            if outcome == "configured" and obj.kind == POD:
+                problem = _follow_networks(store, stored, before)
+                if problem:
+                    failures.report(f'error: when applying "{m.source}": {problem}')
+                    continue
             click.echo(f"{info.ref(obj.name)} {outcome}")
     failures.exit(ctx)
+
+
+def _networks_of(store: Store, obj: Object) -> str | None:
+    try:
+        return store.get(obj.kind, obj.namespace, obj.name).annotations.get(
+            NETWORKS_ANNOTATION)
+    except NotFound:
+        return None
+
+
+def _follow_networks(store: Store, pod: Object, before: str | None) -> str | None:
+    """A running lab pod whose selection changed hot-plugs; why it could not, or None."""
+    from multihome.lab import pods as labpods
+    from multihome.lab import settings as labsettings
+
+    if pod.annotations.get(NETWORKS_ANNOTATION) == before:
+        return None
+    try:
+        labpods.hotplug(store, labsettings.load(), pod.namespace, pod.name, before,
+                        progress=click.echo)
+    except (labpods.PodError, MultihomeError) as e:
+        return str(e)
+    return None
 
 
 @click.command("apply")
@@ -355,7 +386,9 @@ def describe_cmd(ctx: click.Context, args: tuple[str, ...], namespace: str | Non
         where = f" in {_namespace(targets[0][0], namespace)} namespace" if (
             targets[0][0].namespaced and not all_namespaces) else ""
         click.echo(f"No resources found{where}.", err=True)
-    click.echo("\n\n\n".join(present.describe(o) for o in shown) if shown else "", nl=bool(shown))
+    click.echo("\n\n\n".join(
+        present.describe(o, events=events_of(store, o.namespace, o.name) if o.kind == POD
+                         else ()) for o in shown) if shown else "", nl=bool(shown))
     failures.exit(ctx)
 
 

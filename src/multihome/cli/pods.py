@@ -18,6 +18,7 @@ from multihome.lab import pods as labpods
 from multihome.lab import settings as labsettings
 from multihome.lab import vms
 from multihome.store import POD, NotFound, Object, StoreError, yamltext
+from multihome.store.events import events_of
 
 
 def _progress(line: str) -> None:
@@ -185,12 +186,14 @@ def _status_section(obj: Object) -> list[str]:
 def describe_cmd(name: str, namespace: str | None) -> None:
     """Show a pod, its annotations and its network status."""
     ns = _namespace(namespace)
+    store = get_store()
     try:
-        obj = get_store().get(POD, ns, name)
+        obj = store.get(POD, ns, name)
     except NotFound:
         _fail(f'pods "{name}" not found in namespace "{ns}"')
         return
-    click.echo(present.describe(obj, extra_sections=_status_section(obj)))
+    click.echo(present.describe(obj, extra_sections=_status_section(obj),
+                                events=events_of(store, ns, name)))
 
 
 @pod.command("delete")

@@ -36,6 +36,16 @@ class CNIError(MultihomeError):
         if code is not None:
             self.code = code  # type: ignore[misc]
 
+    def reworded(self, msg: str) -> CNIError:
+        """The same error (class, code, details) with another message: for callers that
+        add where it happened. Subclasses may take other constructor arguments, so the
+        error is copied rather than built again (copy.copy would call the constructor)."""
+        out = type(self).__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.args = (msg,)
+        out.msg = msg
+        return out
+
     def to_dict(self, cni_version: str) -> dict[str, Any]:
         out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
         if self.details:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
 import signal
 import socket
@@ -19,15 +20,22 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 
 from multihome import shim
+from multihome.cni import jsontext
 from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAgainLater
 from multihome.daemon import logs
-from multihome.daemon.autoconf import ConfigWriter, Settings
+from multihome.daemon.autoconf import (
+    CONFIG_NAME,
+    MULTUS_CONFIG_NAME,
+    ConfigWriter,
+    Settings,
+)
 from multihome.daemon.metrics import DaemonMetrics
 from multihome.daemon.multus_daemon_config import MultusDaemonConfig
 from multihome.daemon.pool import DEFAULT_WAIT, WorkerPool
@@ -64,6 +72,9 @@ class DaemonOptions:
     # Multus' daemon config (`daemon --multus-config`): its keys go on every engine
     # request and the conf dir gets Multus' 00-multus.conf
     multus: MultusDaemonConfig | None = None
+    # called once the daemon serves (Kubernetes mode starts its pod watchers here, which
+    # share the daemon's per-container order and its engine config)
+    on_start: Callable[[Daemon], object] | None = None
 
     @property
     def max_connections(self) -> int:
@@ -373,6 +384,31 @@ class Daemon:
         self._server: _Server | None = None
         self.leases: dhcp_leases.LeaseManager | None = None
 
+    def engine_config(self) -> dict[str, Any] | None:
+        """The engine's config as the runtime sends it for a pod: the engine plugin of the
+        file this daemon writes in its conf dir, with the daemon's keys laid over it as
+        on every request. None while there is no such file (no default network yet)."""
+        if not self.opts.conf_dir:
+            return None
+        name = MULTUS_CONFIG_NAME if self.opts.multus is not None else CONFIG_NAME
+        try:
+            with open(os.path.join(self.opts.conf_dir, name), "rb") as f:
+                data = jsontext.loads(f.read(), name)
+        except (OSError, CNIError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        plugins = data.get("plugins")
+        plugin = plugins[0] if isinstance(plugins, list) and plugins else data
+        if not isinstance(plugin, dict):
+            return None
+        conf = {"cniVersion": data.get("cniVersion"), "name": data.get("name"), **plugin}
+        try:
+            out = jsontext.loads(self.runner.engine.apply(json.dumps(conf).encode()))
+        except CNIError:
+            return None
+        return out if isinstance(out, dict) else None
+
     def is_own_child(self, conn: socket.socket) -> bool:
         """Is the caller a process we started (a plugin's nested call)?"""
         pid = _peer_pid(conn)
@@ -445,6 +481,8 @@ def run(opts: DaemonOptions) -> None:
     """Run until SIGTERM or SIGINT."""
     daemon = Daemon(opts)
     daemon.start()
+    if opts.on_start is not None:
+        opts.on_start(daemon)
 
     stopper: list[threading.Thread] = []
 

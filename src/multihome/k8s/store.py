@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from multihome.cni.errors import TryAgainLater
@@ -26,8 +24,8 @@ from multihome.store.base import (
     Object,
     Outcome,
     check_ref,
-    format_timestamp,
 )
+from multihome.store.events import event_body
 from multihome.store.merge import merge_apply, normalize
 from multihome.store.objects import NAD, POD
 from multihome.store.shared import Registry
@@ -281,18 +279,8 @@ class KubeStore:
     def record_event(self, pod: Object | tuple[str, str], reason: str, message: str,
                      event_type: str = "Normal") -> None:
         """An Event on a pod, as Multus records them; failures to record are not fatal."""
-        ns, name = (pod.namespace, pod.name) if isinstance(pod, Object) else pod
-        uid = pod.uid if isinstance(pod, Object) else ""
-        now = format_timestamp(datetime.now(UTC))
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns,
-                               "name": name, "uid": uid},
-            "reason": reason, "message": message, "type": event_type,
-            "source": {"component": "multus", "host": self.node_name},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
+        event = event_body(pod, reason, message, event_type, self.node_name)
+        ns = event["metadata"]["namespace"]
         with contextlib.suppress(ApiError, ApiUnreachable):
             self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from multihome.attach import engine
+from multihome.attach import hotplug as attach_hotplug
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
 from multihome.errors import MultihomeError
 from multihome.lab import dhcp as labdhcp
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
-from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
+from multihome.store import POD, AlreadyExists, Conflict, NotFound, Object, Store, names
+from multihome.store.events import EVENT, events_of
 from multihome.vm import qemu
 from multihome.vm import state as vmstate
 
@@ -181,6 +183,7 @@ def _cleanup_after_failure(store: Store, namespace: str, name: str, path: str) -
         netns.delete_named(netns_name(namespace, name))
     with contextlib.suppress(NotFound):
         store.delete(POD, namespace, name)
+    _delete_events(store, namespace, name)  # a NoNetworkFound, say: the pod is not kept
 
 
 def delete(store: Store, settings: LabSettings, namespace: str, name: str,
@@ -208,7 +211,10 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
     error: MultihomeError | None = None
     if has_cache or has_netns:
         try:
-            engine.delete(conf, store, req)
+            # never beside a hot-plug of the pod (another `annotate` or `apply`): an
+            # interface it adds after this DEL read the record would outlive the pod
+            with attach_hotplug.exclusive(conf) if has_cache else contextlib.nullcontext():
+                engine.delete(conf, store, req)
             progress(f"pod/{name}: networks detached")
         except MultihomeError as e:
             error = e
@@ -219,6 +225,7 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
     if in_store:
         with contextlib.suppress(NotFound):
             store.delete(POD, namespace, name)
+    _delete_events(store, namespace, name)
     progress(f'pod "{name}" deleted')
     if error is not None:
         raise PodError(f"pod {namespace}/{name} deleted, but some networks reported errors: "
@@ -231,3 +238,57 @@ def exists_netns(namespace: str, name: str) -> bool:
 
 def networks_annotation(selection: str) -> dict[str, str]:
     return {NETWORKS_ANNOTATION: selection} if selection else {}
+
+
+def _delete_events(store: Store, namespace: str, name: str) -> None:
+    """A deleted pod's events go with it (the API server lets them expire)."""
+    for event in events_of(store, namespace, name):
+        with contextlib.suppress(NotFound):
+            store.delete(EVENT, namespace, event.name)
+
+
+def is_running(settings: LabSettings, namespace: str, name: str) -> bool:
+    """Whether the lab attached the pod's networks (the engine holds a record of it)."""
+    conf = parse_multus_config(settings.engine_config())
+    return engine.load_record(conf, container_id(namespace, name)) is not None
+
+
+def hotplug(store: Store, settings: LabSettings, namespace: str, name: str,
+            previous: str | None, progress: Progress = _quiet) -> attach_hotplug.HotplugOutcome:
+    """Make the running pod follow its `k8s.v1.cni.cncf.io/networks` as stored now.
+
+    When nothing could be plugged, the annotation goes back to `previous` (None: absent):
+    the lab has no controller that would retry later, so the store keeps saying what the
+    pod has. A pod the lab does not run has nothing to change.
+    """
+    conf = parse_multus_config(settings.engine_config())
+    cid = container_id(namespace, name)
+    if engine.load_record(conf, cid) is None:
+        return attach_hotplug.HotplugOutcome()
+    try:
+        wanted = store.get(POD, namespace, name)
+    except NotFound as e:
+        raise PodError(f'pods "{name}" not found in namespace "{namespace}"') from e
+    try:
+        outcome = attach_hotplug.hotplug(conf, store, cid)
+    except attach_hotplug.HotplugFailed as e:  # the additions stand, an unplug failed
+        raise PodError(str(e)) from e
+    except MultihomeError as e:
+        _set_back(store, wanted, previous)
+        raise PodError(f"{e} (its {NETWORKS_ANNOTATION} annotation is set back)") from e
+    for att in outcome.removed:
+        progress(f"pod/{name}: {att.ifname} detached from {att.network}")
+    for att in outcome.added:
+        progress(f"pod/{name}: {att.ifname} attached to {att.network}")
+    return outcome
+
+
+def _set_back(store: Store, wanted: Object, previous: str | None) -> None:
+    """The selection as it was before the failed edit, unless someone edited it since
+    (their edit then is the one to follow: never write over it)."""
+    if previous is None:
+        wanted.annotations.pop(NETWORKS_ANNOTATION, None)
+    else:
+        wanted.annotations[NETWORKS_ANNOTATION] = previous
+    with contextlib.suppress(NotFound, Conflict):
+        store.update(wanted, expected_version=wanted.resource_version)

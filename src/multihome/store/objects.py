@@ -84,6 +84,7 @@ register_kind(KindInfo(POD, "pods", "", "v1", short_names=("po",)))
 register_kind(KindInfo(NODE, "nodes", "", "v1", namespaced=False, short_names=("no",)))
 register_kind(KindInfo(NAMESPACE, "namespaces", "", "v1", namespaced=False,
                        short_names=("ns",)))
+register_kind(KindInfo("Event", "events", "", "v1", short_names=("ev",)))
 register_kind(KindInfo(NNCP, "nodenetworkconfigurationpolicies", "nmstate.io", "v1",
                        namespaced=False, short_names=("nncp",)))
 register_kind(KindInfo(NNS, "nodenetworkstates", "nmstate.io", "v1beta1",

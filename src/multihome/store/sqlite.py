@@ -31,10 +31,12 @@ from multihome.store.base import (
     check_ref,
     format_timestamp,
 )
+from multihome.store.events import EVENT, event_body, is_about
 from multihome.store.merge import merge_apply, normalize
 from multihome.store.shared import Registry
 
 BUSY_TIMEOUT_S = 30.0
+MAX_EVENTS_PER_POD = 50
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -287,6 +289,27 @@ class SQLiteStore:
                 (kind, namespace, name),
             )
             return current
+
+    # -- events ------------------------------------------------------------------------
+
+    def record_event(self, pod: Object | tuple[str, str], reason: str, message: str,
+                     event_type: str = "Normal") -> None:
+        """An Event object about a pod (the lab's `pod describe` lists them); the oldest go
+        past MAX_EVENTS_PER_POD, as the API server lets events expire."""
+        obj = Object.from_manifest(event_body(pod, reason, message, event_type))
+        ns, name = obj.body["involvedObject"]["namespace"], obj.body["involvedObject"]["name"]
+        self.create(obj)
+        # the pod's events are named `<pod>.<hex>`: read those rows only, not the namespace's
+        prefix = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        with self._lock, self._unavailable():
+            rows = self._connect().execute(
+                "SELECT kind, namespace, name, body FROM objects WHERE kind = ? AND "
+                "namespace = ? AND name LIKE ? ESCAPE '\\' ORDER BY resource_version",
+                (EVENT, ns, prefix)).fetchall()
+        mine = [e for e in map(self._row_to_object, rows) if is_about(e, ns, name)]
+        for old in mine[:-MAX_EVENTS_PER_POD]:
+            with contextlib.suppress(NotFound):
+                self.delete(EVENT, ns, old.name)
 
 
 def _create_private(path: Path) -> None:
