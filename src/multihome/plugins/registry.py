@@ -25,6 +25,9 @@ BUILTIN: dict[str, str] = {
     "cnv-bridge": "multihome.plugins.bridge",
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
+    # the cluster-wide IPAM, under whereabouts' name so that its NADs work unchanged
+    "whereabouts": "multihome.ipam.whereabouts",
+    "multihome-ipam": "multihome.ipam.whereabouts",
     "multihome": "multihome.engine_plugin",
     "macvlan": "multihome.plugins.macvlan",
     "ipvlan": "multihome.plugins.ipvlan",

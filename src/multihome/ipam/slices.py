@@ -1,0 +1,87 @@
+"""Node slices (`node_slice_size`): each node takes a slice of the range and allocates
+from it alone, so pods on different nodes never race for one pool.
+
+The NodeSlicePool (named after the network) lists every slice in `status.allocations`
+as `{nodeName, sliceRange}`, `nodeName` empty while free, as whereabouts writes it. A node
+takes the first free slice with a version-guarded write of that object (once per node and
+network, not per pod); its addresses then live in the node's own IPPool
+(`<network>-<node>-<slice>`), which only that node writes, so its writes never conflict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from multihome.cni.errors import InvalidConfig
+from multihome.ipam.pools import PoolExhausted, Retry
+from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig
+from multihome.store.objects import NODE_SLICE_POOL
+from multihome.store.pools import PoolDoc, PoolStore
+
+
+def slice_pool_name(cfg: WhereaboutsConfig) -> str:
+    return (cfg.network_name or cfg.name).lower()
+
+
+def _fresh(cfg: WhereaboutsConfig) -> PoolDoc:
+    whole = cfg.ranges[0].subnet
+    assert cfg.node_slice_prefix is not None
+    subnets = list(whole.subnets(new_prefix=cfg.node_slice_prefix))
+    return PoolDoc(slice_pool_name(cfg),
+                   {"range": str(whole), "sliceSize": f"/{cfg.node_slice_prefix}"},
+                   {"allocations": [{"nodeName": "", "sliceRange": str(s)} for s in subnets]})
+
+
+def _entries(doc: PoolDoc) -> list[dict[str, Any]]:
+    raw = (doc.status or {}).get("allocations")
+    return [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+
+
+def _check_same(doc: PoolDoc, cfg: WhereaboutsConfig) -> None:
+    want = _fresh(cfg).spec
+    have = {k: doc.spec.get(k) for k in want}
+    if have != want:
+        raise InvalidConfig(f"NodeSlicePool {doc.name} was made for range {have['range']} "
+                            f"in slices of {have['sliceSize']}, the config says "
+                            f"{want['range']} in slices of {want['sliceSize']}; give the "
+                            "network another network_name")
+
+
+def _slice_range(cfg: WhereaboutsConfig, text: str) -> PoolRange:
+    whole = cfg.ranges[0]
+    net = ipaddress.ip_network(text)
+    start = max(net.network_address, whole.start, key=int)
+    end = min(net.broadcast_address, whole.end, key=int)
+    return PoolRange(net, start, end, whole.exclude, whole.gateway)
+
+
+def node_range(store: PoolStore, cfg: WhereaboutsConfig, node: str, *,
+               take: bool) -> PoolRange | None:
+    """The slice `node` holds; with `take`, the first free one is assigned if it holds
+    none (None without `take` when it holds none: nothing of this network is here)."""
+    retry = Retry(f"taking a slice of NodeSlicePool {slice_pool_name(cfg)} for node {node}")
+    while True:
+        doc = store.read(NODE_SLICE_POOL, slice_pool_name(cfg))
+        if doc is None:
+            if not take:
+                return None
+            doc = _fresh(cfg)
+        else:
+            _check_same(doc, cfg)
+        entries = _entries(doc)
+        mine = next((e for e in entries if e.get("nodeName") == node), None)
+        if mine is not None:
+            return _slice_range(cfg, str(mine.get("sliceRange")))
+        if not take:
+            return None
+        free = next((e for e in entries if not e.get("nodeName")), None)
+        if free is None:
+            raise PoolExhausted(f"NodeSlicePool {doc.name}: every slice of "
+                                f"{cfg.ranges[0].cidr} is taken by another node; use a "
+                                "longer node_slice_size")
+        free["nodeName"] = node
+        doc.status = dict(doc.status or {}, allocations=entries)
+        if store.write(NODE_SLICE_POOL, doc) is not None:
+            return _slice_range(cfg, str(free["sliceRange"]))
+        retry.again()

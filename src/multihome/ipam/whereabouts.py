@@ -1,0 +1,181 @@
+"""Cluster-wide IPAM, type `whereabouts` (also `multihome-ipam`): a NAD written for
+whereabouts works unchanged, and its pools are whereabouts' own objects.
+
+Where the pools live is injected by whoever composes the call: the engine binds a
+:class:`PoolStore` over its store (the lab's SQLite file, or the Kubernetes API in a
+cluster) for the delegates it runs; a call that nobody bound (the plugin run on its own)
+uses the node's SQLite store (``$MULTIHOME_STORE``). Nothing in the NAD chooses it.
+
+One address per range (`range` and each `ipRanges` entry); DEL releases what the
+(containerID, ifname) holds; GC releases every allocation of the network's pools whose
+attachment is not in `cni.dev/valid-attachments`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator
+
+from multihome.cni import version as ver
+from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
+from multihome.cni.result import IPConfig, Result
+from multihome.cni.skel import Call
+from multihome.cni.types import CmdArgs
+from multihome.ipam import config as cfgmod
+from multihome.ipam import pools, slices
+from multihome.ipam.ranges import IPAddress
+from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig, load
+from multihome.store import StoreError, store_path
+from multihome.store.objects import IPPOOL
+from multihome.store.pools import ObjectPools, PoolStore
+from multihome.store.sqlite import open_sqlite
+
+SUPPORTED_VERSIONS: tuple[str, ...] = ver.ALL_VERSIONS
+NODE_ENV = "NODE_NAME"
+
+log = logging.getLogger(__name__)
+
+_BOUND: contextvars.ContextVar[PoolStore | None] = contextvars.ContextVar(
+    "multihome_pool_store", default=None)
+
+
+@contextlib.contextmanager
+def bound(store: PoolStore) -> Iterator[PoolStore]:
+    """Calls made inside (in this context, and in delegate threads that copy it) keep
+    their pools in `store`."""
+    token = _BOUND.set(store)
+    try:
+        yield store
+    finally:
+        _BOUND.reset(token)
+
+
+@contextlib.contextmanager
+def _pool_store() -> Iterator[PoolStore]:
+    store = _BOUND.get()
+    if store is not None:
+        yield store
+        return
+    try:
+        sqlite = open_sqlite(store_path(None))
+    except StoreError as e:
+        raise NotAvailable("the cluster-wide IPAM's store cannot be opened", str(e)) from e
+    try:
+        yield ObjectPools(sqlite)
+    finally:
+        sqlite.close()
+
+
+def node_name() -> str:
+    return os.environ.get(NODE_ENV) or socket.gethostname()
+
+
+def owner_of(cmd: CmdArgs) -> pools.Owner:
+    ns, name = cmd.arg("K8S_POD_NAMESPACE"), cmd.arg("K8S_POD_NAME")
+    return pools.Owner(cmd.container_id.strip(), cmd.ifname,
+                       f"{ns}/{name}" if ns and name else "")
+
+
+def _pools_of(store: PoolStore, cfg: WhereaboutsConfig, *,
+              take_slice: bool) -> list[tuple[PoolRange, str]]:
+    """(range, IPPool name) per configured range: the node's slice with node slices."""
+    if cfg.node_slice_prefix is None:
+        return [(r, pools.pool_name(r.cidr, cfg.network_name)) for r in cfg.ranges]
+    node = node_name()
+    r = slices.node_range(store, cfg, node, take=take_slice)
+    if r is None:
+        return []
+    return [(r, pools.pool_name(r.cidr, cfg.network_name, node))]
+
+
+def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
+    prefix = cfg.ranges[0].subnet.prefixlen if cfg.node_slice_prefix is not None \
+        else r.subnet.prefixlen  # a slice is for allocation; the pod sees the whole range
+    return IPConfig(address=ipaddress.ip_interface(f"{ip}/{prefix}"), gateway=r.gateway)
+
+
+def add(call: Call) -> Result:
+    cfg = load(call.conf)
+    owner = owner_of(call.cmd)
+    ips: list[IPConfig] = []
+    with _pool_store() as store:
+        taken: list[tuple[PoolRange, str]] = []
+        try:
+            for r, name in _pools_of(store, cfg, take_slice=True):
+                ip, _ = pools.allocate(store, r, name, owner, overlapping=cfg.overlapping,
+                                       network_name=cfg.network_name)
+                taken.append((r, name))
+                ips.append(_ipconfig(ip, r, cfg))
+        except BaseException:
+            # undo only this attachment's addresses; another's stay
+            for r, name in taken:
+                with contextlib.suppress(Exception):
+                    pools.release(store, r, name, owner.same, overlapping=cfg.overlapping,
+                                  network_name=cfg.network_name)
+            raise
+    return Result(cni_version=cfg.cni_version, ips=ips, routes=cfg.routes, dns=cfg.dns)
+
+
+def delete(call: Call) -> None:
+    try:
+        cfg = load(call.conf)
+    except InvalidConfig as e:
+        # nothing to find the pools by: DEL still succeeds, GC and the reconciler free it
+        log.warning("whereabouts DEL of %s: config unusable (%s); nothing released",
+                    call.cmd.container_id, e.msg)
+        return
+    owner = owner_of(call.cmd)
+    with _pool_store() as store:
+        for r, name in _pools_of(store, cfg, take_slice=False):
+            pools.release(store, r, name, owner.same, overlapping=cfg.overlapping,
+                          network_name=cfg.network_name)
+
+
+def check(call: Call) -> None:
+    cfg = load(call.conf)
+    owner = owner_of(call.cmd)
+    with _pool_store() as store:
+        held: set[IPAddress] = set()
+        for r, name in _pools_of(store, cfg, take_slice=False):
+            mine = pools.owned(store, r, name, owner)
+            if not mine:
+                raise CNIError(f"whereabouts: no address of {r.cidr} is allocated to "
+                               f"container {owner.container_id} interface {owner.ifname}")
+            held.update(mine)
+    prev = call.conf.prev_result
+    for ipc in prev.ips if prev else []:
+        ip = ipc.address.ip
+        if any(ip in r.subnet for r in cfg.ranges) and ip not in held:
+            raise CNIError(f"whereabouts: address {ip} of the previous result is not "
+                           f"allocated to container {owner.container_id}")
+
+
+def gc(call: Call) -> None:
+    valid = cfgmod.valid_attachments(call.conf)
+    if valid is None:
+        return  # without the list, leaks cannot be told from live attachments
+    cfg = load(call.conf)
+    ids = {cid for cid, _ in valid}
+
+    def gone(o: pools.Owner) -> bool:
+        return (o.container_id, o.ifname) not in valid if o.ifname else o.container_id \
+            not in ids
+
+    with _pool_store() as store:
+        for r, name in _pools_of(store, cfg, take_slice=False):
+            pools.release(store, r, name, gone, overlapping=cfg.overlapping,
+                          network_name=cfg.network_name)
+
+
+def status(call: Call) -> None:
+    cfg = load(call.conf)
+    try:
+        with _pool_store() as store:
+            store.read(IPPOOL, pools.pool_name(cfg.ranges[0].cidr, cfg.network_name))
+    except (StoreError, OSError) as e:
+        raise NotAvailable("the cluster-wide IPAM's pools cannot be read", str(e)) from e
