@@ -12,6 +12,7 @@ whereabouts' layout, in one namespace (whereabouts' default is kube-system).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,12 @@ from multihome.store.base import AlreadyExists, Conflict, NotFound, Object, Stor
 from multihome.store.objects import kind_info
 
 DEFAULT_POOL_NAMESPACE = "kube-system"
+# where whereabouts was deployed, when not kube-system: the node's setting, not a NAD's
+POOL_NAMESPACE_ENV = "WHEREABOUTS_NAMESPACE"
+
+
+def pool_namespace() -> str:
+    return os.environ.get(POOL_NAMESPACE_ENV) or DEFAULT_POOL_NAMESPACE
 
 
 @dataclass
