@@ -42,17 +42,20 @@ log = logging.getLogger(__name__)
 
 _BOUND: contextvars.ContextVar[PoolStore | None] = contextvars.ContextVar(
     "multihome_pool_store", default=None)
+_NODE: contextvars.ContextVar[str] = contextvars.ContextVar("multihome_pool_node", default="")
 
 
 @contextlib.contextmanager
-def bound(store: PoolStore) -> Iterator[PoolStore]:
+def bound(store: PoolStore, node: str = "") -> Iterator[PoolStore]:
     """Calls made inside (in this context, and in delegate threads that copy it) keep
-    their pools in `store`."""
-    token = _BOUND.set(store)
+    their pools in `store`; `node` names the node for node slices (default: $NODE_NAME,
+    else the host name)."""
+    token, node_token = _BOUND.set(store), _NODE.set(node)
     try:
         yield store
     finally:
         _BOUND.reset(token)
+        _NODE.reset(node_token)
 
 
 @contextlib.contextmanager
@@ -72,7 +75,7 @@ def _pool_store() -> Iterator[PoolStore]:
 
 
 def node_name() -> str:
-    return os.environ.get(NODE_ENV) or socket.gethostname()
+    return _NODE.get() or os.environ.get(NODE_ENV) or socket.gethostname()
 
 
 def owner_of(cmd: CmdArgs) -> pools.Owner:

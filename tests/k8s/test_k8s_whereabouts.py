@@ -1,0 +1,78 @@
+"""The cluster-wide IPAM over the Kubernetes API store (fixture API server): whereabouts'
+objects at whereabouts' paths, 409s answered by re-reading, and several nodes (each its
+own process and API connection) allocating from one pool at once without a duplicate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from multihome.k8s.client import ApiClient
+from multihome.k8s.store import KubeStore
+from multihome.store.objects import NODE_SLICE_POOL
+from multihome.store.pools import ObjectPools
+from support.fake_apiserver import FakeApiServer
+from support.wb import addresses, allocated, conf, run, run_nodes
+
+GROUP = "apis/whereabouts.cni.cncf.io/v1alpha1"
+
+
+@pytest.fixture
+def pools(api: ApiClient) -> Iterator[ObjectPools]:
+    store = KubeStore(api, "node-a", watch=False, retry_delay_s=0.01)
+    try:
+        yield ObjectPools(store)
+    finally:
+        store.close()
+
+
+def test_pool_objects_as_whereabouts_writes_them(apiserver: FakeApiServer,
+                                                 pools: ObjectPools) -> None:
+    rc, res = run(pools, "ADD", conf(range="10.80.0.0/24"), "c1", pod=("ns", "p"))
+    assert rc == 0, res
+    pool = apiserver.objects[(f"{GROUP}/ippools", "kube-system", "10.80.0.0-24")]
+    assert pool["apiVersion"] == "whereabouts.cni.cncf.io/v1alpha1"
+    assert pool["kind"] == "IPPool"
+    assert pool["spec"] == {"range": "10.80.0.0/24", "allocations": {
+        "1": {"id": "c1", "podref": "ns/p", "ifname": "net1"}}}
+    reservation = apiserver.objects[(f"{GROUP}/overlappingrangeipreservations", "kube-system",
+                                     "10.80.0.1")]
+    assert reservation["spec"] == {"containerid": "c1", "podref": "ns/p", "ifname": "net1"}
+
+
+def test_conflicts_are_retried_not_fatal(apiserver: FakeApiServer,
+                                         pools: ObjectPools) -> None:
+    c = conf(range="10.81.0.0/24")
+    run(pools, "ADD", c, "first")
+    apiserver.conflicts_to_inject = 5
+    rc, res = run(pools, "ADD", c, "second")
+    assert rc == 0, res
+    assert addresses(res) == ["10.81.0.2/24"]
+    assert sorted(allocated(pools).values()) == ["10.81.0.1", "10.81.0.2"]
+
+
+def test_node_slice_assignment_goes_through_status(apiserver: FakeApiServer,
+                                                   pools: ObjectPools) -> None:
+    c = conf(range="10.82.0.0/24", node_slice_size="/26", network_name="sl")
+    rc, res = run(pools, "ADD", c, "a", node="node-a")
+    assert rc == 0, res
+    nsp = pools.read(NODE_SLICE_POOL, "sl")
+    assert nsp is not None and nsp.status is not None
+    assert nsp.status["allocations"][0] == {"nodeName": "node-a", "sliceRange": "10.82.0.0/26"}
+
+
+@pytest.mark.parametrize("slices", [False, True], ids=["one-pool", "node-slices"])
+def test_no_duplicates_under_concurrent_nodes(apiserver: FakeApiServer, pools: ObjectPools,
+                                              slices: bool) -> None:
+    extra = {"node_slice_size": "/26", "network_name": "load"} if slices else {}
+    c = conf(range="10.83.0.0/24", exclude=["10.83.0.0/30"], **extra)
+    per_node = {f"node-{n}": [f"n{n}-pod{i}" for i in range(50)] for n in range(4)}
+    calls = run_nodes(("api", apiserver.url), "ADD", c, per_node)
+    assert [(cid, res) for cid, rc, res, _ in calls if rc != 0] == []
+    given = {cid: addresses(res)[0].split("/")[0] for cid, _, res, _ in calls}
+    assert len(given) == 200
+    assert len(set(given.values())) == 200, "an address was handed out twice"
+    assert allocated(pools) == given
+    if not slices:
+        assert any(m == "PUT" and "/ippools/" in p for m, p in apiserver.requests)
