@@ -5,6 +5,7 @@ own process and API connection) allocating from one pool at once without a dupli
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from multihome.k8s.client import ApiClient
 from multihome.k8s.store import KubeStore
 from multihome.store.objects import NODE_SLICE_POOL
 from multihome.store.pools import ObjectPools
+from multihome.store.sqlite import SQLiteStore
 from support.fake_apiserver import FakeApiServer
 from support.wb import addresses, allocated, conf, run, run_nodes
 
@@ -60,6 +62,25 @@ def test_node_slice_assignment_goes_through_status(apiserver: FakeApiServer,
     nsp = pools.read(NODE_SLICE_POOL, "sl")
     assert nsp is not None and nsp.status is not None
     assert nsp.status["allocations"][0] == {"nodeName": "node-a", "sliceRange": "10.82.0.0/26"}
+
+
+def test_node_slice_fast_path_makes_no_api_request_per_pod(
+        apiserver: FakeApiServer, pools: ObjectPools, tmp_path: Path) -> None:
+    c = conf(range="10.84.0.0/24", node_slice_size="/26", network_name="fast",
+             enable_overlapping_ranges=False)
+    local = str(tmp_path / "node-pools.db")
+    assert run(pools, "ADD", c, "first", node="node-a", local=local)[0] == 0
+    before = len(apiserver.requests)
+    for i in range(20):
+        rc, res = run(pools, "ADD", c, f"pod{i}", node="node-a", local=local)
+        assert rc == 0, res
+    # one read of the NodeSlicePool per pod (which slice is ours), no write at all
+    assert [m for m, _ in apiserver.requests[before:]] == ["GET"] * 20
+    with SQLiteStore(local) as s:
+        assert len(allocated(ObjectPools(s))) == 21
+    assert run(pools, "DEL", c, "pod3", node="node-a", local=local) == (0, None)
+    with SQLiteStore(local) as s:
+        assert "pod3" not in allocated(ObjectPools(s))
 
 
 @pytest.mark.parametrize("slices", [False, True], ids=["one-pool", "node-slices"])

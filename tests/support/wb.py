@@ -24,9 +24,9 @@ def conf(version: str = "1.0.0", name: str = "wbnet", **ipam: Any) -> dict[str, 
 
 def run(store: PoolStore | None, command: str, config: dict[str, Any], cid: str = "c1",
         ifname: str = "net1", pod: tuple[str, str] | None = ("default", "p1"),
-        node: str = "") -> tuple[int, Any]:
+        node: str = "", local: str = "") -> tuple[int, Any]:
     """One CNI call with the pools in `store` (None: the plugin's own default) as node
-    `node` (default: $NODE_NAME)."""
+    `node` (default: $NODE_NAME), slice allocations in SQLite file `local` if given."""
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/x",
            "CNI_IFNAME": ifname, "CNI_PATH": "/usr/lib/cni"}
     if pod:
@@ -36,7 +36,7 @@ def run(store: PoolStore | None, command: str, config: dict[str, Any], cid: str 
     if store is None:
         rc, out = skel.dispatch(whereabouts, env, stdin)
     else:
-        with whereabouts.bound(store, node):
+        with whereabouts.bound(store, node, local):
             rc, out = skel.dispatch(whereabouts, env, stdin)
     return rc, json.loads(out) if out else None
 

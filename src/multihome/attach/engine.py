@@ -45,6 +45,7 @@ from multihome.plugins.registry import IN_PROCESS
 from multihome.shim import ENGINE_TYPES
 from multihome.store import POD, NotFound, Store
 from multihome.store.pools import ObjectPools, pool_namespace
+from multihome.store.sqlite import SQLiteStore
 
 CACHE_KIND = "multihomeAttachmentsV1"
 
@@ -578,13 +579,19 @@ def _gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]]
 
 # The cluster-wide IPAM keeps its pools in the engine's store (the lab's SQLite file, or
 # the Kubernetes API): bound for the delegates of each call, which run in this thread or
-# in side_by_side's (which copy the context).
+# in side_by_side's (which copy the context). With a remote store, the allocations inside
+# a node's slices go to a SQLite file of the node's own: no API write per pod for them.
+LOCAL_POOLS_FILE = "multihome-pools.db"
+
+
 @contextlib.contextmanager
-def _pools(store: Store | None) -> Iterator[None]:
+def _pools(conf: MultusConfig, store: Store | None) -> Iterator[None]:
     if store is None:
         yield
         return
-    with cluster_ipam.bound(ObjectPools(store, pool_namespace())):
+    local = "" if isinstance(store, SQLiteStore) else os.path.join(conf.cni_dir,
+                                                                    LOCAL_POOLS_FILE)
+    with cluster_ipam.bound(ObjectPools(store, pool_namespace()), local_path=local):
         yield
 
 
@@ -595,25 +602,25 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     A container that already has attachments is never touched: the same ADD again gets
     the cached result (a runtime retrying after a lost reply), anything else an error.
     """
-    with _pools(store):
+    with _pools(conf, store):
         return _add(conf, store, req, extra_path)
 
 
 def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
            extra_path: Sequence[str] = ()) -> None:
     """Detach every cached attachment in reverse; idempotent, collects every error."""
-    with _pools(store):
+    with _pools(conf, store):
         _delete(conf, store, req, extra_path)
 
 
 def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
     """Ready when the default network's plugins are and the readiness indicator exists."""
-    with _pools(store):
+    with _pools(conf, store):
         _status(conf, store, extra_path)
 
 
 def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
        extra_path: Sequence[str] = ()) -> None:
     """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate."""
-    with _pools(store):
+    with _pools(conf, store):
         _gc(conf, store, valid, extra_path)

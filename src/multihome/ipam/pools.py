@@ -184,43 +184,39 @@ def _unreserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str)
 
 
 def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
-             overlapping: bool = True, network_name: str = "",
-             cached: PoolDoc | None = None) -> tuple[IPAddress, PoolDoc]:
-    """An address of `r` for `owner` from pool `name`; the pool as written is returned
-    (a caller that alone writes the pool may pass it back as `cached`: no read then)."""
+             reservations: PoolStore | None = None, network_name: str = "",
+             ) -> IPAddress:
+    """An address of `r` for `owner` from pool `name` in `store`; with `reservations`
+    (overlapping ranges on), each address is also reserved cluster-wide there."""
     retry = Retry(f"allocating from pool {name} ({r.cidr})")
     refused: set[IPAddress] = set()  # reserved cluster-wide by another pool's owner
-    doc = cached
     while True:
-        if doc is None:
-            doc = store.read(IPPOOL, name)
+        doc = store.read(IPPOOL, name)
         held = allocations(doc, r)
         mine = next((ip for ip, o in held.items() if o.same(owner)), None)
         if mine is not None:
-            assert doc is not None
-            return mine, doc
+            return mine
         ip = lowest_free(r, set(held) | refused)
         if ip is None:
             raise PoolExhausted(f"no free address left in range {r.cidr} "
                                 f"({r.start}-{r.end}) of pool {name}")
-        if overlapping and not _reserve(store, ip, owner, network_name):
+        if reservations is not None and not _reserve(reservations, ip, owner, network_name):
             refused.add(ip)
             if len(refused) > MAX_REFUSED:
                 raise TryAgainLater(f"pool {name}: more than {MAX_REFUSED} free addresses "
                                     "are reserved by overlapping ranges; try again")
             continue
         held[ip] = owner
-        written = store.write(IPPOOL, _with(doc, name, r, held))
-        if written is not None:
-            return ip, written
-        if overlapping:
-            _unreserve(store, ip, owner, network_name)
-        doc = None
+        if store.write(IPPOOL, _with(doc, name, r, held)) is not None:
+            return ip
+        if reservations is not None:
+            _unreserve(reservations, ip, owner, network_name)
         retry.again()
 
 
 def release(store: PoolStore, r: PoolRange, name: str, gone: Callable[[Owner], bool], *,
-            overlapping: bool = True, network_name: str = "") -> list[IPAddress]:
+            reservations: PoolStore | None = None, network_name: str = "",
+            ) -> list[IPAddress]:
     """Free every allocation of pool `name` whose owner `gone` says is gone."""
     retry = Retry(f"releasing from pool {name} ({r.cidr})")
     while True:
@@ -231,9 +227,9 @@ def release(store: PoolStore, r: PoolRange, name: str, gone: Callable[[Owner], b
             return []
         keep = {ip: o for ip, o in held.items() if ip not in freed}
         if store.write(IPPOOL, _with(doc, name, r, keep)) is not None:
-            if overlapping:
+            if reservations is not None:
                 for ip, o in freed.items():
-                    _unreserve(store, ip, o, network_name)
+                    _unreserve(reservations, ip, o, network_name)
             return sorted(freed, key=int)
         retry.again()
 

@@ -70,6 +70,10 @@ def node_range(store: PoolStore, cfg: WhereaboutsConfig, node: str, *,
         else:
             _check_same(doc, cfg)
         entries = _entries(doc)
+        if not entries:
+            # created but its status not written yet (the API server takes status in a
+            # second write, through /status): the full list, written version-guarded
+            entries = _entries(_fresh(cfg))
         mine = next((e for e in entries if e.get("nodeName") == node), None)
         if mine is not None:
             return _slice_range(cfg, str(mine.get("sliceRange")))

@@ -19,7 +19,8 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from multihome.cni import version as ver
 from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
@@ -43,19 +44,35 @@ log = logging.getLogger(__name__)
 _BOUND: contextvars.ContextVar[PoolStore | None] = contextvars.ContextVar(
     "multihome_pool_store", default=None)
 _NODE: contextvars.ContextVar[str] = contextvars.ContextVar("multihome_pool_node", default="")
+_LOCAL: contextvars.ContextVar[str] = contextvars.ContextVar("multihome_pool_local",
+                                                             default="")
 
 
 @contextlib.contextmanager
-def bound(store: PoolStore, node: str = "") -> Iterator[PoolStore]:
+def bound(store: PoolStore, node: str = "", local_path: str = "") -> Iterator[PoolStore]:
     """Calls made inside (in this context, and in delegate threads that copy it) keep
     their pools in `store`; `node` names the node for node slices (default: $NODE_NAME,
-    else the host name)."""
-    token, node_token = _BOUND.set(store), _NODE.set(node)
+    else the host name); `local_path`, a SQLite file of the node's own, holds the
+    allocations inside the node's slices (default: `store` too)."""
+    tokens = _BOUND.set(store), _NODE.set(node), _LOCAL.set(local_path)
     try:
         yield store
     finally:
-        _BOUND.reset(token)
-        _NODE.reset(node_token)
+        _BOUND.reset(tokens[0])
+        _NODE.reset(tokens[1])
+        _LOCAL.reset(tokens[2])
+
+
+@contextlib.contextmanager
+def _sqlite_pools(path: str) -> Iterator[PoolStore]:
+    try:
+        sqlite = open_sqlite(path)
+    except StoreError as e:
+        raise NotAvailable("the cluster-wide IPAM's store cannot be opened", str(e)) from e
+    try:
+        yield ObjectPools(sqlite)
+    finally:
+        sqlite.close()
 
 
 @contextlib.contextmanager
@@ -64,14 +81,19 @@ def _pool_store() -> Iterator[PoolStore]:
     if store is not None:
         yield store
         return
-    try:
-        sqlite = open_sqlite(store_path(None))
-    except StoreError as e:
-        raise NotAvailable("the cluster-wide IPAM's store cannot be opened", str(e)) from e
-    try:
-        yield ObjectPools(sqlite)
-    finally:
-        sqlite.close()
+    with _sqlite_pools(store_path(None)) as default:
+        yield default
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Where one range's allocations go: the pool, its store, and where its addresses
+    are reserved cluster-wide (None with overlapping ranges off)."""
+
+    range: PoolRange
+    name: str
+    store: PoolStore
+    reservations: PoolStore | None
 
 
 def node_name() -> str:
@@ -84,16 +106,28 @@ def owner_of(cmd: CmdArgs) -> pools.Owner:
                        f"{ns}/{name}" if ns and name else "")
 
 
-def _pools_of(store: PoolStore, cfg: WhereaboutsConfig, *,
-              take_slice: bool) -> list[tuple[PoolRange, str]]:
-    """(range, IPPool name) per configured range: the node's slice with node slices."""
-    if cfg.node_slice_prefix is None:
-        return [(r, pools.pool_name(r.cidr, cfg.network_name)) for r in cfg.ranges]
-    node = node_name()
-    r = slices.node_range(store, cfg, node, take=take_slice)
-    if r is None:
-        return []
-    return [(r, pools.pool_name(r.cidr, cfg.network_name, node))]
+@contextlib.contextmanager
+def _pools_of(cfg: WhereaboutsConfig, *, take_slice: bool) -> Iterator[list[_Pool]]:
+    """The pools of each configured range; with node slices, the node's slice, whose
+    allocations live in the node's own store when it has one: only this node allocates
+    from its slice, so its pool needs no cluster-wide write per pod."""
+    with _pool_store() as store:
+        reservations = store if cfg.overlapping else None
+        if cfg.node_slice_prefix is None:
+            yield [_Pool(r, pools.pool_name(r.cidr, cfg.network_name), store, reservations)
+                   for r in cfg.ranges]
+            return
+        node = node_name()
+        r = slices.node_range(store, cfg, node, take=take_slice)
+        name = pools.pool_name(r.cidr, cfg.network_name, node) if r else ""
+        local = _LOCAL.get()
+        if r is None:
+            yield []
+        elif local:
+            with _sqlite_pools(local) as local_store:
+                yield [_Pool(r, name, local_store, reservations)]
+        else:
+            yield [_Pool(r, name, store, reservations)]
 
 
 def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
@@ -106,22 +140,28 @@ def add(call: Call) -> Result:
     cfg = load(call.conf)
     owner = owner_of(call.cmd)
     ips: list[IPConfig] = []
-    with _pool_store() as store:
-        taken: list[tuple[PoolRange, str]] = []
+    with _pools_of(cfg, take_slice=True) as targets:
+        taken: list[_Pool] = []
         try:
-            for r, name in _pools_of(store, cfg, take_slice=True):
-                ip, _ = pools.allocate(store, r, name, owner, overlapping=cfg.overlapping,
-                                       network_name=cfg.network_name)
-                taken.append((r, name))
-                ips.append(_ipconfig(ip, r, cfg))
+            for p in targets:
+                ip = pools.allocate(p.store, p.range, p.name, owner,
+                                    reservations=p.reservations,
+                                    network_name=cfg.network_name)
+                taken.append(p)
+                ips.append(_ipconfig(ip, p.range, cfg))
         except BaseException:
             # undo only this attachment's addresses; another's stay
-            for r, name in taken:
+            for p in taken:
                 with contextlib.suppress(Exception):
-                    pools.release(store, r, name, owner.same, overlapping=cfg.overlapping,
-                                  network_name=cfg.network_name)
+                    _release(p, owner.same, cfg)
             raise
     return Result(cni_version=cfg.cni_version, ips=ips, routes=cfg.routes, dns=cfg.dns)
+
+
+def _release(p: _Pool, gone: Callable[[pools.Owner], bool],
+             cfg: WhereaboutsConfig) -> list[IPAddress]:
+    return pools.release(p.store, p.range, p.name, gone, reservations=p.reservations,
+                         network_name=cfg.network_name)
 
 
 def delete(call: Call) -> None:
@@ -133,21 +173,20 @@ def delete(call: Call) -> None:
                     call.cmd.container_id, e.msg)
         return
     owner = owner_of(call.cmd)
-    with _pool_store() as store:
-        for r, name in _pools_of(store, cfg, take_slice=False):
-            pools.release(store, r, name, owner.same, overlapping=cfg.overlapping,
-                          network_name=cfg.network_name)
+    with _pools_of(cfg, take_slice=False) as targets:
+        for p in targets:
+            _release(p, owner.same, cfg)
 
 
 def check(call: Call) -> None:
     cfg = load(call.conf)
     owner = owner_of(call.cmd)
-    with _pool_store() as store:
-        held: set[IPAddress] = set()
-        for r, name in _pools_of(store, cfg, take_slice=False):
-            mine = pools.owned(store, r, name, owner)
+    held: set[IPAddress] = set()
+    with _pools_of(cfg, take_slice=False) as targets:
+        for p in targets:
+            mine = pools.owned(p.store, p.range, p.name, owner)
             if not mine:
-                raise CNIError(f"whereabouts: no address of {r.cidr} is allocated to "
+                raise CNIError(f"whereabouts: no address of {p.range.cidr} is allocated to "
                                f"container {owner.container_id} interface {owner.ifname}")
             held.update(mine)
     prev = call.conf.prev_result
@@ -169,10 +208,9 @@ def gc(call: Call) -> None:
         return (o.container_id, o.ifname) not in valid if o.ifname else o.container_id \
             not in ids
 
-    with _pool_store() as store:
-        for r, name in _pools_of(store, cfg, take_slice=False):
-            pools.release(store, r, name, gone, overlapping=cfg.overlapping,
-                          network_name=cfg.network_name)
+    with _pools_of(cfg, take_slice=False) as targets:
+        for p in targets:
+            _release(p, gone, cfg)
 
 
 def status(call: Call) -> None:
