@@ -74,6 +74,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         from multihome.k8s.node_policies import start_for_daemon as start_node_policies
 
         start_node_policies(store)  # Kubernetes mode: enact the NNCPs selecting this node
+    if store:
+        _start_ipam_reconciler(store, cni_dir)
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")
@@ -82,6 +84,16 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           shutdown_grace=shutdown_grace, multus=multus))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
+
+
+def _start_ipam_reconciler(store: str, cni_dir: str) -> None:
+    """Frees cluster-wide IPAM addresses of pods that are gone (their DEL lost)."""
+    from multihome.attach.engine import LOCAL_POOLS_FILE
+    from multihome.daemon.ipam_reconciler import IpamReconciler
+    from multihome.stores import open_store
+
+    spec = store if store == "k8s" or store.startswith("k8s:") else os.path.abspath(store)
+    IpamReconciler(lambda: open_store(spec), os.path.join(cni_dir, LOCAL_POOLS_FILE)).start()
 
 
 def _recover_node() -> None:
