@@ -56,15 +56,17 @@ def pool_allocations(store: PoolStore, name: str) -> dict[str, dict[str, str]]:
 # -- several "nodes" at once ---------------------------------------------------------------
 
 def open_pools(spec: tuple[str, str], node: str) -> tuple[PoolStore, Callable[[], None]]:
-    """A node's own connection to the shared pools: ("sqlite", path) or ("api", url)."""
+    """A node's own connection to the shared pools: ("sqlite", path), ("api", url) of an
+    API server that wants no credentials, or ("kubeconfig", path)."""
     kind, where = spec
     if kind == "sqlite":
         sqlite = SQLiteStore(where)
         return ObjectPools(sqlite), sqlite.close
-    from multihome.k8s.client import ApiClient, Credentials
+    from multihome.k8s.client import ApiClient, Credentials, credentials_from_kubeconfig
     from multihome.k8s.store import KubeStore
 
-    kube = KubeStore(ApiClient(Credentials(server=where), timeout_s=10.0), node, watch=False)
+    creds = Credentials(server=where) if kind == "api" else credentials_from_kubeconfig(where)
+    kube = KubeStore(ApiClient(creds, timeout_s=10.0), node, watch=False)
     return ObjectPools(kube), kube.shutdown
 
 
