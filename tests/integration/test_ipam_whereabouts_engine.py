@@ -10,8 +10,8 @@ import pytest
 
 from multihome.attach import engine
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION
-from multihome.store import POD
-from multihome.store.objects import IPPOOL
+from multihome.store import POD, Object
+from multihome.store.objects import IPAM_CLAIM, IPPOOL
 from multihome.store.pools import DEFAULT_POOL_NAMESPACE
 from support.engine_world import World
 from support.netns import Netns
@@ -51,3 +51,26 @@ def test_two_pods_get_distinct_addresses_and_delete_releases(
     engine.delete(world.conf(), world.store, world.request(b, pb))
     pool = world.store.get(IPPOOL, DEFAULT_POOL_NAMESPACE, "10.63.0.0-24")
     assert pool.spec["allocations"] == {}
+
+
+def test_a_claim_keeps_the_address_across_launcher_pods(
+        world: World, netns_factory: Callable[..., Netns]) -> None:
+    world.nad("vms", "wb-net", dict(WHEREABOUTS_NAD, bridge=world.bridge()))
+    world.store.create(Object.from_manifest({
+        "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": IPAM_CLAIM,
+        "metadata": {"name": "vm1.nic1", "namespace": "vms"},
+        "spec": {"network": "wb-net", "interface": "net1"}}))
+    selection = json.dumps([{"name": "wb-net", "ipam-claim-reference": "vm1.nic1"}])
+    first, second = netns_factory("mhwc"), netns_factory("mhwd")
+    launcher1 = world.pod("vms", "virt-launcher-vm1-a", selection)
+    engine.add(world.conf(), world.store, world.request(first, launcher1))
+    assert _secondary_ips(world, "vms", "virt-launcher-vm1-a") == ["10.63.0.16"]
+    engine.delete(world.conf(), world.store, world.request(first, launcher1))
+
+    launcher2 = world.pod("vms", "virt-launcher-vm1-b", selection)
+    engine.add(world.conf(), world.store, world.request(second, launcher2))
+    assert _secondary_ips(world, "vms", "virt-launcher-vm1-b") == ["10.63.0.16"]
+    claim = world.store.get(IPAM_CLAIM, "vms", "vm1.nic1")
+    assert claim.status == {"ips": ["10.63.0.16/24"],
+                            "ownerPod": {"name": "virt-launcher-vm1-b"}}
+    engine.delete(world.conf(), world.store, world.request(second, launcher2))

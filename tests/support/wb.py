@@ -11,7 +11,8 @@ from typing import Any
 
 from multihome.cni import skel
 from multihome.ipam import whereabouts
-from multihome.store.objects import IPPOOL
+from multihome.store import Object
+from multihome.store.objects import IPAM_CLAIM, IPPOOL
 from multihome.store.pools import ObjectPools, PoolStore
 from multihome.store.sqlite import SQLiteStore
 
@@ -39,6 +40,20 @@ def run(store: PoolStore | None, command: str, config: dict[str, Any], cid: str 
         with whereabouts.bound(store, node, local):
             rc, out = skel.dispatch(whereabouts, env, stdin)
     return rc, json.loads(out) if out else None
+
+
+def with_claim(config: dict[str, Any], claim: str) -> dict[str, Any]:
+    """The config as the engine passes it for a selection with `ipam-claim-reference`."""
+    return dict(config, args={"cni": {"ipam-claim-reference": claim}})
+
+
+def claim_object(pools: ObjectPools, namespace: str, name: str, network: str = "wbnet",
+                 ) -> None:
+    """An IPAMClaim as KubeVirt's ipam-extensions makes one per VM NIC."""
+    pools.store.create(Object.from_manifest({
+        "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": IPAM_CLAIM,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"network": network, "interface": "pod16367aacb67"}}))
 
 
 def addresses(result: dict[str, Any]) -> list[str]:

@@ -99,6 +99,16 @@ def as_conflist(value: Any, fallback_name: str = "") -> dict[str, Any]:
     return out
 
 
+def _delegate_cni_args(sel: Any) -> dict[str, Any] | None:
+    """The element's `cni-args`, plus its `ipam-claim-reference` where the IPAM reads it
+    (args.cni, as whereabouts does)."""
+    args: dict[str, Any] | None = getattr(sel, "cni_args", None)
+    claim = getattr(sel, "ipam_claim_reference", None)
+    if claim:
+        args = {**(args or {}), "ipam-claim-reference": claim}
+    return args
+
+
 def merge_cni_args(conflist: dict[str, Any], cni_args: dict[str, Any] | None) -> None:
     """`cni-args` from the selection go into `args.cni` of every plugin."""
     if not cni_args:
@@ -302,7 +312,7 @@ def plan(conf: MultusConfig, store: Store | None, pod: PodRef | None,
             network = f"{sel.namespace}/{sel.name}"
             conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
                                                        who, pod)
-            merge_cni_args(conflist, getattr(sel, "cni_args", None))
+            merge_cni_args(conflist, _delegate_cni_args(sel))
             att = Attachment(network, "", conflist,
                              capability_args=_capability_args(sel, network, pod, conflist),
                              default_route=[str(g) for g in (sel.default_route or [])],

@@ -185,9 +185,11 @@ def _unreserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str)
 
 def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
              reservations: PoolStore | None = None, network_name: str = "",
-             ) -> IPAddress:
+             prefer: IPAddress | None = None) -> IPAddress:
     """An address of `r` for `owner` from pool `name` in `store`; with `reservations`
-    (overlapping ranges on), each address is also reserved cluster-wide there."""
+    (overlapping ranges on), each address is also reserved cluster-wide there. `prefer`
+    (an address the owner held before, e.g. an IPAMClaim's) is taken when it is free,
+    and refused when another owner holds it."""
     retry = Retry(f"allocating from pool {name} ({r.cidr})")
     refused: set[IPAddress] = set()  # reserved cluster-wide by another pool's owner
     while True:
@@ -196,7 +198,13 @@ def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
         mine = next((ip for ip, o in held.items() if o.same(owner)), None)
         if mine is not None:
             return mine
-        ip = lowest_free(r, set(held) | refused)
+        if prefer is not None and r.usable(prefer):
+            if prefer in held or prefer in refused:
+                raise CNIError(f"address {prefer} of pool {name} is held by another owner "
+                               f"({held[prefer].podref if prefer in held else 'a reservation'})")
+            ip: IPAddress | None = prefer
+        else:
+            ip = lowest_free(r, set(held) | refused)
         if ip is None:
             raise PoolExhausted(f"no free address left in range {r.cidr} "
                                 f"({r.start}-{r.end}) of pool {name}")

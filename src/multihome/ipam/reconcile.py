@@ -17,10 +17,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from multihome.ipam import pools
+from multihome.ipam import claims, pools
 from multihome.ipam.ranges import default_window
 from multihome.ipam.whereabouts_config import PoolRange
-from multihome.store.objects import IPPOOL, OVERLAPPING_RESERVATION
+from multihome.store.objects import IPAM_CLAIM, IPPOOL, OVERLAPPING_RESERVATION
 from multihome.store.pools import PoolDoc, PoolStore
 
 log = logging.getLogger(__name__)
@@ -73,28 +73,57 @@ class _Judge:
         return self.answers[podref] is True
 
 
+def _claim_lookup(store: PoolStore) -> Callable[[str], bool | None]:
+    def lookup(ref: str) -> bool | None:
+        ns, _, name = ref.partition("/")
+        try:
+            return store.read(IPAM_CLAIM, name, ns) is not None
+        except Exception as e:  # any store, any failure: keep the address
+            log.warning("IPAM reconciler: cannot read IPAMClaim %s (%s)", ref, e)
+            return None
+
+    return lookup
+
+
 def reconcile(stores: list[PoolStore], live: set[str],
               lookup: Callable[[str], bool | None]) -> Report:
-    """One pass over the pools (and reservations) of every store in `stores`."""
+    """One pass over the pools (and reservations) of every store in `stores`; the first
+    holds the IPAMClaims (an address bound to a claim goes when the claim goes)."""
     judge, report = _Judge(live, lookup), Report()
+    claim_judge = _Judge(set(), _claim_lookup(stores[0])) if stores else judge
+
+    def owner_gone(o: pools.Owner) -> bool:
+        ref = claims.ref_of_owner(o)
+        if ref is not None:
+            return claim_judge.gone(str(ref))
+        return not claims.is_claim_owned(o) and judge.gone(o.podref)
+
     for store in stores:
         for doc in store.list(IPPOOL)[:MAX_POOLS]:
             r = _whole_range(doc)
             if r is None:
                 continue
-            if not any(judge.gone(o.podref) for o in pools.allocations(doc, r).values()):
+            if not any(owner_gone(o) for o in pools.allocations(doc, r).values()):
                 continue
             freed_owners = {ip: o for ip, o in pools.allocations(doc, r).items()
-                            if judge.gone(o.podref)}
-            for ip in pools.release(store, r, doc.name, lambda o: judge.gone(o.podref)):
+                            if owner_gone(o)}
+            for ip in pools.release(store, r, doc.name, owner_gone):
                 podref = freed_owners[ip].podref if ip in freed_owners else ""
                 report.released.append((doc.name, str(ip), podref))
                 log.info("IPAM reconciler: released %s of pool %s (pod %s is gone)",
                          ip, doc.name, podref)
         for res in store.list(OVERLAPPING_RESERVATION)[:MAX_POOLS]:
+            holder = res.spec.get("containerid")
+            if isinstance(holder, str) and holder.startswith(claims.OWNER_PREFIX):
+                if not claim_judge.gone(holder.removeprefix(claims.OWNER_PREFIX)):
+                    continue
+                store.remove(OVERLAPPING_RESERVATION, res.name)
+                report.reservations.append(res.name)
+                continue
             ref = res.spec.get("podref")
             if isinstance(ref, str) and judge.gone(ref):
                 store.remove(OVERLAPPING_RESERVATION, res.name)
                 report.reservations.append(res.name)
-    report.kept_unknown = judge.unknown
+    report.kept_unknown = judge.unknown + (claim_judge.unknown if claim_judge is not judge
+                                           else 0)
     return report

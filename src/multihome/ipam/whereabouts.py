@@ -27,8 +27,8 @@ from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
 from multihome.cni.result import IPConfig, Result
 from multihome.cni.skel import Call
 from multihome.cni.types import CmdArgs
+from multihome.ipam import claims, pools, slices
 from multihome.ipam import config as cfgmod
-from multihome.ipam import pools, slices
 from multihome.ipam.ranges import IPAddress
 from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig, load
 from multihome.store import StoreError, store_path
@@ -107,27 +107,28 @@ def owner_of(cmd: CmdArgs) -> pools.Owner:
 
 
 @contextlib.contextmanager
-def _pools_of(cfg: WhereaboutsConfig, *, take_slice: bool) -> Iterator[list[_Pool]]:
-    """The pools of each configured range; with node slices, the node's slice, whose
-    allocations live in the node's own store when it has one: only this node allocates
-    from its slice, so its pool needs no cluster-wide write per pod."""
+def _pools_of(cfg: WhereaboutsConfig, *,
+              take_slice: bool) -> Iterator[tuple[PoolStore, list[_Pool]]]:
+    """The cluster store, and the pools of each configured range; with node slices, the
+    node's slice, whose allocations live in the node's own store when it has one: only
+    this node allocates from its slice, so its pool needs no cluster-wide write per pod."""
     with _pool_store() as store:
         reservations = store if cfg.overlapping else None
         if cfg.node_slice_prefix is None:
-            yield [_Pool(r, pools.pool_name(r.cidr, cfg.network_name), store, reservations)
-                   for r in cfg.ranges]
+            yield store, [_Pool(r, pools.pool_name(r.cidr, cfg.network_name), store,
+                                reservations) for r in cfg.ranges]
             return
         node = node_name()
         r = slices.node_range(store, cfg, node, take=take_slice)
         name = pools.pool_name(r.cidr, cfg.network_name, node) if r else ""
         local = _LOCAL.get()
         if r is None:
-            yield []
+            yield store, []
         elif local:
             with _sqlite_pools(local) as local_store:
-                yield [_Pool(r, name, local_store, reservations)]
+                yield store, [_Pool(r, name, local_store, reservations)]
         else:
-            yield [_Pool(r, name, store, reservations)]
+            yield store, [_Pool(r, name, store, reservations)]
 
 
 def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
@@ -138,20 +139,27 @@ def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
 
 def add(call: Call) -> Result:
     cfg = load(call.conf)
+    ref = claims.claim_ref(call)
     owner = owner_of(call.cmd)
+    if ref is not None:
+        owner = claims.claim_owner(ref, owner.podref)
     ips: list[IPConfig] = []
-    with _pools_of(cfg, take_slice=True) as targets:
+    with _pools_of(cfg, take_slice=True) as (store, targets):
+        recorded = claims.recorded_ips(claims.read_claim(store, ref)) if ref else []
         taken: list[_Pool] = []
         try:
             for p in targets:
+                prefer = next((ip for ip in recorded if p.range.usable(ip)), None)
                 ip = pools.allocate(p.store, p.range, p.name, owner,
                                     reservations=p.reservations,
-                                    network_name=cfg.network_name)
+                                    network_name=cfg.network_name, prefer=prefer)
                 taken.append(p)
                 ips.append(_ipconfig(ip, p.range, cfg))
+            if ref is not None:
+                claims.record(store, ref, ips, call.cmd.arg("K8S_POD_NAME") or "")
         except BaseException:
-            # undo only this attachment's addresses; another's stay
-            for p in taken:
+            # undo only this attachment's addresses (a claim keeps its own)
+            for p in taken if ref is None else []:
                 with contextlib.suppress(Exception):
                     _release(p, owner.same, cfg)
             raise
@@ -172,17 +180,22 @@ def delete(call: Call) -> None:
         log.warning("whereabouts DEL of %s: config unusable (%s); nothing released",
                     call.cmd.container_id, e.msg)
         return
+    if claims.claim_ref(call) is not None:
+        return  # the address is the claim's: it outlives this pod (freed with the claim)
     owner = owner_of(call.cmd)
-    with _pools_of(cfg, take_slice=False) as targets:
+    with _pools_of(cfg, take_slice=False) as (_, targets):
         for p in targets:
             _release(p, owner.same, cfg)
 
 
 def check(call: Call) -> None:
     cfg = load(call.conf)
+    ref = claims.claim_ref(call)
     owner = owner_of(call.cmd)
+    if ref is not None:
+        owner = claims.claim_owner(ref, owner.podref)
     held: set[IPAddress] = set()
-    with _pools_of(cfg, take_slice=False) as targets:
+    with _pools_of(cfg, take_slice=False) as (_, targets):
         for p in targets:
             mine = pools.owned(p.store, p.range, p.name, owner)
             if not mine:
@@ -205,10 +218,12 @@ def gc(call: Call) -> None:
     ids = {cid for cid, _ in valid}
 
     def gone(o: pools.Owner) -> bool:
+        if claims.is_claim_owned(o):
+            return False  # bound to a claim, not to an attachment
         return (o.container_id, o.ifname) not in valid if o.ifname else o.container_id \
             not in ids
 
-    with _pools_of(cfg, take_slice=False) as targets:
+    with _pools_of(cfg, take_slice=False) as (_, targets):
         for p in targets:
             _release(p, gone, cfg)
 

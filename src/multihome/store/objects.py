@@ -65,6 +65,8 @@ IPPOOL = "IPPool"
 OVERLAPPING_RESERVATION = "OverlappingRangeIPReservation"
 NODE_SLICE_POOL = "NodeSlicePool"
 WHEREABOUTS_GROUP = "whereabouts.cni.cncf.io"
+# multi-network spec v1.3's persistent IPs: the address belongs to the claim, not the pod
+IPAM_CLAIM = "IPAMClaim"
 
 _KINDS: dict[str, KindInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -100,6 +102,7 @@ register_kind(KindInfo(NNCE, "nodenetworkconfigurationenactments", "nmstate.io",
 register_kind(KindInfo(IPPOOL, "ippools", WHEREABOUTS_GROUP, "v1alpha1", short_names=("ipp",)))
 register_kind(KindInfo(OVERLAPPING_RESERVATION, "overlappingrangeipreservations",
                        WHEREABOUTS_GROUP, "v1alpha1"))
+register_kind(KindInfo(IPAM_CLAIM, "ipamclaims", "k8s.cni.cncf.io", "v1alpha1"))
 register_kind(KindInfo(NODE_SLICE_POOL, "nodeslicepools", WHEREABOUTS_GROUP, "v1alpha1",
                        short_names=("nsp",)))
 

@@ -42,9 +42,11 @@ class PoolDoc:
 class PoolStore(Protocol):
     """Compare-and-swap over named documents of a few kinds."""
 
-    def read(self, kind: str, name: str) -> PoolDoc | None: ...
+    def read(self, kind: str, name: str, namespace: str | None = None) -> PoolDoc | None:
+        """`namespace` None: the pools' own (claims live in their pod's)."""
+        ...
 
-    def write(self, kind: str, doc: PoolDoc) -> PoolDoc | None:
+    def write(self, kind: str, doc: PoolDoc, namespace: str | None = None) -> PoolDoc | None:
         """Create (version 0) or replace (the version read); None when another writer
         got there first (exists already, changed since, or deleted since)."""
         ...
@@ -69,24 +71,24 @@ class ObjectPools:
                        dict(status) if isinstance(status, dict) else None,
                        obj.resource_version, dict(obj.metadata.get("labels") or {}))
 
-    def _object(self, kind: str, doc: PoolDoc) -> Object:
+    def _object(self, kind: str, doc: PoolDoc, namespace: str) -> Object:
         body: dict[str, Any] = {"apiVersion": kind_info(kind).api_version, "kind": kind,
-                                "metadata": {"name": doc.name, "namespace": self.namespace},
+                                "metadata": {"name": doc.name, "namespace": namespace},
                                 "spec": doc.spec}
         if doc.labels:
             body["metadata"]["labels"] = dict(doc.labels)
         if doc.status is not None:
             body["status"] = doc.status
-        return Object(kind, doc.name, self.namespace, body)
+        return Object(kind, doc.name, namespace, body)
 
-    def read(self, kind: str, name: str) -> PoolDoc | None:
+    def read(self, kind: str, name: str, namespace: str | None = None) -> PoolDoc | None:
         try:
-            return self._doc(self.store.get(kind, self.namespace, name))
+            return self._doc(self.store.get(kind, namespace or self.namespace, name))
         except NotFound:
             return None
 
-    def write(self, kind: str, doc: PoolDoc) -> PoolDoc | None:
-        obj = self._object(kind, doc)
+    def write(self, kind: str, doc: PoolDoc, namespace: str | None = None) -> PoolDoc | None:
+        obj = self._object(kind, doc, namespace or self.namespace)
         try:
             if doc.version == 0:
                 return self._doc(self.store.create(obj))
