@@ -127,3 +127,19 @@ def reconcile(stores: list[PoolStore], live: set[str],
     report.kept_unknown = judge.unknown + (claim_judge.unknown if claim_judge is not judge
                                            else 0)
     return report
+
+
+def release_owner(stores: list[PoolStore], owner_id: str) -> list[str]:
+    """Free at once every address (and reservation) whose owner `id` is `owner_id`: what
+    deleting an IPAMClaim's VM does, without waiting for the next pass."""
+    freed: list[str] = []
+    for store in stores:
+        for doc in store.list(IPPOOL)[:MAX_POOLS]:
+            r = _whole_range(doc)
+            if r is not None:
+                freed += [str(ip) for ip in pools.release(
+                    store, r, doc.name, lambda o: o.container_id == owner_id)]
+        for res in store.list(OVERLAPPING_RESERVATION)[:MAX_POOLS]:
+            if res.spec.get("containerid") == owner_id:
+                store.remove(OVERLAPPING_RESERVATION, res.name)
+    return freed
