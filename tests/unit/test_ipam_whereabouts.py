@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from multihome.ipam import whereabouts
+from multihome.plugins.registry import DEFAULT_TYPES
 from multihome.store.objects import IPPOOL, NODE_SLICE_POOL, OVERLAPPING_RESERVATION
 from multihome.store.pools import ObjectPools
 from multihome.store.sqlite import SQLiteStore
@@ -226,3 +228,23 @@ def test_spec_0_2_0_refuses_two_addresses_of_one_family(pools: ObjectPools) -> N
     c = conf(version="0.2.0", ipRanges=[{"range": "10.1.0.0/24"}, {"range": "10.2.0.0/24"}])
     rc, err = run(pools, "ADD", c)
     assert rc == 1 and err["code"] == 7
+
+
+def test_a_process_default_serves_calls_nobody_bound(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # the daemon serving the plugin directly: its store, never the node's default file
+    monkeypatch.setenv("MULTIHOME_STORE", str(tmp_path / "never.db"))
+    whereabouts.use_store(lambda: SQLiteStore(tmp_path / "daemon.db"))
+    try:
+        rc, res = run(None, "ADD", conf(range="10.96.0.0/24"))
+    finally:
+        whereabouts.use_store(None)
+    assert rc == 0, res
+    assert not (tmp_path / "never.db").exists()
+    with SQLiteStore(tmp_path / "daemon.db") as s:
+        assert ObjectPools(s).read(IPPOOL, "10.96.0.0-24") is not None
+
+
+def test_whereabouts_is_not_installed_over_the_nodes_by_default() -> None:
+    assert "whereabouts" not in DEFAULT_TYPES
+    assert "multihome-ipam" in DEFAULT_TYPES

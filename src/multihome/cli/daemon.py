@@ -75,7 +75,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
 
         start_node_policies(store)  # Kubernetes mode: enact the NNCPs selecting this node
     if store:
-        _start_ipam_reconciler(store, cni_dir)
+        _cluster_ipam(store, cni_dir)
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")
@@ -86,14 +86,19 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         raise click.ClickException(str(e)) from e
 
 
-def _start_ipam_reconciler(store: str, cni_dir: str) -> None:
-    """Frees cluster-wide IPAM addresses of pods that are gone (their DEL lost)."""
+def _cluster_ipam(store: str, cni_dir: str) -> None:
+    """The cluster-wide IPAM's pools for every plugin call, and the reconciler that frees
+    addresses of pods that are gone (their DEL lost)."""
     from multihome.attach.engine import LOCAL_POOLS_FILE
     from multihome.daemon.ipam_reconciler import IpamReconciler
+    from multihome.ipam import whereabouts
     from multihome.stores import open_store
 
     spec = store if store == "k8s" or store.startswith("k8s:") else os.path.abspath(store)
-    IpamReconciler(lambda: open_store(spec), os.path.join(cni_dir, LOCAL_POOLS_FILE)).start()
+    local = os.path.join(cni_dir, LOCAL_POOLS_FILE) if spec.startswith("k8s") else ""
+    # plugins the daemon serves directly (not through the engine) use the same pools
+    whereabouts.use_store(lambda: open_store(spec), local)
+    IpamReconciler(lambda: open_store(spec), local).start()
 
 
 def _recover_node() -> None:

@@ -31,9 +31,9 @@ from multihome.ipam import claims, pools, slices
 from multihome.ipam import config as cfgmod
 from multihome.ipam.ranges import IPAddress
 from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig, load
-from multihome.store import StoreError, store_path
+from multihome.store import Store, StoreError, store_path
 from multihome.store.objects import IPPOOL
-from multihome.store.pools import ObjectPools, PoolStore
+from multihome.store.pools import ObjectPools, PoolStore, pool_namespace
 from multihome.store.sqlite import open_sqlite
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ver.ALL_VERSIONS
@@ -75,11 +75,42 @@ def _sqlite_pools(path: str) -> Iterator[PoolStore]:
         sqlite.close()
 
 
+@dataclass
+class _ProcessDefault:
+    """What a long-lived process (the daemon) set for calls nobody bound: a plugin
+    served directly, not through the engine (a runtime's conflist, a Go delegate that
+    execs the `whereabouts` executable)."""
+
+    open_store: Callable[[], Store] | None = None
+    local_path: str = ""
+
+
+_DEFAULT = _ProcessDefault()
+
+
+def use_store(open_store: Callable[[], Store] | None, local_path: str = "") -> None:
+    """Unbound calls keep their pools in the store `open_store` opens (one per call,
+    closed after it), their slice allocations in `local_path`; None: the node's SQLite
+    store ($MULTIHOME_STORE)."""
+    _DEFAULT.open_store, _DEFAULT.local_path = open_store, local_path
+
+
 @contextlib.contextmanager
 def _pool_store() -> Iterator[PoolStore]:
     store = _BOUND.get()
     if store is not None:
         yield store
+        return
+    if _DEFAULT.open_store is not None:
+        try:
+            opened = _DEFAULT.open_store()
+        except (StoreError, OSError) as e:
+            raise NotAvailable("the cluster-wide IPAM's store cannot be opened",
+                               str(e)) from e
+        try:
+            yield ObjectPools(opened, pool_namespace())
+        finally:
+            opened.close()
         return
     with _sqlite_pools(store_path(None)) as default:
         yield default
@@ -121,7 +152,7 @@ def _pools_of(cfg: WhereaboutsConfig, *,
         node = node_name()
         r = slices.node_range(store, cfg, node, take=take_slice)
         name = pools.pool_name(r.cidr, cfg.network_name, node) if r else ""
-        local = _LOCAL.get()
+        local = _LOCAL.get() or (_DEFAULT.local_path if _BOUND.get() is None else "")
         if r is None:
             yield store, []
         elif local:
