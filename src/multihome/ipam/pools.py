@@ -193,6 +193,19 @@ def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
     retry = Retry(f"allocating from pool {name} ({r.cidr})")
     refused: set[IPAddress] = set()  # reserved cluster-wide by another pool's owner
     while True:
+        with store.transaction():  # SQLite: the read and the writes as one, no lost race
+            outcome = _attempt(store, r, name, owner, reservations, network_name, prefer,
+                               refused)
+        if outcome is not None:
+            return outcome
+        retry.again()
+
+
+def _attempt(store: PoolStore, r: PoolRange, name: str, owner: Owner,
+             reservations: PoolStore | None, network_name: str, prefer: IPAddress | None,
+             refused: set[IPAddress]) -> IPAddress | None:
+    """One read-decide-write of allocate; None when another writer won the race."""
+    while True:
         doc = store.read(IPPOOL, name)
         held = allocations(doc, r)
         mine = next((ip for ip, o in held.items() if o.same(owner)), None)
@@ -219,7 +232,7 @@ def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
             return ip
         if reservations is not None:
             _unreserve(reservations, ip, owner, network_name)
-        retry.again()
+        return None
 
 
 def release(store: PoolStore, r: PoolRange, name: str, gone: Callable[[Owner], bool], *,
@@ -228,13 +241,15 @@ def release(store: PoolStore, r: PoolRange, name: str, gone: Callable[[Owner], b
     """Free every allocation of pool `name` whose owner `gone` says is gone."""
     retry = Retry(f"releasing from pool {name} ({r.cidr})")
     while True:
-        doc = store.read(IPPOOL, name)
-        held = allocations(doc, r)
-        freed = {ip: o for ip, o in held.items() if gone(o)}
-        if doc is None or not freed:
-            return []
-        keep = {ip: o for ip, o in held.items() if ip not in freed}
-        if store.write(IPPOOL, _with(doc, name, r, keep)) is not None:
+        with store.transaction():
+            doc = store.read(IPPOOL, name)
+            held = allocations(doc, r)
+            freed = {ip: o for ip, o in held.items() if gone(o)}
+            if doc is None or not freed:
+                return []
+            keep = {ip: o for ip, o in held.items() if ip not in freed}
+            written = store.write(IPPOOL, _with(doc, name, r, keep)) is not None
+        if written:
             if reservations is not None:
                 for ip, o in freed.items():
                     _unreserve(reservations, ip, o, network_name)

@@ -62,30 +62,44 @@ def node_range(store: PoolStore, cfg: WhereaboutsConfig, node: str, *,
     none (None without `take` when it holds none: nothing of this network is here)."""
     retry = Retry(f"taking a slice of NodeSlicePool {slice_pool_name(cfg)} for node {node}")
     while True:
-        doc = store.read(NODE_SLICE_POOL, slice_pool_name(cfg))
-        if doc is None:
-            if not take:
-                return None
-            doc = _fresh(cfg)
-        else:
-            _check_same(doc, cfg)
-        entries = _entries(doc)
-        if not entries:
-            # created but its status not written yet (the API server takes status in a
-            # second write, through /status): the full list, written version-guarded
-            entries = _entries(_fresh(cfg))
-        mine = next((e for e in entries if e.get("nodeName") == node), None)
-        if mine is not None:
-            return _slice_range(cfg, str(mine.get("sliceRange")))
+        with store.transaction():
+            taken = _take(store, cfg, node, take=take)
+        if not isinstance(taken, _Lost):
+            return taken
+        retry.again()
+
+
+class _Lost:
+    """Another writer won the race: read again."""
+
+
+def _take(store: PoolStore, cfg: WhereaboutsConfig, node: str, *,
+          take: bool) -> PoolRange | _Lost | None:
+    """One read-decide-write of node_range."""
+    doc = store.read(NODE_SLICE_POOL, slice_pool_name(cfg))
+    if doc is None:
         if not take:
             return None
-        free = next((e for e in entries if not e.get("nodeName")), None)
-        if free is None:
-            raise PoolExhausted(f"NodeSlicePool {doc.name}: every slice of "
-                                f"{cfg.ranges[0].cidr} is taken by another node; use a "
-                                "longer node_slice_size")
-        free["nodeName"] = node
-        doc.status = dict(doc.status or {}, allocations=entries)
-        if store.write(NODE_SLICE_POOL, doc) is not None:
-            return _slice_range(cfg, str(free["sliceRange"]))
-        retry.again()
+        doc = _fresh(cfg)
+    else:
+        _check_same(doc, cfg)
+    entries = _entries(doc)
+    if not entries:
+        # created but its status not written yet (the API server takes status in a
+        # second write, through /status): the full list, written version-guarded
+        entries = _entries(_fresh(cfg))
+    mine = next((e for e in entries if e.get("nodeName") == node), None)
+    if mine is not None:
+        return _slice_range(cfg, str(mine.get("sliceRange")))
+    if not take:
+        return None
+    free = next((e for e in entries if not e.get("nodeName")), None)
+    if free is None:
+        raise PoolExhausted(f"NodeSlicePool {doc.name}: every slice of "
+                            f"{cfg.ranges[0].cidr} is taken by another node; use a "
+                            "longer node_slice_size")
+    free["nodeName"] = node
+    doc.status = dict(doc.status or {}, allocations=entries)
+    if store.write(NODE_SLICE_POOL, doc) is not None:
+        return _slice_range(cfg, str(free["sliceRange"]))
+    return _Lost()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from multihome.store.base import AlreadyExists, Conflict, NotFound, Object, Store
 from multihome.store.objects import kind_info
+from multihome.store.sqlite import SQLiteStore
 
 DEFAULT_POOL_NAMESPACE = "kube-system"
 # where whereabouts was deployed, when not kube-system: the node's setting, not a NAD's
@@ -56,6 +57,12 @@ class PoolStore(Protocol):
         ...
 
     def list(self, kind: str) -> list[PoolDoc]: ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Reads and writes inside as one transaction where the store has them (SQLite):
+        then no write inside loses a race. Elsewhere (the API) a no-op: the version
+        check of each write is the guard."""
+        ...
 
 
 class ObjectPools:
@@ -102,3 +109,8 @@ class ObjectPools:
 
     def list(self, kind: str) -> list[PoolDoc]:
         return [self._doc(o) for o in self.store.list(kind, self.namespace)]
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        if isinstance(self.store, SQLiteStore):
+            return self.store.transaction()
+        return contextlib.nullcontext()
