@@ -248,3 +248,24 @@ def test_a_process_default_serves_calls_nobody_bound(tmp_path: Path,
 def test_whereabouts_is_not_installed_over_the_nodes_by_default() -> None:
     assert "whereabouts" not in DEFAULT_TYPES
     assert "multihome-ipam" in DEFAULT_TYPES
+
+
+def test_a_range_whose_pool_name_is_no_object_name_is_invalid_config(
+        pools: ObjectPools) -> None:
+    rc, err = run(pools, "ADD", conf(range="::/64"))  # whereabouts would name it "---64"
+    assert rc == 1 and err["code"] == 7 and "network_name" in err["msg"]
+    rc, res = run(pools, "ADD", conf(range="::/64", network_name="v6"))
+    assert rc == 0, res
+    assert pools.read(IPPOOL, "v6----64") is not None
+
+
+def test_an_unusable_store_is_try_again_later(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("MULTIHOME_STORE", str(broken))
+    rc, err = run(None, "ADD", conf(range="10.97.0.0/24"))
+    assert rc == 1 and err["code"] in (11, 50), err
+    c = dict(conf(range="10.97.0.0/24"), cniVersion="1.1.0")
+    rc, err = run(None, "STATUS", c)
+    assert rc == 1 and err["code"] == 50, err

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import ipaddress
 import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from multihome.cni import version as ver
-from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable
+from multihome.cni.errors import CNIError, InvalidConfig, NotAvailable, TryAgainLater
 from multihome.cni.result import IPConfig, Result
 from multihome.cni.skel import Call
 from multihome.cni.types import CmdArgs
@@ -31,13 +33,14 @@ from multihome.ipam import claims, pools, slices
 from multihome.ipam import config as cfgmod
 from multihome.ipam.ranges import IPAddress
 from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig, load
-from multihome.store import Store, StoreError, store_path
+from multihome.store import InvalidObject, Store, StoreError, store_path
 from multihome.store.objects import IPPOOL
 from multihome.store.pools import ObjectPools, PoolStore, pool_namespace
 from multihome.store.sqlite import open_sqlite
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ver.ALL_VERSIONS
 NODE_ENV = "NODE_NAME"
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +165,30 @@ def _pools_of(cfg: WhereaboutsConfig, *,
             yield store, [_Pool(r, name, store, reservations)]
 
 
+def _store_errors(fn: Callable[[Call], _T]) -> Callable[[Call], _T]:
+    """Store failures as CNI errors: a pool name the store refuses is the config's
+    (code 7), a store that cannot be used is "try again later" (code 11)."""
+
+    @functools.wraps(fn)
+    def entry(call: Call) -> _T:
+        try:
+            return fn(call)
+        except InvalidObject as e:
+            raise InvalidConfig(f"{e}: the pool's name comes from the range; set "
+                                "'network_name' (it prefixes the name)") from e
+        except (StoreError, OSError) as e:
+            raise TryAgainLater("the cluster-wide IPAM's pools cannot be used", str(e)) from e
+
+    return entry
+
+
 def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
     prefix = cfg.ranges[0].subnet.prefixlen if cfg.node_slice_prefix is not None \
         else r.subnet.prefixlen  # a slice is for allocation; the pod sees the whole range
     return IPConfig(address=ipaddress.ip_interface(f"{ip}/{prefix}"), gateway=r.gateway)
 
 
+@_store_errors
 def add(call: Call) -> Result:
     cfg = load(call.conf)
     ref = claims.claim_ref(call)
@@ -203,6 +224,7 @@ def _release(p: _Pool, gone: Callable[[pools.Owner], bool],
                          network_name=cfg.network_name)
 
 
+@_store_errors
 def delete(call: Call) -> None:
     try:
         cfg = load(call.conf)
@@ -219,6 +241,7 @@ def delete(call: Call) -> None:
             _release(p, owner.same, cfg)
 
 
+@_store_errors
 def check(call: Call) -> None:
     cfg = load(call.conf)
     ref = claims.claim_ref(call)
@@ -241,6 +264,7 @@ def check(call: Call) -> None:
                            f"allocated to container {owner.container_id}")
 
 
+@_store_errors
 def gc(call: Call) -> None:
     valid = cfgmod.valid_attachments(call.conf)
     if valid is None:
@@ -264,5 +288,5 @@ def status(call: Call) -> None:
     try:
         with _pool_store() as store:
             store.read(IPPOOL, pools.pool_name(cfg.ranges[0].cidr, cfg.network_name))
-    except (StoreError, OSError) as e:
+    except (StoreError, OSError, TryAgainLater) as e:
         raise NotAvailable("the cluster-wide IPAM's pools cannot be read", str(e)) from e
