@@ -11,7 +11,7 @@ import pytest
 
 from multihome.k8s.client import ApiClient
 from multihome.k8s.store import KubeStore
-from multihome.store.objects import NODE_SLICE_POOL
+from multihome.store.objects import NODE_SLICE_POOL, OVERLAPPING_RESERVATION
 from multihome.store.pools import ObjectPools
 from multihome.store.sqlite import SQLiteStore
 from support.fake_apiserver import FakeApiServer
@@ -52,6 +52,12 @@ def test_conflicts_are_retried_not_fatal(apiserver: FakeApiServer,
     assert rc == 0, res
     assert addresses(res) == ["10.81.0.2/24"]
     assert sorted(allocated(pools).values()) == ["10.81.0.1", "10.81.0.2"]
+    # the reservation made before the lost writes was kept and used, never remade
+    assert sorted(d.name for d in pools.list(OVERLAPPING_RESERVATION)) == [
+        "10.81.0.1", "10.81.0.2"]
+    posts = [p for m, p in apiserver.requests if m == "POST" and "overlapping" in p]
+    assert len(posts) == 2
+    assert not any(m == "DELETE" for m, _ in apiserver.requests)
 
 
 def test_node_slice_assignment_goes_through_status(apiserver: FakeApiServer,

@@ -15,11 +15,12 @@ one address learn it from the create (exists) before either writes its pool.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import CNIError, TryAgainLater
@@ -31,7 +32,7 @@ from multihome.store.pools import PoolDoc, PoolStore
 # A write lost to another writer is retried this many times, with a random pause that
 # grows up to MAX_BACKOFF_S; hundreds of pods racing on one pool settle well within it.
 MAX_ATTEMPTS = 200
-MAX_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 0.5
 DEADLINE_S = 30.0
 # Addresses skipped because another pool's owner reserved them, per call.
 MAX_REFUSED = 4096
@@ -147,18 +148,21 @@ def lowest_free(r: PoolRange, taken: set[IPAddress]) -> IPAddress | None:
 
 
 class Retry:
-    """Bounded retries with a growing random pause (so racing writers spread out)."""
+    """Bounded retries with a random pause that grows with the attempts and with how long
+    one attempt takes (racing writers spread out by about one write's time, whether a
+    write costs 1 ms on SQLite or 50 ms through an API server)."""
 
     def __init__(self, what: str) -> None:
         self.what, self.attempt = what, 0
         self.deadline = time.monotonic() + DEADLINE_S
 
-    def again(self) -> None:
+    def again(self, attempt_s: float = 0.0) -> None:
         self.attempt += 1
         if self.attempt >= MAX_ATTEMPTS or time.monotonic() > self.deadline:
             raise TryAgainLater(f"{self.what}: gave up after {self.attempt} attempts lost "
                                 "to other writers of the pool; try again")
-        time.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2 ** min(self.attempt, 6))))
+        unit = max(0.001, attempt_s)
+        time.sleep(random.uniform(0, min(MAX_BACKOFF_S, unit * 2 ** min(self.attempt, 4))))
 
 
 def _reserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str) -> bool:
@@ -191,47 +195,78 @@ def allocate(store: PoolStore, r: PoolRange, name: str, owner: Owner, *,
     (an address the owner held before, e.g. an IPAMClaim's) is taken when it is free,
     and refused when another owner holds it."""
     retry = Retry(f"allocating from pool {name} ({r.cidr})")
-    refused: set[IPAddress] = set()  # reserved cluster-wide by another pool's owner
-    while True:
-        with store.transaction():  # SQLite: the read and the writes as one, no lost race
-            outcome = _attempt(store, r, name, owner, reservations, network_name, prefer,
-                               refused)
-        if outcome is not None:
-            return outcome
-        retry.again()
+    state = _Attempts(reservations, owner, network_name)
+    try:
+        while True:
+            start = time.monotonic()
+            with store.transaction():  # SQLite: the read and the writes as one, no lost race
+                outcome = _attempt(store, r, name, owner, prefer, state)
+            if outcome is not None:
+                state.reserved = None  # now the pool's
+                return outcome
+            retry.again(time.monotonic() - start)
+    finally:
+        state.drop_reservation()
+
+
+@dataclass
+class _Attempts:
+    """What one allocation carries from attempt to attempt: addresses another owner
+    reserved cluster-wide, and the one it reserved itself. A reservation outlives a lost
+    pool write: the address stays ours to write on the next attempt, so the racing
+    writers already hold different addresses and only the pool's version is contested."""
+
+    reservations: PoolStore | None
+    owner: Owner
+    network_name: str
+    refused: set[IPAddress] = field(default_factory=set)
+    reserved: IPAddress | None = None
+
+    def drop_reservation(self) -> None:
+        if self.reserved is not None and self.reservations is not None:
+            with contextlib.suppress(Exception):  # a leftover is the reconciler's
+                _unreserve(self.reservations, self.reserved, self.owner, self.network_name)
+        self.reserved = None
 
 
 def _attempt(store: PoolStore, r: PoolRange, name: str, owner: Owner,
-             reservations: PoolStore | None, network_name: str, prefer: IPAddress | None,
-             refused: set[IPAddress]) -> IPAddress | None:
+             prefer: IPAddress | None, state: _Attempts) -> IPAddress | None:
     """One read-decide-write of allocate; None when another writer won the race."""
     while True:
         doc = store.read(IPPOOL, name)
         held = allocations(doc, r)
         mine = next((ip for ip, o in held.items() if o.same(owner)), None)
         if mine is not None:
+            if state.reserved != mine:
+                state.drop_reservation()
+            state.reserved = None
             return mine
-        if prefer is not None and r.usable(prefer):
-            if prefer in held or prefer in refused:
+        if state.reserved is not None and state.reserved in held:
+            state.drop_reservation()  # taken in the pool by a writer that reserves nothing
+        if state.reserved is not None:
+            ip: IPAddress | None = state.reserved
+        elif prefer is not None and r.usable(prefer):
+            if prefer in held or prefer in state.refused:
                 raise CNIError(f"address {prefer} of pool {name} is held by another owner "
                                f"({held[prefer].podref if prefer in held else 'a reservation'})")
-            ip: IPAddress | None = prefer
+            ip = prefer
         else:
-            ip = lowest_free(r, set(held) | refused)
+            ip = lowest_free(r, set(held) | state.refused)
         if ip is None:
             raise PoolExhausted(f"no free address left in range {r.cidr} "
                                 f"({r.start}-{r.end}) of pool {name}")
-        if reservations is not None and not _reserve(reservations, ip, owner, network_name):
-            refused.add(ip)
-            if len(refused) > MAX_REFUSED:
-                raise TryAgainLater(f"pool {name}: more than {MAX_REFUSED} free addresses "
-                                    "are reserved by overlapping ranges; try again")
-            continue
+        if state.reservations is not None and ip != state.reserved:
+            if not _reserve(state.reservations, ip, owner, state.network_name):
+                state.refused.add(ip)
+                if len(state.refused) > MAX_REFUSED:
+                    raise TryAgainLater(f"pool {name}: more than {MAX_REFUSED} free "
+                                        "addresses are reserved by overlapping ranges; "
+                                        "try again")
+                continue
+            state.reserved = ip
         held[ip] = owner
         if store.write(IPPOOL, _with(doc, name, r, held)) is not None:
             return ip
-        if reservations is not None:
-            _unreserve(reservations, ip, owner, network_name)
         return None
 
 
