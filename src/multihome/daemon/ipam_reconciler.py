@@ -51,7 +51,7 @@ def _local(path: str) -> Iterator[list[PoolStore]]:
         return
     sqlite = SQLiteStore(path)
     try:
-        yield [ObjectPools(sqlite)]
+        yield [ObjectPools(sqlite, pool_namespace())]
     finally:
         sqlite.close()
 

@@ -3,8 +3,9 @@ whereabouts works unchanged, and its pools are whereabouts' own objects.
 
 Where the pools live is injected by whoever composes the call: the engine binds a
 :class:`PoolStore` over its store (the lab's SQLite file, or the Kubernetes API in a
-cluster) for the delegates it runs; a call that nobody bound (the plugin run on its own)
-uses the node's SQLite store (``$MULTIHOME_STORE``). Nothing in the NAD chooses it.
+cluster) for the delegates it runs; the daemon sets its store for the plugin calls it
+serves directly (:func:`use_store`); a plugin run on its own uses the node's SQLite store
+(``$MULTIHOME_STORE``). Nothing in the NAD chooses it.
 
 One address per range (`range` and each `ipRanges` entry); DEL releases what the
 (containerID, ifname) holds; GC releases every allocation of the network's pools whose
@@ -73,7 +74,7 @@ def _sqlite_pools(path: str) -> Iterator[PoolStore]:
     except StoreError as e:
         raise NotAvailable("the cluster-wide IPAM's store cannot be opened", str(e)) from e
     try:
-        yield ObjectPools(sqlite)
+        yield ObjectPools(sqlite, pool_namespace())
     finally:
         sqlite.close()
 
