@@ -269,3 +269,17 @@ def test_an_unusable_store_is_try_again_later(tmp_path: Path,
     c = dict(conf(range="10.97.0.0/24"), cniVersion="1.1.0")
     rc, err = run(None, "STATUS", c)
     assert rc == 1 and err["code"] == 50, err
+
+
+def test_teardown_never_makes_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "never" / "store.db"
+    monkeypatch.setenv("MULTIHOME_STORE", str(missing))
+    c = dict(conf(range="10.98.0.0/24"), cniVersion="1.1.0")
+    assert run(None, "DEL", c) == (0, None)
+    gc = dict(c, **{"cni.dev/valid-attachments": []})
+    assert run(None, "GC", gc) == (0, None)
+    rc, err = run(None, "CHECK", dict(c, prevResult={"cniVersion": "1.1.0", "ips": []}))
+    assert rc == 1 and err["code"] == 50
+    rc, err = run(None, "STATUS", c)
+    assert rc == 1 and err["code"] == 50
+    assert not missing.exists() and not missing.parent.exists()

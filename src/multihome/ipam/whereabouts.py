@@ -99,8 +99,14 @@ def use_store(open_store: Callable[[], Store] | None, local_path: str = "") -> N
     _DEFAULT.open_store, _DEFAULT.local_path = open_store, local_path
 
 
+class _NoPools(Exception):
+    """Teardown with no store to tear down from: the node's default file does not exist."""
+
+
 @contextlib.contextmanager
-def _pool_store() -> Iterator[PoolStore]:
+def _pool_store(create: bool = True) -> Iterator[PoolStore]:
+    """The pools of this call; with `create` False (DEL, CHECK, GC, STATUS), a default
+    store file that does not exist is not made: _NoPools."""
     store = _BOUND.get()
     if store is not None:
         yield store
@@ -116,7 +122,10 @@ def _pool_store() -> Iterator[PoolStore]:
         finally:
             opened.close()
         return
-    with _sqlite_pools(store_path(None)) as default:
+    path = store_path(None)
+    if not create and not os.path.exists(path):
+        raise _NoPools(path)
+    with _sqlite_pools(path) as default:
         yield default
 
 
@@ -147,7 +156,7 @@ def _pools_of(cfg: WhereaboutsConfig, *,
     """The cluster store, and the pools of each configured range; with node slices, the
     node's slice, whose allocations live in the node's own store when it has one: only
     this node allocates from its slice, so its pool needs no cluster-wide write per pod."""
-    with _pool_store() as store:
+    with _pool_store(create=take_slice) as store:
         reservations = store if cfg.overlapping else None
         if cfg.node_slice_prefix is None:
             yield store, [_Pool(r, pools.pool_name(r.cidr, cfg.network_name), store,
@@ -174,6 +183,9 @@ def _store_errors(fn: Callable[[Call], _T]) -> Callable[[Call], _T]:
     def entry(call: Call) -> _T:
         try:
             return fn(call)
+        except _NoPools as e:
+            raise NotAvailable(f"the cluster-wide IPAM has no pools: {e} does not exist"
+                               ) from e
         except InvalidObject as e:
             raise InvalidConfig(f"{e}: the pool's name comes from the range; set "
                                 "'network_name' (it prefixes the name)") from e
@@ -181,6 +193,18 @@ def _store_errors(fn: Callable[[Call], _T]) -> Callable[[Call], _T]:
             raise TryAgainLater("the cluster-wide IPAM's pools cannot be used", str(e)) from e
 
     return entry
+
+
+@contextlib.contextmanager
+def _teardown_pools(cfg: WhereaboutsConfig) -> Iterator[list[_Pool]]:
+    """DEL's and GC's pools: none when there is no store to release from (the node's
+    default file never made), rather than an empty store made now."""
+    try:
+        with _pools_of(cfg, take_slice=False) as (_, targets):
+            yield targets
+    except _NoPools as e:
+        log.info("whereabouts: no pools at %s, nothing to release", e)
+        yield []
 
 
 def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
@@ -237,7 +261,7 @@ def delete(call: Call) -> None:
     if claims.claim_ref(call) is not None:
         return  # the address is the claim's: it outlives this pod (freed with the claim)
     owner = owner_of(call.cmd)
-    with _pools_of(cfg, take_slice=False) as (_, targets):
+    with _teardown_pools(cfg) as targets:
         for p in targets:
             _release(p, owner.same, cfg)
 
@@ -279,7 +303,7 @@ def gc(call: Call) -> None:
         return (o.container_id, o.ifname) not in valid if o.ifname else o.container_id \
             not in ids
 
-    with _pools_of(cfg, take_slice=False) as (_, targets):
+    with _teardown_pools(cfg) as targets:
         for p in targets:
             _release(p, gone, cfg)
 
@@ -287,7 +311,7 @@ def gc(call: Call) -> None:
 def status(call: Call) -> None:
     cfg = load(call.conf)
     try:
-        with _pool_store() as store:
+        with _pool_store(create=False) as store:
             store.read(IPPOOL, pools.pool_name(cfg.ranges[0].cidr, cfg.network_name))
-    except (StoreError, OSError, TryAgainLater) as e:
+    except (StoreError, OSError, TryAgainLater, _NoPools) as e:
         raise NotAvailable("the cluster-wide IPAM's pools cannot be read", str(e)) from e
