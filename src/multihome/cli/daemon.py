@@ -90,12 +90,14 @@ def _cluster_ipam(store: str, cni_dir: str) -> None:
     """The cluster-wide IPAM's pools for every plugin call, and the reconciler that frees
     addresses of pods that are gone (their DEL lost)."""
     from multihome.attach.engine import LOCAL_POOLS_FILE
+    from multihome.attach.multus_config import DEFAULT_CNI_DIR
     from multihome.daemon.ipam_reconciler import IpamReconciler
     from multihome.ipam import whereabouts
     from multihome.stores import open_store
 
     spec = store if store == "k8s" or store.startswith("k8s:") else os.path.abspath(store)
-    local = os.path.join(cni_dir, LOCAL_POOLS_FILE) if spec.startswith("k8s") else ""
+    local = os.path.join(os.path.abspath(cni_dir or DEFAULT_CNI_DIR), LOCAL_POOLS_FILE) \
+        if spec.startswith("k8s") else ""
     # plugins the daemon serves directly (not through the engine) use the same pools
     whereabouts.use_store(lambda: open_store(spec), local)
     IpamReconciler(lambda: open_store(spec), local).start()
