@@ -81,6 +81,32 @@ def test_whereabouts_nad_unchanged_gives_distinct_addresses(cluster: Kube, wb_ns
     wait_until(lambda: _allocations(cluster) == {}, 60, "the pods' addresses released")
 
 
+def test_an_ipamclaim_keeps_the_address_for_the_next_pod(cluster: Kube, wb_ns: str) -> None:
+    cluster.apply({"apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": "IPAMClaim",
+                   "metadata": {"name": "vm1.wb-net"},
+                   "spec": {"network": "wb-net", "interface": "net1"}}, namespace=wb_ns)
+    selection = json.dumps([{"name": "wb-net", "ipam-claim-reference": "vm1.wb-net"}])
+    try:
+        for launcher in ("launcher-a", "launcher-b"):
+            # another pod first: the lowest free address is never the claim's by luck
+            cluster.apply(pod_manifest("filler-" + launcher, "wb-net"), namespace=wb_ns)
+            cluster.wait_running(wb_ns, "filler-" + launcher)
+            cluster.apply(pod_manifest(launcher, selection), namespace=wb_ns)
+            cluster.wait_running(wb_ns, launcher)
+            assert cluster.network_status(wb_ns, launcher)[1]["ips"] == ["192.168.77.5"]
+            claim = cluster.get("ipamclaims.k8s.cni.cncf.io", "vm1.wb-net", wb_ns) or {}
+            assert claim.get("status") == {"ips": ["192.168.77.5/24"],
+                                           "ownerPod": {"name": launcher}}
+            cluster.run("delete", "pod", launcher, "-n", wb_ns, timeout=120)
+        # the launchers are gone, the claim still holds its address
+        assert _allocations(cluster)["5"]["id"] == f"ipamclaim/{wb_ns}/vm1.wb-net"
+    finally:
+        cluster.run("delete", "pod", "--all", "-n", wb_ns, "--ignore-not-found",
+                    timeout=120)
+        cluster.run("delete", "ipamclaims.k8s.cni.cncf.io", "vm1.wb-net", "-n", wb_ns,
+                    "--ignore-not-found", check=False)
+
+
 def test_four_nodes_race_for_one_pool_on_the_api_server(cluster: Kube) -> None:
     c = conf(range="10.123.0.0/22", network_name="race")
     per_node = {f"node-{n}": [f"n{n}-pod{i}" for i in range(75)] for n in range(4)}
