@@ -112,10 +112,13 @@ def run_nodes(spec: tuple[str, str], command: str, config: dict[str, Any],
     return [r for rs in results for r in rs]
 
 
-def allocated(pools: PoolStore, kind: str = IPPOOL) -> dict[str, str]:
-    """containerID -> address over every IPPool (offsets resolved from each pool's range)."""
+def allocated(pools: PoolStore, prefix: str = "") -> dict[str, str]:
+    """containerID -> address over every IPPool whose name starts with `prefix` (offsets
+    resolved from each pool's range)."""
     out: dict[str, str] = {}
-    for doc in pools.list(kind):
+    for doc in pools.list(IPPOOL):
+        if not doc.name.startswith(prefix):
+            continue
         base = int(ipaddress.ip_interface(doc.spec["range"]).ip)
         family = ipaddress.ip_interface(doc.spec["range"]).version
         for offset, owner in doc.spec.get("allocations", {}).items():
