@@ -12,10 +12,10 @@ import pytest
 from multihome.daemon.ipam_reconciler import IpamReconciler, run_once
 from multihome.ipam.reconcile import reconcile
 from multihome.store import POD, Object
-from multihome.store.objects import OVERLAPPING_RESERVATION
+from multihome.store.objects import IPPOOL, NODE_SLICE_POOL, OVERLAPPING_RESERVATION
 from multihome.store.pools import ObjectPools
 from multihome.store.sqlite import SQLiteStore
-from support.wb import allocated, conf, run
+from support.wb import addresses, allocated, conf, run
 
 
 @pytest.fixture
@@ -91,3 +91,36 @@ def test_an_unreachable_store_skips_the_pass(tmp_path: Path) -> None:
         raise OSError("API server unreachable")
 
     assert IpamReconciler(broken).pass_once() is None
+
+
+def _node(store: SQLiteStore, name: str) -> None:
+    store.create(Object.from_manifest({"apiVersion": "v1", "kind": "Node",
+                                       "metadata": {"name": name}}))
+
+
+def test_slices_of_nodes_that_are_gone_are_given_back(store: SQLiteStore) -> None:
+    pools = ObjectPools(store)
+    c = conf(range="10.95.0.0/24", node_slice_size="/26", network_name="sl")
+    for node in ("n1", "n2"):
+        _node(store, node)
+        assert run(pools, "ADD", c, f"cid-{node}", pod=None, node=node)[0] == 0
+    store.delete("Node", "", "n2")  # the node left the cluster, its pods with it
+    run_once(store)
+    nsp = pools.read(NODE_SLICE_POOL, "sl")
+    assert nsp is not None and nsp.status is not None
+    assert [e["nodeName"] for e in nsp.status["allocations"]] == ["n1", "", "", ""]
+    assert [d.name for d in pools.list(IPPOOL)] == ["sl-n1-10.95.0.0-26"]
+    # the freed slice goes to the next node that asks
+    _node(store, "n3")
+    assert addresses(run(pools, "ADD", c, "cid-n3", pod=None, node="n3")[1]) == [
+        "10.95.0.64/24"]
+
+
+def test_without_node_objects_no_slice_is_given_back(store: SQLiteStore) -> None:
+    pools = ObjectPools(store)
+    c = conf(range="10.96.0.0/24", node_slice_size="/26", network_name="lab")
+    run(pools, "ADD", c, "cid", pod=None, node="n1")
+    run_once(store)  # the lab has no Node objects: it cannot tell, so it keeps all
+    nsp = pools.read(NODE_SLICE_POOL, "lab")
+    assert nsp is not None and nsp.status is not None
+    assert nsp.status["allocations"][0]["nodeName"] == "n1"

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 from multihome.ipam.reconcile import Report, reconcile
-from multihome.store import POD, NotFound, Store
+from multihome.ipam.slices import free_slices_of_gone_nodes
+from multihome.store import NODE, POD, NotFound, Store
 from multihome.store.pools import ObjectPools, PoolStore, pool_namespace
 from multihome.store.sqlite import SQLiteStore
 
@@ -57,11 +58,16 @@ def _local(path: str) -> Iterator[list[PoolStore]]:
 
 
 def run_once(store: Store, local_path: str = "") -> Report:
-    """One pass: the pools in `store`, and the node's own slice pools in `local_path`."""
+    """One pass: the slices of nodes that are gone, the pools in `store`, and the node's
+    own slice pools in `local_path`."""
+    pools = ObjectPools(store, pool_namespace())
+    for nsp, slice_range, node in free_slices_of_gone_nodes(
+            pools, {n.name for n in store.list(NODE)}):
+        log.info("IPAM reconciler: slice %s of %s given back (node %s is gone)",
+                 slice_range, nsp, node)
     live = {f"{p.namespace}/{p.name}" for p in store.list(POD)}
     with _local(local_path) as local:
-        return reconcile([ObjectPools(store, pool_namespace()), *local], live,
-                         pod_lookup(store))
+        return reconcile([pools, *local], live, pod_lookup(store))
 
 
 class IpamReconciler:

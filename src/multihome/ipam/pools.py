@@ -180,7 +180,7 @@ def _reserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str) -
             and held.spec.get("ifname", "") in ("", owner.ifname))
 
 
-def _unreserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str) -> None:
+def unreserve(store: PoolStore, ip: IPAddress, owner: Owner, network_name: str) -> None:
     name = reservation_name(ip, network_name)
     held = store.read(OVERLAPPING_RESERVATION, name)
     if held is not None and held.spec.get("containerid") == owner.container_id:
@@ -225,7 +225,7 @@ class _Attempts:
     def drop_reservation(self) -> None:
         if self.reserved is not None and self.reservations is not None:
             with contextlib.suppress(Exception):  # a leftover is the reconciler's
-                _unreserve(self.reservations, self.reserved, self.owner, self.network_name)
+                unreserve(self.reservations, self.reserved, self.owner, self.network_name)
         self.reserved = None
 
 
@@ -287,7 +287,7 @@ def release(store: PoolStore, r: PoolRange, name: str, gone: Callable[[Owner], b
         if written:
             if reservations is not None:
                 for ip, o in freed.items():
-                    _unreserve(reservations, ip, o, network_name)
+                    unreserve(reservations, ip, o, network_name)
             return sorted(freed, key=int)
         retry.again()
 

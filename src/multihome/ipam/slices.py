@@ -14,10 +14,13 @@ import ipaddress
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
-from multihome.ipam.pools import PoolExhausted, Retry
+from multihome.ipam.pools import PoolExhausted, Retry, allocations, pool_name, unreserve
 from multihome.ipam.whereabouts_config import PoolRange, WhereaboutsConfig
-from multihome.store.objects import NODE_SLICE_POOL
+from multihome.store.objects import IPPOOL, NODE_SLICE_POOL
 from multihome.store.pools import PoolDoc, PoolStore
+
+# Lost races of one pass freeing a NodeSlicePool's slices, before the next pass.
+MAX_SLICE_RETRIES = 5
 
 
 def slice_pool_name(cfg: WhereaboutsConfig) -> str:
@@ -103,3 +106,42 @@ def _take(store: PoolStore, cfg: WhereaboutsConfig, node: str, *,
     if store.write(NODE_SLICE_POOL, doc) is not None:
         return _slice_range(cfg, str(free["sliceRange"]))
     return _Lost()
+
+
+def free_slices_of_gone_nodes(store: PoolStore, nodes: set[str]) -> list[tuple[str, str, str]]:
+    """Give back the slices of nodes that no longer exist ((pool, slice, node) each), and
+    drop those nodes' slice pools kept in `store` (their pods went with the node). The
+    caller passes the cluster's node names; an empty set frees nothing (cannot tell)."""
+    if not nodes:
+        return []
+    freed: list[tuple[str, str, str]] = []
+    for doc in store.list(NODE_SLICE_POOL):
+        for _ in range(MAX_SLICE_RETRIES):
+            with store.transaction():
+                entries = _entries(doc)
+                gone = [e for e in entries
+                        if e.get("nodeName") and e.get("nodeName") not in nodes]
+                if not gone:
+                    break
+                for e in gone:
+                    freed.append((doc.name, str(e.get("sliceRange")), str(e.get("nodeName"))))
+                    e["nodeName"] = ""
+                doc.status = dict(doc.status or {}, allocations=entries)
+                if store.write(NODE_SLICE_POOL, doc) is not None:
+                    break
+            del freed[len(freed) - len(gone):]  # lost the race: read again
+            again = store.read(NODE_SLICE_POOL, doc.name)
+            if again is None:
+                break
+            doc = again
+    for nsp, slice_range, node in freed:
+        net = ipaddress.ip_network(slice_range)
+        whole = PoolRange(net, net.network_address, net.broadcast_address)
+        for network in (nsp, ""):
+            name = pool_name(slice_range, network, node)
+            held = allocations(store.read(IPPOOL, name), whole)
+            for ip, owner in held.items():  # their cluster-wide reservations too
+                for reservation_network in (nsp, ""):
+                    unreserve(store, ip, owner, reservation_network)
+            store.remove(IPPOOL, name)
+    return freed
