@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multihome.plugins.registry import BUILTIN, MULTUS_NAMES
 from support.netns import Netns
 
 GO_CNI_DIR = Path("/usr/lib/cni")
@@ -72,8 +73,10 @@ def run_cni(
 
 
 def install_cni(bin_dir: Path, *, multus_names: bool = False) -> None:
-    """`multihome install-cni --bin-dir DIR [--multus-names]` through the installed entry."""
-    extra = ["--multus-names"] if multus_names else []
+    """`multihome install-cni --bin-dir DIR [--multus-names]` through the installed entry;
+    with Multus' names, every built-in type (`whereabouts` too, opt-in like them)."""
+    extra = ["--multus-names", "--types", ",".join(
+        t for t in BUILTIN if t not in MULTUS_NAMES)] if multus_names else []
     subprocess.run([sys.executable, "-c", "from multihome.cli.main import main; main()",
                     "install-cni", "--bin-dir", str(bin_dir), *extra], check=True,
                    timeout=120)

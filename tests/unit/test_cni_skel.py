@@ -22,7 +22,7 @@ from multihome.cni import version as ver
 from multihome.cni.errors import TryAgainLater
 from multihome.cni.result import Interface, IPConfig, Result
 from multihome.cni.skel import Call, dispatch
-from multihome.plugins.registry import BUILTIN
+from multihome.plugins.registry import BUILTIN, MULTUS_NAMES
 
 KNOWN_CODES = {1, 2, 3, 4, 5, 6, 7, 8, 11, 50, 51, 999}
 GOOD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/x",
@@ -278,7 +278,10 @@ def test_install_cni_writes_every_builtin(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     # Multus' names only when asked for: they replace Multus' own executables
     assert not (bin_dir / "multus").exists() and not (bin_dir / "multus-shim").exists()
-    result = CliRunner().invoke(install_cni, ["--bin-dir", str(bin_dir), "--multus-names"])
+    assert not (bin_dir / "whereabouts").exists()  # nor over the node's whereabouts
+    everything = ",".join(t for t in BUILTIN if t not in MULTUS_NAMES)
+    result = CliRunner().invoke(install_cni, ["--bin-dir", str(bin_dir), "--multus-names",
+                                              "--types", everything])
     assert result.exit_code == 0, result.output
     for plugin_type in BUILTIN:
         exe = bin_dir / plugin_type

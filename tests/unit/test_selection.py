@@ -222,3 +222,12 @@ def test_json_form_round_trips(items: list[tuple[str, str | None]]) -> None:
     assert parse(text) == sels
     comma = ", ".join(f"{s.namespace}/{s.name}" for s in sels)
     assert parse(comma) == sels
+
+
+def test_ipam_claim_reference_is_read_and_checked() -> None:
+    (sel,) = parse('[{"name": "vm-net", "ipam-claim-reference": "vm1.pod16367aacb67"}]')
+    assert sel.ipam_claim_reference == "vm1.pod16367aacb67"
+    assert sel.to_dict()["ipam-claim-reference"] == "vm1.pod16367aacb67"
+    for bad in ('"Not_A_Name"', "5", '"x/y"'):
+        with pytest.raises(InvalidNetworkSelection, match="ipam-claim-reference"):
+            parse(f'[{{"name": "vm-net", "ipam-claim-reference": {bad}}}]')

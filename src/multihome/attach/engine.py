@@ -14,7 +14,7 @@ import contextlib
 import ipaddress
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -40,9 +40,12 @@ from multihome.cni.errors import (
     UnknownContainer,
 )
 from multihome.cni.result import Result
+from multihome.ipam import whereabouts as cluster_ipam
 from multihome.plugins.registry import IN_PROCESS
 from multihome.shim import ENGINE_TYPES
 from multihome.store import POD, NotFound, Store
+from multihome.store.pools import ObjectPools, pool_namespace
+from multihome.store.sqlite import SQLiteStore
 
 CACHE_KIND = "multihomeAttachmentsV1"
 
@@ -306,7 +309,7 @@ class AddOutcome:
     attachments: list[Attachment]
 
 
-def add(conf: MultusConfig, store: Store | None, req: PodRequest,
+def _add(conf: MultusConfig, store: Store | None, req: PodRequest,
         extra_path: Sequence[str] = ()) -> AddOutcome:
     """Attach every network of the pod; on any failure undo and raise the delegate's error.
 
@@ -421,7 +424,7 @@ class DeleteFailed(CNIError):
     """At least one delegate DEL failed; every attachment was still tried."""
 
 
-def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
+def _delete(conf: MultusConfig, store: Store | None, req: PodRequest,
            extra_path: Sequence[str] = ()) -> None:
     """Detach every cached attachment in reverse; idempotent, collects every error."""
     path = cni_path(conf, extra_path)
@@ -507,7 +510,7 @@ def check(conf: MultusConfig, req: PodRequest, extra_path: Sequence[str] = ()) -
             raise prefixed(e, att, "check failed") from e
 
 
-def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
+def _status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
     """Ready when the default network's plugins are and the readiness indicator exists."""
     if conf.readiness_indicator_file and not os.path.exists(conf.readiness_indicator_file):
         raise NotAvailable(
@@ -523,7 +526,7 @@ def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = 
                       code=e.code) from e
 
 
-def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
+def _gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
        extra_path: Sequence[str] = ()) -> None:
     """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate.
 
@@ -540,7 +543,7 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
             continue
         log.info("GC: container %s is not among the valid attachments", record.container_id)
         try:
-            delete(conf, None, PodRequest(record.container_id, record.netns, record.pod,
+            _delete(conf, None, PodRequest(record.container_id, record.netns, record.pod,
                                           record.ifname), extra_path)
         except CNIError as e:
             errors.append(e)
@@ -582,3 +585,52 @@ def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
     if errors:
         raise DeleteFailed("GC failed: " + "; ".join(e.msg for e in errors),
                            code=errors[0].code)
+
+
+# The cluster-wide IPAM keeps its pools in the engine's store (the lab's SQLite file, or
+# the Kubernetes API): bound for the delegates of each call, which run in this thread or
+# in side_by_side's (which copy the context). With a remote store, the allocations inside
+# a node's slices go to a SQLite file of the node's own: no API write per pod for them.
+LOCAL_POOLS_FILE = "multihome-pools.db"
+
+
+@contextlib.contextmanager
+def _pools(conf: MultusConfig, store: Store | None) -> Iterator[None]:
+    if store is None:
+        yield
+        return
+    local = "" if isinstance(store, SQLiteStore) else os.path.join(conf.cni_dir,
+                                                                    LOCAL_POOLS_FILE)
+    with cluster_ipam.bound(ObjectPools(store, pool_namespace()), local_path=local):
+        yield
+
+
+def add(conf: MultusConfig, store: Store | None, req: PodRequest,
+        extra_path: Sequence[str] = ()) -> AddOutcome:
+    """Attach every network of the pod; on any failure undo and raise the delegate's error.
+
+    A container that already has attachments is never touched: the same ADD again gets
+    the cached result (a runtime retrying after a lost reply), anything else an error.
+    """
+    with _pools(conf, store):
+        return _add(conf, store, req, extra_path)
+
+
+def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
+           extra_path: Sequence[str] = ()) -> None:
+    """Detach every cached attachment in reverse; idempotent, collects every error."""
+    with _pools(conf, store):
+        _delete(conf, store, req, extra_path)
+
+
+def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
+    """Ready when the default network's plugins are and the readiness indicator exists."""
+    with _pools(conf, store):
+        _status(conf, store, extra_path)
+
+
+def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
+       extra_path: Sequence[str] = ()) -> None:
+    """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate."""
+    with _pools(conf, store):
+        _gc(conf, store, valid, extra_path)

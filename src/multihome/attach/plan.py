@@ -106,6 +106,14 @@ def as_conflist(value: Any, fallback_name: str = "") -> dict[str, Any]:
     return out
 
 
+def _delegate_cni_args(sel: NetworkSelection) -> dict[str, Any] | None:
+    """The element's `cni-args`, plus its `ipam-claim-reference` where the IPAM reads it
+    (args.cni, as whereabouts does)."""
+    if sel.ipam_claim_reference:
+        return {**(sel.cni_args or {}), "ipam-claim-reference": sel.ipam_claim_reference}
+    return sel.cni_args
+
+
 def merge_cni_args(conflist: dict[str, Any], cni_args: dict[str, Any] | None) -> None:
     """`cni-args` from the selection go into `args.cni` of every plugin."""
     if not cni_args:
@@ -331,7 +339,7 @@ def selected_attachment(conf: MultusConfig, store: Store | None, pod: PodRef,
     network = f"{sel.namespace}/{sel.name}"
     conflist, resource = _resolve_nad_resource(store, conf, sel.namespace, sel.name,
                                                f"pod {pod}", pod)
-    merge_cni_args(conflist, sel.cni_args)
+    merge_cni_args(conflist, _delegate_cni_args(sel))
     return Attachment(network, "", conflist,
                       capability_args=_capability_args(sel, network, pod, conflist),
                       default_route=[str(g) for g in (sel.default_route or [])],

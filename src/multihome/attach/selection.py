@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
+from multihome.store.names import subdomain_problem
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
@@ -64,6 +65,8 @@ class NetworkSelection:
     bandwidth: dict[str, int] | None = None
     port_mappings: list[dict[str, Any]] | None = None
     device_id: str | None = None
+    # multi-network spec v1.3: the IPAMClaim (in the pod's namespace) the address belongs to
+    ipam_claim_reference: str | None = None
     index: int = 0  # 1-based position in the annotation, for messages
 
     @property
@@ -84,6 +87,7 @@ class NetworkSelection:
             "bandwidth": self.bandwidth,
             "portMappings": self.port_mappings,
             "deviceID": self.device_id,
+            "ipam-claim-reference": self.ipam_claim_reference,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
@@ -273,8 +277,19 @@ def _from_json_item(el: _Element, raw: Any, pod_namespace: str) -> NetworkSelect
         bandwidth=_check_bandwidth(el, el.mapping(raw, "bandwidth")),
         port_mappings=_check_port_mappings(el, raw.get("portMappings")),
         device_id=el.string(raw, "deviceID") or None,
+        ipam_claim_reference=_check_claim(el, el.string(raw, "ipam-claim-reference")),
         index=el.index,
     )
+
+
+def _check_claim(el: _Element, name: str | None) -> str | None:
+    """An IPAMClaim's name: an object name (DNS-1123 subdomain)."""
+    if not name:
+        return None
+    problem = subdomain_problem(name, "IPAMClaim name")
+    if problem:
+        raise el.fail(f'"ipam-claim-reference": {problem}')
+    return name
 
 
 def is_json_form(text: str) -> bool:

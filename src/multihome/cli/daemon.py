@@ -96,6 +96,8 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         from multihome.k8s.hotplug import start_for_daemon as hotplug_for_daemon
 
         on_start = hotplug_for_daemon(store)  # Kubernetes mode: follow pods' selections
+    if store:
+        _cluster_ipam(store, cni_dir)
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")
@@ -105,6 +107,23 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                           state_dir=os.path.abspath(state_dir), on_start=on_start))
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
+
+
+def _cluster_ipam(store: str, cni_dir: str) -> None:
+    """The cluster-wide IPAM's pools for every plugin call, and the reconciler that frees
+    addresses of pods that are gone (their DEL lost)."""
+    from multihome.attach.engine import LOCAL_POOLS_FILE
+    from multihome.attach.multus_config import DEFAULT_CNI_DIR
+    from multihome.daemon.ipam_reconciler import IpamReconciler
+    from multihome.ipam import whereabouts
+    from multihome.stores import open_store
+
+    spec = store if store == "k8s" or store.startswith("k8s:") else os.path.abspath(store)
+    local = os.path.join(os.path.abspath(cni_dir or DEFAULT_CNI_DIR), LOCAL_POOLS_FILE) \
+        if spec.startswith("k8s") else ""
+    # plugins the daemon serves directly (not through the engine) use the same pools
+    whereabouts.use_store(lambda: open_store(spec), local)
+    IpamReconciler(lambda: open_store(spec), local).start()
 
 
 def _recover_node() -> None:

@@ -170,3 +170,23 @@ def check_per_family_limit(cni_version: str, ips: list[IPConfig] | list[int]) ->
             f"cniVersion {cni_version} does not support more than 1 address per family; "
             "use cniVersion 0.3.0 or later"
         )
+
+
+def valid_attachments(conf: NetConf) -> set[tuple[str, str]] | None:
+    """(containerID, ifname) pairs still in use; None when the runtime gave no list."""
+    raw = conf.raw.get("cni.dev/valid-attachments")
+    key = "cni.dev/valid-attachments"
+    if raw is None:
+        raw, key = conf.raw.get("cni.dev/attachments"), "cni.dev/attachments"
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidConfig(f"'{key}' must be a list of {{containerID, ifname}} objects")
+    valid: set[tuple[str, str]] = set()
+    for i, item in enumerate(raw):
+        cid = item.get("containerID") if isinstance(item, dict) else None
+        ifname = item.get("ifname") if isinstance(item, dict) else None
+        if not isinstance(cid, str) or not isinstance(ifname, str):
+            raise InvalidConfig(f"'{key}' entry {i} needs string 'containerID' and 'ifname'")
+        valid.add((cid.strip(), ifname))
+    return valid

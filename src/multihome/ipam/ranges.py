@@ -75,13 +75,13 @@ class Range:
                 and int(self.start) <= int(other.end) and int(other.start) <= int(self.end))
 
     def __str__(self) -> str:
-        default_start, default_end = _default_window(self.subnet)
+        default_start, default_end = default_window(self.subnet)
         if (self.start, self.end) == (default_start, default_end):
             return str(self.subnet)
         return f"{self.subnet} ({self.start}-{self.end})"
 
 
-def _default_window(subnet: IPNetwork) -> tuple[IPAddress, IPAddress]:
+def default_window(subnet: IPNetwork) -> tuple[IPAddress, IPAddress]:
     """.1 up to the last address, minus the broadcast address for IPv4 (as the reference)."""
     first = subnet.network_address + 1
     last = subnet.broadcast_address
@@ -100,7 +100,7 @@ def parse_range(raw: Any, where: str) -> Range:
     # gateway and a host, and the reference rejects them too.
     if subnet.prefixlen > subnet.max_prefixlen - 2:
         raise InvalidConfig(f"{where} 'subnet' {subnet} is too small to allocate from")
-    default_start, default_end = _default_window(subnet)
+    default_start, default_end = default_window(subnet)
 
     def bound(key: str, default: IPAddress) -> IPAddress:
         value = raw.get(key)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from multihome.store.objects import NNCE, NNCP, NNS, kind_info
+from multihome.store.objects import IPAM_CLAIM, NNCE, NNCP, NNS, NODE_SLICE_POOL, kind_info
 
 # Kinds whose CRD (deploy/crds) declares `subresources: status`: the API server ignores
 # `.status` on create and on writes to the object; only a write to `<item>/status` sets it.
-STATUS_SUBRESOURCE_KINDS = frozenset({NNCP, NNS, NNCE})
+STATUS_SUBRESOURCE_KINDS = frozenset({NNCP, NNS, NNCE, NODE_SLICE_POOL, IPAM_CLAIM})
 
 
 def collection(kind: str, namespace: str | None) -> str:

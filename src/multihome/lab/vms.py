@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from multihome.cni.errors import CNIError
 from multihome.errors import MultihomeError
+from multihome.lab import claims as vmclaims
 from multihome.lab import pods as labpods
 from multihome.lab.settings import LabSettings
 from multihome.net import netns
@@ -107,8 +108,10 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
     fd per NIC for qemu, in network order. On failure nothing of it is left."""
     pod = pod_name(rec.name)
     try:
+        # networks asking for persistent IPs get an IPAMClaim per NIC (lab/claims.py)
+        selection = vmclaims.with_claims(store, rec.namespace, rec.name, pod, rec.networks)
         outcome = labpods.run(store, settings, rec.namespace, pod,
-                              labpods.networks_annotation(rec.networks), progress=progress)
+                              labpods.networks_annotation(selection), progress=progress)
     except (labpods.PodError, MultihomeError) as e:
         raise VMError("pod", f"launcher pod {rec.namespace}/{pod} could not be started",
                       str(e)) from e
@@ -184,6 +187,9 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
                 raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"') from e
         rec = VMRecord(name=name, namespace=namespace, memory=0, networks="")
     _teardown(store, settings, rec, progress)
+    freed = vmclaims.drop(store, namespace, name)
+    if freed:
+        progress(f"vm/{name}: its IPAMClaims deleted, {', '.join(freed)} released")
     progress(f'vm "{name}" deleted')
 
 

@@ -26,6 +26,9 @@ BUILTIN: dict[str, str] = {
     "host-local": "multihome.ipam.host_local",
     "static": "multihome.ipam.static",
     "dhcp": "multihome.ipam.dhcp",
+    # the cluster-wide IPAM, under whereabouts' name so that its NADs work unchanged
+    "whereabouts": "multihome.ipam.whereabouts",
+    "multihome-ipam": "multihome.ipam.whereabouts",
     "multihome": "multihome.engine_plugin",
     "macvlan": "multihome.plugins.macvlan",
     "ipvlan": "multihome.plugins.ipvlan",
@@ -42,8 +45,11 @@ BUILTIN: dict[str, str] = {
     "multus-shim": "multihome.engine_plugin",
 }
 MULTUS_NAMES: tuple[str, ...] = ("multus", "multus-shim")
-# What install-cni writes unless told: Multus' names would replace Multus on the node.
-DEFAULT_TYPES: tuple[str, ...] = tuple(t for t in BUILTIN if t not in MULTUS_NAMES)
+# What install-cni writes unless told: Multus' names would replace Multus on the node,
+# `whereabouts` the node's whereabouts (its NADs get ours as `multihome-ipam`, or through
+# the engine, which runs built-in types in-process whatever the bin dir holds).
+DEFAULT_TYPES: tuple[str, ...] = tuple(t for t in BUILTIN
+                                       if t not in (*MULTUS_NAMES, "whereabouts"))
 
 
 def lookup(plugin_type: str) -> Plugin | None:

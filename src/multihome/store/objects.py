@@ -59,6 +59,14 @@ NAMESPACE = "Namespace"
 NNCP = "NodeNetworkConfigurationPolicy"
 NNS = "NodeNetworkState"
 NNCE = "NodeNetworkConfigurationEnactment"
+# whereabouts' CRDs, with whereabouts' own layout: a cluster switching from whereabouts
+# keeps its allocations (the cluster-wide IPAM, multihome.ipam.whereabouts)
+IPPOOL = "IPPool"
+OVERLAPPING_RESERVATION = "OverlappingRangeIPReservation"
+NODE_SLICE_POOL = "NodeSlicePool"
+WHEREABOUTS_GROUP = "whereabouts.cni.cncf.io"
+# multi-network spec v1.3's persistent IPs: the address belongs to the claim, not the pod
+IPAM_CLAIM = "IPAMClaim"
 
 _KINDS: dict[str, KindInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -92,6 +100,12 @@ register_kind(KindInfo(NNS, "nodenetworkstates", "nmstate.io", "v1beta1",
 register_kind(KindInfo(NNCE, "nodenetworkconfigurationenactments", "nmstate.io", "v1beta1",
                        namespaced=False, short_names=("nnce",)))
 
+register_kind(KindInfo(IPPOOL, "ippools", WHEREABOUTS_GROUP, "v1alpha1", short_names=("ipp",)))
+register_kind(KindInfo(OVERLAPPING_RESERVATION, "overlappingrangeipreservations",
+                       WHEREABOUTS_GROUP, "v1alpha1"))
+register_kind(KindInfo(IPAM_CLAIM, "ipamclaims", "k8s.cni.cncf.io", "v1alpha1"))
+register_kind(KindInfo(NODE_SLICE_POOL, "nodeslicepools", WHEREABOUTS_GROUP, "v1alpha1",
+                       short_names=("nsp",)))
 
 def resolve_kind(text: str) -> str:
     """The kind for what a user typed, in any case: ``nad`` → ``NetworkAttachmentDefinition``."""

@@ -63,6 +63,7 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._in_transaction = False
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self.shared = False
@@ -113,10 +114,39 @@ class SQLiteStore:
         return conn
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Reads and writes inside run as one transaction holding the database's write
+        lock from the start: what they read cannot change before what they write commits
+        (the cluster-wide IPAM allocates this way, with no lost race to retry). Other
+        threads of the process wait for it; nested, it is part of the outer one."""
+        with self._lock:
+            if self._in_transaction:
+                yield
+                return
+            conn = self._connect()
+            with self._unavailable():
+                conn.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._in_transaction = False
+            with self._unavailable():
+                conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database's write lock from the start."""
         with self._lock:
             conn = self._connect()
+            if self._in_transaction:  # part of transaction(): it commits or rolls back
+                with self._unavailable():
+                    yield conn
+                return
             with self._unavailable():
                 conn.execute("BEGIN IMMEDIATE")
             try:

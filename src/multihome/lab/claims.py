@@ -1,0 +1,72 @@
+"""The lab's side of persistent IPs: an IPAMClaim per VM NIC whose network asks for them.
+
+As KubeVirt's ipam-extensions does in a cluster: when a VM's network is a NAD whose
+config says `"allowPersistentIPs": true` (OVN-Kubernetes' key), `vm run` makes (or finds)
+the claim `<vm>.<nad>` in the VM's namespace and names it in the launcher pod's selection
+(`ipam-claim-reference`), so the address stays with the VM across launcher pods. Deleting
+the VM deletes its claims and frees their addresses at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from multihome.attach.selection import parse_networks_annotation
+from multihome.ipam.claims import ClaimRef
+from multihome.ipam.reconcile import release_owner
+from multihome.store import NAD, AlreadyExists, NotFound, Object, Store
+from multihome.store.objects import IPAM_CLAIM
+from multihome.store.pools import ObjectPools, pool_namespace
+
+VM_LABEL = "multihome.io/vm"
+
+
+def _persistent(store: Store, namespace: str, name: str) -> bool:
+    try:
+        text = store.get(NAD, namespace, name).spec.get("config", "")
+        config: Any = json.loads(text) if isinstance(text, str) and text else {}
+    except (NotFound, ValueError):
+        return False  # the engine reports an unknown or broken NAD itself
+    if not isinstance(config, dict):
+        return False
+    plugins = [p for p in config.get("plugins") or [] if isinstance(p, dict)]
+    return any(c.get("allowPersistentIPs") is True for c in [config, *plugins])
+
+
+def with_claims(store: Store, namespace: str, vm: str, pod: str, selection: str) -> str:
+    """The launcher pod's selection, with a claim named for each network that asks for
+    persistent IPs (the claims made if missing); unchanged when none does."""
+    elements = parse_networks_annotation(selection, namespace, pod) if selection else []
+    wanted = [_persistent(store, e.namespace, e.name) for e in elements]
+    if not any(wanted):
+        return selection
+    out: list[dict[str, Any]] = []
+    for element, persistent in zip(elements, wanted, strict=True):
+        item = element.to_dict()
+        if persistent:
+            claim = f"{vm}.{element.name}"
+            with contextlib.suppress(AlreadyExists):
+                store.create(Object.from_manifest({
+                    "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": IPAM_CLAIM,
+                    "metadata": {"name": claim, "namespace": namespace,
+                                 "labels": {VM_LABEL: vm}},
+                    "spec": {"network": element.qualified_name,
+                             "interface": element.interface or ""}}))
+            item["ipam-claim-reference"] = claim
+        out.append(item)
+    return json.dumps(out)
+
+
+def drop(store: Store, namespace: str, vm: str) -> list[str]:
+    """Delete the VM's claims and free their addresses; the addresses freed."""
+    freed: list[str] = []
+    for claim in store.list(IPAM_CLAIM, namespace):
+        if claim.labels.get(VM_LABEL) != vm:
+            continue
+        with contextlib.suppress(NotFound):
+            store.delete(IPAM_CLAIM, namespace, claim.name)
+        freed += release_owner([ObjectPools(store, pool_namespace())],
+                               ClaimRef(namespace, claim.name).owner_id)
+    return freed
