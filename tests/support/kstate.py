@@ -126,6 +126,12 @@ _BRIDGE_OPTIONS = ("IFLA_BR_BRIDGE_ID", "IFLA_BR_STP_STATE", "IFLA_BR_FORWARD_DE
                    "IFLA_BR_VLAN_FILTERING", "IFLA_BR_HELLO_TIME", "IFLA_BR_MAX_AGE",
                    "IFLA_BR_AGEING_TIME", "IFLA_BR_PRIORITY", "IFLA_BR_VLAN_DEFAULT_PVID",
                    "IFLA_BR_GROUP_FWD_MASK", "IFLA_BR_MCAST_SNOOPING")
+# the settings of the other kinds a node policy creates, compared whole (IFLA_INFO_DATA),
+# without what the kernel keeps changing (802.3ad partner state)
+_KIND_DATA = ("vxlan", "vrf", "bond", "vlan", "macvlan", "ipvlan")
+_VOLATILE_DATA = ("IFLA_BOND_AD_INFO", "IFLA_BOND_ACTIVE_SLAVE")
+_BOND_PORT = ("IFLA_BOND_SLAVE_STATE", "IFLA_BOND_SLAVE_MII_STATUS",
+              "IFLA_BOND_SLAVE_PERM_HWADDR", "IFLA_BOND_SLAVE_QUEUE_ID")
 _PORT_TIMERS = ("IFLA_BRPORT_MESSAGE_AGE_TIMER", "IFLA_BRPORT_FORWARD_DELAY_TIMER",
                 "IFLA_BRPORT_HOLD_TIMER", "IFLA_BRPORT_PAD",
                 "IFLA_BRPORT_MCAST_N_GROUPS")  # counters and timers
@@ -147,9 +153,15 @@ def _link_entry(msg: Any, names: dict[int, str]) -> dict[str, Any]:
     if kind == "bridge":
         data = _nla_dict(info.get("IFLA_INFO_DATA"))
         entry["bridge"] = {k: data.get(k) for k in _BRIDGE_OPTIONS}
+    if kind in _KIND_DATA:
+        data = _nla_dict(info.get("IFLA_INFO_DATA"))
+        entry["data"] = {k: v for k, v in data.items() if k not in _VOLATILE_DATA}
     if info.get("IFLA_INFO_SLAVE_KIND") == "bridge":
         data = _nla_dict(info.get("IFLA_INFO_SLAVE_DATA"))
         entry["port"] = {k: v for k, v in data.items() if k not in _PORT_TIMERS}
+    if info.get("IFLA_INFO_SLAVE_KIND") == "bond":
+        data = _nla_dict(info.get("IFLA_INFO_SLAVE_DATA"))
+        entry["bond_port"] = {k: data.get(k) for k in _BOND_PORT}
     return entry
 
 

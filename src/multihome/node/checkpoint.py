@@ -78,17 +78,18 @@ class Checkpoint:
 
 
 def touched_names(desired: models.NodeState, now: models.NodeState) -> set[str]:
-    """Interfaces a policy may change: those it names, their ports, bridges' current ports."""
+    """Interfaces a policy may change: those it names, their ports, controllers' (bridges,
+    bonds, vrfs) current ports."""
     names: set[str] = set()
     for iface in desired.interfaces:
         names.add(iface.name)
         names |= iface.linked_names()
         existing = now.interface(iface.name)
-        if isinstance(existing, models.LinuxBridge):
+        if existing is not None and existing.CONTROLLER:
             names |= existing.linked_names()
-    # a port taken by a policy bridge leaves its old bridge: that bridge is touched too
+    # a port taken by a policy's controller leaves its old one: that one is touched too
     for iface in now.interfaces:
-        if isinstance(iface, models.LinuxBridge) and iface.linked_names() & names:
+        if iface.CONTROLLER and iface.linked_names() & names:
             names.add(iface.name)
     return names
 

@@ -11,14 +11,14 @@ import socket
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.net import addr, bridge_vlan, links, netns, node_links, route
+from multihome.net import addr, bond, bridge_vlan, links, netns, node_links, route
 from multihome.net.netns import Netlink
 from multihome.node import state as models
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
 CONFIGURED_PROTOS = (3, 4)
 _TYPES = {"bridge": "linux-bridge", "veth": "veth", "vlan": "vlan", "macvlan": "mac-vlan",
-          "dummy": "dummy", "": "ethernet"}
+          "dummy": "dummy", "vxlan": "vxlan", "bond": "bond", "vrf": "vrf", "": "ethernet"}
 
 
 def iface_type(link: links.Link) -> str:
@@ -53,6 +53,10 @@ def _bridge_ports(ipr: Netlink, link: links.Link, all_links: list[links.Link],
                                     key=lambda p: p.name))
 
 
+def _port_names(link: links.Link, all_links: list[links.Link]) -> tuple[str, ...]:
+    return tuple(sorted(p.name for p in all_links if p.master == link.index))
+
+
 def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
                all_links: list[links.Link]) -> models.Interface:
     itype = iface_type(link)
@@ -70,6 +74,18 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
         base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
                  "mode": node_links.details(ipr, link.index).macvlan_mode}
+    elif cls is models.Vxlan:
+        vx = node_links.Vxlan.from_data(link.data)
+        base = by_index.get(vx.base) if vx.base else None
+        extra = {"base_iface": base.name if base else None, "vxlan_id": vx.vni,
+                 "remote": vx.remote or None, "local": vx.local or None,
+                 "destination_port": vx.port}
+    elif cls is models.Bond:
+        mode, options = bond.read(link.data, {lk.index: lk.name for lk in all_links})
+        extra = {"mode": mode, "options": options, "ports": _port_names(link, all_links)}
+    elif cls is models.Vrf:
+        extra = {"table_id": int(link.data.get("IFLA_VRF_TABLE") or 0),
+                 "ports": _port_names(link, all_links)}
     elif cls is models.Veth:
         # a peer in another namespace is not shown (as nmstate): its index means nothing
         # here, even when a local link happens to have it
@@ -79,6 +95,15 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
     return cls(name=link.name, type=itype, state="up" if link.up else "down", mtu=link.mtu,
                mac=link.mac.upper(), ipv4=_ip_config(ipr, link, 4),
                ipv6=_ip_config(ipr, link, 6), **extra)
+
+
+def read_link(ipr: Netlink, name: str) -> models.Interface | None:
+    """One interface's current state (None: no such link)."""
+    link = links.by_name(ipr, name)
+    if link is None:
+        return None
+    all_links = links.all_links(ipr)
+    return _interface(ipr, link, {lk.index: lk for lk in all_links}, all_links)
 
 
 def route_model(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> models.Route:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
+from multihome.net import bond
 from multihome.node import state as models
 from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
@@ -53,6 +55,21 @@ class MapOf:
     keys: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Check:
+    """A value checked by a function that raises ValueError saying what is wrong."""
+
+    test: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Options:
+    """A mapping of named options, each value checked by `test(name, value)`."""
+
+    names: tuple[str, ...]
+    test: Callable[[str, Any], Any]
+
+
 STR = Scalar(str)
 BOOL = Scalar(bool)
 
@@ -63,6 +80,26 @@ def INT(low: int | None = None, high: int | None = None) -> Scalar:
 
 def ENUM(*choices: str) -> Scalar:
     return Scalar(str, choices=choices)
+
+
+def NUM(low: int, high: int) -> Check:
+    """An integer, also written as a string of digits (as nmstate reads `id: "102"`)."""
+    def test(value: Any) -> None:
+        if not low <= bond.parse_uint(value) <= high:
+            raise ValueError(f"{value} is not between {low} and {high}")
+    return Check(test)
+
+
+def _ip_address(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address, got {_type_name(value)} {value!r}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+IP_ADDRESS = Check(_ip_address)
 
 
 _VLAN_ID = INT(0, 4094)
@@ -77,6 +114,12 @@ _STP = MapOf({"enabled": BOOL, "forward-delay": INT(2, 30), "hello-time": INT(1,
               "max-age": INT(6, 40), "priority": INT(0, 65535)})
 _BRIDGE = MapOf({"options": MapOf({"stp": _STP, "mac-ageing-time": INT(0)}),
                  "port": ListOf(_PORT)})
+_NAMES = ListOf(STR)
+_BOND = MapOf({"mode": Check(bond.mode_name), "options": Options(bond.OPTIONS, bond.normalise),
+               "port": _NAMES, "ports": _NAMES, "slaves": _NAMES})
+_VXLAN = MapOf({"base-iface": STR, "id": NUM(0, 2**24 - 1), "remote": IP_ADDRESS,
+                "local": IP_ADDRESS, "destination-port": NUM(0, 65535)})
+_VRF = MapOf({"port": _NAMES, "route-table-id": NUM(1, 2**32 - 1)})
 # the section of each interface type that has one (its key: the model's SECTION);
 # `protocol` and `promiscuous` are accepted as nmstate writes them, and not applied
 TYPE_SECTIONS: dict[str, MapOf] = {
@@ -85,6 +128,9 @@ TYPE_SECTIONS: dict[str, MapOf] = {
     "mac-vlan": MapOf({"base-iface": STR, "mode": ENUM(
         "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL}),
     "veth": MapOf({"peer": STR}),
+    "vxlan": _VXLAN,
+    "bond": _BOND,
+    "vrf": _VRF,
 }
 _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
            "mtu": INT(68, 65535), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
@@ -107,7 +153,23 @@ def check(value: Any, spec: Any, path: str) -> None:
     """Raise InvalidDesiredState at the first key or value that does not fit `spec`."""
     if spec is None:
         return
-    if isinstance(spec, MapOf):
+    if isinstance(spec, Check):
+        try:
+            spec.test(value)
+        except ValueError as e:
+            raise InvalidDesiredState(path, str(e)) from None
+    elif isinstance(spec, Options):
+        if not isinstance(value, dict):
+            raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
+        for key, sub in value.items():
+            where = f"{path}.{key}"
+            if key not in spec.names:
+                raise InvalidDesiredState(where, "unknown key")
+            try:
+                spec.test(key, sub)
+            except ValueError as e:
+                raise InvalidDesiredState(where, str(e)) from None
+    elif isinstance(spec, MapOf):
         if not isinstance(value, dict):
             raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
         for key, sub in value.items():
@@ -156,17 +218,39 @@ def _check_interface(iface: Any, path: str) -> None:
         raise InvalidDesiredState(f"{path}.mac-address", f"{mac!r} is not a MAC address")
     for family in ("ipv4", "ipv6"):
         _check_ip(iface.get(family), family, f"{path}.{family}")
-    if itype in ("vlan", "mac-vlan") and iface.get("state") != "absent":
-        sec = iface.get(itype) or {}
-        if "base-iface" not in sec:
-            raise InvalidDesiredState(f"{path}.{itype}.base-iface", "required")
-        if itype == "vlan" and "id" not in sec:
-            raise InvalidDesiredState(f"{path}.vlan.id", "required")
+    if iface.get("state") != "absent":
+        _check_required(iface, itype, path)
     for i, port in enumerate((iface.get("bridge") or {}).get("port") or []):
         where = f"{path}.bridge.port[{i}]"
         if "name" not in port:
             raise InvalidDesiredState(f"{where}.name", "required")
         _check_port_vlan(port.get("vlan"), f"{where}.vlan")
+
+
+# keys a type's section must give when the interface is not absent (nmstate's mandatory
+# fields; `mode` of a bond and `route-table-id` of a vrf only matter when it is created,
+# which apply checks against the node)
+_REQUIRED = {"vlan": ("base-iface", "id"), "mac-vlan": ("base-iface",), "vxlan": ("id",)}
+
+
+def _check_required(iface: dict[str, Any], itype: Any, path: str) -> None:
+    section_key = models.TYPES[itype].SECTION if itype in models.TYPES else None
+    sec = iface.get(section_key) or {} if section_key else {}
+    for key in _REQUIRED.get(itype, ()):
+        if key not in sec:
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}", "required")
+    if itype == "bond":
+        given = [k for k in ("port", "ports", "slaves") if k in sec]
+        if len(given) > 1:
+            raise InvalidDesiredState(f"{path}.link-aggregation.{given[1]}",
+                                      f"give the ports once (as port), not as {given}")
+    for key in ("port", "ports", "slaves"):
+        names = sec.get(key) if itype in ("bond", "vrf") else None
+        if names and len(set(names)) != len(names):
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}", "lists a port twice")
+        if names and iface["name"] in names:
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}",
+                                      f"{iface['name']} cannot be its own port")
 
 
 def _check_ip(section: dict[str, Any] | None, family: str, path: str) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from multihome.net import bond
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -126,6 +128,7 @@ class Interface:
     SECTION: ClassVar[str | None] = None  # the nmstate key of the type's own section
     VIRTUAL: ClassVar[bool] = False  # multihome creates it (and deletes it on rollback)
     STACKED: ClassVar[bool] = False  # needs another link to exist first
+    CONTROLLER: ClassVar[bool] = False  # has ports (bridge, bond, vrf)
 
     name: str
     type: str | None = None
@@ -146,6 +149,15 @@ class Interface:
     def linked_names(self) -> set[str]:
         """Other interfaces this one names (bridge ports, a veth peer)."""
         return set()
+
+    def port_names(self) -> tuple[str, ...] | None:
+        """A controller's ports (None: not named, or not a controller)."""
+        return None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of this type that come from its nmstate section."""
+        return {}
 
     def to_nmstate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -200,9 +212,22 @@ class LinuxBridge(Interface):
     TYPE = "linux-bridge"
     SECTION = "bridge"
     VIRTUAL = True
+    CONTROLLER = True
 
     stp: bool | None = None
     ports: tuple[Port, ...] | None = None  # None: the ports are not named
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        stp = ((sec.get("options") or {}).get("stp") or {}).get("enabled")
+        ports = None
+        if "port" in sec:
+            ports = tuple(Port(name=p["name"], vlan=PortVlan.from_nmstate(p.get("vlan")))
+                          for p in sec["port"] or [])
+        return {"stp": stp, "ports": ports}
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return None if self.ports is None else tuple(p.name for p in self.ports)
 
     def section(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -247,6 +272,11 @@ class Vlan(Interface):
     base_iface: str | None = None
     vlan_id: int | None = None
 
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        vid = sec.get("id")
+        return {"base_iface": sec.get("base-iface"), "vlan_id": None if vid is None else int(vid)}
+
     def section(self) -> dict[str, Any] | None:
         return _given({"base-iface": self.base_iface, "id": self.vlan_id})
 
@@ -261,6 +291,10 @@ class MacVlan(Interface):
     base_iface: str | None = None
     mode: str | None = None
 
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
+
     def section(self) -> dict[str, Any] | None:
         return _given({"base-iface": self.base_iface, "mode": self.mode})
 
@@ -272,6 +306,10 @@ class Veth(Interface):
     VIRTUAL = True
 
     peer: str | None = None  # None also when the peer is in another namespace
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"peer": sec.get("peer")}
 
     def section(self) -> dict[str, Any] | None:
         return _given({"peer": self.peer})
@@ -286,6 +324,142 @@ class Dummy(Interface):
     VIRTUAL = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class Vxlan(Interface):
+    TYPE = "vxlan"
+    SECTION = "vxlan"
+    VIRTUAL = True
+    STACKED = True  # its base-iface, when it has one, comes first
+
+    base_iface: str | None = None
+    vxlan_id: int | None = None
+    remote: str | None = None
+    local: str | None = None
+    destination_port: int | None = None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        def num(key: str) -> int | None:
+            return None if sec.get(key) is None else int(sec[key])
+
+        def ip(key: str) -> str | None:
+            # one spelling per address ("fd00::01" is fd00::1) so that comparing works
+            return str(ipaddress.ip_address(sec[key])) if sec.get(key) else None
+
+        return {"base_iface": sec.get("base-iface") or None, "vxlan_id": num("id"),
+                "remote": ip("remote"), "local": ip("local"),
+                "destination_port": num("destination-port")}
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "id": self.vxlan_id,
+                       "remote": self.remote, "local": self.local,
+                       "destination-port": self.destination_port})
+
+
+def _port_list(sec: Mapping[str, Any], *keys: str) -> tuple[str, ...] | None:
+    """The port names a controller section lists under the first of `keys` it has."""
+    for key in keys:
+        if key in sec:
+            return tuple(str(p) for p in sec[key] or [])
+    return None
+
+
+def _port_differences(name: str, where: str, want: tuple[str, ...] | None,
+                      have: tuple[str, ...] | None) -> list[str]:
+    if want is None or sorted(want) == sorted(have or ()):
+        return []
+    return [f"{name}.{where} is {sorted(have or ())}, wanted {sorted(want)}"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bond(Interface):
+    TYPE = "bond"
+    SECTION = "link-aggregation"
+    VIRTUAL = True
+    CONTROLLER = True
+
+    mode: str | None = None  # canonical (balance-rr, 802.3ad, …)
+    ports: tuple[str, ...] | None = None
+    options: Mapping[str, Any] | None = None  # normalised values (net.bond.normalise)
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        options = sec.get("options")
+        return {"mode": None if sec.get("mode") is None else bond.mode_name(sec["mode"]),
+                # `ports` and the older `slaves` are accepted as nmstate does
+                "ports": _port_list(sec, "port", "ports", "slaves"),
+                "options": None if options is None else
+                {k: bond.normalise(k, v) for k, v in options.items()}}
+
+    def section(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.options is not None:
+            out["options"] = dict(self.options)
+        if self.ports is not None:
+            out["port"] = list(self.ports)
+        return out or None
+
+    def linked_names(self) -> set[str]:
+        return set(self.ports or ())
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return self.ports
+
+    def section_differences(self, have: Interface) -> list[str]:
+        got = have if isinstance(have, Bond) else Bond(name=have.name)
+        where = f"{self.name}.link-aggregation"
+        out: list[str] = []
+        if self.mode is not None and self.mode != got.mode:
+            out.append(f"{where}.mode is {got.mode}, wanted {self.mode}")
+        for key, value in (self.options or {}).items():
+            now = (got.options or {}).get(key)
+            if now != value:
+                out.append(f"{where}.options.{key} is {now}, wanted {value}")
+        return out + _port_differences(self.name, "link-aggregation.port", self.ports,
+                                       got.ports)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vrf(Interface):
+    TYPE = "vrf"
+    SECTION = "vrf"
+    VIRTUAL = True
+    CONTROLLER = True
+
+    ports: tuple[str, ...] | None = None
+    table_id: int | None = None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        table = sec.get("route-table-id")
+        return {"ports": _port_list(sec, "port"),
+                "table_id": None if table is None else int(table)}
+
+    def section(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.ports is not None:
+            out["port"] = list(self.ports)
+        if self.table_id is not None:
+            out["route-table-id"] = self.table_id
+        return out or None
+
+    def linked_names(self) -> set[str]:
+        return set(self.ports or ())
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return self.ports
+
+    def section_differences(self, have: Interface) -> list[str]:
+        got = have if isinstance(have, Vrf) else Vrf(name=have.name)
+        out: list[str] = []
+        if self.table_id is not None and self.table_id != got.table_id:
+            out.append(f"{self.name}.vrf.route-table-id is {got.table_id}, "
+                       f"wanted {self.table_id}")
+        return out + _port_differences(self.name, "vrf.port", self.ports, got.ports)
+
+
 def _given(section: dict[str, Any]) -> dict[str, Any] | None:
     out = {k: v for k, v in section.items() if v is not None}
     return out or None
@@ -293,34 +467,15 @@ def _given(section: dict[str, Any]) -> dict[str, Any] | None:
 
 # the interface types with a model of their own; others are plain Interface
 TYPES: dict[str, type[Interface]] = {
-    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, Veth, Dummy) if cls.TYPE}
+    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, Veth, Dummy, Vxlan, Bond, Vrf)
+    if cls.TYPE}
 VIRTUAL_TYPES = tuple(name for name, cls in TYPES.items() if cls.VIRTUAL)
-
-
-def _section_fields(cls: type[Interface], sec: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of `cls` that come from its nmstate section."""
-    if cls is LinuxBridge:
-        stp = ((sec.get("options") or {}).get("stp") or {}).get("enabled")
-        ports = None
-        if "port" in sec:
-            ports = tuple(Port(name=p["name"], vlan=PortVlan.from_nmstate(p.get("vlan")))
-                          for p in sec["port"] or [])
-        return {"stp": stp, "ports": ports}
-    if cls is Vlan:
-        vid = sec.get("id")
-        return {"base_iface": sec.get("base-iface"),
-                "vlan_id": None if vid is None else int(vid)}
-    if cls is MacVlan:
-        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
-    if cls is Veth:
-        return {"peer": sec.get("peer")}
-    return {}
 
 
 def interface_from_nmstate(iface: Mapping[str, Any]) -> Interface:
     itype = iface.get("type")
     cls = TYPES.get(itype, Interface) if isinstance(itype, str) else Interface
-    extra = _section_fields(cls, iface.get(cls.SECTION) or {}) if cls.SECTION else {}
+    extra = cls.section_fields(iface.get(cls.SECTION) or {}) if cls.SECTION else {}
     mac = iface.get("mac-address")
     return cls(name=iface["name"], type=itype, state=iface.get("state"), mtu=iface.get("mtu"),
                mac=mac.upper() if mac else None, ipv4=IpConfig.from_nmstate(iface.get("ipv4")),

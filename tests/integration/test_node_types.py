@@ -1,0 +1,125 @@
+"""Node policies with the interface types this host's kernel has (vxlan), and the clear
+error for those it lacks (dummy, bond, vrf: applied in tests/kernel/test_node_types.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from multihome.node import schema, transaction
+from support import kstate
+from support.netns import Netns
+from support.node_types import (
+    applies_and_rolls_back_exactly,
+    kernel_has,
+    missing_feature_is_refused,
+    show_applies_back_as_a_no_op,
+    shown,
+)
+
+pytestmark = pytest.mark.netns
+
+
+def _underlay(ns: Netns) -> None:
+    """A veth pair with an address: what a vxlan tunnel runs over."""
+    ns.run("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1")
+    ns.run("ip", "addr", "add", "10.61.0.1/24", "dev", "ul0")
+    ns.run("ip", "link", "set", "ul0", "up")
+
+
+def _vxlan(**section: object) -> dict[str, object]:
+    return {"interfaces": [{"name": "vx0", "type": "vxlan", "state": "up", "mtu": 1400,
+                            "vxlan": {"id": 101, "base-iface": "ul0", "remote": "10.61.0.2",
+                                      "local": "10.61.0.1", "destination-port": 4789,
+                                      **section},
+                            "ipv4": {"enabled": True, "address": [
+                                {"ip": "10.62.0.1", "prefix-length": 24}]}}]}
+
+
+def test_vxlan_is_created_shown_and_verified_in_nmstate_terms(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    report = transaction.apply_state(_vxlan(), netns_path=node_ns.path)
+    assert "created vxlan vx0" in report.changes
+    link = kstate.link(node_ns.name, "vx0")
+    data = link["linkinfo"]["info_data"]
+    assert link["linkinfo"]["info_kind"] == "vxlan" and data["id"] == 101
+    assert data["remote"] == "10.61.0.2" and data["local"] == "10.61.0.1"
+    assert data["port"] == 4789 and data["link"] == "ul0" and link["mtu"] == 1400
+    assert kstate.addresses(node_ns.name, "vx0") == ["10.62.0.1/24"]
+    assert shown(node_ns, "vx0")["vxlan"] == {"base-iface": "ul0", "id": 101,
+                                              "remote": "10.61.0.2", "local": "10.61.0.1",
+                                              "destination-port": 4789}
+    # the same policy again, and the id written as a string as nmstate accepts it
+    assert transaction.apply_state(_vxlan(id="101"), netns_path=node_ns.path).changes == []
+    show_applies_back_as_a_no_op(node_ns, {"vx0", "ul0"})
+
+
+def test_vxlan_without_base_iface_gets_the_kernel_default_port(node_ns: Netns) -> None:
+    transaction.apply_state({"interfaces": [{"name": "vx1", "type": "vxlan",
+                                             "vxlan": {"id": 7, "remote": "fd00:61::2"}}]},
+                            netns_path=node_ns.path)
+    section = shown(node_ns, "vx1")["vxlan"]
+    assert section == {"id": 7, "remote": "fd00:61::2", "destination-port": 8472}
+
+
+def test_vxlan_creation_rolls_back_exactly(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    changes = applies_and_rolls_back_exactly(node_ns, _vxlan())
+    assert "created vxlan vx0" in changes
+    assert kstate.link(node_ns.name, "vx0") is None
+
+
+def test_vxlan_deletion_and_a_bridge_port_roll_back_exactly(node_ns: Netns) -> None:
+    """A vxlan the node had, with its MAC, MTU, addresses (so the same IPv6 link-local)
+    and a bridge it is a port of: deleted by a policy, it comes back as it was."""
+    _underlay(node_ns)
+    start = _vxlan()
+    start["interfaces"] += [{"name": "brx", "type": "linux-bridge", "state": "up",
+                             "bridge": {"port": [{"name": "vx0"}]}}]
+    transaction.apply_state(start, netns_path=node_ns.path)
+    node_ns.run("ip", "addr", "add", "fd00:62::1/64", "dev", "vx0")
+    applies_and_rolls_back_exactly(node_ns, {"interfaces": [
+        {"name": "vx0", "state": "absent"}]})
+
+
+def test_vxlan_settings_cannot_change_in_place(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    transaction.apply_state(_vxlan(), netns_path=node_ns.path)
+    before = kstate.snapshot(node_ns.name)
+    with pytest.raises(transaction.ApplyFailed) as failed:
+        transaction.apply_state(_vxlan(id=102), netns_path=node_ns.path)
+    message = str(failed.value)
+    assert "cannot change the vxlan settings of vx0" in message and "vxlan.id" in message
+    assert not kstate.snapshot_diff(before, kstate.snapshot(node_ns.name))
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"id": 1 << 24}, "interfaces[0].vxlan.id: 16777216 is not between 0 and 16777215"),
+    ({"id": "x1"}, "interfaces[0].vxlan.id: 'x1' is not a non-negative integer"),
+    ({"remote": "10.0.0"}, "interfaces[0].vxlan.remote: '10.0.0' is not an IP address"),
+    ({"destination-port": 70000}, "interfaces[0].vxlan.destination-port: 70000 is not"),
+    ({"group": "239.1.1.1"}, "interfaces[0].vxlan.group: unknown key"),
+])
+def test_bad_vxlan_sections_are_refused_before_any_change(
+        node_ns: Netns, section: dict[str, object], message: str) -> None:
+    before = kstate.snapshot(node_ns.name)
+    with pytest.raises(schema.InvalidDesiredState) as bad:
+        transaction.apply_state(_vxlan(**section), netns_path=node_ns.path)
+    assert str(bad.value).startswith(message)
+    assert not kstate.snapshot_diff(before, kstate.snapshot(node_ns.name))
+
+
+@pytest.mark.parametrize(("kind", "state", "message"), [
+    ("dummy", {"name": "dm0", "type": "dummy"},
+     "cannot create dummy dm0: this kernel lacks dummy links (CONFIG_DUMMY)"),
+    ("bond", {"name": "bd0", "type": "bond", "link-aggregation": {"mode": "active-backup"}},
+     "cannot create bond bd0: this kernel lacks bond links (CONFIG_BONDING)"),
+    ("vrf", {"name": "vr0", "type": "vrf", "vrf": {"route-table-id": 100}},
+     "cannot create vrf vr0 (table 100): this kernel lacks vrf links (CONFIG_NET_VRF)"),
+])
+def test_a_type_this_kernel_lacks_is_a_clear_error(node_ns: Netns, kind: str,
+                                                   state: dict[str, object],
+                                                   message: str) -> None:
+    extra = {"vrf_table": 100} if kind == "vrf" else {}
+    if kernel_has(node_ns, kind, **extra):
+        pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types.py")
+    missing_feature_is_refused(node_ns, {"interfaces": [state]}, message)
