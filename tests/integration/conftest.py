@@ -47,10 +47,3 @@ def node(tmp_path: Path, host_ns: Netns, cni_bin_dir: Path) -> Iterator[Node]:
         n.stop_all()
 
 
-
-@pytest.fixture
-def node_ns(netns_factory: Callable[..., Netns], tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Netns:
-    """A namespace playing the node for node policies, its checkpoints under tmp_path."""
-    monkeypatch.setenv("MULTIHOME_NODE_DIR", str(tmp_path / "node"))
-    return netns_factory("mhnt")

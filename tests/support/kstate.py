@@ -177,9 +177,10 @@ def snapshot(ns: str) -> dict[str, Any]:
 
 
 def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
-    """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options), addresses
-    (in the kernel's order, with prefix, broadcast, scope, label and flags minus transient
-    ones, link-local included) and routes of every table, of namespace `ns`."""
+    """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options, the
+    settings of vxlans, bonds, vrfs…), addresses (in the kernel's order, with prefix,
+    broadcast, scope, label and flags minus transient ones, link-local included), routes
+    of every table and policy-routing rules, of namespace `ns`."""
     with NetNS(ns) as ipr:
         msgs = list(ipr.get_links())
         names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
@@ -198,7 +199,15 @@ def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
             names.get(r.get_attr("RTA_OIF") or 0), r.get_attr("RTA_TABLE"),
             r.get_attr("RTA_PRIORITY"), r.get_attr("RTA_PREFSRC"), r["proto"], r["scope"],
             r["type"]) for r in ipr.get_routes()), key=str)
-    return {"links": links_out, "addresses": addrs, "routes": routes_out}, tentative
+        # policy-routing rules but the kernel's own (protocol kernel: local/main/default,
+        # and the l3mdev rule the first vrf adds, which stays for later vrfs)
+        rules_out = sorted((
+            (r["family"], r["action"], r["src_len"], r["dst_len"],
+             {k: v for k, v in r["attrs"] if k != "UNKNOWN"})
+            for family in (2, 10) for r in ipr.get_rules(family=family)
+            if r.get_attr("FRA_PROTOCOL") != 2), key=str)
+    return {"links": links_out, "addresses": addrs, "routes": routes_out,
+            "rules": rules_out}, tentative
 
 
 def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -224,4 +233,8 @@ def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     new = [r for r in after["routes"] if r not in before["routes"]]
     if gone or new:
         out.append(f"routes: lost {gone}, gained {new}")
+    gone = [r for r in before.get("rules", []) if r not in after.get("rules", [])]
+    new = [r for r in after.get("rules", []) if r not in before.get("rules", [])]
+    if gone or new:
+        out.append(f"rules: lost {gone}, gained {new}")
     return out

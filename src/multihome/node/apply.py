@@ -12,7 +12,17 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from multihome.net import addr, bond, bridge_vlan, links, netns, node_links, route, sublinks
+from multihome.net import (
+    addr,
+    bond,
+    bridge_vlan,
+    links,
+    netns,
+    node_links,
+    route,
+    rule,
+    sublinks,
+)
 from multihome.net.netns import Netlink
 from multihome.node import current
 from multihome.node import state as models
@@ -292,7 +302,7 @@ def _entry(ipr: Netlink, item: models.Route) -> route.RouteEntry:
 def _routes(ipr: Netlink, wanted: list[models.Route], absent: bool, done: list[str]) -> None:
     by_index = {lk.index: lk for lk in links.all_links(ipr)}
     for version in (4, 6):
-        for entry in route.list_routes(ipr, version):
+        for entry in route.list_routes(ipr, version, None):
             if entry.proto not in current.CONFIGURED_PROTOS:
                 continue
             item = current.route_model(entry, by_index)
@@ -302,7 +312,8 @@ def _routes(ipr: Netlink, wanted: list[models.Route], absent: bool, done: list[s
                             f"{item.next_hop_interface} removed")
     if absent:
         return
-    have = [current.route_model(e, by_index) for v in (4, 6) for e in route.list_routes(ipr, v)
+    have = [current.route_model(e, by_index) for v in (4, 6)
+            for e in route.list_routes(ipr, v, None)
             if e.proto in current.CONFIGURED_PROTOS]
     for item in wanted:
         if any(item.matches(h) for h in have):
@@ -311,6 +322,30 @@ def _routes(ipr: Netlink, wanted: list[models.Route], absent: bool, done: list[s
         route.add_route(ipr, entry.dst, gw=entry.gw, oif=entry.oif, priority=entry.priority,
                         table=entry.table)
         done.append(f"route {entry.dst} via {item.next_hop_interface} added")
+
+
+def _rules(ipr: Netlink, wanted: Sequence[models.RouteRule], absent: bool,
+           done: list[str]) -> None:
+    """Remove the existing rules that absent ones match, or add those missing."""
+    have = [(e, current.rule_model(e)) for v in (4, 6) for e in rule.list_rules(ipr, v)]
+    if absent:
+        for entry, item in have:
+            if any(w.matches(item) for w in wanted):
+                rule.delete_rule(ipr, entry)
+                done.append(f"route rule {item.fields()} removed")
+        return
+    for item in wanted:
+        if any(item.matches(h) for _, h in have):
+            continue
+        entry = rule.RuleEntry(
+            version=item.version,
+            priority=item.priority if item.priority is not None
+            else rule.free_priority(ipr, item.version),
+            table=0 if item.action else item.route_table or route.RT_TABLE_MAIN,
+            src=item.ip_from, dst=item.ip_to, iif=item.iif or "", fwmark=item.fwmark or 0,
+            fwmask=item.fwmask or 0, action=item.action or "")
+        rule.add_rule(ipr, entry)
+        done.append(f"route rule {current.rule_model(entry).fields()} added")
 
 
 def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None, *,
@@ -325,6 +360,7 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
     done: list[str] = []
     with netns.iproute_in(netns_path) as ipr:
         _routes(ipr, [r for r in wanted.routes if r.absent], True, done)
+        _rules(ipr, [r for r in wanted.rules or () if r.absent], True, done)
         for iface in wanted.interfaces:
             if not iface.absent:
                 continue
@@ -357,4 +393,5 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
         for iface in present:
             _addresses(ipr, iface, done, exact.get(iface.name))
         _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)
+        _rules(ipr, [r for r in wanted.rules or () if not r.absent], False, done)
     return done

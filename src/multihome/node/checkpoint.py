@@ -87,6 +87,9 @@ def touched_names(desired: models.NodeState, now: models.NodeState) -> set[str]:
         existing = now.interface(iface.name)
         if existing is not None and existing.CONTROLLER:
             names |= existing.linked_names()
+    # the interfaces of routes a policy adds: their routes (of every table) come back
+    names |= {r.next_hop_interface for r in desired.routes
+              if r.next_hop_interface and not r.absent}
     # a port taken by a policy's controller leaves its old one: that one is touched too
     for iface in now.interfaces:
         if iface.CONTROLLER and iface.linked_names() & names:
@@ -107,9 +110,12 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
     names = touched_names(wanted, now)
     ifaces = [i.to_nmstate() for i in now.interfaces if i.name in names]
     routes = [r.to_nmstate() for r in _relevant_routes(now.routes, names, wanted.routes)]
+    before: dict[str, Any] = {"interfaces": ifaces, "routes": {"config": routes}}
+    if wanted.rules is not None:  # a policy with route rules: all of them come back
+        before["route-rules"] = {"config": [r.to_nmstate() for r in now.rules or ()]}
     me = os.getpid()
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
-                      {"interfaces": ifaces, "routes": {"config": routes}}, phase=APPLYING,
+                      before, phase=APPLYING,
                       owner_pid=me, owner_start=process.start_time(me) or 0,
                       kernel=kernel_details(netns_path, names))
 
@@ -184,7 +190,13 @@ def restore_state(cp: Checkpoint) -> models.NodeState:
     now_routes = _relevant_routes(now.routes, names, saved.routes)
     routes = [replace(r, absent=True) for r in now_routes
               if not any(r.matches(b) and b.matches(r) for b in saved.routes)]
-    return models.NodeState(interfaces=tuple(ifaces), routes=(*routes, *saved.routes))
+    rules = None
+    if saved.rules is not None:
+        rules = (*(replace(r, absent=True) for r in now.rules or ()
+                   if not any(r.matches(b) and b.matches(r) for b in saved.rules)),
+                 *saved.rules)
+    return models.NodeState(interfaces=tuple(ifaces), routes=(*routes, *saved.routes),
+                            rules=rules)
 
 
 class RestoreFailed(NodeError):

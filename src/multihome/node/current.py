@@ -11,7 +11,7 @@ import socket
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.net import addr, bond, bridge_vlan, links, netns, node_links, route
+from multihome.net import addr, bond, bridge_vlan, links, netns, node_links, route, rule
 from multihome.net.netns import Netlink
 from multihome.node import state as models
 
@@ -114,11 +114,12 @@ def route_model(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> mod
 
 def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
                 ) -> tuple[list[models.Route], list[models.Route]]:
-    """(config, running) routes of the main table, both families."""
+    """(config, running) routes of every table but the kernel's local one, both
+    families."""
     config: list[models.Route] = []
     running: list[models.Route] = []
     for version in (4, 6):
-        for entry in route.list_routes(ipr, version):
+        for entry in route.list_routes(ipr, version, None):
             if version == 6 and entry.dst.network_address.is_link_local:
                 continue
             item = route_model(entry, by_index)
@@ -126,6 +127,19 @@ def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
             if entry.proto in CONFIGURED_PROTOS:
                 config.append(item)
     return config, running
+
+
+def rule_model(entry: rule.RuleEntry) -> models.RouteRule:
+    return models.RouteRule(
+        family=f"ipv{entry.version}", ip_from=entry.src, ip_to=entry.dst,
+        priority=entry.priority, route_table=entry.table or None,
+        fwmark=entry.fwmark or None, fwmask=entry.fwmask or None, iif=entry.iif or None,
+        action=entry.action or None)
+
+
+def read_rules(ipr: Netlink) -> list[models.RouteRule]:
+    """The rules someone added (not the kernel's own), both families."""
+    return [rule_model(e) for v in (4, 6) for e in rule.list_rules(ipr, v)]
 
 
 def read(netns_path: str | None = None, *, names: set[str] | None = None) -> models.NodeState:
@@ -137,8 +151,9 @@ def read(netns_path: str | None = None, *, names: set[str] | None = None) -> mod
                   for link in sorted(all_links, key=lambda lk: lk.name)
                   if link.name != "lo" and (names is None or link.name in names)]
         config, running = read_routes(ipr, by_index)
+        rules = read_rules(ipr)
     return models.NodeState(interfaces=tuple(ifaces), routes=tuple(config),
-                            running=tuple(running))
+                            running=tuple(running), rules=tuple(rules))
 
 
 def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dict[str, Any]:

@@ -137,11 +137,16 @@ _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
            "description": STR}
 _ROUTE = MapOf({"destination": STR, "next-hop-interface": STR, "next-hop-address": STR,
                 "metric": INT(0), "table-id": INT(0), "state": ENUM("absent")})
+_MARK = Check(models.parse_mark)
+_RULE = MapOf({"family": ENUM("ipv4", "ipv6"), "state": ENUM("absent"), "ip-from": STR,
+               "ip-to": STR, "priority": NUM(0, 2**32 - 1), "route-table": NUM(0, 2**32 - 1),
+               "fwmark": _MARK, "fwmask": _MARK, "iif": STR,
+               "action": ENUM("blackhole", "unreachable", "prohibit")})
 _PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60)})
 # interfaces are checked one by one (their keys depend on their type)
 _TOP = MapOf({"interfaces": ListOf(None), "routes": MapOf({"config": ListOf(_ROUTE),
                                                                "running": ListOf(_ROUTE)}),
-              "probes": _PROBES})
+              "route-rules": MapOf({"config": ListOf(_RULE)}), "probes": _PROBES})
 
 
 def _type_name(value: Any) -> str:
@@ -210,7 +215,7 @@ def _check_interface(iface: Any, path: str) -> None:
     name = iface.get("name")
     if not name:
         raise InvalidDesiredState(f"{path}.name", "required")
-    if len(name) > 15 or "/" in name or " " in name:
+    if not isinstance(name, str) or not _valid_name(name):
         raise InvalidDesiredState(f"{path}.name", f"{name!r} is not a valid interface name "
                                                   "(at most 15 characters, no '/' or spaces)")
     mac = iface.get("mac-address")
@@ -315,6 +320,40 @@ def _check_route(route: dict[str, Any], path: str) -> None:
             raise InvalidDesiredState(f"{path}.next-hop-address", str(e)) from None
 
 
+def _check_rule(rule: dict[str, Any], path: str) -> None:
+    """nmstate's checks: a family, or addresses that give it and agree with it; a mask
+    only with a mark; a table or an action, not both."""
+    versions: dict[str, int] = {}
+    for key in ("ip-from", "ip-to"):
+        if rule.get(key) is not None:
+            try:
+                versions[key] = ipaddress.ip_network(rule[key], strict=False).version
+            except ValueError as e:
+                raise InvalidDesiredState(f"{path}.{key}", str(e)) from None
+    family = rule.get("family")
+    for key, version in versions.items():
+        if family is not None and family != f"ipv{version}":
+            raise InvalidDesiredState(f"{path}.{key}", f"{rule[key]} is not an {family} "
+                                                       "prefix")
+    if len(set(versions.values())) > 1:
+        raise InvalidDesiredState(f"{path}.ip-to", "ip-from and ip-to are of different "
+                                                   "families")
+    if rule.get("state") != "absent" and not versions and family is None:
+        raise InvalidDesiredState(path, "give ip-from, ip-to or family")
+    if "fwmask" in rule and "fwmark" not in rule:
+        raise InvalidDesiredState(f"{path}.fwmask", "only with fwmark")
+    if rule.get("action") and rule.get("route-table"):
+        raise InvalidDesiredState(f"{path}.action", "give either an action or a "
+                                                    "route-table, not both")
+    iif = rule.get("iif")
+    if iif is not None and not _valid_name(iif):
+        raise InvalidDesiredState(f"{path}.iif", f"{iif!r} is not a valid interface name")
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 15 and "/" not in name and not any(c.isspace() for c in name)
+
+
 def validate(state: Any) -> dict[str, Any]:
     """The desired state if it is valid; raises InvalidDesiredState naming the bad key."""
     if state is None:
@@ -329,6 +368,8 @@ def validate(state: Any) -> dict[str, Any]:
         names.add(iface["name"])
     for i, route in enumerate((state.get("routes") or {}).get("config") or []):
         _check_route(route, f"routes.config[{i}]")
+    for i, rule in enumerate((state.get("route-rules") or {}).get("config") or []):
+        _check_rule(rule, f"route-rules.config[{i}]")
     for i, target in enumerate((state.get("probes") or {}).get("ping") or []):
         try:
             ipaddress.ip_address(target)

@@ -484,6 +484,8 @@ def interface_from_nmstate(iface: Mapping[str, Any]) -> Interface:
 
 # -- routes ---------------------------------------------------------------------------
 
+MAIN_TABLE = 254
+
 
 @dataclass(frozen=True, kw_only=True)
 class Route:
@@ -499,10 +501,13 @@ class Route:
         if isinstance(route, Route):
             return route
         dst, gw = route.get("destination"), route.get("next-hop-address")
+        table = route.get("table-id")
         return cls(destination=ipaddress.ip_network(dst, strict=False) if dst else None,
                    next_hop_interface=route.get("next-hop-interface"),
                    next_hop_address=ipaddress.ip_address(gw) if gw else None,
-                   metric=route.get("metric"), table_id=route.get("table-id"),
+                   metric=route.get("metric"),
+                   # nmstate's table 0 is the main table
+                   table_id=MAIN_TABLE if table == 0 else table,
                    absent=route.get("state") == "absent")
 
     def fields(self) -> dict[str, Any]:
@@ -517,9 +522,105 @@ class Route:
         return {**self.fields(), "state": "absent"} if self.absent else self.fields()
 
     def matches(self, have: Route) -> bool:
-        """Every field this route names has the same value in `have`."""
+        """Every field this route names has the same value in `have`; a route to add
+        without a table is in the main one (an absent one without a table: any table)."""
         got = have.fields()
-        return all(got.get(k) == v for k, v in self.fields().items())
+        want = self.fields()
+        if not self.absent and self.table_id is None:
+            want["table-id"] = MAIN_TABLE
+        return all(got.get(k) == v for k, v in want.items())
+
+
+# -- route rules ----------------------------------------------------------------------
+
+RULE_KEYS = ("family", "ip-from", "ip-to", "priority", "route-table", "fwmark", "fwmask",
+             "iif", "action")
+
+
+def parse_mark(value: Any) -> int:
+    """A firewall mark as nmstate takes it: an integer, decimal digits or 0x-hex."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
+        return value
+    if isinstance(value, str) and value.isascii():
+        text = value.lower()
+        try:
+            number = int(text, 16) if text.startswith("0x") else int(text, 10)
+        except ValueError:
+            number = -1
+        if 0 <= number < 2**32 and (text.startswith("0x") or text.isdigit()):
+            return number
+    raise ValueError(f"{value!r} is not a 32-bit mark (an integer or 0x-hex)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteRule:
+    """A policy-routing rule. A rule to add without `action` or `route-table` looks up the
+    main table, as nmstate's does; an absent one removes every rule matching the fields
+    it gives."""
+
+    family: str | None = None  # ipv4 / ipv6; else from the addresses
+    ip_from: IPNetwork | None = None
+    ip_to: IPNetwork | None = None
+    priority: int | None = None
+    route_table: int | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    iif: str | None = None
+    action: str | None = None  # blackhole, unreachable, prohibit
+    absent: bool = False
+
+    @classmethod
+    def from_nmstate(cls, rule: Mapping[str, Any]) -> RouteRule:
+        def net(key: str) -> IPNetwork | None:
+            return ipaddress.ip_network(rule[key], strict=False) if rule.get(key) else None
+
+        def num(key: str) -> int | None:
+            return None if rule.get(key) is None else int(rule[key])
+
+        def mark(key: str) -> int | None:
+            return None if rule.get(key) is None else parse_mark(rule[key])
+
+        ip_from, ip_to = net("ip-from"), net("ip-to")
+        family = rule.get("family")
+        prefix = ip_from or ip_to
+        if family is None and prefix is not None:
+            family = f"ipv{prefix.version}"
+        absent = rule.get("state") == "absent"
+        table = num("route-table")
+        if not absent and table in (None, 0) and not rule.get("action"):
+            table = MAIN_TABLE
+        return cls(family=family, ip_from=ip_from, ip_to=ip_to, priority=num("priority"),
+                   route_table=table, fwmark=mark("fwmark"), fwmask=mark("fwmask"),
+                   iif=rule.get("iif"), action=rule.get("action"), absent=absent)
+
+    @property
+    def version(self) -> int:
+        return 6 if self.family == "ipv6" else 4
+
+    def fields(self) -> dict[str, Any]:
+        """The given fields in nmstate's spelling (marks in hex, as nmstate shows them)."""
+        return _given({
+            "family": self.family,
+            "ip-from": None if self.ip_from is None else str(self.ip_from),
+            "ip-to": None if self.ip_to is None else str(self.ip_to),
+            "priority": self.priority, "route-table": self.route_table,
+            "fwmark": None if self.fwmark is None else hex(self.fwmark),
+            "fwmask": None if self.fwmask is None else hex(self.fwmask),
+            "iif": self.iif, "action": self.action}) or {}
+
+    def to_nmstate(self) -> dict[str, Any]:
+        return {**self.fields(), "state": "absent"} if self.absent else self.fields()
+
+    def matches(self, have: RouteRule) -> bool:
+        """An absent rule: every field it gives is the same in `have` (a wildcard for the
+        others). A rule to add: the same selectors and action exactly (a rule with one
+        more selector is another rule), the priority only when given."""
+        got, want = have.fields(), self.fields()
+        if self.absent:
+            return all(got.get(k) == v for k, v in want.items())
+        keys = [k for k in RULE_KEYS if k != "priority"]
+        return all(got.get(k) == want.get(k) for k in keys) and \
+            (self.priority is None or self.priority == have.priority)
 
 
 # -- the whole state ------------------------------------------------------------------
@@ -536,15 +637,19 @@ class NodeState:
     interfaces: tuple[Interface, ...] = ()
     routes: tuple[Route, ...] = ()  # routes.config
     running: tuple[Route, ...] = ()  # routes.running (read from a node only)
+    rules: tuple[RouteRule, ...] | None = None  # route-rules.config; None: not given
     probes: Probes = dataclasses.field(default_factory=Probes)
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
 
     def to_nmstate(self) -> dict[str, Any]:
-        return {"interfaces": [i.to_nmstate() for i in self.interfaces],
-                "routes": {"config": [r.to_nmstate() for r in self.routes],
-                           "running": [r.to_nmstate() for r in self.running]}}
+        out = {"interfaces": [i.to_nmstate() for i in self.interfaces],
+               "routes": {"config": [r.to_nmstate() for r in self.routes],
+                          "running": [r.to_nmstate() for r in self.running]}}
+        if self.rules:
+            out["route-rules"] = {"config": [r.to_nmstate() for r in self.rules]}
+        return out
 
 
 def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
@@ -556,9 +661,14 @@ def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
         return NodeState()
     routes = state.get("routes") or {}
     probes = state.get("probes") or {}
+    rules = None
+    if "route-rules" in state:
+        rules = tuple(RouteRule.from_nmstate(r)
+                      for r in (state["route-rules"] or {}).get("config") or [])
     return NodeState(
         interfaces=tuple(interface_from_nmstate(i) for i in state.get("interfaces") or []),
         routes=tuple(Route.from_nmstate(r) for r in routes.get("config") or []),
         running=tuple(Route.from_nmstate(r) for r in routes.get("running") or []),
+        rules=rules,
         probes=Probes(ping=tuple(probes.get("ping") or ()),
                       default_gateway=probes.get("default-gateway", True)))

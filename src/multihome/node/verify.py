@@ -31,6 +31,12 @@ def differences(desired: models.NodeState, now: models.NodeState) -> list[str]:
             out.append(f"route {route.fields()} is still there")
         elif not route.absent and not present:
             out.append(f"route {route.fields()} is missing")
+    for rule in desired.rules or ():
+        present = any(rule.matches(r) for r in now.rules or ())
+        if rule.absent and present:
+            out.append(f"route rule {rule.fields()} is still there")
+        elif not rule.absent and not present:
+            out.append(f"route rule {rule.fields()} is missing")
     return out
 
 
