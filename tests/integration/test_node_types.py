@@ -1,5 +1,6 @@
-"""Node policies with the interface types this host's kernel has (vxlan), and the clear
-error for those it lacks (dummy, bond, vrf: applied in tests/kernel/test_node_types.py)."""
+"""Node policies with the interface types this host's kernel has (vxlan, mac-vlan), and
+the clear error for those it lacks (dummy, bond, vrf, ipvlan: applied in
+tests/kernel/test_node_types.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from support.node_types import (
     applies_and_rolls_back_exactly,
     kernel_has,
     missing_feature_is_refused,
+    offloads,
     show_applies_back_as_a_no_op,
     shown,
 )
@@ -24,6 +26,10 @@ def _underlay(ns: Netns) -> None:
     ns.run("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1")
     ns.run("ip", "addr", "add", "10.61.0.1/24", "dev", "ul0")
     ns.run("ip", "link", "set", "ul0", "up")
+
+
+def _index(ns: Netns, name: str) -> int:
+    return int(kstate.link(ns.name, name)["ifindex"])
 
 
 def _vxlan(**section: object) -> dict[str, object]:
@@ -108,6 +114,23 @@ def test_bad_vxlan_sections_are_refused_before_any_change(
     assert not kstate.snapshot_diff(before, kstate.snapshot(node_ns.name))
 
 
+def test_macvlan_on_the_node_is_created_shown_and_rolled_back_exactly(
+        node_ns: Netns) -> None:
+    _underlay(node_ns)
+    state = {"interfaces": [{"name": "mv0", "type": "mac-vlan", "state": "up",
+                             "mac-vlan": {"base-iface": "ul0", "mode": "vepa"},
+                             "ipv4": {"enabled": True, "address": [
+                                 {"ip": "10.61.0.9", "prefix-length": 24}]}}]}
+    assert "created mac-vlan mv0" in applies_and_rolls_back_exactly(node_ns, state)
+    transaction.apply_state(state, netns_path=node_ns.path)
+    link = kstate.link(node_ns.name, "mv0")
+    assert link["linkinfo"]["info_data"]["mode"] == "vepa" and link["link"] == "ul0"
+    assert shown(node_ns, "mv0")["mac-vlan"] == {"base-iface": "ul0", "mode": "vepa"}
+    show_applies_back_as_a_no_op(node_ns, {"mv0", "ul0"})
+    applies_and_rolls_back_exactly(node_ns, {"interfaces": [{"name": "mv0",
+                                                             "state": "absent"}]})
+
+
 @pytest.mark.parametrize(("kind", "state", "message"), [
     ("dummy", {"name": "dm0", "type": "dummy"},
      "cannot create dummy dm0: this kernel lacks dummy links (CONFIG_DUMMY)"),
@@ -115,11 +138,63 @@ def test_bad_vxlan_sections_are_refused_before_any_change(
      "cannot create bond bd0: this kernel lacks bond links (CONFIG_BONDING)"),
     ("vrf", {"name": "vr0", "type": "vrf", "vrf": {"route-table-id": 100}},
      "cannot create vrf vr0 (table 100): this kernel lacks vrf links (CONFIG_NET_VRF)"),
+    ("ipvlan", {"name": "iv0", "type": "ipvlan", "ipvlan": {"base-iface": "ul0",
+                                                            "mode": "l3"}},
+     "cannot create ipvlan iv0 in l3 mode: this kernel has no ipvlan links (CONFIG_IPVLAN)"),
 ])
 def test_a_type_this_kernel_lacks_is_a_clear_error(node_ns: Netns, kind: str,
                                                    state: dict[str, object],
                                                    message: str) -> None:
-    extra = {"vrf_table": 100} if kind == "vrf" else {}
+    _underlay(node_ns)
+    extra: dict[str, object] = {"vrf": {"vrf_table": 100},
+                                "ipvlan": {"link": _index(node_ns, "ul0")}}.get(kind, {})
     if kernel_has(node_ns, kind, **extra):
         pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types.py")
     missing_feature_is_refused(node_ns, {"interfaces": [state]}, message)
+
+
+def _features(**feature: bool) -> dict[str, object]:
+    return {"interfaces": [{"name": "ul0", "ethtool": {"feature": feature}}]}
+
+
+def test_ethtool_features_are_set_shown_and_rolled_back(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    before = offloads(node_ns, "ul0")
+    assert before["rx-gro"] is False and before["tx-checksum-ip-generic"] is True
+    policy = _features(**{"rx-gro": True, "tx-checksum-ip-generic": False})
+    changes = applies_and_rolls_back_exactly(node_ns, policy)
+    assert "ul0: ethtool feature rx-gro on" in changes
+    assert offloads(node_ns, "ul0") == before
+    transaction.apply_state(policy, netns_path=node_ns.path)
+    after = offloads(node_ns, "ul0")
+    assert after["rx-gro"] is True and after["tx-checksum-ip-generic"] is False
+    # the kernel turns off what depends on checksumming (TSO) by itself
+    assert after["tx-tcp-segmentation"] is False
+    assert shown(node_ns, "ul0")["ethtool"]["feature"]["rx-gro"] is True
+    show_applies_back_as_a_no_op(node_ns, {"ul0"})
+    # a policy that turns them back and fails restores the policy's features, exactly
+    with pytest.raises(transaction.ApplyFailed):
+        transaction.apply_state(
+            {"interfaces": [{"name": "ul0", "ethtool": {"feature": {"rx-gro": False}}},
+                            {"name": "nx0", "type": "veth"}]}, netns_path=node_ns.path)
+    assert offloads(node_ns, "ul0") == after
+
+
+def test_an_ethtool_feature_the_link_does_not_offer_is_a_clear_error(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    before = offloads(node_ns, "ul0")
+    with pytest.raises(transaction.ApplyFailed) as failed:
+        transaction.apply_state(_features(**{"rx-gro": True, "rx-fcs": True,
+                                             "highdma": False}), netns_path=node_ns.path)
+    message = str(failed.value)
+    assert "ul0 does not offer ethtool feature(s) rx-fcs to change" in message
+    assert offloads(node_ns, "ul0") == before
+
+
+def test_ethtool_feature_values_must_be_booleans(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    with pytest.raises(schema.InvalidDesiredState) as bad:
+        transaction.apply_state(_features(**{"rx-gro": "yes"}),  # type: ignore[arg-type]
+                                netns_path=node_ns.path)
+    assert str(bad.value) == "interfaces[0].ethtool.feature.rx-gro: expected a boolean, " \
+                             "got string 'yes'"

@@ -187,3 +187,22 @@ def test_vrf_table_cannot_change(node_ns: Netns) -> None:
         transaction.apply_state(_vrf(table=1002), netns_path=node_ns.path)
     assert "cannot change the route table of vrf vr0 from 1001 to 1002" in str(failed.value)
     assert kstate.link(node_ns.name, "vr0")["linkinfo"]["info_data"]["table"] == 1001
+
+
+# -- ipvlan ---------------------------------------------------------------------------
+
+
+def test_ipvlan_on_the_node_is_created_shown_and_rolled_back_exactly(node_ns: Netns) -> None:
+    _ports(node_ns, "ib0")
+    state = {"interfaces": [{"name": "iv0", "type": "ipvlan", "state": "up",
+                             "ipvlan": {"base-iface": "ib0", "mode": "l3"},
+                             "ipv4": {"enabled": True, "address": [
+                                 {"ip": "10.68.0.1", "prefix-length": 24}]}}]}
+    assert "created ipvlan iv0" in applies_and_rolls_back_exactly(node_ns, state)
+    transaction.apply_state(state, netns_path=node_ns.path)
+    link = kstate.link(node_ns.name, "iv0")
+    assert link["linkinfo"]["info_data"]["mode"] == "l3" and link["link"] == "ib0"
+    assert shown(node_ns, "iv0")["ipvlan"] == {"base-iface": "ib0", "mode": "l3"}
+    show_applies_back_as_a_no_op(node_ns, {"iv0", "ib0"})
+    applies_and_rolls_back_exactly(node_ns, {"interfaces": [{"name": "iv0",
+                                                             "state": "absent"}]})

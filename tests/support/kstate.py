@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from pyroute2 import NetNS
+from pyroute2.ethtool import Ethtool
+from pyroute2.netns import popns, pushns
 
 
 def _in_ns(ns: str | None, argv: list[str]) -> list[str]:
@@ -180,7 +182,8 @@ def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
     """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options, the
     settings of vxlans, bonds, vrfs…), addresses (in the kernel's order, with prefix,
     broadcast, scope, label and flags minus transient ones, link-local included), routes
-    of every table and policy-routing rules, of namespace `ns`."""
+    of every table, policy-routing rules and every link's ethtool features, of namespace
+    `ns`."""
     with NetNS(ns) as ipr:
         msgs = list(ipr.get_links())
         names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
@@ -206,6 +209,14 @@ def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
              {k: v for k, v in r["attrs"] if k != "UNKNOWN"})
             for family in (2, 10) for r in ipr.get_rules(family=family)
             if r.get_attr("FRA_PROTOCOL") != 2), key=str)
+    pushns(ns)
+    try:
+        with Ethtool() as tool:
+            for name, entry in links_out.items():
+                entry["features"] = {
+                    f: bool(v.enable) for f, v in tool.get_features(name).features.items() if f}
+    finally:
+        popns()
     return {"links": links_out, "addresses": addrs, "routes": routes_out,
             "rules": rules_out}, tentative
 

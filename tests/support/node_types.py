@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from pyroute2 import NetNS
+from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 
+from multihome.net import netns
 from multihome.node import current, transaction
 from support import kstate
 from support.netns import Netns
@@ -67,3 +69,10 @@ def missing_feature_is_refused(ns: Netns, state: dict[str, Any], message: str) -
     assert message in str(failed.value), str(failed.value)
     assert "earlier state was restored" in str(failed.value)
     assert not kstate.snapshot_diff(before, kstate.snapshot(ns.name))
+
+
+def offloads(ns: Netns, ifname: str) -> dict[str, bool]:
+    """Every ethtool feature of a link (fixed ones too), read with pyroute2's ethtool."""
+    with netns.entered(ns.path), Ethtool() as tool:
+        return {name: bool(f.enable)
+                for name, f in tool.get_features(ifname).features.items() if name}

@@ -43,6 +43,22 @@ OPTIONS = (*ENUM_OPTIONS, *INT_OPTIONS, *BOOL_OPTIONS, "primary")
 # options the kernel changes only while the bond has no ports
 NO_PORTS_OPTIONS = ("fail_over_mac",)
 
+# options the kernel takes only in some modes (its `unsuppmodes`); others in any mode
+_NOT_ARP = ("balance-rr", "active-backup", "balance-xor", "broadcast")
+_ONLY_IN: dict[str, tuple[str, ...]] = {
+    "lacp_rate": ("802.3ad",), "ad_select": ("802.3ad",), "ad_actor_sys_prio": ("802.3ad",),
+    "ad_user_port_key": ("802.3ad",), "primary": ("active-backup", "balance-tlb",
+                                                   "balance-alb"),
+    "packets_per_slave": ("balance-rr",), "tlb_dynamic_lb": ("balance-tlb", "balance-alb"),
+    "arp_interval": _NOT_ARP, "arp_validate": _NOT_ARP,
+}
+
+
+def supported(option: str, mode: str) -> bool:
+    """Whether the kernel takes `option` for a bond in `mode`."""
+    return mode in _ONLY_IN.get(option, MODES)
+
+
 # the netlink attribute of an option, where its name is not IFLA_BOND_<NAME>
 _ATTR = {"lacp_rate": "IFLA_BOND_AD_LACP_RATE", "num_grat_arp": "IFLA_BOND_NUM_PEER_NOTIF"}
 _UINT32_MAX = 2**32 - 1
@@ -167,11 +183,24 @@ def set_mode(ipr: IPRoute, index: int, mode: str) -> None:
 
 def set_options(ipr: IPRoute, index: int, options: dict[str, Any],
                 names: dict[str, int]) -> None:
-    """Set options (normalised values) one by one, so an error names the option."""
+    """Set options (normalised values) one by one, so an error names the option. Some
+    (lacp_rate, ad_select, …) the kernel changes only while the bond is down (EBUSY):
+    those are set with the bond down for a moment."""
     for option, value in options.items():
+        request = {f"bond_{attr(option)[len('IFLA_BOND_'):].lower()}":
+                   _kernel_value(option, value, names)}
         try:
-            ipr.link("set", index=index, kind="bond",
-                     **{f"bond_{attr(option)[len('IFLA_BOND_'):].lower()}":
-                        _kernel_value(option, value, names)})
+            try:
+                ipr.link("set", index=index, kind="bond", **request)
+            except NetlinkError as e:
+                if e.code != errno.EBUSY:
+                    raise
+                was_up = bool(ipr.get_links(index)[0]["flags"] & 1)
+                ipr.link("set", index=index, state="down")
+                try:
+                    ipr.link("set", index=index, kind="bond", **request)
+                finally:
+                    if was_up:
+                        ipr.link("set", index=index, state="up")
         except NetlinkError as e:
             raise _fail(f"cannot set bond option {option}={value} on link {index}", e) from e

@@ -18,7 +18,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError
 
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
 # the kernel option each link kind needs, named when the kernel lacks it
 _KERNEL_OPTION = {"dummy": "CONFIG_DUMMY", "vxlan": "CONFIG_VXLAN", "vrf": "CONFIG_NET_VRF",
                   "veth": "CONFIG_VETH"}
@@ -113,7 +112,6 @@ class LinkDetails:
     stp: bool = False
     vlan_filtering: bool = False
     vlan_id: int = 0
-    macvlan_mode: str = ""
 
 
 def details(ipr: IPRoute, index: int) -> LinkDetails:
@@ -130,12 +128,9 @@ def details(ipr: IPRoute, index: int) -> LinkDetails:
     data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
     if data is None or isinstance(data, (str, bytes)):
         return LinkDetails()
-    mode = data.get_attr("IFLA_MACVLAN_MODE")
-    mode_name = next((k for k, v in MACVLAN_MODES.items() if v == mode), "")
     return LinkDetails(stp=bool(data.get_attr("IFLA_BR_STP_STATE")),
                        vlan_filtering=bool(data.get_attr("IFLA_BR_VLAN_FILTERING")),
-                       vlan_id=int(data.get_attr("IFLA_VLAN_ID") or 0),
-                       macvlan_mode=mode_name)
+                       vlan_id=int(data.get_attr("IFLA_VLAN_ID") or 0))
 
 
 # bridge options outside nmstate's model that a rollback must still bring back (STP and

@@ -16,6 +16,7 @@ from multihome.net import (
     addr,
     bond,
     bridge_vlan,
+    features,
     links,
     netns,
     node_links,
@@ -103,11 +104,19 @@ def _create_macvlan(ipr: Netlink, iface: models.Interface) -> None:
                             iface.mode or "bridge")
 
 
+def _create_ipvlan(ipr: Netlink, iface: models.Interface) -> None:
+    assert isinstance(iface, models.IpVlan)
+    assert iface.base_iface is not None  # the schema's check
+    sublinks.create_ipvlan(ipr, iface.name, _link(ipr, iface.base_iface).index,
+                           iface.mode or "l2")
+
+
 # how each type multihome can create is created (models.VIRTUAL_TYPES)
 _CREATE: dict[type[models.Interface], Callable[[Netlink, models.Interface], None]] = {
     models.LinuxBridge: _create_bridge, models.Dummy: _create_dummy,
     models.Veth: _create_veth, models.Vlan: _create_vlan, models.MacVlan: _create_macvlan,
     models.Vxlan: _create_vxlan, models.Bond: _create_bond, models.Vrf: _create_vrf,
+    models.IpVlan: _create_ipvlan,
 }
 
 
@@ -152,6 +161,20 @@ def _port_vlan(ipr: Netlink, port: links.Link, vlan: models.PortVlan) -> None:
         bridge_vlan.set_access(ipr, port.index, vlan.tag)
 
 
+def _release_unlisted(ipr: Netlink, iface: models.Interface, done: list[str]) -> None:
+    """Take off a controller the ports its list leaves out. Done before link settings:
+    a bond closes a port it lets go and gives it its own MAC back, which must not undo
+    the state and MAC the policy gives that link."""
+    names = iface.port_names()
+    ctl = links.by_name(ipr, iface.name) if names is not None else None
+    if ctl is None or names is None:
+        return
+    for port in links.ports_of(ipr, ctl.index):
+        if port.name not in names:
+            node_links.release_port(ipr, port.index)
+            done.append(f"{ctl.name}: port {port.name} released")
+
+
 def _ports(ipr: Netlink, iface: models.Interface, described: set[str],
            done: list[str]) -> None:
     """A controller's ports exactly as listed, in order (a bridge numbers its ports in
@@ -162,10 +185,7 @@ def _ports(ipr: Netlink, iface: models.Interface, described: set[str],
     if names is None:
         return
     ctl = _link(ipr, iface.name)
-    for port in links.ports_of(ipr, ctl.index):
-        if port.name not in names:
-            node_links.release_port(ipr, port.index)
-            done.append(f"{ctl.name}: port {port.name} released")
+    _release_unlisted(ipr, iface, done)
     for pname in names:
         port = _link(ipr, pname)
         if port.master != ctl.index:
@@ -207,17 +227,23 @@ def _bond(ipr: Netlink, iface: models.Bond, described: set[str], done: list[str]
     index_names = {lk.index: lk.name for lk in links.all_links(ipr)}
     mode, options = bond.read(link.data, index_names)
     wanted = {k: v for k, v in (iface.options or {}).items() if options.get(k) != v}
-    early = {k: v for k, v in wanted.items() if k in bond.NO_PORTS_OPTIONS}
-    if (iface.mode is not None and iface.mode != mode) or early:
+    new_mode = iface.mode or mode
+    # set while the bond is down and has no ports: those the kernel wants so, and those
+    # the new mode does not take but the old one does (a rollback to active-backup
+    # brings lacp_rate back while the bond is still 802.3ad)
+    early = {k: v for k, v in wanted.items() if k in bond.NO_PORTS_OPTIONS
+             or (new_mode != mode and not bond.supported(k, new_mode)
+                 and bond.supported(k, mode))}
+    if new_mode != mode or early:
         ports = links.ports_of(ipr, link.index)
         for port in ports:
             node_links.release_port(ipr, port.index)
         if link.up:
             links.set_down(ipr, link.index)
-        if iface.mode is not None and iface.mode != mode:
-            bond.set_mode(ipr, link.index, iface.mode)
-            done.append(f"{link.name}: mode {mode} -> {iface.mode}")
-        bond.set_options(ipr, link.index, early, {})
+        bond.set_options(ipr, link.index, early, {n: i for i, n in index_names.items()})
+        if new_mode != mode:
+            bond.set_mode(ipr, link.index, new_mode)
+            done.append(f"{link.name}: mode {mode} -> {new_mode}")
         if iface.ports is None:  # the ports it had come back
             iface = dataclasses.replace(iface, ports=tuple(p.name for p in ports))
         if link.up:
@@ -381,6 +407,8 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
             else:
                 _unchangeable(ipr, iface)
         for iface in present:
+            _release_unlisted(ipr, iface, done)
+        for iface in present:
             _settings(ipr, iface, done)
         described = {i.name for i in present}
         for iface in present:
@@ -390,6 +418,17 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
                 _bond(ipr, iface, described, done)
             elif isinstance(iface, models.Vrf):
                 _vrf(ipr, iface, described, done)
+        # a bond opens the ports it takes and closes those it lets go (a mode change lets
+        # all go): their own `state` again (a no-op for links nothing moved)
+        for iface in present:
+            _settings(ipr, iface, done)
+        for iface in present:
+            # after the ports: a bridge's or bond's features follow its ports'
+            if iface.ethtool:
+                done += [f"{iface.name}: ethtool feature {f} "
+                         f"{'on' if iface.ethtool[f] else 'off'}"
+                         for f in features.change(netns_path, iface.name,
+                                                  dict(iface.ethtool))]
         for iface in present:
             _addresses(ipr, iface, done, exact.get(iface.name))
         _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)

@@ -108,7 +108,11 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
     wanted = models.from_nmstate(desired)
     now = current.read(netns_path)
     names = touched_names(wanted, now)
-    ifaces = [i.to_nmstate() for i in now.interfaces if i.name in names]
+    # ethtool features come back only where the policy changes them: set on a link
+    # that did not ask, they would stay fixed where the kernel would follow its ports
+    offloads = {i.name for i in wanted.interfaces if i.ethtool is not None}
+    ifaces = [(i if i.name in offloads else replace(i, ethtool=None)).to_nmstate()
+              for i in now.interfaces if i.name in names]
     routes = [r.to_nmstate() for r in _relevant_routes(now.routes, names, wanted.routes)]
     before: dict[str, Any] = {"interfaces": ifaces, "routes": {"config": routes}}
     if wanted.rules is not None:  # a policy with route rules: all of them come back
@@ -125,15 +129,20 @@ def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
     its bridge options and, for a port, its port options and number."""
     out: dict[str, Any] = {}
     with netns.iproute_in(netns_path) as ipr:
-        for link in links.all_links(ipr):
+        all_links = links.all_links(ipr)
+        kinds = {lk.index: lk.kind for lk in all_links}
+        for link in all_links:
             if link.name not in names:
                 continue
             entry: dict[str, Any] = {
                 "addresses": [d.to_json() for d in addr.details(ipr, link.index)]}
             if link.kind == "bridge":
                 entry["bridge"] = node_links.bridge_options(ipr, link.index)
-            if link.master:
+            if link.master and kinds.get(link.master) == "bridge":
                 entry["port"] = node_links.port_options(ipr, link.index)
+            if link.master and kinds.get(link.master) == "bond":
+                # its MAC is the bond's while it is a port: the kernel gives it back
+                entry["bond_port"] = True
             out[link.name] = entry
     return out
 
@@ -184,6 +193,10 @@ def restore_state(cp: Checkpoint) -> models.NodeState:
     for name, iface in before.items():
         if name in recreated:
             continue
+        if cp.kernel.get(name, {}).get("bond_port"):
+            # the MAC it showed was the bond's: the kernel restores its own when the bond
+            # lets it go and lends the bond's again when it is a port once more
+            iface = replace(iface, mac=None)
         ifaces.append(_port_order(iface, cp.kernel))
         if isinstance(iface, models.Veth):
             recreated |= iface.linked_names()

@@ -7,18 +7,31 @@ and routes are split into `config` (static/boot routes someone added) and `runni
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.net import addr, bond, bridge_vlan, links, netns, node_links, route, rule
+from multihome.net import (
+    addr,
+    bond,
+    bridge_vlan,
+    features,
+    links,
+    netns,
+    node_links,
+    route,
+    rule,
+    sublinks,
+)
 from multihome.net.netns import Netlink
 from multihome.node import state as models
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
 CONFIGURED_PROTOS = (3, 4)
 _TYPES = {"bridge": "linux-bridge", "veth": "veth", "vlan": "vlan", "macvlan": "mac-vlan",
-          "dummy": "dummy", "vxlan": "vxlan", "bond": "bond", "vrf": "vrf", "": "ethernet"}
+          "dummy": "dummy", "vxlan": "vxlan", "bond": "bond", "vrf": "vrf", "ipvlan": "ipvlan",
+          "": "ethernet"}
 
 
 def iface_type(link: links.Link) -> str:
@@ -73,7 +86,10 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
     elif cls is models.MacVlan:
         base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
-                 "mode": node_links.details(ipr, link.index).macvlan_mode}
+                 "mode": sublinks.macvlan_mode(link)}
+    elif cls is models.IpVlan:
+        base = links.local_peer(link, by_index)
+        extra = {"base_iface": base.name if base else "", "mode": sublinks.ipvlan_mode(link)}
     elif cls is models.Vxlan:
         vx = node_links.Vxlan.from_data(link.data)
         base = by_index.get(vx.base) if vx.base else None
@@ -152,6 +168,8 @@ def read(netns_path: str | None = None, *, names: set[str] | None = None) -> mod
                   if link.name != "lo" and (names is None or link.name in names)]
         config, running = read_routes(ipr, by_index)
         rules = read_rules(ipr)
+    offloads = features.read(netns_path, [i.name for i in ifaces])
+    ifaces = [dataclasses.replace(i, ethtool=offloads.get(i.name)) for i in ifaces]
     return models.NodeState(interfaces=tuple(ifaces), routes=tuple(config),
                             running=tuple(running), rules=tuple(rules))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
-from multihome.net import bond
+from multihome.net import bond, sublinks
 from multihome.node import state as models
 from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
@@ -66,7 +66,7 @@ class Check:
 class Options:
     """A mapping of named options, each value checked by `test(name, value)`."""
 
-    names: tuple[str, ...]
+    names: tuple[str, ...] | None  # None: any name
     test: Callable[[str, Any], Any]
 
 
@@ -127,14 +127,21 @@ TYPE_SECTIONS: dict[str, MapOf] = {
     "vlan": MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")}),
     "mac-vlan": MapOf({"base-iface": STR, "mode": ENUM(
         "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL}),
+    "ipvlan": MapOf({"base-iface": STR, "mode": ENUM(*sublinks.IPVLAN_MODES)}),
     "veth": MapOf({"peer": STR}),
     "vxlan": _VXLAN,
     "bond": _BOND,
     "vrf": _VRF,
 }
+def _feature(name: str, on: Any) -> None:
+    if not isinstance(on, bool):
+        raise ValueError(f"expected a boolean, got {_type_name(on)} {on!r}")
+
+
+_ETHTOOL = MapOf({"feature": Options(None, _feature)})
 _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
-           "mtu": INT(68, 65535), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
-           "description": STR}
+           "mtu": INT(68, 2**31 - 1), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
+           "description": STR, "ethtool": _ETHTOOL}
 _ROUTE = MapOf({"destination": STR, "next-hop-interface": STR, "next-hop-address": STR,
                 "metric": INT(0), "table-id": INT(0), "state": ENUM("absent")})
 _MARK = Check(models.parse_mark)
@@ -168,7 +175,7 @@ def check(value: Any, spec: Any, path: str) -> None:
             raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
         for key, sub in value.items():
             where = f"{path}.{key}"
-            if key not in spec.names:
+            if spec.names is not None and key not in spec.names:
                 raise InvalidDesiredState(where, "unknown key")
             try:
                 spec.test(key, sub)
@@ -235,7 +242,8 @@ def _check_interface(iface: Any, path: str) -> None:
 # keys a type's section must give when the interface is not absent (nmstate's mandatory
 # fields; `mode` of a bond and `route-table-id` of a vrf only matter when it is created,
 # which apply checks against the node)
-_REQUIRED = {"vlan": ("base-iface", "id"), "mac-vlan": ("base-iface",), "vxlan": ("id",)}
+_REQUIRED = {"vlan": ("base-iface", "id"), "mac-vlan": ("base-iface",),
+             "ipvlan": ("base-iface",), "vxlan": ("id",)}
 
 
 def _check_required(iface: dict[str, Any], itype: Any, path: str) -> None:

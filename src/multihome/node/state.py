@@ -137,6 +137,7 @@ class Interface:
     mac: str | None = None  # upper case
     ipv4: IpConfig | None = None
     ipv6: IpConfig | None = None
+    ethtool: Mapping[str, bool] | None = None  # ethtool.feature: name -> on
 
     @property
     def absent(self) -> bool:
@@ -171,6 +172,8 @@ class Interface:
         for family, ip in (("ipv4", self.ipv4), ("ipv6", self.ipv6)):
             if ip is not None:
                 out[family] = ip.to_nmstate()
+        if self.ethtool is not None:
+            out["ethtool"] = {"feature": dict(self.ethtool)}
         return out
 
     def differences(self, have: Interface | None) -> list[str]:
@@ -197,6 +200,12 @@ class Interface:
             if got_names != sorted(str(a) for a in wanted):
                 out.append(f"{name}.{family} addresses are {got_names}, "
                            f"wanted {sorted(str(a) for a in wanted)}")
+        for feature, on in (self.ethtool or {}).items():
+            now = (have.ethtool or {}).get(feature)
+            if now is None:
+                out.append(f"{name}.ethtool.feature.{feature} is not offered")
+            elif now != on:
+                out.append(f"{name}.ethtool.feature.{feature} is {now}, wanted {on}")
         return out + self.section_differences(have)
 
     def section_differences(self, have: Interface) -> list[str]:
@@ -290,6 +299,24 @@ class MacVlan(Interface):
 
     base_iface: str | None = None
     mode: str | None = None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "mode": self.mode})
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpVlan(Interface):
+    TYPE = "ipvlan"
+    SECTION = "ipvlan"
+    VIRTUAL = True
+    STACKED = True
+
+    base_iface: str | None = None
+    mode: str | None = None  # l2, l3, l3s
 
     @classmethod
     def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
@@ -467,8 +494,8 @@ def _given(section: dict[str, Any]) -> dict[str, Any] | None:
 
 # the interface types with a model of their own; others are plain Interface
 TYPES: dict[str, type[Interface]] = {
-    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, Veth, Dummy, Vxlan, Bond, Vrf)
-    if cls.TYPE}
+    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, IpVlan, Veth, Dummy, Vxlan, Bond,
+                              Vrf) if cls.TYPE}
 VIRTUAL_TYPES = tuple(name for name, cls in TYPES.items() if cls.VIRTUAL)
 
 
@@ -479,7 +506,8 @@ def interface_from_nmstate(iface: Mapping[str, Any]) -> Interface:
     mac = iface.get("mac-address")
     return cls(name=iface["name"], type=itype, state=iface.get("state"), mtu=iface.get("mtu"),
                mac=mac.upper() if mac else None, ipv4=IpConfig.from_nmstate(iface.get("ipv4")),
-               ipv6=IpConfig.from_nmstate(iface.get("ipv6")), **extra)
+               ipv6=IpConfig.from_nmstate(iface.get("ipv6")),
+               ethtool=(iface.get("ethtool") or {}).get("feature"), **extra)
 
 
 # -- routes ---------------------------------------------------------------------------
