@@ -52,9 +52,10 @@ def netns(netns_factory: NetnsFactory) -> Netns:
 @pytest.fixture
 def node_ns(netns_factory: NetnsFactory, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Netns:
-    """A namespace playing the node for node policies, its checkpoints under tmp_path
-    (the host tier and the Debian-kernel tier)."""
+    """A namespace playing the node for node policies, its checkpoints and resolv.conf
+    under tmp_path (the host tier and the Debian-kernel tier)."""
     monkeypatch.setenv("MULTIHOME_NODE_DIR", str(tmp_path / "node"))
+    monkeypatch.setenv("MULTIHOME_RESOLV_CONF", str(tmp_path / "resolv.conf"))
     return netns_factory("mhnt")
 
 

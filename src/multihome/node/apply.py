@@ -25,7 +25,7 @@ from multihome.net import (
     sublinks,
 )
 from multihome.net.netns import Netlink
-from multihome.node import current
+from multihome.node import current, dns
 from multihome.node import state as models
 from multihome.node.errors import NodeError
 
@@ -433,4 +433,6 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
             _addresses(ipr, iface, done, exact.get(iface.name))
         _routes(ipr, [r for r in wanted.routes if not r.absent], False, done)
         _rules(ipr, [r for r in wanted.rules or () if not r.absent], False, done)
+    if wanted.dns is not None:
+        done += dns.change(wanted.dns)
     return done

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from multihome.net import addr, links, netns, node_links
-from multihome.node import apply, current, process, verify
+from multihome.node import apply, current, dns, process, verify
 from multihome.node import state as models
 from multihome.node.errors import NodeError
 from multihome.paths import state_dir, write_file_atomic
@@ -71,6 +71,8 @@ class Checkpoint:
     # broadcast/scope/flags in order, bridge and port options and the port number (see
     # kernel_details); a rollback brings these back too
     kernel: dict[str, Any] = field(default_factory=dict)
+    # the node's resolv.conf exactly (dns.FileCopy), when the policy sets dns-resolver
+    dns: dict[str, Any] | None = None
 
     @property
     def expires(self) -> float:
@@ -121,7 +123,8 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
                       before, phase=APPLYING,
                       owner_pid=me, owner_start=process.start_time(me) or 0,
-                      kernel=kernel_details(netns_path, names))
+                      kernel=kernel_details(netns_path, names),
+                      dns=None if wanted.dns is None else dns.copy().to_json())
 
 
 def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
@@ -223,6 +226,13 @@ def restore(cp: Checkpoint) -> list[str]:
              for name, entry in cp.kernel.items()}
     done = apply.change(state, cp.netns, exact=exact)
     done += _restore_options(cp)
+    if cp.dns is not None:
+        saved = dns.FileCopy.from_json(cp.dns)
+        if dns.copy() != saved:
+            dns.write(saved)
+            done.append(f"{dns.path()} restored")
+        if dns.copy() != saved:
+            raise RestoreFailed(f"rollback did not bring {dns.path()} back")
     diffs = verify.contained(cp.before, cp.netns)
     if diffs:
         raise RestoreFailed("rollback did not bring the earlier state back", "; ".join(diffs))

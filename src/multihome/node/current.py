@@ -25,6 +25,7 @@ from multihome.net import (
     sublinks,
 )
 from multihome.net.netns import Netlink
+from multihome.node import dns
 from multihome.node import state as models
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
@@ -171,7 +172,7 @@ def read(netns_path: str | None = None, *, names: set[str] | None = None) -> mod
     offloads = features.read(netns_path, [i.name for i in ifaces])
     ifaces = [dataclasses.replace(i, ethtool=offloads.get(i.name)) for i in ifaces]
     return models.NodeState(interfaces=tuple(ifaces), routes=tuple(config),
-                            running=tuple(running), rules=tuple(rules))
+                            running=tuple(running), rules=tuple(rules), dns=dns.read())
 
 
 def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dict[str, Any]:

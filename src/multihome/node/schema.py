@@ -16,6 +16,7 @@ from typing import Any
 
 from multihome.cni.errors import InvalidConfig
 from multihome.net import bond, sublinks
+from multihome.node import dns
 from multihome.node import state as models
 from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
@@ -149,11 +150,24 @@ _RULE = MapOf({"family": ENUM("ipv4", "ipv6"), "state": ENUM("absent"), "ip-from
                "ip-to": STR, "priority": NUM(0, 2**32 - 1), "route-table": NUM(0, 2**32 - 1),
                "fwmark": _MARK, "fwmask": _MARK, "iif": STR,
                "action": ENUM("blackhole", "unreachable", "prohibit")})
+def _word(pattern: re.Pattern[str], what: str) -> Check:
+    """One resolv.conf word: a policy's value can never add a line or a key."""
+    def test(value: Any) -> None:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+    return Check(test)
+
+
+_DNS_CONFIG = MapOf({"server": ListOf(IP_ADDRESS),
+                     "search": ListOf(_word(dns.DOMAIN_RE, "a domain name")),
+                     "options": ListOf(_word(dns.OPTION_RE, "a resolver option"))})
+_DNS = MapOf({"config": _DNS_CONFIG, "running": _DNS_CONFIG})
 _PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60)})
 # interfaces are checked one by one (their keys depend on their type)
 _TOP = MapOf({"interfaces": ListOf(None), "routes": MapOf({"config": ListOf(_ROUTE),
                                                                "running": ListOf(_ROUTE)}),
-              "route-rules": MapOf({"config": ListOf(_RULE)}), "probes": _PROBES})
+              "route-rules": MapOf({"config": ListOf(_RULE)}), "dns-resolver": _DNS,
+              "probes": _PROBES})
 
 
 def _type_name(value: Any) -> str:
@@ -378,6 +392,10 @@ def validate(state: Any) -> dict[str, Any]:
         _check_route(route, f"routes.config[{i}]")
     for i, rule in enumerate((state.get("route-rules") or {}).get("config") or []):
         _check_rule(rule, f"route-rules.config[{i}]")
+    for key, values in ((state.get("dns-resolver") or {}).get("config") or {}).items():
+        if len(values) > dns.MAX_ENTRIES:
+            raise InvalidDesiredState(f"dns-resolver.config.{key}",
+                                      f"more than {dns.MAX_ENTRIES} entries")
     for i, target in enumerate((state.get("probes") or {}).get("ping") or []):
         try:
             ipaddress.ip_address(target)

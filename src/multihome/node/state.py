@@ -666,6 +666,8 @@ class NodeState:
     routes: tuple[Route, ...] = ()  # routes.config
     running: tuple[Route, ...] = ()  # routes.running (read from a node only)
     rules: tuple[RouteRule, ...] | None = None  # route-rules.config; None: not given
+    # dns-resolver.config: server/search/options lists (the keys given); None: not given
+    dns: Mapping[str, list[str]] | None = None
     probes: Probes = dataclasses.field(default_factory=Probes)
 
     def interface(self, name: str) -> Interface | None:
@@ -677,7 +679,17 @@ class NodeState:
                           "running": [r.to_nmstate() for r in self.running]}}
         if self.rules:
             out["route-rules"] = {"config": [r.to_nmstate() for r in self.rules]}
+        if self.dns is not None:
+            out["dns-resolver"] = {"config": {k: list(v) for k, v in self.dns.items()}}
         return out
+
+
+def _dns_config(state: Mapping[str, Any]) -> Mapping[str, list[str]] | None:
+    config = (state.get("dns-resolver") or {}).get("config")
+    if config is None:
+        return None
+    # as nmstate: an empty config removes every server, search domain and option
+    return dict(config) or {"server": [], "search": [], "options": []}
 
 
 def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
@@ -698,5 +710,6 @@ def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
         routes=tuple(Route.from_nmstate(r) for r in routes.get("config") or []),
         running=tuple(Route.from_nmstate(r) for r in routes.get("running") or []),
         rules=rules,
+        dns=_dns_config(state),
         probes=Probes(ping=tuple(probes.get("ping") or ()),
                       default_gateway=probes.get("default-gateway", True)))
