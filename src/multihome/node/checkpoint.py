@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from multihome.net import addr, links, netns, node_links
+from multihome.net import addr, features, links, netns, node_links
 from multihome.node import apply, current, dns, process, verify
 from multihome.node import state as models
 from multihome.node.errors import NodeError
@@ -147,7 +147,25 @@ def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
                 # its MAC is the bond's while it is a port: the kernel gives it back
                 entry["bond_port"] = True
             out[link.name] = entry
+    for name, offloads in features.read(netns_path, list(out)).items():
+        out[name]["features"] = offloads
     return out
+
+
+def _restore_features(cp: Checkpoint) -> list[str]:
+    """Ethtool features that differ from `cp.kernel` once everything else is back (a bond
+    whose mode went and came back has other offloads than one created in that mode): only
+    those are set, so a feature the kernel derives (a bridge's from its ports) is not
+    pinned."""
+    saved = {name: entry["features"] for name, entry in cp.kernel.items()
+             if entry.get("features")}
+    done: list[str] = []
+    for name, now in features.read(cp.netns, list(saved)).items():
+        differ = {k: v for k, v in saved[name].items() if k in now and now[k] != v}
+        if differ:
+            features.change(cp.netns, name, differ)
+            done.append(f"{name}: ethtool features {sorted(differ)} restored")
+    return done
 
 
 def _restore_options(cp: Checkpoint) -> list[str]:
@@ -226,6 +244,7 @@ def restore(cp: Checkpoint) -> list[str]:
              for name, entry in cp.kernel.items()}
     done = apply.change(state, cp.netns, exact=exact)
     done += _restore_options(cp)
+    done += _restore_features(cp)
     if cp.dns is not None:
         saved = dns.FileCopy.from_json(cp.dns)
         if dns.copy() != saved:
