@@ -34,9 +34,16 @@ ENUM_OPTIONS: dict[str, tuple[str, ...]] = {
     "arp_all_targets": ("any", "all"),
     "all_slaves_active": ("dropped", "delivered"),
 }
-INT_OPTIONS = ("miimon", "updelay", "downdelay", "arp_interval", "min_links", "resend_igmp",
-               "packets_per_slave", "lp_interval", "ad_actor_sys_prio", "ad_user_port_key",
-               "num_grat_arp")
+_INT_MAX = 2**31 - 1
+# integer options and the range the kernel takes for each (netlink carries some in 8 or
+# 16 bits: a bigger number must be refused here, it cannot even be sent)
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "miimon": (0, _INT_MAX), "updelay": (0, _INT_MAX), "downdelay": (0, _INT_MAX),
+    "arp_interval": (0, _INT_MAX), "min_links": (0, _INT_MAX), "resend_igmp": (0, 255),
+    "packets_per_slave": (0, 65535), "lp_interval": (1, _INT_MAX),
+    "ad_actor_sys_prio": (1, 65535), "ad_user_port_key": (0, 1023), "num_grat_arp": (0, 255),
+}
+INT_OPTIONS = tuple(INT_RANGES)
 BOOL_OPTIONS = ("use_carrier", "tlb_dynamic_lb")
 # `primary` names a port; netlink carries its ifindex
 OPTIONS = (*ENUM_OPTIONS, *INT_OPTIONS, *BOOL_OPTIONS, "primary")
@@ -61,7 +68,6 @@ def supported(option: str, mode: str) -> bool:
 
 # the netlink attribute of an option, where its name is not IFLA_BOND_<NAME>
 _ATTR = {"lacp_rate": "IFLA_BOND_AD_LACP_RATE", "num_grat_arp": "IFLA_BOND_NUM_PEER_NOTIF"}
-_UINT32_MAX = 2**32 - 1
 
 
 def parse_uint(value: Any) -> int:
@@ -101,8 +107,9 @@ def normalise(option: str, value: Any) -> Any:
             raise ValueError(f"{value!r} is not one of {', '.join(names)}") from None
     if option in INT_OPTIONS:
         number = parse_uint(value)
-        if number > _UINT32_MAX:
-            raise ValueError(f"{value!r} is above the maximum {_UINT32_MAX}")
+        low, high = INT_RANGES[option]
+        if not low <= number <= high:
+            raise ValueError(f"{value!r} is not between {low} and {high}")
         return number
     if option in BOOL_OPTIONS:
         if isinstance(value, bool):
