@@ -4,6 +4,8 @@ tests/kernel/test_node_types.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from multihome.node import schema, transaction
@@ -32,7 +34,7 @@ def _index(ns: Netns, name: str) -> int:
     return int(kstate.link(ns.name, name)["ifindex"])
 
 
-def _vxlan(**section: object) -> dict[str, object]:
+def _vxlan(**section: object) -> dict[str, Any]:
     return {"interfaces": [{"name": "vx0", "type": "vxlan", "state": "up", "mtu": 1400,
                             "vxlan": {"id": 101, "base-iface": "ul0", "remote": "10.61.0.2",
                                       "local": "10.61.0.1", "destination-port": 4789,
@@ -146,8 +148,9 @@ def test_a_type_this_kernel_lacks_is_a_clear_error(node_ns: Netns, kind: str,
                                                    state: dict[str, object],
                                                    message: str) -> None:
     _underlay(node_ns)
-    extra: dict[str, object] = {"vrf": {"vrf_table": 100},
-                                "ipvlan": {"link": _index(node_ns, "ul0")}}.get(kind, {})
+    extras: dict[str, dict[str, Any]] = {"vrf": {"vrf_table": 100},
+                                         "ipvlan": {"link": _index(node_ns, "ul0")}}
+    extra = extras.get(kind, {})
     if kernel_has(node_ns, kind, **extra):
         pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types.py")
     missing_feature_is_refused(node_ns, {"interfaces": [state]}, message)
