@@ -127,10 +127,44 @@ def test_macvlan_on_the_node_is_created_shown_and_rolled_back_exactly(
     transaction.apply_state(state, netns_path=node_ns.path)
     link = kstate.link(node_ns.name, "mv0")
     assert link["linkinfo"]["info_data"]["mode"] == "vepa" and link["link"] == "ul0"
-    assert shown(node_ns, "mv0")["mac-vlan"] == {"base-iface": "ul0", "mode": "vepa"}
+    assert shown(node_ns, "mv0")["mac-vlan"] == {"base-iface": "ul0", "mode": "vepa",
+                                                 "promiscuous": True}
     show_applies_back_as_a_no_op(node_ns, {"mv0", "ul0"})
     applies_and_rolls_back_exactly(node_ns, {"interfaces": [{"name": "mv0",
                                                              "state": "absent"}]})
+
+
+def test_macvlan_promiscuous_false_is_the_kernels_nopromisc(node_ns: Netns) -> None:
+    _underlay(node_ns)
+    transaction.apply_state({"interfaces": [{"name": "mv1", "type": "mac-vlan",
+                                             "mac-vlan": {"base-iface": "ul0",
+                                                          "mode": "passthru",
+                                                          "promiscuous": False}}]},
+                            netns_path=node_ns.path)
+    assert kstate.link(node_ns.name, "mv1")["linkinfo"]["info_data"].get("nopromisc")
+    assert shown(node_ns, "mv1")["mac-vlan"]["promiscuous"] is False
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ({"name": "ul0", "type": "vxlan", "vxlan": {"id": 5}},
+     "ul0 exists and is a veth, not a vxlan"),
+    ({"name": "ul0", "type": "bond", "link-aggregation": {"mode": "balance-rr"}},
+     "ul0 exists and is a veth, not a bond"),
+    ({"name": "mv0", "type": "mac-vlan", "mac-vlan": {"base-iface": "ul0",
+                                                      "mode": "private"}},
+     "cannot change the mac-vlan settings of mv0 in place (mv0.mac-vlan.mode is vepa, "
+     "wanted private)"),
+])
+def test_an_existing_link_of_another_type_or_fixed_settings_is_a_clear_error(
+        node_ns: Netns, state: dict[str, Any], message: str) -> None:
+    _underlay(node_ns)
+    node_ns.run("ip", "link", "add", "link", "ul0", "name", "mv0", "type", "macvlan",
+                "mode", "vepa")
+    before = kstate.snapshot(node_ns.name)
+    with pytest.raises(transaction.ApplyFailed) as failed:
+        transaction.apply_state({"interfaces": [state]}, netns_path=node_ns.path)
+    assert message in str(failed.value)
+    assert not kstate.snapshot_diff(before, kstate.snapshot(node_ns.name))
 
 
 @pytest.mark.parametrize(("kind", "state", "message"), [

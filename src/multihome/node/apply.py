@@ -101,7 +101,8 @@ def _create_macvlan(ipr: Netlink, iface: models.Interface) -> None:
     assert isinstance(iface, models.MacVlan)
     assert iface.base_iface is not None  # the schema's check
     sublinks.create_macvlan(ipr, iface.name, _link(ipr, iface.base_iface).index,
-                            iface.mode or "bridge")
+                            iface.mode or "bridge", mac=_mac(iface),
+                            nopromisc=iface.promiscuous is False)
 
 
 def _create_ipvlan(ipr: Netlink, iface: models.Interface) -> None:
@@ -264,15 +265,22 @@ def _vrf(ipr: Netlink, iface: models.Vrf, described: set[str], done: list[str]) 
     _ports(ipr, iface, described, done)
 
 
-def _unchangeable(ipr: Netlink, iface: models.Interface) -> None:
-    """A vxlan's tunnel settings are fixed when the kernel creates it: a policy asking for
-    others gets a clear error instead of a half-applied change."""
-    if not isinstance(iface, models.Vxlan):
-        return
+def _existing(ipr: Netlink, iface: models.Interface) -> None:
+    """An existing link is of the type the policy says, and the settings of a vxlan (its
+    tunnel), a vlan, mac-vlan or ipvlan (base, id, mode), which the kernel fixes when it
+    creates the link, are those it asks for: else a clear error before any change to it,
+    instead of a half-applied one."""
     have = current.read_link(ipr, iface.name)
-    diffs = iface.section_differences(have) if have is not None else []
+    if have is None:
+        return
+    if iface.type not in (None, "unknown", have.type):
+        raise ApplyError(f"{iface.name} exists and is a {have.type}, not a {iface.type}: "
+                         "remove it (state: absent) first, or name it without a type")
+    if not isinstance(iface, models.Vxlan | models.MacVlan | models.IpVlan | models.Vlan):
+        return
+    diffs = iface.section_differences(have)
     if diffs:
-        raise ApplyError(f"cannot change the vxlan settings of {iface.name} in place "
+        raise ApplyError(f"cannot change the {iface.type} settings of {iface.name} in place "
                          f"({'; '.join(diffs)}); remove it (state: absent) and create it "
                          "again")
 
@@ -405,7 +413,7 @@ def change(desired: models.NodeState | Mapping[str, Any], netns_path: str | None
             if links.by_name(ipr, iface.name) is None:
                 _create(ipr, iface, done)
             else:
-                _unchangeable(ipr, iface)
+                _existing(ipr, iface)
         for iface in present:
             _release_unlisted(ipr, iface, done)
         for iface in present:

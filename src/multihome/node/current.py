@@ -87,7 +87,8 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
     elif cls is models.MacVlan:
         base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
-                 "mode": sublinks.macvlan_mode(link)}
+                 "mode": sublinks.macvlan_mode(link),
+                 "promiscuous": sublinks.macvlan_promiscuous(link)}
     elif cls is models.IpVlan:
         base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "", "mode": sublinks.ipvlan_mode(link)}

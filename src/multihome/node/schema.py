@@ -122,7 +122,7 @@ _VXLAN = MapOf({"base-iface": STR, "id": NUM(0, 2**24 - 1), "remote": IP_ADDRESS
                 "local": IP_ADDRESS, "destination-port": NUM(0, 65535)})
 _VRF = MapOf({"port": _NAMES, "route-table-id": NUM(1, 2**32 - 1)})
 # the section of each interface type that has one (its key: the model's SECTION);
-# `protocol` and `promiscuous` are accepted as nmstate writes them, and not applied
+# `protocol` is accepted as nmstate writes it (802.1q is the only one)
 TYPE_SECTIONS: dict[str, MapOf] = {
     "linux-bridge": _BRIDGE,
     "vlan": MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")}),

@@ -299,13 +299,16 @@ class MacVlan(Interface):
 
     base_iface: str | None = None
     mode: str | None = None
+    promiscuous: bool | None = None  # False: made with nopromisc (matters for passthru)
 
     @classmethod
     def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
-        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode"),
+                "promiscuous": sec.get("promiscuous")}
 
     def section(self) -> dict[str, Any] | None:
-        return _given({"base-iface": self.base_iface, "mode": self.mode})
+        return _given({"base-iface": self.base_iface, "mode": self.mode,
+                       "promiscuous": self.promiscuous})
 
 
 @dataclass(frozen=True, kw_only=True)
