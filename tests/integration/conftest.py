@@ -46,4 +46,3 @@ def node(tmp_path: Path, host_ns: Netns, cni_bin_dir: Path) -> Iterator[Node]:
         n.release()
         n.stop_all()
 
-
