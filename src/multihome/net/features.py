@@ -38,8 +38,11 @@ def read(netns_path: str | None, names: Iterable[str]) -> dict[str, dict[str, bo
     """The changeable features of each link of `names`, by link (a link that vanished in
     the meantime, or has none, is left out)."""
     out: dict[str, dict[str, bool]] = {}
+    wanted = list(names)
+    if not wanted:  # no sockets and no namespace switch for nothing
+        return out
     with _ethtool(netns_path) as tool:
-        for name in names:
+        for name in wanted:
             try:
                 _, feats = _changeable(tool, name)
             except CNIError:
