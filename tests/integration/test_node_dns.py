@@ -113,3 +113,22 @@ def test_a_symlinked_resolv_conf_is_not_followed(node_ns: Netns, resolv: Path,
         transaction.apply_state(_dns(server=["192.0.2.1"]), netns_path=node_ns.path)
     assert f"{resolv} is a symlink" in str(failed.value)
     assert target.read_bytes() == ORIGINAL and resolv.is_symlink()
+
+
+def test_a_rollback_writes_only_the_resolv_conf_the_node_configures(
+        node_ns: Netns, resolv: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint remembers which file it saved: rolled back while the node names
+    another one, it refuses instead of writing the saved bytes there."""
+    transaction.apply_state(_dns(server=["192.0.2.5"]), netns_path=node_ns.path,
+                            commit=False)
+    other = tmp_path / "other-resolv.conf"
+    other.write_bytes(b"nameserver 198.51.100.1\n")
+    monkeypatch.setenv("MULTIHOME_RESOLV_CONF", str(other))
+    with pytest.raises(NodeError) as refused:
+        transaction.rollback()
+    assert f"but the node's resolv.conf is now {other}" in str(refused.value)
+    assert other.read_bytes() == b"nameserver 198.51.100.1\n"
+    monkeypatch.setenv("MULTIHOME_RESOLV_CONF", str(resolv))
+    assert transaction.rollback()[1]
+    assert resolv.read_bytes() == ORIGINAL

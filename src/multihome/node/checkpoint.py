@@ -124,7 +124,8 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
                       before, phase=APPLYING,
                       owner_pid=me, owner_start=process.start_time(me) or 0,
                       kernel=kernel_details(netns_path, names),
-                      dns=None if wanted.dns is None else dns.copy().to_json())
+                      dns=None if wanted.dns is None
+                      else {**dns.copy().to_json(), "path": dns.path()})
 
 
 def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
@@ -246,6 +247,10 @@ def restore(cp: Checkpoint) -> list[str]:
     done += _restore_options(cp)
     done += _restore_features(cp)
     if cp.dns is not None:
+        if cp.dns.get("path") != dns.path():
+            # written back only to the file the node configures, never one a file names
+            raise RestoreFailed(f"the checkpoint saved {cp.dns.get('path')}, but the node's "
+                                f"resolv.conf is now {dns.path()}: not restored")
         saved = dns.FileCopy.from_json(cp.dns)
         if dns.copy() != saved:
             dns.write(saved)
