@@ -56,6 +56,16 @@ def netns(netns_factory: NetnsFactory) -> Netns:
     return netns_factory()
 
 
+@pytest.fixture
+def node_ns(netns_factory: NetnsFactory, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Netns:
+    """A namespace playing the node for node policies, its checkpoints and resolv.conf
+    under tmp_path (the host tier and the Debian-kernel tier)."""
+    monkeypatch.setenv("MULTIHOME_NODE_DIR", str(tmp_path / "node"))
+    monkeypatch.setenv("MULTIHOME_RESOLV_CONF", str(tmp_path / "resolv.conf"))
+    return netns_factory("mhnt")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_leaks() -> Iterator[None]:
     """The whole run must leave no namespace, link, nft table or /var/lib/cni file behind."""

@@ -57,7 +57,9 @@ def _killed_apply(w: NodeWorld, state: dict[str, Any]) -> None:
                              w.node.path], env=w.env())
     try:
         deadline = time.monotonic() + 60
-        while kstate.link(w.node.name, "br0") is None or checkpoint.load() is None:
+        # killed once the change is done (the port on the bridge), where it hangs
+        while (kstate.link(w.node.name, "up0") or {}).get("master") != "br0" \
+                or checkpoint.load() is None:
             assert proc.poll() is None, "the apply ended on its own"
             assert time.monotonic() < deadline, "the apply never changed the node"
             time.sleep(0.1)

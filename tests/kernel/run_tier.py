@@ -55,7 +55,7 @@ BOOT_MARKER = "mh-kernel-tier: guest booted"
 # Modules the tier's tests rely on. Autoloading works too; loading them up front makes a
 # missing module fail loudly here instead of as an obscure netlink error in some test.
 GUEST_MODULES = ("8021q", "bridge", "ipvlan", "macvlan", "macvtap", "dummy", "veth", "tun",
-                 "nf_tables")
+                 "nf_tables", "bonding", "vrf", "vxlan")
 # After SIGTERM, how long qemu gets before SIGKILL.
 KILL_GRACE_S = 5.0
 # How the guest finds the host-side VM (read by tests/kernel/vm_peer.py).

@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from pyroute2 import NetNS
+from pyroute2.ethtool import Ethtool
+from pyroute2.netns import popns, pushns
 
 
 def _in_ns(ns: str | None, argv: list[str]) -> list[str]:
@@ -126,6 +128,12 @@ _BRIDGE_OPTIONS = ("IFLA_BR_BRIDGE_ID", "IFLA_BR_STP_STATE", "IFLA_BR_FORWARD_DE
                    "IFLA_BR_VLAN_FILTERING", "IFLA_BR_HELLO_TIME", "IFLA_BR_MAX_AGE",
                    "IFLA_BR_AGEING_TIME", "IFLA_BR_PRIORITY", "IFLA_BR_VLAN_DEFAULT_PVID",
                    "IFLA_BR_GROUP_FWD_MASK", "IFLA_BR_MCAST_SNOOPING")
+# the settings of the other kinds a node policy creates, compared whole (IFLA_INFO_DATA),
+# without what the kernel keeps changing (802.3ad partner state)
+_KIND_DATA = ("vxlan", "vrf", "bond", "vlan", "macvlan", "ipvlan")
+_VOLATILE_DATA = ("IFLA_BOND_AD_INFO", "IFLA_BOND_ACTIVE_SLAVE")
+_BOND_PORT = ("IFLA_BOND_SLAVE_STATE", "IFLA_BOND_SLAVE_MII_STATUS",
+              "IFLA_BOND_SLAVE_PERM_HWADDR", "IFLA_BOND_SLAVE_QUEUE_ID")
 _PORT_TIMERS = ("IFLA_BRPORT_MESSAGE_AGE_TIMER", "IFLA_BRPORT_FORWARD_DELAY_TIMER",
                 "IFLA_BRPORT_HOLD_TIMER", "IFLA_BRPORT_PAD",
                 "IFLA_BRPORT_MCAST_N_GROUPS")  # counters and timers
@@ -147,9 +155,15 @@ def _link_entry(msg: Any, names: dict[int, str]) -> dict[str, Any]:
     if kind == "bridge":
         data = _nla_dict(info.get("IFLA_INFO_DATA"))
         entry["bridge"] = {k: data.get(k) for k in _BRIDGE_OPTIONS}
+    if kind in _KIND_DATA:
+        data = _nla_dict(info.get("IFLA_INFO_DATA"))
+        entry["data"] = {k: v for k, v in data.items() if k not in _VOLATILE_DATA}
     if info.get("IFLA_INFO_SLAVE_KIND") == "bridge":
         data = _nla_dict(info.get("IFLA_INFO_SLAVE_DATA"))
         entry["port"] = {k: v for k, v in data.items() if k not in _PORT_TIMERS}
+    if info.get("IFLA_INFO_SLAVE_KIND") == "bond":
+        data = _nla_dict(info.get("IFLA_INFO_SLAVE_DATA"))
+        entry["bond_port"] = {k: data.get(k) for k in _BOND_PORT}
     return entry
 
 
@@ -165,9 +179,11 @@ def snapshot(ns: str) -> dict[str, Any]:
 
 
 def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
-    """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options), addresses
-    (in the kernel's order, with prefix, broadcast, scope, label and flags minus transient
-    ones, link-local included) and routes of every table, of namespace `ns`."""
+    """Links (kind, flags, operstate, mtu, MAC, master, bridge and port options, the
+    settings of vxlans, bonds, vrfs…), addresses (in the kernel's order, with prefix,
+    broadcast, scope, label and flags minus transient ones, link-local included), routes
+    of every table, policy-routing rules and every link's ethtool features, of namespace
+    `ns`."""
     with NetNS(ns) as ipr:
         msgs = list(ipr.get_links())
         names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
@@ -186,7 +202,23 @@ def _read_snapshot(ns: str) -> tuple[dict[str, Any], bool]:
             names.get(r.get_attr("RTA_OIF") or 0), r.get_attr("RTA_TABLE"),
             r.get_attr("RTA_PRIORITY"), r.get_attr("RTA_PREFSRC"), r["proto"], r["scope"],
             r["type"]) for r in ipr.get_routes()), key=str)
-    return {"links": links_out, "addresses": addrs, "routes": routes_out}, tentative
+        # policy-routing rules but the kernel's own (protocol kernel: local/main/default,
+        # and the l3mdev rule the first vrf adds, which stays for later vrfs)
+        rules_out = sorted((
+            (r["family"], r["action"], r["src_len"], r["dst_len"],
+             {k: v for k, v in r["attrs"] if k != "UNKNOWN"})
+            for family in (2, 10) for r in ipr.get_rules(family=family)
+            if r.get_attr("FRA_PROTOCOL") != 2), key=str)
+    pushns(ns)
+    try:
+        with Ethtool() as tool:
+            for name, entry in links_out.items():
+                entry["features"] = {
+                    f: bool(v.enable) for f, v in tool.get_features(name).features.items() if f}
+    finally:
+        popns()
+    return {"links": links_out, "addresses": addrs, "routes": routes_out,
+            "rules": rules_out}, tentative
 
 
 def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -212,4 +244,8 @@ def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     new = [r for r in after["routes"] if r not in before["routes"]]
     if gone or new:
         out.append(f"routes: lost {gone}, gained {new}")
+    gone = [r for r in before.get("rules", []) if r not in after.get("rules", [])]
+    new = [r for r in after.get("rules", []) if r not in before.get("rules", [])]
+    if gone or new:
+        out.append(f"rules: lost {gone}, gained {new}")
     return out

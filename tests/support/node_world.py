@@ -30,6 +30,7 @@ class NodeWorld:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MULTIHOME_NODE_DIR": str(self.tmp / "node"),
+                "MULTIHOME_RESOLV_CONF": str(self.tmp / "resolv.conf"),
                 "MULTIHOME_STORE": str(self.tmp / "store.db"),
                 "MULTIHOME_STATE_DIR": str(self.tmp / "lab")}
 

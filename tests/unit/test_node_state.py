@@ -70,3 +70,48 @@ def test_absent_virtual_interface_must_be_gone_but_a_nic_may_stay() -> None:
     assert gone.differences(have.interface("br0")) == ["br0 still exists"]
     assert state.Interface(name="eth1", state="absent").differences(
         have.interface("eth1")) == []
+
+
+NEW_TYPES: dict[str, Any] = {
+    "interfaces": [
+        {"name": "bd0", "type": "bond", "state": "up", "mtu": 1500,
+         "link-aggregation": {"mode": "802.3ad", "options": {"lacp_rate": "fast",
+                                                              "miimon": 100},
+                              "port": ["p0", "p1"]},
+         "ethtool": {"feature": {"rx-gro": True}}},
+        {"name": "vr0", "type": "vrf", "vrf": {"port": ["p2"], "route-table-id": 100}},
+        {"name": "vx0", "type": "vxlan", "vxlan": {"base-iface": "p3", "id": 7,
+                                                   "remote": "fd00::1",
+                                                   "destination-port": 4789}},
+        {"name": "iv0", "type": "ipvlan", "ipvlan": {"base-iface": "p3", "mode": "l3s"}},
+        {"name": "dm0", "type": "dummy"},
+    ],
+    "routes": {"config": [{"destination": "10.9.0.0/16", "next-hop-interface": "p2",
+                           "table-id": 100}], "running": []},
+    "route-rules": {"config": [{"family": "ipv4", "ip-from": "10.1.0.0/16",
+                                "priority": 100, "route-table": 100, "fwmark": "0x10",
+                                "fwmask": "0xff"},
+                               {"family": "ipv6", "ip-to": "fd00::/8",
+                                "action": "prohibit", "state": "absent"}]},
+    "dns-resolver": {"config": {"server": ["192.0.2.1"], "search": ["example.org"]}},
+}
+
+
+def test_the_new_types_round_trip_through_the_models() -> None:
+    typed = schema.parse(NEW_TYPES)
+    assert [type(i) for i in typed.interfaces] == [state.Bond, state.Vrf, state.Vxlan,
+                                                   state.IpVlan, state.Dummy]
+    assert typed.to_nmstate() == NEW_TYPES
+
+
+def test_a_rule_to_add_is_another_rule_with_one_more_selector() -> None:
+    want = state.RouteRule.from_nmstate({"ip-from": "10.1.0.0/16", "route-table": 100})
+    have = state.RouteRule.from_nmstate({"ip-from": "10.1.0.0/16", "route-table": 100,
+                                         "priority": 5})
+    more = state.RouteRule.from_nmstate({"ip-from": "10.1.0.0/16", "route-table": 100,
+                                         "iif": "eth0", "priority": 6})
+    assert want.matches(have) and not want.matches(more)
+    gone = state.RouteRule.from_nmstate({"route-table": 100, "state": "absent"})
+    assert gone.matches(have) and gone.matches(more)
+    # no table and no action: the main table, as nmstate
+    assert state.RouteRule.from_nmstate({"family": "ipv4"}).route_table == 254

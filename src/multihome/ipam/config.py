@@ -105,11 +105,16 @@ def parse_resolv_conf(path: str) -> DNS:
     """nameserver/domain/search/options of a resolv.conf, as the reference reads it."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except (OSError, ValueError) as e:
         raise InvalidConfig(f"ipam 'resolvConf' {path!r} cannot be read: {e}") from e
+    return parse_resolv_text(text)
+
+
+def parse_resolv_text(text: str) -> DNS:
+    """nameserver/domain/search/options of resolv.conf text (the node's DNS reads it too)."""
     dns = DNS()
-    for line in lines:
+    for line in text.splitlines():
         line = line.strip()
         if not line or line[0] in "#;":
             continue

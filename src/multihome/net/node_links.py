@@ -1,6 +1,6 @@
-"""Links a node policy creates or inspects: dummy, local veth pairs (vlan and macvlan
-links come from net.sublinks),
-bridge STP and port release, and the type-specific details `node show` reports.
+"""Links a node policy creates or inspects: dummy, vxlan, vrf, local veth pairs (vlan and
+macvlan links come from net.sublinks, bonds from net.bond), bridge STP, port release, and
+the type-specific details `node show` reports.
 
 Kernels without a link type answer EOPNOTSUPP (or ENOTSUP on add); that becomes a
 CNIError that names the missing kernel feature.
@@ -9,6 +9,7 @@ CNIError that names the missing kernel feature.
 from __future__ import annotations
 
 import errno
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,21 +18,70 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError
 
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+# the kernel option each link kind needs, named when the kernel lacks it
+_KERNEL_OPTION = {"dummy": "CONFIG_DUMMY", "vxlan": "CONFIG_VXLAN", "vrf": "CONFIG_NET_VRF",
+                  "veth": "CONFIG_VETH"}
+# the port the kernel gives a vxlan link created without one (Linux's historic default;
+# IANA's 4789 must be asked for)
+VXLAN_DEFAULT_PORT = 8472
 
 
 def _add(ipr: IPRoute, what: str, **spec: Any) -> None:
+    kind = spec.get("kind", "")
     try:
         ipr.link("add", **spec)
     except NetlinkError as e:
+        reason = f"{e.args[1] if len(e.args) > 1 else e}"
         if e.code in (errno.EOPNOTSUPP, errno.ENOTSUP) or "not supported" in str(e).lower():
-            raise CNIError(f"cannot create {what}: this kernel lacks "
-                           f"{spec.get('kind')} links", str(e)) from e
-        raise CNIError(f"cannot create {what}", f"{e.args[1] if len(e.args) > 1 else e}") from e
+            raise CNIError(f"cannot create {what}: this kernel lacks {kind} links "
+                           f"({_KERNEL_OPTION.get(kind, kind)})", reason) from e
+        if e.code == errno.EEXIST:
+            raise CNIError(f"cannot create {what}: an interface with that name, or the "
+                           "same tunnel, exists already", reason) from e
+        raise CNIError(f"cannot create {what}", f"{reason} (errno {e.code})") from e
 
 
-def create_dummy(ipr: IPRoute, name: str) -> None:
-    _add(ipr, f"dummy {name}", ifname=name, kind="dummy")
+def create_dummy(ipr: IPRoute, name: str, *, mac: str = "") -> None:
+    _add(ipr, f"dummy {name}", ifname=name, kind="dummy", **({"address": mac} if mac else {}))
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """A vxlan link's settings, as nmstate names them (`remote` may be multicast)."""
+
+    vni: int
+    base: int = 0  # ifindex of the link it sends through; 0: any
+    remote: str = ""
+    local: str = ""
+    port: int = 0  # 0: the kernel's default
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Vxlan:
+        """From `links.Link.data` of a vxlan link."""
+        return cls(vni=int(data.get("IFLA_VXLAN_ID") or 0),
+                   base=int(data.get("IFLA_VXLAN_LINK") or 0),
+                   remote=data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6") or "",
+                   local=data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6") or "",
+                   port=int(data.get("IFLA_VXLAN_PORT") or 0))
+
+
+def create_vxlan(ipr: IPRoute, name: str, vx: Vxlan, *, mac: str = "") -> None:
+    spec: dict[str, Any] = {"ifname": name, "kind": "vxlan", "vxlan_id": vx.vni,
+                            "vxlan_port": vx.port or VXLAN_DEFAULT_PORT}
+    if vx.base:
+        spec["vxlan_link"] = vx.base
+    for key, value in (("group", vx.remote), ("local", vx.local)):
+        if value:
+            six = "6" if ipaddress.ip_address(value).version == 6 else ""
+            spec[f"vxlan_{key}{six}"] = value
+    if mac:
+        spec["address"] = mac
+    _add(ipr, f"vxlan {name} (VNI {vx.vni})", **spec)
+
+
+def create_vrf(ipr: IPRoute, name: str, table: int, *, mac: str = "") -> None:
+    _add(ipr, f"vrf {name} (table {table})", ifname=name, kind="vrf", vrf_table=table,
+         **({"address": mac} if mac else {}))
 
 
 def create_veth_pair(ipr: IPRoute, name: str, peer: str) -> None:
@@ -62,7 +112,6 @@ class LinkDetails:
     stp: bool = False
     vlan_filtering: bool = False
     vlan_id: int = 0
-    macvlan_mode: str = ""
 
 
 def details(ipr: IPRoute, index: int) -> LinkDetails:
@@ -79,12 +128,9 @@ def details(ipr: IPRoute, index: int) -> LinkDetails:
     data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
     if data is None or isinstance(data, (str, bytes)):
         return LinkDetails()
-    mode = data.get_attr("IFLA_MACVLAN_MODE")
-    mode_name = next((k for k, v in MACVLAN_MODES.items() if v == mode), "")
     return LinkDetails(stp=bool(data.get_attr("IFLA_BR_STP_STATE")),
                        vlan_filtering=bool(data.get_attr("IFLA_BR_VLAN_FILTERING")),
-                       vlan_id=int(data.get_attr("IFLA_VLAN_ID") or 0),
-                       macvlan_mode=mode_name)
+                       vlan_id=int(data.get_attr("IFLA_VLAN_ID") or 0))
 
 
 # bridge options outside nmstate's model that a rollback must still bring back (STP and

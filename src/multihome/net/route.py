@@ -17,6 +17,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 RT_TABLE_MAIN = 254
+RT_TABLE_LOCAL = 255  # the kernel's own: addresses, broadcasts
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,17 @@ def add_route(ipr: IPRoute, dst: IPNetwork, *, gw: IPAddress | None = None, oif:
                        f"{e.args[1] if len(e.args) > 1 else e}") from e
 
 
-def list_routes(ipr: IPRoute, version: int, table: int = RT_TABLE_MAIN) -> list[RouteEntry]:
+def list_routes(ipr: IPRoute, version: int, table: int | None = RT_TABLE_MAIN
+                ) -> list[RouteEntry]:
+    """Unicast routes of one table, or of every table but the local one (`table` None)."""
     out: list[RouteEntry] = []
-    for msg in ipr.get_routes(family=_family(version), table=table):
+    query: dict[str, Any] = {"family": _family(version)}
+    if table is not None:
+        query["table"] = table
+    for msg in ipr.get_routes(**query):
         if msg["type"] != 1:  # unicast only: skip local/broadcast/multicast entries
+            continue
+        if table is None and (msg.get_attr("RTA_TABLE") or msg["table"]) == RT_TABLE_LOCAL:
             continue
         dst = msg.get_attr("RTA_DST")
         net = ipaddress.ip_network(f"{dst or ('0.0.0.0' if version == 4 else '::')}"

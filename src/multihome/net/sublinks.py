@@ -60,11 +60,15 @@ def _spec(kind: str, name: str, lower: int, *, mtu: int, mac: str,
 
 
 def create_macvlan(ipr: IPRoute, name: str, lower: int, mode: str, *, mtu: int = 0,
-                   mac: str = "", netns_fd: int | None = None, tap: bool = False) -> None:
-    """A macvlan (or, with `tap`, a macvtap) on link `lower` in `ipr`'s namespace."""
+                   mac: str = "", netns_fd: int | None = None, tap: bool = False,
+                   nopromisc: bool = False) -> None:
+    """A macvlan (or, with `tap`, a macvtap) on link `lower` in `ipr`'s namespace;
+    `nopromisc`: a passthru one leaves its lower device's promiscuous mode alone."""
     kind = "macvtap" if tap else "macvlan"
     spec = _spec(kind, name, lower, mtu=mtu, mac=mac, netns_fd=netns_fd)
     spec[f"{kind}_mode"] = mode
+    if nopromisc:
+        spec[f"{kind}_flags"] = "nopromisc"
     _create(ipr, spec, f"{kind} {name} in {mode} mode")
 
 
@@ -107,6 +111,12 @@ def create_tap(ipr: IPRoute, name: str, *, multi_queue: bool = False,
 def macvlan_mode(link: Link) -> str:
     """The macvlan/macvtap mode of a link as the config spells it."""
     return str(link.data.get("IFLA_MACVLAN_MODE") or link.data.get("IFLA_MACVTAP_MODE") or "")
+
+
+def macvlan_promiscuous(link: Link) -> bool:
+    """False when the macvlan/macvtap was made with the `nopromisc` flag."""
+    flags = link.data.get("IFLA_MACVLAN_FLAGS") or link.data.get("IFLA_MACVTAP_FLAGS")
+    return flags not in ("nopromisc", 1)
 
 
 def ipvlan_mode(link: Link) -> str:

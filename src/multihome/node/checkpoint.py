@@ -20,8 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from multihome.net import addr, links, netns, node_links
-from multihome.node import apply, current, process, verify
+from multihome.net import addr, features, links, netns, node_links
+from multihome.node import apply, current, dns, process, verify
 from multihome.node import state as models
 from multihome.node.errors import NodeError
 from multihome.paths import state_dir, write_file_atomic
@@ -71,6 +71,8 @@ class Checkpoint:
     # broadcast/scope/flags in order, bridge and port options and the port number (see
     # kernel_details); a rollback brings these back too
     kernel: dict[str, Any] = field(default_factory=dict)
+    # the node's resolv.conf exactly (dns.FileCopy), when the policy sets dns-resolver
+    dns: dict[str, Any] | None = None
 
     @property
     def expires(self) -> float:
@@ -78,17 +80,21 @@ class Checkpoint:
 
 
 def touched_names(desired: models.NodeState, now: models.NodeState) -> set[str]:
-    """Interfaces a policy may change: those it names, their ports, bridges' current ports."""
+    """Interfaces a policy may change: those it names, their ports, controllers' (bridges,
+    bonds, vrfs) current ports."""
     names: set[str] = set()
     for iface in desired.interfaces:
         names.add(iface.name)
         names |= iface.linked_names()
         existing = now.interface(iface.name)
-        if isinstance(existing, models.LinuxBridge):
+        if existing is not None and existing.CONTROLLER:
             names |= existing.linked_names()
-    # a port taken by a policy bridge leaves its old bridge: that bridge is touched too
+    # the interfaces of routes a policy adds: their routes (of every table) come back
+    names |= {r.next_hop_interface for r in desired.routes
+              if r.next_hop_interface and not r.absent}
+    # a port taken by a policy's controller leaves its old one: that one is touched too
     for iface in now.interfaces:
-        if isinstance(iface, models.LinuxBridge) and iface.linked_names() & names:
+        if iface.CONTROLLER and iface.linked_names() & names:
             names.add(iface.name)
     return names
 
@@ -104,13 +110,22 @@ def capture(desired: models.NodeState | Mapping[str, Any], netns_path: str | Non
     wanted = models.from_nmstate(desired)
     now = current.read(netns_path)
     names = touched_names(wanted, now)
-    ifaces = [i.to_nmstate() for i in now.interfaces if i.name in names]
+    # ethtool features come back only where the policy changes them: set on a link
+    # that did not ask, they would stay fixed where the kernel would follow its ports
+    offloads = {i.name for i in wanted.interfaces if i.ethtool is not None}
+    ifaces = [(i if i.name in offloads else replace(i, ethtool=None)).to_nmstate()
+              for i in now.interfaces if i.name in names]
     routes = [r.to_nmstate() for r in _relevant_routes(now.routes, names, wanted.routes)]
+    before: dict[str, Any] = {"interfaces": ifaces, "routes": {"config": routes}}
+    if wanted.rules is not None:  # a policy with route rules: all of them come back
+        before["route-rules"] = {"config": [r.to_nmstate() for r in now.rules or ()]}
     me = os.getpid()
     return Checkpoint(secrets.token_hex(6), time.time(), timeout, netns_path, sorted(names),
-                      {"interfaces": ifaces, "routes": {"config": routes}}, phase=APPLYING,
+                      before, phase=APPLYING,
                       owner_pid=me, owner_start=process.start_time(me) or 0,
-                      kernel=kernel_details(netns_path, names))
+                      kernel=kernel_details(netns_path, names),
+                      dns=None if wanted.dns is None
+                      else {**dns.copy().to_json(), "path": dns.path()})
 
 
 def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
@@ -118,17 +133,40 @@ def kernel_details(netns_path: str | None, names: set[str]) -> dict[str, Any]:
     its bridge options and, for a port, its port options and number."""
     out: dict[str, Any] = {}
     with netns.iproute_in(netns_path) as ipr:
-        for link in links.all_links(ipr):
+        all_links = links.all_links(ipr)
+        kinds = {lk.index: lk.kind for lk in all_links}
+        for link in all_links:
             if link.name not in names:
                 continue
             entry: dict[str, Any] = {
                 "addresses": [d.to_json() for d in addr.details(ipr, link.index)]}
             if link.kind == "bridge":
                 entry["bridge"] = node_links.bridge_options(ipr, link.index)
-            if link.master:
+            if link.master and kinds.get(link.master) == "bridge":
                 entry["port"] = node_links.port_options(ipr, link.index)
+            if link.master and kinds.get(link.master) == "bond":
+                # its MAC is the bond's while it is a port: the kernel gives it back
+                entry["bond_port"] = True
             out[link.name] = entry
+    for name, offloads in features.read(netns_path, list(out)).items():
+        out[name]["features"] = offloads
     return out
+
+
+def _restore_features(cp: Checkpoint) -> list[str]:
+    """Ethtool features that differ from `cp.kernel` once everything else is back (a bond
+    whose mode went and came back has other offloads than one created in that mode): only
+    those are set, so a feature the kernel derives (a bridge's from its ports) is not
+    pinned."""
+    saved = {name: entry["features"] for name, entry in cp.kernel.items()
+             if entry.get("features")}
+    done: list[str] = []
+    for name, now in features.read(cp.netns, list(saved)).items():
+        differ = {k: v for k, v in saved[name].items() if k in now and now[k] != v}
+        if differ:
+            features.change(cp.netns, name, differ)
+            done.append(f"{name}: ethtool features {sorted(differ)} restored")
+    return done
 
 
 def _restore_options(cp: Checkpoint) -> list[str]:
@@ -177,13 +215,23 @@ def restore_state(cp: Checkpoint) -> models.NodeState:
     for name, iface in before.items():
         if name in recreated:
             continue
+        if cp.kernel.get(name, {}).get("bond_port"):
+            # the MAC it showed was the bond's: the kernel restores its own when the bond
+            # lets it go and lends the bond's again when it is a port once more
+            iface = replace(iface, mac=None)
         ifaces.append(_port_order(iface, cp.kernel))
         if isinstance(iface, models.Veth):
             recreated |= iface.linked_names()
     now_routes = _relevant_routes(now.routes, names, saved.routes)
     routes = [replace(r, absent=True) for r in now_routes
               if not any(r.matches(b) and b.matches(r) for b in saved.routes)]
-    return models.NodeState(interfaces=tuple(ifaces), routes=(*routes, *saved.routes))
+    rules = None
+    if saved.rules is not None:
+        rules = (*(replace(r, absent=True) for r in now.rules or ()
+                   if not any(r.matches(b) and b.matches(r) for b in saved.rules)),
+                 *saved.rules)
+    return models.NodeState(interfaces=tuple(ifaces), routes=(*routes, *saved.routes),
+                            rules=rules)
 
 
 class RestoreFailed(NodeError):
@@ -197,6 +245,18 @@ def restore(cp: Checkpoint) -> list[str]:
              for name, entry in cp.kernel.items()}
     done = apply.change(state, cp.netns, exact=exact)
     done += _restore_options(cp)
+    done += _restore_features(cp)
+    if cp.dns is not None:
+        if cp.dns.get("path") != dns.path():
+            # written back only to the file the node configures, never one a file names
+            raise RestoreFailed(f"the checkpoint saved {cp.dns.get('path')}, but the node's "
+                                f"resolv.conf is now {dns.path()}: not restored")
+        saved = dns.FileCopy.from_json(cp.dns)
+        if dns.copy() != saved:
+            dns.write(saved)
+            done.append(f"{dns.path()} restored")
+        if dns.copy() != saved:
+            raise RestoreFailed(f"rollback did not bring {dns.path()} back")
     diffs = verify.contained(cp.before, cp.netns)
     if diffs:
         raise RestoreFailed("rollback did not bring the earlier state back", "; ".join(diffs))

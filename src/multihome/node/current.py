@@ -7,18 +7,32 @@ and routes are split into `config` (static/boot routes someone added) and `runni
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any
 
 from multihome.errors import MultihomeError
-from multihome.net import addr, bridge_vlan, links, netns, node_links, route
+from multihome.net import (
+    addr,
+    bond,
+    bridge_vlan,
+    features,
+    links,
+    netns,
+    node_links,
+    route,
+    rule,
+    sublinks,
+)
 from multihome.net.netns import Netlink
+from multihome.node import dns
 from multihome.node import state as models
 
 # proto of routes someone configured (RTPROT_BOOT as iproute2 adds, RTPROT_STATIC)
 CONFIGURED_PROTOS = (3, 4)
 _TYPES = {"bridge": "linux-bridge", "veth": "veth", "vlan": "vlan", "macvlan": "mac-vlan",
-          "dummy": "dummy", "": "ethernet"}
+          "dummy": "dummy", "vxlan": "vxlan", "bond": "bond", "vrf": "vrf", "ipvlan": "ipvlan",
+          "": "ethernet"}
 
 
 def iface_type(link: links.Link) -> str:
@@ -53,6 +67,10 @@ def _bridge_ports(ipr: Netlink, link: links.Link, all_links: list[links.Link],
                                     key=lambda p: p.name))
 
 
+def _port_names(link: links.Link, all_links: list[links.Link]) -> tuple[str, ...]:
+    return tuple(sorted(p.name for p in all_links if p.master == link.index))
+
+
 def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
                all_links: list[links.Link]) -> models.Interface:
     itype = iface_type(link)
@@ -69,7 +87,23 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
     elif cls is models.MacVlan:
         base = links.local_peer(link, by_index)
         extra = {"base_iface": base.name if base else "",
-                 "mode": node_links.details(ipr, link.index).macvlan_mode}
+                 "mode": sublinks.macvlan_mode(link),
+                 "promiscuous": sublinks.macvlan_promiscuous(link)}
+    elif cls is models.IpVlan:
+        base = links.local_peer(link, by_index)
+        extra = {"base_iface": base.name if base else "", "mode": sublinks.ipvlan_mode(link)}
+    elif cls is models.Vxlan:
+        vx = node_links.Vxlan.from_data(link.data)
+        base = by_index.get(vx.base) if vx.base else None
+        extra = {"base_iface": base.name if base else None, "vxlan_id": vx.vni,
+                 "remote": vx.remote or None, "local": vx.local or None,
+                 "destination_port": vx.port}
+    elif cls is models.Bond:
+        mode, options = bond.read(link.data, {lk.index: lk.name for lk in all_links})
+        extra = {"mode": mode, "options": options, "ports": _port_names(link, all_links)}
+    elif cls is models.Vrf:
+        extra = {"table_id": int(link.data.get("IFLA_VRF_TABLE") or 0),
+                 "ports": _port_names(link, all_links)}
     elif cls is models.Veth:
         # a peer in another namespace is not shown (as nmstate): its index means nothing
         # here, even when a local link happens to have it
@@ -81,6 +115,15 @@ def _interface(ipr: Netlink, link: links.Link, by_index: dict[int, links.Link],
                ipv6=_ip_config(ipr, link, 6), **extra)
 
 
+def read_link(ipr: Netlink, name: str) -> models.Interface | None:
+    """One interface's current state (None: no such link)."""
+    link = links.by_name(ipr, name)
+    if link is None:
+        return None
+    all_links = links.all_links(ipr)
+    return _interface(ipr, link, {lk.index: lk for lk in all_links}, all_links)
+
+
 def route_model(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> models.Route:
     link = by_index.get(entry.oif)
     return models.Route(destination=entry.dst, next_hop_interface=link.name if link else "",
@@ -89,11 +132,12 @@ def route_model(entry: route.RouteEntry, by_index: dict[int, links.Link]) -> mod
 
 def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
                 ) -> tuple[list[models.Route], list[models.Route]]:
-    """(config, running) routes of the main table, both families."""
+    """(config, running) routes of every table but the kernel's local one, both
+    families."""
     config: list[models.Route] = []
     running: list[models.Route] = []
     for version in (4, 6):
-        for entry in route.list_routes(ipr, version):
+        for entry in route.list_routes(ipr, version, None):
             if version == 6 and entry.dst.network_address.is_link_local:
                 continue
             item = route_model(entry, by_index)
@@ -101,6 +145,19 @@ def read_routes(ipr: Netlink, by_index: dict[int, links.Link]
             if entry.proto in CONFIGURED_PROTOS:
                 config.append(item)
     return config, running
+
+
+def rule_model(entry: rule.RuleEntry) -> models.RouteRule:
+    return models.RouteRule(
+        family=f"ipv{entry.version}", ip_from=entry.src, ip_to=entry.dst,
+        priority=entry.priority, route_table=entry.table or None,
+        fwmark=entry.fwmark or None, fwmask=entry.fwmask or None, iif=entry.iif or None,
+        action=entry.action or None)
+
+
+def read_rules(ipr: Netlink) -> list[models.RouteRule]:
+    """The rules someone added (not the kernel's own), both families."""
+    return [rule_model(e) for v in (4, 6) for e in rule.list_rules(ipr, v)]
 
 
 def read(netns_path: str | None = None, *, names: set[str] | None = None) -> models.NodeState:
@@ -112,8 +169,11 @@ def read(netns_path: str | None = None, *, names: set[str] | None = None) -> mod
                   for link in sorted(all_links, key=lambda lk: lk.name)
                   if link.name != "lo" and (names is None or link.name in names)]
         config, running = read_routes(ipr, by_index)
+        rules = read_rules(ipr)
+    offloads = features.read(netns_path, [i.name for i in ifaces])
+    ifaces = [dataclasses.replace(i, ethtool=offloads.get(i.name)) for i in ifaces]
     return models.NodeState(interfaces=tuple(ifaces), routes=tuple(config),
-                            running=tuple(running))
+                            running=tuple(running), rules=tuple(rules), dns=dns.read())
 
 
 def show(netns_path: str | None = None, *, names: set[str] | None = None) -> dict[str, Any]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.cni.errors import InvalidConfig
-from multihome.node import probes
+from multihome.net import bond, sublinks
+from multihome.node import dns, probes
 from multihome.node import state as models
 from multihome.node.state import VIRTUAL_TYPES, trunk_ids
 
@@ -54,6 +56,21 @@ class MapOf:
     keys: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Check:
+    """A value checked by a function that raises ValueError saying what is wrong."""
+
+    test: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Options:
+    """A mapping of named options, each value checked by `test(name, value)`."""
+
+    names: tuple[str, ...] | None  # None: any name
+    test: Callable[[str, Any], Any]
+
+
 STR = Scalar(str)
 BOOL = Scalar(bool)
 
@@ -64,6 +81,26 @@ def INT(low: int | None = None, high: int | None = None) -> Scalar:
 
 def ENUM(*choices: str) -> Scalar:
     return Scalar(str, choices=choices)
+
+
+def NUM(low: int, high: int) -> Check:
+    """An integer, also written as a string of digits (as nmstate reads `id: "102"`)."""
+    def test(value: Any) -> None:
+        if not low <= bond.parse_uint(value) <= high:
+            raise ValueError(f"{value} is not between {low} and {high}")
+    return Check(test)
+
+
+def _ip_address(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address, got {_type_name(value)} {value!r}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+IP_ADDRESS = Check(_ip_address)
 
 
 _VLAN_ID = INT(0, 4094)
@@ -78,25 +115,59 @@ _STP = MapOf({"enabled": BOOL, "forward-delay": INT(2, 30), "hello-time": INT(1,
               "max-age": INT(6, 40), "priority": INT(0, 65535)})
 _BRIDGE = MapOf({"options": MapOf({"stp": _STP, "mac-ageing-time": INT(0)}),
                  "port": ListOf(_PORT)})
+_NAMES = ListOf(STR)
+_BOND = MapOf({"mode": Check(bond.mode_name), "options": Options(bond.OPTIONS, bond.normalise),
+               "port": _NAMES, "ports": _NAMES, "slaves": _NAMES})
+_VXLAN = MapOf({"base-iface": STR, "id": NUM(0, 2**24 - 1), "remote": IP_ADDRESS,
+                "local": IP_ADDRESS, "destination-port": NUM(0, 65535)})
+_VRF = MapOf({"port": _NAMES, "route-table-id": NUM(1, 2**32 - 1)})
 # the section of each interface type that has one (its key: the model's SECTION);
-# `protocol` and `promiscuous` are accepted as nmstate writes them, and not applied
+# `protocol` is accepted as nmstate writes it (802.1q is the only one)
 TYPE_SECTIONS: dict[str, MapOf] = {
     "linux-bridge": _BRIDGE,
     "vlan": MapOf({"base-iface": STR, "id": _VLAN_ID, "protocol": ENUM("802.1q")}),
     "mac-vlan": MapOf({"base-iface": STR, "mode": ENUM(
         "vepa", "bridge", "private", "passthru", "source"), "promiscuous": BOOL}),
+    "ipvlan": MapOf({"base-iface": STR, "mode": ENUM(*sublinks.IPVLAN_MODES)}),
     "veth": MapOf({"peer": STR}),
+    "vxlan": _VXLAN,
+    "bond": _BOND,
+    "vrf": _VRF,
 }
+def _feature(name: str, on: Any) -> None:
+    if not isinstance(on, bool):
+        raise ValueError(f"expected a boolean, got {_type_name(on)} {on!r}")
+
+
+_ETHTOOL = MapOf({"feature": Options(None, _feature)})
 _COMMON = {"name": STR, "type": ENUM(*IFACE_TYPES), "state": ENUM(*STATES),
-           "mtu": INT(68, 65535), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
-           "description": STR}
+           "mtu": INT(68, 2**31 - 1), "mac-address": STR, "ipv4": _IP, "ipv6": _IP,
+           "description": STR, "ethtool": _ETHTOOL}
 _ROUTE = MapOf({"destination": STR, "next-hop-interface": STR, "next-hop-address": STR,
                 "metric": INT(0), "table-id": INT(0), "state": ENUM("absent")})
+_MARK = Check(models.parse_mark)
+_RULE = MapOf({"family": ENUM("ipv4", "ipv6"), "state": ENUM("absent"), "ip-from": STR,
+               "ip-to": STR, "priority": NUM(0, 2**32 - 1), "route-table": NUM(0, 2**32 - 1),
+               "fwmark": _MARK, "fwmask": _MARK, "iif": STR,
+               "action": ENUM("blackhole", "unreachable", "prohibit")})
+def _word(pattern: re.Pattern[str], what: str) -> Check:
+    """One resolv.conf word: a policy's value can never add a line or a key."""
+    def test(value: Any) -> None:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+    return Check(test)
+
+
+_DNS_CONFIG = MapOf({"server": ListOf(IP_ADDRESS),
+                     "search": ListOf(_word(dns.DOMAIN_RE, "a domain name")),
+                     "options": ListOf(_word(dns.OPTION_RE, "a resolver option"))})
+_DNS = MapOf({"config": _DNS_CONFIG, "running": _DNS_CONFIG})
 _PROBES = MapOf({"ping": ListOf(STR), "default-gateway": BOOL, "timeout": INT(1, 60),
                  "dns": ListOf(STR), "api-server": STR})
 # interfaces are checked one by one (their keys depend on their type)
 _TOP = MapOf({"interfaces": ListOf(None), "routes": MapOf({"config": ListOf(_ROUTE),
                                                                "running": ListOf(_ROUTE)}),
+              "route-rules": MapOf({"config": ListOf(_RULE)}), "dns-resolver": _DNS,
               "probes": _PROBES})
 
 
@@ -109,7 +180,23 @@ def check(value: Any, spec: Any, path: str) -> None:
     """Raise InvalidDesiredState at the first key or value that does not fit `spec`."""
     if spec is None:
         return
-    if isinstance(spec, MapOf):
+    if isinstance(spec, Check):
+        try:
+            spec.test(value)
+        except ValueError as e:
+            raise InvalidDesiredState(path, str(e)) from None
+    elif isinstance(spec, Options):
+        if not isinstance(value, dict):
+            raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
+        for key, sub in value.items():
+            where = f"{path}.{key}"
+            if spec.names is not None and key not in spec.names:
+                raise InvalidDesiredState(where, "unknown key")
+            try:
+                spec.test(key, sub)
+            except ValueError as e:
+                raise InvalidDesiredState(where, str(e)) from None
+    elif isinstance(spec, MapOf):
         if not isinstance(value, dict):
             raise InvalidDesiredState(path, f"expected a mapping, got {_type_name(value)}")
         for key, sub in value.items():
@@ -150,7 +237,7 @@ def _check_interface(iface: Any, path: str) -> None:
     name = iface.get("name")
     if not name:
         raise InvalidDesiredState(f"{path}.name", "required")
-    if len(name) > 15 or "/" in name or " " in name:
+    if not isinstance(name, str) or not _valid_name(name):
         raise InvalidDesiredState(f"{path}.name", f"{name!r} is not a valid interface name "
                                                   "(at most 15 characters, no '/' or spaces)")
     mac = iface.get("mac-address")
@@ -158,17 +245,40 @@ def _check_interface(iface: Any, path: str) -> None:
         raise InvalidDesiredState(f"{path}.mac-address", f"{mac!r} is not a MAC address")
     for family in ("ipv4", "ipv6"):
         _check_ip(iface.get(family), family, f"{path}.{family}")
-    if itype in ("vlan", "mac-vlan") and iface.get("state") != "absent":
-        sec = iface.get(itype) or {}
-        if "base-iface" not in sec:
-            raise InvalidDesiredState(f"{path}.{itype}.base-iface", "required")
-        if itype == "vlan" and "id" not in sec:
-            raise InvalidDesiredState(f"{path}.vlan.id", "required")
+    if iface.get("state") != "absent":
+        _check_required(iface, itype, path)
     for i, port in enumerate((iface.get("bridge") or {}).get("port") or []):
         where = f"{path}.bridge.port[{i}]"
         if "name" not in port:
             raise InvalidDesiredState(f"{where}.name", "required")
         _check_port_vlan(port.get("vlan"), f"{where}.vlan")
+
+
+# keys a type's section must give when the interface is not absent (nmstate's mandatory
+# fields; `mode` of a bond and `route-table-id` of a vrf only matter when it is created,
+# which apply checks against the node)
+_REQUIRED = {"vlan": ("base-iface", "id"), "mac-vlan": ("base-iface",),
+             "ipvlan": ("base-iface",), "vxlan": ("id",)}
+
+
+def _check_required(iface: dict[str, Any], itype: Any, path: str) -> None:
+    section_key = models.TYPES[itype].SECTION if itype in models.TYPES else None
+    sec = iface.get(section_key) or {} if section_key else {}
+    for key in _REQUIRED.get(itype, ()):
+        if key not in sec:
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}", "required")
+    if itype == "bond":
+        given = [k for k in ("port", "ports", "slaves") if k in sec]
+        if len(given) > 1:
+            raise InvalidDesiredState(f"{path}.link-aggregation.{given[1]}",
+                                      f"give the ports once (as port), not as {given}")
+    for key in ("port", "ports", "slaves"):
+        names = sec.get(key) if itype in ("bond", "vrf") else None
+        if names and len(set(names)) != len(names):
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}", "lists a port twice")
+        if names and iface["name"] in names:
+            raise InvalidDesiredState(f"{path}.{section_key}.{key}",
+                                      f"{iface['name']} cannot be its own port")
 
 
 def _check_ip(section: dict[str, Any] | None, family: str, path: str) -> None:
@@ -233,6 +343,40 @@ def _check_route(route: dict[str, Any], path: str) -> None:
             raise InvalidDesiredState(f"{path}.next-hop-address", str(e)) from None
 
 
+def _check_rule(rule: dict[str, Any], path: str) -> None:
+    """nmstate's checks: a family, or addresses that give it and agree with it; a mask
+    only with a mark; a table or an action, not both."""
+    versions: dict[str, int] = {}
+    for key in ("ip-from", "ip-to"):
+        if rule.get(key) is not None:
+            try:
+                versions[key] = ipaddress.ip_network(rule[key], strict=False).version
+            except ValueError as e:
+                raise InvalidDesiredState(f"{path}.{key}", str(e)) from None
+    family = rule.get("family")
+    for key, version in versions.items():
+        if family is not None and family != f"ipv{version}":
+            raise InvalidDesiredState(f"{path}.{key}", f"{rule[key]} is not an {family} "
+                                                       "prefix")
+    if len(set(versions.values())) > 1:
+        raise InvalidDesiredState(f"{path}.ip-to", "ip-from and ip-to are of different "
+                                                   "families")
+    if rule.get("state") != "absent" and not versions and family is None:
+        raise InvalidDesiredState(path, "give ip-from, ip-to or family")
+    if "fwmask" in rule and "fwmark" not in rule:
+        raise InvalidDesiredState(f"{path}.fwmask", "only with fwmark")
+    if rule.get("action") and rule.get("route-table"):
+        raise InvalidDesiredState(f"{path}.action", "give either an action or a "
+                                                    "route-table, not both")
+    iif = rule.get("iif")
+    if iif is not None and not _valid_name(iif):
+        raise InvalidDesiredState(f"{path}.iif", f"{iif!r} is not a valid interface name")
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 15 and "/" not in name and not any(c.isspace() for c in name)
+
+
 def validate(state: Any) -> dict[str, Any]:
     """The desired state if it is valid; raises InvalidDesiredState naming the bad key."""
     if state is None:
@@ -247,6 +391,12 @@ def validate(state: Any) -> dict[str, Any]:
         names.add(iface["name"])
     for i, route in enumerate((state.get("routes") or {}).get("config") or []):
         _check_route(route, f"routes.config[{i}]")
+    for i, rule in enumerate((state.get("route-rules") or {}).get("config") or []):
+        _check_rule(rule, f"route-rules.config[{i}]")
+    for key, values in ((state.get("dns-resolver") or {}).get("config") or {}).items():
+        if len(values) > dns.MAX_ENTRIES:
+            raise InvalidDesiredState(f"dns-resolver.config.{key}",
+                                      f"more than {dns.MAX_ENTRIES} entries")
     try:
         probes.check(state.get("probes"))
     except probes.BadTarget as e:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from multihome.net import bond
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -126,6 +128,7 @@ class Interface:
     SECTION: ClassVar[str | None] = None  # the nmstate key of the type's own section
     VIRTUAL: ClassVar[bool] = False  # multihome creates it (and deletes it on rollback)
     STACKED: ClassVar[bool] = False  # needs another link to exist first
+    CONTROLLER: ClassVar[bool] = False  # has ports (bridge, bond, vrf)
 
     name: str
     type: str | None = None
@@ -134,6 +137,7 @@ class Interface:
     mac: str | None = None  # upper case
     ipv4: IpConfig | None = None
     ipv6: IpConfig | None = None
+    ethtool: Mapping[str, bool] | None = None  # ethtool.feature: name -> on
 
     @property
     def absent(self) -> bool:
@@ -147,6 +151,15 @@ class Interface:
         """Other interfaces this one names (bridge ports, a veth peer)."""
         return set()
 
+    def port_names(self) -> tuple[str, ...] | None:
+        """A controller's ports (None: not named, or not a controller)."""
+        return None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of this type that come from its nmstate section."""
+        return {}
+
     def to_nmstate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         for key, value in (("type", self.type), ("state", self.state), ("mtu", self.mtu),
@@ -159,6 +172,8 @@ class Interface:
         for family, ip in (("ipv4", self.ipv4), ("ipv6", self.ipv6)):
             if ip is not None:
                 out[family] = ip.to_nmstate()
+        if self.ethtool is not None:
+            out["ethtool"] = {"feature": dict(self.ethtool)}
         return out
 
     def differences(self, have: Interface | None) -> list[str]:
@@ -185,6 +200,12 @@ class Interface:
             if got_names != sorted(str(a) for a in wanted):
                 out.append(f"{name}.{family} addresses are {got_names}, "
                            f"wanted {sorted(str(a) for a in wanted)}")
+        for feature, on in (self.ethtool or {}).items():
+            now = (have.ethtool or {}).get(feature)
+            if now is None:
+                out.append(f"{name}.ethtool.feature.{feature} is not offered")
+            elif now != on:
+                out.append(f"{name}.ethtool.feature.{feature} is {now}, wanted {on}")
         return out + self.section_differences(have)
 
     def section_differences(self, have: Interface) -> list[str]:
@@ -200,9 +221,22 @@ class LinuxBridge(Interface):
     TYPE = "linux-bridge"
     SECTION = "bridge"
     VIRTUAL = True
+    CONTROLLER = True
 
     stp: bool | None = None
     ports: tuple[Port, ...] | None = None  # None: the ports are not named
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        stp = ((sec.get("options") or {}).get("stp") or {}).get("enabled")
+        ports = None
+        if "port" in sec:
+            ports = tuple(Port(name=p["name"], vlan=PortVlan.from_nmstate(p.get("vlan")))
+                          for p in sec["port"] or [])
+        return {"stp": stp, "ports": ports}
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return None if self.ports is None else tuple(p.name for p in self.ports)
 
     def section(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -247,6 +281,11 @@ class Vlan(Interface):
     base_iface: str | None = None
     vlan_id: int | None = None
 
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        vid = sec.get("id")
+        return {"base_iface": sec.get("base-iface"), "vlan_id": None if vid is None else int(vid)}
+
     def section(self) -> dict[str, Any] | None:
         return _given({"base-iface": self.base_iface, "id": self.vlan_id})
 
@@ -260,6 +299,31 @@ class MacVlan(Interface):
 
     base_iface: str | None = None
     mode: str | None = None
+    promiscuous: bool | None = None  # False: made with nopromisc (matters for passthru)
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode"),
+                "promiscuous": sec.get("promiscuous")}
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "mode": self.mode,
+                       "promiscuous": self.promiscuous})
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpVlan(Interface):
+    TYPE = "ipvlan"
+    SECTION = "ipvlan"
+    VIRTUAL = True
+    STACKED = True
+
+    base_iface: str | None = None
+    mode: str | None = None  # l2, l3, l3s
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
 
     def section(self) -> dict[str, Any] | None:
         return _given({"base-iface": self.base_iface, "mode": self.mode})
@@ -272,6 +336,10 @@ class Veth(Interface):
     VIRTUAL = True
 
     peer: str | None = None  # None also when the peer is in another namespace
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"peer": sec.get("peer")}
 
     def section(self) -> dict[str, Any] | None:
         return _given({"peer": self.peer})
@@ -286,6 +354,142 @@ class Dummy(Interface):
     VIRTUAL = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class Vxlan(Interface):
+    TYPE = "vxlan"
+    SECTION = "vxlan"
+    VIRTUAL = True
+    STACKED = True  # its base-iface, when it has one, comes first
+
+    base_iface: str | None = None
+    vxlan_id: int | None = None
+    remote: str | None = None
+    local: str | None = None
+    destination_port: int | None = None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        def num(key: str) -> int | None:
+            return None if sec.get(key) is None else int(sec[key])
+
+        def ip(key: str) -> str | None:
+            # one spelling per address ("fd00::01" is fd00::1) so that comparing works
+            return str(ipaddress.ip_address(sec[key])) if sec.get(key) else None
+
+        return {"base_iface": sec.get("base-iface") or None, "vxlan_id": num("id"),
+                "remote": ip("remote"), "local": ip("local"),
+                "destination_port": num("destination-port")}
+
+    def section(self) -> dict[str, Any] | None:
+        return _given({"base-iface": self.base_iface, "id": self.vxlan_id,
+                       "remote": self.remote, "local": self.local,
+                       "destination-port": self.destination_port})
+
+
+def _port_list(sec: Mapping[str, Any], *keys: str) -> tuple[str, ...] | None:
+    """The port names a controller section lists under the first of `keys` it has."""
+    for key in keys:
+        if key in sec:
+            return tuple(str(p) for p in sec[key] or [])
+    return None
+
+
+def _port_differences(name: str, where: str, want: tuple[str, ...] | None,
+                      have: tuple[str, ...] | None) -> list[str]:
+    if want is None or sorted(want) == sorted(have or ()):
+        return []
+    return [f"{name}.{where} is {sorted(have or ())}, wanted {sorted(want)}"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bond(Interface):
+    TYPE = "bond"
+    SECTION = "link-aggregation"
+    VIRTUAL = True
+    CONTROLLER = True
+
+    mode: str | None = None  # canonical (balance-rr, 802.3ad, …)
+    ports: tuple[str, ...] | None = None
+    options: Mapping[str, Any] | None = None  # normalised values (net.bond.normalise)
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        options = sec.get("options")
+        return {"mode": None if sec.get("mode") is None else bond.mode_name(sec["mode"]),
+                # `ports` and the older `slaves` are accepted as nmstate does
+                "ports": _port_list(sec, "port", "ports", "slaves"),
+                "options": None if options is None else
+                {k: bond.normalise(k, v) for k, v in options.items()}}
+
+    def section(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.options is not None:
+            out["options"] = dict(self.options)
+        if self.ports is not None:
+            out["port"] = list(self.ports)
+        return out or None
+
+    def linked_names(self) -> set[str]:
+        return set(self.ports or ())
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return self.ports
+
+    def section_differences(self, have: Interface) -> list[str]:
+        got = have if isinstance(have, Bond) else Bond(name=have.name)
+        where = f"{self.name}.link-aggregation"
+        out: list[str] = []
+        if self.mode is not None and self.mode != got.mode:
+            out.append(f"{where}.mode is {got.mode}, wanted {self.mode}")
+        for key, value in (self.options or {}).items():
+            now = (got.options or {}).get(key)
+            if now != value:
+                out.append(f"{where}.options.{key} is {now}, wanted {value}")
+        return out + _port_differences(self.name, "link-aggregation.port", self.ports,
+                                       got.ports)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vrf(Interface):
+    TYPE = "vrf"
+    SECTION = "vrf"
+    VIRTUAL = True
+    CONTROLLER = True
+
+    ports: tuple[str, ...] | None = None
+    table_id: int | None = None
+
+    @classmethod
+    def section_fields(cls, sec: Mapping[str, Any]) -> dict[str, Any]:
+        table = sec.get("route-table-id")
+        return {"ports": _port_list(sec, "port"),
+                "table_id": None if table is None else int(table)}
+
+    def section(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.ports is not None:
+            out["port"] = list(self.ports)
+        if self.table_id is not None:
+            out["route-table-id"] = self.table_id
+        return out or None
+
+    def linked_names(self) -> set[str]:
+        return set(self.ports or ())
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return self.ports
+
+    def section_differences(self, have: Interface) -> list[str]:
+        got = have if isinstance(have, Vrf) else Vrf(name=have.name)
+        out: list[str] = []
+        if self.table_id is not None and self.table_id != got.table_id:
+            out.append(f"{self.name}.vrf.route-table-id is {got.table_id}, "
+                       f"wanted {self.table_id}")
+        return out + _port_differences(self.name, "vrf.port", self.ports, got.ports)
+
+
 def _given(section: dict[str, Any]) -> dict[str, Any] | None:
     out = {k: v for k, v in section.items() if v is not None}
     return out or None
@@ -293,41 +497,25 @@ def _given(section: dict[str, Any]) -> dict[str, Any] | None:
 
 # the interface types with a model of their own; others are plain Interface
 TYPES: dict[str, type[Interface]] = {
-    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, Veth, Dummy) if cls.TYPE}
+    cls.TYPE: cls for cls in (LinuxBridge, Vlan, MacVlan, IpVlan, Veth, Dummy, Vxlan, Bond,
+                              Vrf) if cls.TYPE}
 VIRTUAL_TYPES = tuple(name for name, cls in TYPES.items() if cls.VIRTUAL)
-
-
-def _section_fields(cls: type[Interface], sec: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of `cls` that come from its nmstate section."""
-    if cls is LinuxBridge:
-        stp = ((sec.get("options") or {}).get("stp") or {}).get("enabled")
-        ports = None
-        if "port" in sec:
-            ports = tuple(Port(name=p["name"], vlan=PortVlan.from_nmstate(p.get("vlan")))
-                          for p in sec["port"] or [])
-        return {"stp": stp, "ports": ports}
-    if cls is Vlan:
-        vid = sec.get("id")
-        return {"base_iface": sec.get("base-iface"),
-                "vlan_id": None if vid is None else int(vid)}
-    if cls is MacVlan:
-        return {"base_iface": sec.get("base-iface"), "mode": sec.get("mode")}
-    if cls is Veth:
-        return {"peer": sec.get("peer")}
-    return {}
 
 
 def interface_from_nmstate(iface: Mapping[str, Any]) -> Interface:
     itype = iface.get("type")
     cls = TYPES.get(itype, Interface) if isinstance(itype, str) else Interface
-    extra = _section_fields(cls, iface.get(cls.SECTION) or {}) if cls.SECTION else {}
+    extra = cls.section_fields(iface.get(cls.SECTION) or {}) if cls.SECTION else {}
     mac = iface.get("mac-address")
     return cls(name=iface["name"], type=itype, state=iface.get("state"), mtu=iface.get("mtu"),
                mac=mac.upper() if mac else None, ipv4=IpConfig.from_nmstate(iface.get("ipv4")),
-               ipv6=IpConfig.from_nmstate(iface.get("ipv6")), **extra)
+               ipv6=IpConfig.from_nmstate(iface.get("ipv6")),
+               ethtool=(iface.get("ethtool") or {}).get("feature"), **extra)
 
 
 # -- routes ---------------------------------------------------------------------------
+
+MAIN_TABLE = 254
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,10 +532,13 @@ class Route:
         if isinstance(route, Route):
             return route
         dst, gw = route.get("destination"), route.get("next-hop-address")
+        table = route.get("table-id")
         return cls(destination=ipaddress.ip_network(dst, strict=False) if dst else None,
                    next_hop_interface=route.get("next-hop-interface"),
                    next_hop_address=ipaddress.ip_address(gw) if gw else None,
-                   metric=route.get("metric"), table_id=route.get("table-id"),
+                   metric=route.get("metric"),
+                   # nmstate's table 0 is the main table
+                   table_id=MAIN_TABLE if table == 0 else table,
                    absent=route.get("state") == "absent")
 
     def fields(self) -> dict[str, Any]:
@@ -362,9 +553,105 @@ class Route:
         return {**self.fields(), "state": "absent"} if self.absent else self.fields()
 
     def matches(self, have: Route) -> bool:
-        """Every field this route names has the same value in `have`."""
+        """Every field this route names has the same value in `have`; a route to add
+        without a table is in the main one (an absent one without a table: any table)."""
         got = have.fields()
-        return all(got.get(k) == v for k, v in self.fields().items())
+        want = self.fields()
+        if not self.absent and self.table_id is None:
+            want["table-id"] = MAIN_TABLE
+        return all(got.get(k) == v for k, v in want.items())
+
+
+# -- route rules ----------------------------------------------------------------------
+
+RULE_KEYS = ("family", "ip-from", "ip-to", "priority", "route-table", "fwmark", "fwmask",
+             "iif", "action")
+
+
+def parse_mark(value: Any) -> int:
+    """A firewall mark as nmstate takes it: an integer, decimal digits or 0x-hex."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
+        return value
+    if isinstance(value, str) and value.isascii():
+        text = value.lower()
+        try:
+            number = int(text, 16) if text.startswith("0x") else int(text, 10)
+        except ValueError:
+            number = -1
+        if 0 <= number < 2**32 and (text.startswith("0x") or text.isdigit()):
+            return number
+    raise ValueError(f"{value!r} is not a 32-bit mark (an integer or 0x-hex)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteRule:
+    """A policy-routing rule. A rule to add without `action` or `route-table` looks up the
+    main table, as nmstate's does; an absent one removes every rule matching the fields
+    it gives."""
+
+    family: str | None = None  # ipv4 / ipv6; else from the addresses
+    ip_from: IPNetwork | None = None
+    ip_to: IPNetwork | None = None
+    priority: int | None = None
+    route_table: int | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    iif: str | None = None
+    action: str | None = None  # blackhole, unreachable, prohibit
+    absent: bool = False
+
+    @classmethod
+    def from_nmstate(cls, rule: Mapping[str, Any]) -> RouteRule:
+        def net(key: str) -> IPNetwork | None:
+            return ipaddress.ip_network(rule[key], strict=False) if rule.get(key) else None
+
+        def num(key: str) -> int | None:
+            return None if rule.get(key) is None else int(rule[key])
+
+        def mark(key: str) -> int | None:
+            return None if rule.get(key) is None else parse_mark(rule[key])
+
+        ip_from, ip_to = net("ip-from"), net("ip-to")
+        family = rule.get("family")
+        prefix = ip_from or ip_to
+        if family is None and prefix is not None:
+            family = f"ipv{prefix.version}"
+        absent = rule.get("state") == "absent"
+        table = num("route-table")
+        if not absent and table in (None, 0) and not rule.get("action"):
+            table = MAIN_TABLE
+        return cls(family=family, ip_from=ip_from, ip_to=ip_to, priority=num("priority"),
+                   route_table=table, fwmark=mark("fwmark"), fwmask=mark("fwmask"),
+                   iif=rule.get("iif"), action=rule.get("action"), absent=absent)
+
+    @property
+    def version(self) -> int:
+        return 6 if self.family == "ipv6" else 4
+
+    def fields(self) -> dict[str, Any]:
+        """The given fields in nmstate's spelling (marks in hex, as nmstate shows them)."""
+        return _given({
+            "family": self.family,
+            "ip-from": None if self.ip_from is None else str(self.ip_from),
+            "ip-to": None if self.ip_to is None else str(self.ip_to),
+            "priority": self.priority, "route-table": self.route_table,
+            "fwmark": None if self.fwmark is None else hex(self.fwmark),
+            "fwmask": None if self.fwmask is None else hex(self.fwmask),
+            "iif": self.iif, "action": self.action}) or {}
+
+    def to_nmstate(self) -> dict[str, Any]:
+        return {**self.fields(), "state": "absent"} if self.absent else self.fields()
+
+    def matches(self, have: RouteRule) -> bool:
+        """An absent rule: every field it gives is the same in `have` (a wildcard for the
+        others). A rule to add: the same selectors and action exactly (a rule with one
+        more selector is another rule), the priority only when given."""
+        got, want = have.fields(), self.fields()
+        if self.absent:
+            return all(got.get(k) == v for k, v in want.items())
+        keys = [k for k in RULE_KEYS if k != "priority"]
+        return all(got.get(k) == want.get(k) for k in keys) and \
+            (self.priority is None or self.priority == have.priority)
 
 
 # -- the whole state ------------------------------------------------------------------
@@ -384,15 +671,31 @@ class NodeState:
     interfaces: tuple[Interface, ...] = ()
     routes: tuple[Route, ...] = ()  # routes.config
     running: tuple[Route, ...] = ()  # routes.running (read from a node only)
+    rules: tuple[RouteRule, ...] | None = None  # route-rules.config; None: not given
+    # dns-resolver.config: server/search/options lists (the keys given); None: not given
+    dns: Mapping[str, list[str]] | None = None
     probes: Probes = dataclasses.field(default_factory=Probes)
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
 
     def to_nmstate(self) -> dict[str, Any]:
-        return {"interfaces": [i.to_nmstate() for i in self.interfaces],
-                "routes": {"config": [r.to_nmstate() for r in self.routes],
-                           "running": [r.to_nmstate() for r in self.running]}}
+        out = {"interfaces": [i.to_nmstate() for i in self.interfaces],
+               "routes": {"config": [r.to_nmstate() for r in self.routes],
+                          "running": [r.to_nmstate() for r in self.running]}}
+        if self.rules:
+            out["route-rules"] = {"config": [r.to_nmstate() for r in self.rules]}
+        if self.dns is not None:
+            out["dns-resolver"] = {"config": {k: list(v) for k, v in self.dns.items()}}
+        return out
+
+
+def _dns_config(state: Mapping[str, Any]) -> Mapping[str, list[str]] | None:
+    config = (state.get("dns-resolver") or {}).get("config")
+    if config is None:
+        return None
+    # as nmstate: an empty config removes every server, search domain and option
+    return dict(config) or {"server": [], "search": [], "options": []}
 
 
 def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
@@ -404,10 +707,16 @@ def from_nmstate(state: Mapping[str, Any] | NodeState | None) -> NodeState:
         return NodeState()
     routes = state.get("routes") or {}
     probes = state.get("probes") or {}
+    rules = None
+    if "route-rules" in state:
+        rules = tuple(RouteRule.from_nmstate(r)
+                      for r in (state["route-rules"] or {}).get("config") or [])
     return NodeState(
         interfaces=tuple(interface_from_nmstate(i) for i in state.get("interfaces") or []),
         routes=tuple(Route.from_nmstate(r) for r in routes.get("config") or []),
         running=tuple(Route.from_nmstate(r) for r in routes.get("running") or []),
+        rules=rules,
+        dns=_dns_config(state),
         probes=Probes(ping=tuple(probes.get("ping") or ()),
                       default_gateway=probes.get("default-gateway", True),
                       dns=tuple(probes.get("dns") or ()), api_server=probes.get("api-server"),

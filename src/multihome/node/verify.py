@@ -31,6 +31,16 @@ def differences(desired: models.NodeState, now: models.NodeState) -> list[str]:
             out.append(f"route {route.fields()} is still there")
         elif not route.absent and not present:
             out.append(f"route {route.fields()} is missing")
+    for key, values in (desired.dns or {}).items():
+        have = (now.dns or {}).get(key, [])
+        if list(values) != list(have):
+            out.append(f"dns-resolver.config.{key} is {have}, wanted {list(values)}")
+    for rule in desired.rules or ():
+        present = any(rule.matches(r) for r in now.rules or ())
+        if rule.absent and present:
+            out.append(f"route rule {rule.fields()} is still there")
+        elif not rule.absent and not present:
+            out.append(f"route rule {rule.fields()} is missing")
     return out
 
 
