@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,21 @@ from support.cli_lab import CLILab, lab_down, lab_up, new_lab
 NS = "multus-test"
 SUBNET = "10.66.0"
 EXTERNAL_HOST = f"{SUBNET}.1"
+
+# argv: HOST PORT; prints what the server sends (the guest's `nc -e echo ...`)
+CONNECT_AND_READ = (
+    "import socket, sys\n"
+    "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)\n"
+    "s.settimeout(10)\n"
+    "print(s.recv(200).decode().strip())\n")
+# argv: PORT; accepts one connection within 20 s and prints the peer's address
+ACCEPT_ONE = (
+    "import socket, sys\n"
+    "srv = socket.create_server(('0.0.0.0', int(sys.argv[1])))\n"
+    "srv.settimeout(20)\n"
+    "print('listening', flush=True)\n"
+    "conn, peer = srv.accept()\n"
+    "print(peer[0], flush=True)\n")
 
 
 def skip_without_vm_tools() -> None:
@@ -46,6 +64,37 @@ class VMLab(CLILab):
             return int((self.vm_dir(name) / "qemu.pid").read_text().strip())
         except (OSError, ValueError):
             return None
+
+
+@contextlib.contextmanager
+def in_pod_listener(lab: CLILab, pod: str, port: int) -> Iterator[Callable[[], str]]:
+    """A TCP listener in lab pod `pod`; yields a function returning the address of the
+    first client (waits for it, at most 20 s). The listener is gone afterwards."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", f"mh-{NS}-{pod}", sys.executable, "-c", ACCEPT_ONE,
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
+
+        def accepted() -> str:
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            return out.strip()
+
+        yield accepted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def process_running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting for its reaper has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def qemu_alive(pid: int | None) -> bool:

@@ -22,8 +22,7 @@ from multihome.errors import MultihomeError
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, NotFound, Object, Store, names
-from multihome.vm import qemu
-from multihome.vm import state as vmstate
+from multihome.vm import launcher
 
 Progress = Callable[[str], None]
 
@@ -185,13 +184,13 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
            progress: Progress = _quiet) -> None:
     """Detach, remove the namespace and the object; whatever is already gone is skipped.
 
-    Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu runs.
+    Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu (or DHCP
+    server) runs.
     """
     conf = parse_multus_config(settings.engine_config())
     req = _request(namespace, name)
-    vm = vmstate.vm_of_pod(name)
-    # by the qemu pid file, not the VM record: a record that cannot be read still refuses
-    if vm is not None and qemu.running(vmstate.vm_dir(settings.state_dir, namespace, vm)):
+    vm = launcher.vm_using(settings.state_dir, namespace, name)
+    if vm is not None:
         raise LauncherPodInUse(namespace, name, vm)
     in_store = True
     try:
