@@ -66,6 +66,45 @@ class VMLab(CLILab):
             return None
 
 
+# argv: IFNAME MAC; prints "<ethertype hex>" for each frame from MAC seen on IFNAME,
+# "86dd-unspecified" for IPv6 from :: (duplicate address detection of a link coming up)
+CAPTURE_FROM = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n"
+    "s.bind((sys.argv[1], 3))\n"
+    "mac = bytes.fromhex(sys.argv[2].replace(':', ''))\n"
+    "print('capturing', flush=True)\n"
+    "while True:\n"
+    "    frame = s.recv(65536)\n"
+    "    if frame[6:12] == mac:\n"
+    "        kind = frame[12:14].hex()\n"
+    "        if kind == '86dd' and frame[22:38] == bytes(16):\n"
+    "            kind += '-unspecified'\n"
+    "        print(kind, flush=True)\n")
+
+
+@contextlib.contextmanager
+def frames_from(netns: str, ifname: str, mac: str) -> Iterator[Callable[[], list[str]]]:
+    """Capture, on `ifname` of namespace `netns`, the frames whose source is `mac`; yields
+    a function that stops the capture and returns their ethertypes (hex)."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c",
+                             CAPTURE_FROM, ifname, mac],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "capturing"
+
+        def stop() -> list[str]:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=10)
+            return out.split()
+
+        yield stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def in_pod_listener(lab: CLILab, pod: str, port: int) -> Iterator[Callable[[], str]]:
     """A TCP listener in lab pod `pod`; yields a function returning the address of the

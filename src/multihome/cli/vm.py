@@ -12,8 +12,8 @@ import click
 from multihome.attach import status as netstatus
 from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.errors import MultihomeError
+from multihome.lab import migration, vms
 from multihome.lab import settings as labsettings
-from multihome.lab import vms
 from multihome.store import POD, NotFound, StoreError
 from multihome.vm import agent, console, qemu, state
 from multihome.vm.errors import VMError
@@ -120,6 +120,17 @@ def link_cmd(name: str, nic: str, link_state: str, namespace: str | None) -> Non
     try:
         vms.set_link(labsettings.load(), _ns(namespace), name, nic, link_state, _progress)
     except MultihomeError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("migrate")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def migrate_cmd(name: str, namespace: str | None) -> None:
+    """Live-migrate a running VM to a new launcher pod (same networks, MACs, addresses)."""
+    try:
+        migration.migrate(get_store(), labsettings.load(), _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
 

@@ -121,8 +121,8 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
         started = time.monotonic()
         pid = qemu.start(name, vdir, the_guest, accel, memory, fds)
         progress(f"vm/{name}: qemu started (pid {pid}, {accel.name})")
-        _apply_link_states(vdir, rec, progress)
-    _close(fds)  # qemu holds its own copies now
+        apply_link_states(vdir, rec.nics, f"vm/{name}", progress)
+    close_fds(fds)  # qemu holds its own copies now
     pod_netns = labpods.netns_path(namespace, rec.pod)
 
     def alive() -> str:
@@ -146,16 +146,16 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     return rec
 
 
-def _apply_link_states(vdir: str, rec: VMRecord, progress: Progress) -> None:
+def apply_link_states(vdir: str, nics: list[Nic], label: str, progress: Progress) -> None:
     """qemu has no command-line switch for a NIC's link: down ones go down over QMP
     right after start (before the guest has loaded its NIC driver)."""
-    down = [(i, n) for i, n in enumerate(rec.nics) if n.link == "down"]
+    down = [(i, n) for i, n in enumerate(nics) if n.link == "down"]
     if not down:
         return
     with qmp.connect(vdir) as mon:
         for i, nic in down:
-            mon.execute("set_link", name=qemu.netdev_id(nic, i), up=False)
-            progress(f"vm/{rec.name}: {nic.guest_ifname} link down")
+            mon.execute("set_link", {"name": qemu.netdev_id(nic, i), "up": False})
+            progress(f"{label}: {nic.guest_ifname} link down")
 
 
 def set_link(settings: LabSettings, namespace: str, name: str, key: str, state: str,
@@ -163,19 +163,19 @@ def set_link(settings: LabSettings, namespace: str, name: str, key: str, state: 
     """Set a NIC's link of a running VM up or down (the guest sees carrier change)."""
     if state not in LINK_STATES:
         raise VMError("vm", f"invalid link state {state!r}: use up or down")
-    rec = _running_record(settings, namespace, name)
+    rec = running_record(settings, namespace, name)
     nic = find_nic(rec, key)
     vdir = vm_dir(settings.state_dir, namespace, name)
     with qmp.connect(vdir) as mon:
-        mon.execute("set_link", name=qemu.netdev_id(nic, rec.nics.index(nic)),
-                    up=state == "up")
+        mon.execute("set_link", {"name": qemu.netdev_id(nic, rec.nics.index(nic)),
+                                 "up": state == "up"})
     nic.link = state
     save(settings.state_dir, rec)
     progress(f"vm/{name}: {nic.guest_ifname} ({nic.ifname}, {nic.network}) link {state}")
     return nic
 
 
-def _running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
+def running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
     rec = load(settings.state_dir, namespace, name)
     if rec is None:
         raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"')
@@ -214,16 +214,41 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
         for nic in rec.nics:
             if not nic.gateway:
                 nic.gateway = gateways.get(nic.ifname, "")
-            fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
-            save(settings.state_dir, rec)  # after each, so delete can undo a partial binding
-            if nic.dhcp:
-                dhcp.start(pod_netns, vdir, nic)
-                save(settings.state_dir, rec)
-            progress(f"vm/{rec.name}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
-                     f"binding, guest {nic.guest_ifname} mac {nic.mac} "
-                     f"address {','.join(nic.addresses) or '<none>'}"
-                     + (" by DHCP" if nic.dhcp else ""))
+        # saved after each step, so delete can undo a partial binding
+        bind_all(pod_netns, rec.nics, vdir, fds, lambda: save(settings.state_dir, rec),
+                 f"vm/{rec.name}", progress)
     return fds
+
+
+def bind_all(pod_netns: str, nics: list[Nic], log_dir: str, fds: list[qemu.NicFd],
+             saved: Callable[[], None], label: str, progress: Progress) -> None:
+    """Bind each NIC in the pod (and start the DHCP server of a masquerade one); the fds
+    go to `fds` as they are made, so the caller can close them on failure."""
+    for nic in nics:
+        fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
+        saved()
+        if nic.dhcp:
+            dhcp.start(pod_netns, log_dir, nic)
+            saved()
+        progress(f"{label}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
+                 f"binding, guest {nic.guest_ifname} mac {nic.mac} "
+                 f"address {','.join(nic.addresses) or '<none>'}"
+                 + (" by DHCP" if nic.dhcp else ""))
+
+
+def release(pod_netns: str, nics: list[Nic], label: str, progress: Progress,
+            restore: bool = True) -> None:
+    """Stop the NICs' DHCP servers and undo their bindings; gone parts are fine.
+
+    restore=False leaves the bindings for the pod's deletion: a migration's source must
+    not give netN back the VM's MAC, which the VM now uses from another port."""
+    for nic in nics:
+        # before the pod goes: a DHCP server left running would keep its namespace alive
+        if dhcp.stop(nic):
+            progress(f"{label}: DHCP server of {nic.ifname} stopped")
+        if restore:
+            with contextlib.suppress(CNIError):
+                bindings.unbind(pod_netns, nic)
 
 
 @contextlib.contextmanager
@@ -235,14 +260,14 @@ def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
         yield
     except (MultihomeError, OSError) as e:
         progress(f"vm/{rec.name}: failed, removing it again")
-        _close(fds)
+        close_fds(fds)
         _teardown(store, settings, rec, progress)
         if isinstance(e, VMError):
             raise
         raise VMError(step, str(e)) from e
 
 
-def _close(fds: list[qemu.NicFd]) -> None:
+def close_fds(fds: list[qemu.NicFd]) -> None:
     for n in fds:
         with contextlib.suppress(OSError):
             os.close(n.fd)
@@ -253,22 +278,28 @@ def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Prog
     vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     if qemu.stop(vdir):
         progress(f"vm/{rec.name}: qemu stopped")
-    pod_netns = labpods.netns_path(rec.namespace, rec.pod)
-    for nic in rec.nics:
-        # before the pod goes: a DHCP server left running would keep its namespace alive
-        if dhcp.stop(nic):
-            progress(f"vm/{rec.name}: DHCP server of {nic.ifname} stopped")
-        with contextlib.suppress(CNIError):
-            bindings.unbind(pod_netns, nic)
+    if rec.target_pod:  # a migration that did not finish
+        if qemu.stop(qemu.target_dir(vdir, rec.migrations + 1)):
+            progress(f"vm/{rec.name}: migration target's qemu stopped")
+        release(labpods.netns_path(rec.namespace, rec.target_pod), rec.target_nics,
+                f"vm/{rec.name}", progress)
+        delete_pod(store, settings, rec.namespace, rec.target_pod, progress)
+    release(labpods.netns_path(rec.namespace, rec.pod), rec.nics, f"vm/{rec.name}", progress)
+    delete_pod(store, settings, rec.namespace, rec.pod, progress)
+    remove(settings.state_dir, rec.namespace, rec.name)
+
+
+def delete_pod(store: Store, settings: LabSettings, namespace: str, pod: str,
+               progress: Progress) -> None:
+    """Delete a launcher pod if anything of it is left."""
     try:
-        store.get(POD, rec.namespace, rec.pod)
+        store.get(POD, namespace, pod)
         exists = True
     except NotFound:
-        exists = labpods.exists_netns(rec.namespace, rec.pod)
+        exists = labpods.exists_netns(namespace, pod)
     if exists:
         with contextlib.suppress(labpods.PodError):
-            labpods.delete(store, settings, rec.namespace, rec.pod, progress)
-    remove(settings.state_dir, rec.namespace, rec.name)
+            labpods.delete(store, settings, namespace, pod, progress)
 
 
 def delete(store: Store, settings: LabSettings, namespace: str, name: str,

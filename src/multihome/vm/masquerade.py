@@ -24,6 +24,7 @@ from multihome.vm.state import Nic
 STEP = "binding"
 GATEWAY = ipaddress.ip_interface("10.0.2.1/24")
 GUEST = ipaddress.ip_interface("10.0.2.2/24")
+GATEWAY_MAC = "02:00:00:00:00:00"
 TABLE = "mh-masquerade"
 PROTOCOLS = ("tcp", "udp")
 
@@ -89,6 +90,9 @@ def bind(pod_netns: str, nic: Nic) -> int:
                 raise VMError(STEP, f"the pod has no interface {nic.ifname}")
             nic.bridge, nic.tap = bridge_name(nic.ifname), tap_name(nic.ifname)
             bridge = links.ensure_bridge(ipr, nic.bridge)
+            # the same gateway MAC in every launcher pod: after a migration the guest's
+            # ARP entry for 10.0.2.1 stays right
+            links.set_mac(ipr, bridge.index, GATEWAY_MAC)
             addr.add_address(ipr, bridge.index, GATEWAY, nodad=True, ifname=nic.bridge)
             links.set_up(ipr, bridge.index)
         fd = tapfd.open_tap(pod_netns, nic.tap)

@@ -32,6 +32,13 @@ LOG_FILE = "qemu.log"
 CONSOLE_SOCK = "console.sock"
 CONSOLE_LOG = "console.log"
 AGENT_SOCK = "agent.sock"
+# a migration target's qemu keeps its files in <vm dir>/target-<n> until switch-over; a
+# new name each time, as qemu removes its sockets and pid file by their first path on exit
+TARGET_DIR = "target"
+
+
+def target_dir(vm_dir: str, migration: int) -> str:
+    return os.path.join(vm_dir, f"{TARGET_DIR}-{migration}")
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
@@ -120,8 +127,9 @@ def command(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
         # fixed PCI slots keep eth0, eth1… in the order of the networks
         cmd += ["-netdev", n.netdev(netdev_id(n.nic, i)), "-device", device_args(n.nic, i)]
     if incoming:
-        # a migration target: it waits for the source's state on this unix socket
-        cmd += ["-incoming", f"unix:{incoming}"]
+        # a migration target: it waits for the source's state on this unix socket and
+        # stays paused after it (-S) until the switch-over says `cont`
+        cmd += ["-incoming", f"unix:{incoming}", "-S"]
     return cmd
 
 
@@ -155,13 +163,17 @@ def read_pid(vm_dir: str) -> int | None:
 
 
 def _is_our_qemu(pid: int, vm_dir: str) -> bool:
-    """The pid is alive and is the qemu of this VM (not a recycled pid)."""
+    """The pid is alive and is a qemu of this VM (not a recycled pid): its pid file is in
+    the VM's directory (or the directory of a migration target under it)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().split(b"\0")
     except OSError:
         return False
-    return os.path.join(vm_dir, PID_FILE).encode() in args
+    own = os.path.join(vm_dir, PID_FILE).encode()
+    targets = os.path.join(vm_dir, f"{TARGET_DIR}-").encode()
+    return own in args or any(a.startswith(targets) and a.endswith(b"/" + PID_FILE.encode())
+                              and a.count(b"/") == own.count(b"/") + 1 for a in args)
 
 
 def running(vm_dir: str) -> bool:

@@ -52,8 +52,8 @@ class QMP:
             raise VMError(STEP, f"qemu's monitor sent a bad line: {line[:80]!r}")
         return msg
 
-    def execute(self, command: str, fds: list[int] | None = None,
-                timeout: float | None = None, **arguments: Any) -> Any:
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, *,
+                fds: list[int] | None = None, timeout: float | None = None) -> Any:
         """Run a command; its `return` value, or VMError with qemu's own message."""
         req: dict[str, Any] = {"execute": command}
         if arguments:

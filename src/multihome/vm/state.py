@@ -68,6 +68,7 @@ class VMRecord:
     boot_seconds: float = 0.0
     launcher: str = ""  # the launcher pod; "" is pod_name(name) (a migration names another)
     target_pod: str = ""  # a migration's target launcher pod while the migration runs
+    target_nics: list[Nic] = field(default_factory=list)  # and its bindings
     pod_network: bool = True  # the first NIC is the pod network (masquerade)
     migrations: int = 0
 
@@ -81,8 +82,10 @@ class VMRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VMRecord:
         nics = [Nic(**n) for n in data.get("nics", [])]
-        known = {f.name for f in dataclasses.fields(cls)} - {"nics"}
-        return cls(**{k: v for k, v in data.items() if k in known}, nics=nics)
+        target_nics = [Nic(**n) for n in data.get("target_nics", [])]
+        known = {f.name for f in dataclasses.fields(cls)} - {"nics", "target_nics"}
+        return cls(**{k: v for k, v in data.items() if k in known}, nics=nics,
+                   target_nics=target_nics)
 
 
 def find_nic(rec: VMRecord, key: str) -> Nic:
