@@ -39,7 +39,7 @@ def run(mh: Callable[..., subprocess.CompletedProcess[str]], step: Callable[[str
            "--address", f"net1={VM_ADDRESS}")
         mh("vm", "get", "-n", namespace)
         mh("vm", "describe", VM, "-n", namespace)
-        mh("vm", "exec", VM, "-n", namespace, "--", "ip", "addr", "show", "eth0")
+        mh("vm", "exec", VM, "-n", namespace, "--", "ip", "addr")
         mh("vm", "exec", VM, "-n", namespace, "--", "ping", "-c", "2", "-W", "2",
            external_host)
         mh("vm", "exec", VM, "-n", namespace, "--", "ping", "-c", "2", "-W", "2",
