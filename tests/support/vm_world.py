@@ -59,6 +59,17 @@ class VMLab(CLILab):
     def vm_dir(self, name: str) -> Path:
         return self.state / "vms" / f"{NS}_{name}"
 
+    def bridge_ports(self) -> set[str]:
+        """The ports of the lab's bridges: where a VM's pod veths would be left over
+        (host-wide link lists also show other test runs' links)."""
+        out = set()
+        for bridge in (self.dev_bridge, self.cluster_bridge):
+            listing = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                                     capture_output=True, text=True, check=False).stdout
+            out |= {line.split(":")[1].strip().split("@")[0]
+                    for line in listing.splitlines() if ":" in line}
+        return out
+
     def qemu_pid(self, name: str) -> int | None:
         try:
             return int((self.vm_dir(name) / "qemu.pid").read_text().strip())

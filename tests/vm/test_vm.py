@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support.host_state import host_netns, link_names
+from support.host_state import host_netns
 from support.netns import unique
 from support.vm_world import (
     CONNECT_AND_READ,
@@ -324,14 +324,14 @@ def test_killed_qemu_then_delete_removes_everything(shared: Shared) -> None:
     assert dhcp_pid and b"dnsmasq" in Path(f"/proc/{dhcp_pid}/cmdline").read_bytes()
     refused = lab.mh("pod", "delete", f"virt-launcher-{vm}", "-n", NS)
     assert refused.returncode == 1 and f'VM "{vm}"' in refused.stderr
-    links_before = link_names()
+    ports_before = lab.bridge_ports()
     out = lab.ok("vm", "delete", vm, "-n", NS)
     assert f'vm "{vm}" deleted' in out and "networks detached" in out
     assert "DHCP server of eth0 stopped" in out
     assert not process_running(dhcp_pid)
     _nothing_left(lab, vm, pid)
     # the veths of eth0/net1 and nothing else of the VM are gone from the host
-    assert not (link_names() - links_before)
+    assert lab.bridge_ports() < ports_before
     gone = lab.mh("vm", "delete", vm, "-n", NS)
     assert gone.returncode == 1 and f'VM "{vm}" not found in namespace "{NS}"' in gone.stderr
 
@@ -348,7 +348,7 @@ def test_vm_that_never_comes_up_is_removed_and_the_step_named(shared: Shared) ->
 
 def test_forced_delete_of_the_launcher_pod_deletes_the_vm(shared: Shared) -> None:
     lab, vm = shared.lab, unique("vmf")
-    links_before = link_names()
+    ports_before = lab.bridge_ports()
     out = lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev",
                  "--address", f"net1={SUBNET}.31/24", "--link-state", "net1=down")
     assert f"vm/{vm}: eth1 link down" in out
@@ -360,7 +360,7 @@ def test_forced_delete_of_the_launcher_pod_deletes_the_vm(shared: Shared) -> Non
     out = lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS, "--force")
     assert f"vm/{vm}: qemu stopped" in out and f'vm "{vm}" deleted' in out
     _nothing_left(lab, vm, pid)
-    assert not (link_names() - links_before)
+    assert lab.bridge_ports() == ports_before
 
 
 def test_launcher_pod_force_deleted_during_boot(shared: Shared) -> None:

@@ -342,6 +342,47 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     return AddOutcome(results[0], entries, planned)
 
 
+def attach_one(conf: MultusConfig, container_id: str, att: Attachment,
+               extra_path: Sequence[str] = ()) -> Result:
+    """ADD one more attachment to a container the engine holds (a VM NIC hot-plug); it
+    joins the record first, so the pod's DEL removes it too. On failure it is undone."""
+    record = load_record(conf, container_id)
+    if record is None:
+        raise UnknownContainer(f"container {container_id} has no multihome attachments")
+    if any(a.ifname == att.ifname for a in record.attachments):
+        raise InvalidEnvironment(f"container {container_id} already has {att.ifname}")
+    path = cni_path(conf, extra_path)
+    record.attachments.append(att)
+    save_record(conf, record)
+    try:
+        return runtime.add_network_list(runtime.parse_network_config(att.conflist),
+                                        _runtime_conf(conf, record, att), path,
+                                        conf.executor)
+    except CNIError as e:
+        detach_one(conf, container_id, att.ifname, extra_path)
+        raise _prefixed(e, att) from e
+
+
+def detach_one(conf: MultusConfig, container_id: str, ifname: str,
+               extra_path: Sequence[str] = ()) -> None:
+    """DEL one attachment of a container (its cached config) and drop it from the record;
+    one that is not there is fine."""
+    record = load_record(conf, container_id)
+    if record is None:
+        return
+    mine = [a for a in record.attachments if a.ifname == ifname]
+    if not mine:
+        return
+    only = PodRecord(record.container_id, record.netns, record.ifname, record.pod,
+                     record.args, mine)
+    failed = _detach_all(conf, only, cni_path(conf, extra_path), "Del")
+    if failed:
+        att, e = failed[0]
+        raise _prefixed(e, att, "could not be removed")
+    record.attachments = [a for a in record.attachments if a.ifname != ifname]
+    save_record(conf, record)
+
+
 def _status_entries(conf: MultusConfig, record: PodRecord,
                     results: Sequence[Result]) -> list[netstatus.NetworkStatus]:
     entries: list[netstatus.NetworkStatus] = []

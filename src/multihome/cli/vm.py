@@ -12,7 +12,7 @@ import click
 from multihome.attach import status as netstatus
 from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.errors import MultihomeError
-from multihome.lab import migration, vms
+from multihome.lab import migration, vm_hotplug, vms
 from multihome.lab import settings as labsettings
 from multihome.store import POD, NotFound, StoreError
 from multihome.vm import agent, console, qemu, state
@@ -120,6 +120,34 @@ def link_cmd(name: str, nic: str, link_state: str, namespace: str | None) -> Non
     try:
         vms.set_link(labsettings.load(), _ns(namespace), name, nic, link_state, _progress)
     except MultihomeError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("add-nic")
+@click.argument("name", callback=name_callback)
+@click.argument("network", metavar="NAD")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+@click.option("--address", default="", metavar="CIDR",
+              help="Record this guest address for the NIC (the guest's OS configures it).")
+def add_nic_cmd(name: str, network: str, namespace: str | None, address: str) -> None:
+    """Hot-plug a NIC on network NAD ([ns/]name, bridge binding) into a running VM."""
+    try:
+        vm_hotplug.plug(get_store(), labsettings.load(), _ns(namespace), name, network,
+                        address, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("remove-nic")
+@click.argument("name", callback=name_callback)
+@click.argument("nic")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def remove_nic_cmd(name: str, nic: str, namespace: str | None) -> None:
+    """Unplug a bridge NIC (pod interface, guest interface or network) from a running VM."""
+    try:
+        vm_hotplug.unplug(get_store(), labsettings.load(), _ns(namespace), name, nic,
+                          _progress)
+    except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
 
