@@ -64,3 +64,43 @@ def test_launcher_pod_names_map_back_to_their_vm() -> None:
     assert launcher.candidate_vms("virt-launcher-web-0a1b2") == ["web-0a1b2", "web"]
     assert launcher.candidate_vms("virt-launcher-") == []
     assert launcher.candidate_vms("web") == []
+
+
+def test_the_migration_guard_drops_a_vm_mac_from_every_port_but_the_source() -> None:
+    from multihome.vm import announce_guard
+
+    cmds = announce_guard.rules("mh-migrate-x", [("02:00:00:00:00:09", "veth1")])
+    chain = cmds[1]["add"]["chain"]
+    assert (chain["family"], chain["hook"], chain["prio"]) == ("bridge", "prerouting", -300)
+    [rule] = [c["add"]["rule"] for c in cmds if "rule" in c["add"]]
+    assert rule["expr"][0]["match"]["right"] == "02:00:00:00:00:09"
+    assert rule["expr"][1]["match"] == {"op": "!=", "left": {"meta": {"key": "iifname"}},
+                                        "right": "veth1"}
+    assert rule["expr"][-1] == {"drop": None}
+    assert announce_guard.table_name("ns", "a") != announce_guard.table_name("ns", "b")
+
+
+def test_a_migration_target_asks_cni_for_each_nics_interface_and_mac() -> None:
+    from multihome.lab import migration
+
+    pod = Nic("eth0", "pod", "masquerade", "02:00:00:00:00:01", dhcp_pid=42, bridge="k6t")
+    net1 = Nic("net1", "ns/a", "bridge", "02:00:00:00:00:02", pod_mac="02:aa:00:00:00:00",
+               pod_addresses=["10.1.0.5/24"], addresses=["10.1.0.5/24"], link="down")
+    assert json.loads(migration._selection([pod, net1])) == [
+        {"name": "a", "namespace": "ns", "interface": "net1", "mac": "02:00:00:00:00:02"}]
+    t_pod, t_net1 = migration._target_nics([pod, net1])
+    assert (t_pod.dhcp_pid, t_pod.bridge, t_net1.pod_mac, t_net1.pod_addresses) == \
+        (0, "", "", [])
+    assert (t_net1.mac, t_net1.addresses, t_net1.link) == (net1.mac, net1.addresses, "down")
+    assert migration._selection([pod]) == ""
+
+
+def test_unplug_drops_the_named_element_or_the_first_unnamed_of_the_network() -> None:
+    from multihome.lab.vm_hotplug import _without
+
+    a: dict[str, object] = {"name": "a", "namespace": "ns"}
+    named: dict[str, object] = {"name": "a", "namespace": "ns", "interface": "net3"}
+    nic = Nic("net3", "ns/a", "bridge", "")
+    assert _without([a, named], nic) == [a]
+    assert _without([a, dict(a)], Nic("net1", "ns/a", "bridge", "")) == [a]
+    assert _without([named], Nic("net9", "ns/b", "bridge", "")) == [named]

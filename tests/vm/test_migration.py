@@ -135,6 +135,14 @@ def _plug(world: World, address: str) -> tuple[dict[str, Any], str]:
     return nic, ifname
 
 
+def _status_interfaces(world: World) -> list[str]:
+    """The interfaces the launcher pod's network-status names."""
+    pod = json.loads(world.lab.ok("pod", "get", world.record()["launcher"] or
+                                  f"virt-launcher-{world.vm}", "-n", NS, "-o", "json"))
+    status = json.loads(pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
+    return [s["interface"] for s in status]
+
+
 def test_hot_plug_of_a_missing_nad_leaves_vm_and_pod_as_they_were(world: World) -> None:
     lab, vm = world.lab, world.vm
     before = world.record()
@@ -153,6 +161,10 @@ def test_hot_plug_of_a_missing_nad_leaves_vm_and_pod_as_they_were(world: World) 
     assert "net2" not in links
     masq = lab.mh("vm", "remove-nic", vm, "eth0", "-n", NS)
     assert masq.returncode == 1 and "only bridge NICs can be unplugged" in masq.stderr
+    badaddr = lab.mh("vm", "add-nic", vm, "bridge-dev", "-n", NS, "--address", "10.1.2")
+    assert badaddr.returncode == 1 and "invalid address '10.1.2'" in badaddr.stderr
+    assert world.record()["nics"] == before["nics"]
+    assert _status_interfaces(world) == ["eth0", "net1"]
 
 
 def test_hot_plugged_nic_carries_traffic_and_unplug_removes_it(world: World) -> None:
@@ -160,11 +172,13 @@ def test_hot_plugged_nic_carries_traffic_and_unplug_removes_it(world: World) -> 
     launcher = f"mh-{NS}-virt-launcher-{vm}"
     nic, ifname = _plug(world, HOTPLUG_IP)
     assert nic["binding"] == "bridge" and nic["ifname"] == "net2"
+    assert "net2" in _status_interfaces(world)
     assert world.guest(f"ping -c 2 -W 2 -I {ifname} {EXTERNAL_HOST}").returncode == 0
     assert lab.in_external("ping", "-c", "2", "-W", "2", HOTPLUG_IP).returncode == 0
     out = lab.ok("vm", "remove-nic", vm, "net2", "-n", NS)
     assert f"{nic['guest_ifname']} unplugged, pod net2 detached" in out
     assert "net2" not in [n["ifname"] for n in world.record()["nics"]]
+    assert _status_interfaces(world) == ["eth0", "net1"]
     assert nic["mac"] not in world.guest("cat /sys/class/net/*/address").stdout
     links = subprocess.run(["ip", "netns", "exec", launcher, "ip", "-br", "link"],
                            capture_output=True, text=True, check=True).stdout

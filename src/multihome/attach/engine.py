@@ -342,10 +342,11 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     return AddOutcome(results[0], entries, planned)
 
 
-def attach_one(conf: MultusConfig, container_id: str, att: Attachment,
+def attach_one(conf: MultusConfig, store: Store | None, container_id: str, att: Attachment,
                extra_path: Sequence[str] = ()) -> Result:
     """ADD one more attachment to a container the engine holds (a VM NIC hot-plug); it
-    joins the record first, so the pod's DEL removes it too. On failure it is undone."""
+    joins the record first, so the pod's DEL removes it too. On failure it is undone.
+    The pod's network-status is rewritten."""
     record = load_record(conf, container_id)
     if record is None:
         raise UnknownContainer(f"container {container_id} has no multihome attachments")
@@ -355,18 +356,20 @@ def attach_one(conf: MultusConfig, container_id: str, att: Attachment,
     record.attachments.append(att)
     save_record(conf, record)
     try:
-        return runtime.add_network_list(runtime.parse_network_config(att.conflist),
-                                        _runtime_conf(conf, record, att), path,
-                                        conf.executor)
+        result = runtime.add_network_list(runtime.parse_network_config(att.conflist),
+                                          _runtime_conf(conf, record, att), path,
+                                          conf.executor)
     except CNIError as e:
-        detach_one(conf, container_id, att.ifname, extra_path)
+        detach_one(conf, store, container_id, att.ifname, extra_path)
         raise _prefixed(e, att) from e
+    _rewrite_status(conf, store, record)
+    return result
 
 
-def detach_one(conf: MultusConfig, container_id: str, ifname: str,
+def detach_one(conf: MultusConfig, store: Store | None, container_id: str, ifname: str,
                extra_path: Sequence[str] = ()) -> None:
     """DEL one attachment of a container (its cached config) and drop it from the record;
-    one that is not there is fine."""
+    one that is not there is fine. The pod's network-status is rewritten."""
     record = load_record(conf, container_id)
     if record is None:
         return
@@ -381,6 +384,7 @@ def detach_one(conf: MultusConfig, container_id: str, ifname: str,
         raise _prefixed(e, att, "could not be removed")
     record.attachments = [a for a in record.attachments if a.ifname != ifname]
     save_record(conf, record)
+    _rewrite_status(conf, store, record)
 
 
 def _status_entries(conf: MultusConfig, record: PodRecord,
@@ -394,13 +398,8 @@ def _status_entries(conf: MultusConfig, record: PodRecord,
     return entries
 
 
-def _repeated_add(conf: MultusConfig, record: PodRecord, req: PodRequest) -> AddOutcome:
-    """ADD for a container the engine already holds: the cached outcome, or an error."""
-    who = f"container {req.container_id}"
-    if record.ifname != req.ifname:
-        raise InvalidEnvironment(
-            f"{who} already has multihome attachments under interface {record.ifname}; "
-            f"DEL them before adding interface {req.ifname}")
+def _cached_results(conf: MultusConfig, record: PodRecord) -> list[Result] | None:
+    """Every attachment's result from the result cache; None when one is missing."""
     results: list[Result] = []
     for att in record.attachments:
         try:
@@ -409,9 +408,29 @@ def _repeated_add(conf: MultusConfig, record: PodRecord, req: PodRequest) -> Add
         except CNIError:
             result = None
         if result is None:
-            break
+            return None
         results.append(result)
-    if not results or len(results) != len(record.attachments):
+    return results
+
+
+def _rewrite_status(conf: MultusConfig, store: Store | None, record: PodRecord) -> None:
+    """network-status for the record's attachments now (after one was added or removed);
+    left as it was when a result is missing from the cache."""
+    results = _cached_results(conf, record)
+    if results:
+        _write_status(store, record.pod,
+                      netstatus.render(_status_entries(conf, record, results)))
+
+
+def _repeated_add(conf: MultusConfig, record: PodRecord, req: PodRequest) -> AddOutcome:
+    """ADD for a container the engine already holds: the cached outcome, or an error."""
+    who = f"container {req.container_id}"
+    if record.ifname != req.ifname:
+        raise InvalidEnvironment(
+            f"{who} already has multihome attachments under interface {record.ifname}; "
+            f"DEL them before adding interface {req.ifname}")
+    results = _cached_results(conf, record)
+    if not results:
         raise InvalidEnvironment(
             f"{who} ({req.ifname}) is already being attached, or an earlier ADD of it did "
             "not complete; DEL it before adding it again")

@@ -203,7 +203,7 @@ def describe_cmd(name: str, namespace: str | None) -> None:
     lines = [f"Name:          {rec.name}", f"Namespace:     {rec.namespace}",
              f"Status:        {_phase(rec)}", f"Accelerator:   {rec.accel}",
              f"Memory:        {rec.memory} MiB", f"Boot:          {rec.boot_seconds} s",
-             f"Launcher pod:  {rec.pod}", "NICs:"]
+             f"Launcher pod:  {rec.pod}", f"Migrations:    {rec.migrations}", "NICs:"]
     for nic in rec.nics:
         lines.append(f"  {nic.guest_ifname}:  {nic.network} via pod {nic.ifname} "
                      f"({nic.binding} binding)")

@@ -105,13 +105,13 @@ def migrate(store: Store, settings: LabSettings, namespace: str, name: str,
         save(root, rec)
         _start_target(store, settings, rec, tdir, progress)
         _transfer(vdir, tdir, label, progress)
-    except (MultihomeError, OSError) as e:
+    except BaseException as e:  # Ctrl-C too: the guard and the target must not stay
         progress(f"{label}: migration failed, removing the target; the VM stays on "
                  f"{rec.pod}")
         _abandon_target(store, settings, rec, tdir, progress)
         announce_guard.remove(table)
         save(root, rec)
-        if isinstance(e, VMError):
+        if isinstance(e, VMError) or not isinstance(e, MultihomeError | OSError):
             raise
         raise VMError(STEP, str(e)) from e
     _switch_over(store, settings, rec, vdir, tdir, table, progress)

@@ -1,18 +1,19 @@
-"""`vm nic add|remove`: NIC hot-plug and unplug on a running lab VM (bridge binding).
+"""`vm add-nic|remove-nic`: NIC hot-plug and unplug on a running lab VM (bridge binding).
 
 Plug: the launcher pod's selection gets the new element (interface netN), the engine
-ADDs that one attachment to the running pod (engine.attach_one; the engine's full
-hot-plug of a pod's edited selection comes from the hot-plug work and can replace it),
-the bridge binding joins netN to a new tap, and qemu gets the NIC through its monitor:
-`getfd` (the tap fd over the socket), `netdev_add`, `device_add virtio-net-pci` in a
-free PCI slot; the guest sees a new ethN. Unplug is the reverse, waiting for the guest
-to release the device (`DEVICE_DELETED`) before the netdev and the pod interface go.
-Any failure of a plug leaves the VM and its pod as they were.
+ADDs that one attachment to the running pod and rewrites its network-status
+(engine.attach_one; the engine's hot-plug of a pod's edited selection, from the pod
+hot-plug work, can replace it), the bridge binding joins netN to a new tap, and qemu
+gets the NIC through its monitor: `getfd` (the tap fd over the socket), `netdev_add`,
+`device_add virtio-net-pci` in a free PCI slot; the guest sees a new ethN. Unplug is
+the reverse, waiting for the guest to release the device (`DEVICE_DELETED`) before the
+netdev and the pod interface go. Any failure of a plug leaves the VM and its pod as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import time
@@ -73,6 +74,12 @@ def _free_slot(rec: VMRecord) -> int:
 def plug(store: Store, settings: LabSettings, namespace: str, name: str, network: str,
          address: str = "", progress: vms.Progress = vms._quiet) -> Nic:
     """Add a NIC on `network` (a NAD, `[ns/]name`) to running VM `name`."""
+    if address:
+        try:
+            ipaddress.ip_interface(address)
+        except ValueError as e:
+            raise VMError(STEP, f"invalid address {address!r}: expected ADDRESS/PREFIX, "
+                          "e.g. 10.250.0.30/24") from e
     rec = vms.running_record(settings, namespace, name)
     if rec.target_pod:
         raise VMError(STEP, f'VM "{name}" is being migrated')
@@ -100,7 +107,7 @@ def plug(store: Store, settings: LabSettings, namespace: str, name: str, network
         att = next(a for a in plan(conf, store, PodRef(namespace, rec.pod))
                    if a.ifname == ifname)
         nic.network = att.network
-        engine.attach_one(conf, cid, att)
+        engine.attach_one(conf, store, cid, att)
         attached = True
         progress(f"pod/{rec.pod}: {ifname} attached to {att.network}")
         if bindings.binding_for(pod_netns, ifname) != "bridge":
@@ -127,7 +134,7 @@ def plug(store: Store, settings: LabSettings, namespace: str, name: str, network
                 bindings.unbind(pod_netns, nic)
         if attached:
             with contextlib.suppress(CNIError):
-                engine.detach_one(conf, cid, ifname)
+                engine.detach_one(conf, store, cid, ifname)
         _set_selection(store, namespace, rec.pod, before)
         if isinstance(e, VMError):
             raise
@@ -174,10 +181,20 @@ def unplug(store: Store, settings: LabSettings, namespace: str, name: str, key: 
     with contextlib.suppress(CNIError):
         bindings.unbind(pod_netns, nic)
     conf = parse_multus_config(settings.engine_config())
-    engine.detach_one(conf, labpods.container_id(namespace, rec.pod), nic.ifname)
-    remaining = [e for e in _selection(store, namespace, rec.pod)
-                 if e.get("interface") != nic.ifname]
-    _set_selection(store, namespace, rec.pod, remaining)
+    engine.detach_one(conf, store, labpods.container_id(namespace, rec.pod), nic.ifname)
+    _set_selection(store, namespace, rec.pod,
+                   _without(_selection(store, namespace, rec.pod), nic))
     progress(f"vm/{name}: {nic.guest_ifname} unplugged, pod {nic.ifname} detached from "
              f"{nic.network}")
     return nic
+
+
+def _without(elements: list[dict[str, object]], nic: Nic) -> list[dict[str, object]]:
+    """The selection without the NIC's element: the one naming its interface, else the
+    first unnamed element of its network (the engine names those in order)."""
+    ns, _, nad = nic.network.rpartition("/")
+    named = [i for i, e in enumerate(elements) if e.get("interface") == nic.ifname]
+    unnamed = [i for i, e in enumerate(elements) if not e.get("interface")
+               and e.get("name") == nad and e.get("namespace", ns) == ns]
+    drop = (named or unnamed or [-1])[0]
+    return [e for i, e in enumerate(elements) if i != drop]

@@ -22,7 +22,7 @@ from multihome.lab.settings import LabSettings
 from multihome.net import netns
 from multihome.store import POD, NotFound, Store
 from multihome.vm import accel as vmaccel
-from multihome.vm import agent, bindings, dhcp, guest, masquerade, qemu, qmp
+from multihome.vm import agent, announce_guard, bindings, dhcp, guest, masquerade, qemu, qmp
 from multihome.vm.errors import VMError
 from multihome.vm.state import (
     LINK_STATES,
@@ -278,7 +278,10 @@ def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Prog
     vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     if qemu.stop(vdir):
         progress(f"vm/{rec.name}: qemu stopped")
-    if rec.target_pod:  # a migration that did not finish
+    # a migration that did not finish (killed): its guard and its target
+    with contextlib.suppress(VMError):
+        announce_guard.remove(announce_guard.table_name(rec.namespace, rec.name))
+    if rec.target_pod:
         if qemu.stop(qemu.target_dir(vdir, rec.migrations + 1)):
             progress(f"vm/{rec.name}: migration target's qemu stopped")
         release(labpods.netns_path(rec.namespace, rec.target_pod), rec.target_nics,
