@@ -350,13 +350,27 @@ def test_forced_delete_of_the_launcher_pod_deletes_the_vm(shared: Shared) -> Non
     lab, vm = shared.lab, unique("vmf")
     ports_before = lab.bridge_ports()
     out = lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev",
-                 "--address", f"net1={SUBNET}.31/24", "--link-state", "net1=down")
+                 "--address", f"net1={SUBNET}.31/24", "--link-state", "net1=down",
+                 "--port", "8080")
     assert f"vm/{vm}: eth1 link down" in out
     pid = lab.qemu_pid(vm)
     assert qemu_alive(pid)
     # started with its link down: the guest never sees carrier on eth1
     carrier = lab.mh("vm", "exec", vm, "-n", NS, "--", "cat", "/sys/class/net/eth1/carrier")
     assert carrier.stdout == "0\n"
+    # --port: only the listed port of the pod's address reaches the guest
+    launcher_ip = _pod_ip(shared, f"virt-launcher-{vm}")
+    for port in (8080, 8081):
+        listen = (f"(nc -ll -p {port} -e echo port-{port} </dev/null >/dev/null 2>&1 &); "
+                  "sleep 0.3")
+        assert lab.mh("vm", "exec", vm, "-n", NS, "--", "sh", "-c", listen).returncode == 0
+    reached = lab.mh("pod", "exec", shared.pod, "-n", NS, "--", sys.executable, "-c",
+                     CONNECT_AND_READ, launcher_ip, "8080")
+    assert reached.stdout.strip() == "port-8080"
+    # 8081 is not forwarded: the launcher pod itself answers, with a reset
+    refused = lab.mh("pod", "exec", shared.pod, "-n", NS, "--", sys.executable, "-c",
+                     CONNECT_AND_READ, launcher_ip, "8081")
+    assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
     out = lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS, "--force")
     assert f"vm/{vm}: qemu stopped" in out and f'vm "{vm}" deleted' in out
     _nothing_left(lab, vm, pid)
