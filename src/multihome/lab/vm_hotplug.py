@@ -118,8 +118,14 @@ def plug(store: Store, settings: LabSettings, namespace: str, name: str, network
         try:
             with qmp.connect(vm_dir(settings.state_dir, namespace, name)) as mon:
                 mon.execute("getfd", {"fdname": nic.qemu_id}, fds=[fd])
-                mon.execute("netdev_add", {"type": "tap", "id": nic.qemu_id,
-                                           "fd": nic.qemu_id})
+                try:
+                    # netdev_add takes the named fd out of qemu's table
+                    mon.execute("netdev_add", {"type": "tap", "id": nic.qemu_id,
+                                               "fd": nic.qemu_id})
+                except VMError:
+                    with contextlib.suppress(VMError):
+                        mon.execute("closefd", {"fdname": nic.qemu_id})
+                    raise
                 try:
                     mon.execute("device_add", _device(nic))
                 except VMError:
