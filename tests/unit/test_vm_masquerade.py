@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,26 @@ def test_unplug_drops_the_named_element_or_the_first_unnamed_of_the_network() ->
     assert _without([a, named], nic) == [a]
     assert _without([a, dict(a)], Nic("net1", "ns/a", "bridge", "")) == [a]
     assert _without([named], Nic("net9", "ns/b", "bridge", "")) == [named]
+
+
+def test_one_change_of_a_vm_at_a_time(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+
+    from multihome.vm import state
+
+    monkeypatch.setattr(state, "LOCK_WAIT", 0.3)
+    os.makedirs(state.vm_dir(str(tmp_path), "ns", "v"))
+    with state.changing(str(tmp_path), "ns", "v"), \
+            pytest.raises(VMError, match='another change of VM "v"'), \
+            state.changing(str(tmp_path), "ns", "v"):
+        pass
+    with state.changing(str(tmp_path), "ns", "v"):  # released: free again
+        held = os.open(os.path.join(state.vm_dir(str(tmp_path), "ns", "v"), state.LOCK_FILE),
+                       os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(held)
+    with pytest.raises(VMError, match='VM "w" not found'), \
+            state.changing(str(tmp_path), "ns", "w"):
+        pass

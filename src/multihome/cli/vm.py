@@ -118,7 +118,9 @@ def link_cmd(name: str, nic: str, link_state: str, namespace: str | None) -> Non
     NIC is the pod interface (eth0, net1), the guest interface or the network.
     """
     try:
-        vms.set_link(labsettings.load(), _ns(namespace), name, nic, link_state, _progress)
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.set_link(settings, _ns(namespace), name, nic, link_state, _progress)
     except MultihomeError as e:
         raise click.ClickException(str(e)) from e
 
@@ -132,8 +134,10 @@ def link_cmd(name: str, nic: str, link_state: str, namespace: str | None) -> Non
 def add_nic_cmd(name: str, network: str, namespace: str | None, address: str) -> None:
     """Hot-plug a NIC on network NAD ([ns/]name, bridge binding) into a running VM."""
     try:
-        vm_hotplug.plug(get_store(), labsettings.load(), _ns(namespace), name, network,
-                        address, _progress)
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vm_hotplug.plug(get_store(), settings, _ns(namespace), name, network, address,
+                            _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -145,8 +149,9 @@ def add_nic_cmd(name: str, network: str, namespace: str | None, address: str) ->
 def remove_nic_cmd(name: str, nic: str, namespace: str | None) -> None:
     """Unplug a bridge NIC (pod interface, guest interface or network) from a running VM."""
     try:
-        vm_hotplug.unplug(get_store(), labsettings.load(), _ns(namespace), name, nic,
-                          _progress)
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vm_hotplug.unplug(get_store(), settings, _ns(namespace), name, nic, _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -157,7 +162,9 @@ def remove_nic_cmd(name: str, nic: str, namespace: str | None) -> None:
 def migrate_cmd(name: str, namespace: str | None) -> None:
     """Live-migrate a running VM to a new launcher pod (same networks, MACs, addresses)."""
     try:
-        migration.migrate(get_store(), labsettings.load(), _ns(namespace), name, _progress)
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            migration.migrate(get_store(), settings, _ns(namespace), name, _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 

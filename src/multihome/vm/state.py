@@ -6,11 +6,14 @@ from it alone (bindings carry what they changed: the pod interface's MAC and add
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,8 @@ from multihome.paths import write_file_atomic
 from multihome.vm.errors import VMError
 
 VM_FILE = "vm.json"
+LOCK_FILE = ".lock"
+LOCK_WAIT = 30.0  # seconds another change of the same VM may hold it
 LAUNCHER_PREFIX = "virt-launcher-"
 
 
@@ -149,3 +154,30 @@ def load_all(state_dir: str, namespace: str | None) -> list[VMRecord]:
 
 def remove(state_dir: str, namespace: str, name: str) -> None:
     shutil.rmtree(vm_dir(state_dir, namespace, name), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def changing(state_dir: str, namespace: str, name: str) -> Iterator[None]:
+    """One change of a running VM at a time (migrate, NIC plug/unplug, link): each reads
+    the record, works, and writes it back; two at once would lose one's changes."""
+    path = os.path.join(vm_dir(state_dir, namespace, name), LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"',
+                      str(e)) from e
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise VMError("vm", f'another change of VM "{name}" (a migration, a NIC '
+                                  f"hot-plug) did not finish within {LOCK_WAIT:.0f} s; try "
+                                  "again later") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
