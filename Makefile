@@ -25,14 +25,14 @@ STAMPS := $(VENV)/.stamps
 # in-process instead of one `nft` process per batch.
 # qemu-system-x86, linux-image-amd64, busybox-static: the Debian-kernel test tier
 # (tests/kernel/run_tier.py boots that kernel with virtme-ng, a PyPI test extra) and the
-# lab's VMs. chromium: the console's browser tests (Playwright drives it; no browser is
+# lab's VMs; dnsmasq-base: the DHCP server of a VM's masquerade binding. chromium: the console's browser tests (Playwright drives it; no browser is
 # downloaded). libcairo2: cairosvg renders `multihome topology -o png`.
 # containerd, runc: the lab cluster's container runtime (Kubernetes itself and Multus are
 # built from Go modules by `make cluster-bins` with the machine's Go: Debian's golang-go
 # 1.19 is too old for Kubernetes 1.34, which needs Go 1.24 or newer).
 DEB_PACKAGES := iproute2 nftables iptables containernetworking-plugins iputils-ping \
 	python3 python3-venv python3-nftables qemu-system-x86 linux-image-amd64 busybox-static \
-	chromium libcairo2 containerd runc
+	dnsmasq-base chromium libcairo2 containerd runc
 
 .PHONY: install test test-kernel test-cluster cluster-bins lint demo demo-cni demo-clean bench clean
 

@@ -91,7 +91,9 @@ def test_vm_on_vlan_100_nad_reaches_only_vlan_100(vlan_lab: VlanLab, tmp_path: P
     vlan_lab.nad("vlan100", vlan=100, macspoofchk=True,
                  ipam={"type": "static", "addresses": [{"address": VM_ADDRESS}]})
     ext100, ext200 = vlan_lab.external_host(100), vlan_lab.external_host(200)
-    rec = VMRecord(name="vlanvm", namespace=NS, memory=0, networks="vlan100", accel="host")
+    # no pod network NIC: the runner's VM has one NIC, joined to net1 below
+    rec = VMRecord(name="vlanvm", namespace=NS, memory=0, networks="vlan100", accel="host",
+                   pod_network=False)
     (nic_fd,) = lifecycle.launch(vlan_lab.store, vlan_lab.settings, rec, {})
     nic = nic_fd.nic
     try:

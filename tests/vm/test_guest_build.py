@@ -102,8 +102,9 @@ def test_nics_are_tap_fds_or_a_listening_stream_socket_in_network_order() -> Non
     devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
     assert netdevs == ["tap,id=nic0,fd=7",
                        "stream,id=nic1,server=on,addr.type=unix,addr.path=/run/vm1/nic.sock"]
-    assert devices == ["virtio-net-pci,netdev=nic0,mac=02:00:00:00:00:01,addr=0x3",
-                       "virtio-net-pci,netdev=nic1,mac=02:00:00:00:00:02,addr=0x4"]
+    assert devices == ["virtio-net-pci,netdev=nic0,id=nic0-dev,mac=02:00:00:00:00:01,addr=0x3",
+                       "virtio-net-pci,netdev=nic1,id=nic1-dev,mac=02:00:00:00:00:02,addr=0x4"]
+    assert "-qmp" in cmd and "-incoming" not in cmd
 
 
 def test_accelerator_is_probed_once_and_remembered(tmp_path: Path,

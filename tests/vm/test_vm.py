@@ -1,7 +1,8 @@
 """A real VM (Debian kernel + busybox initramfs under qemu) on the lab's networks.
 
-One VM is shared by the module (a TCG boot costs 10-30 s): NIC 1 on bridge-dev with the
-bridge binding, NIC 2 on a macvtap NAD, NIC 3 on a bridge NAD with host-local IPAM.
+One VM is shared by the module (a TCG boot costs 10-30 s): NIC 0 on the pod network
+(masquerade binding, the default), NIC 1 on bridge-dev with the bridge binding, NIC 2 on a
+macvtap NAD, NIC 3 on a bridge NAD with host-local IPAM.
 The last test of it kills its qemu and checks that `vm delete` still removes everything.
 Failure paths use VMs that never finish booting.
 """
@@ -16,17 +17,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from support.host_state import host_netns, link_names
+from support.host_state import host_netns
 from support.netns import unique
 from support.vm_world import (
+    CONNECT_AND_READ,
     EXTERNAL_HOST,
     NS,
     SUBNET,
     VMLab,
     down,
+    in_pod_listener,
+    process_running,
     qemu_alive,
     skip_without_vm_tools,
     up,
@@ -35,6 +40,7 @@ from support.vm_world import (
 pytestmark = pytest.mark.netns
 
 VM_IP, VM_MACVTAP_IP, POD_IP = f"{SUBNET}.20", f"{SUBNET}.21", f"{SUBNET}.11"
+MASQ_GUEST, MASQ_GATEWAY = "10.0.2.2", "10.0.2.1"
 
 
 class Shared:
@@ -79,6 +85,13 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         down(lab)
 
 
+def _nic(shared: Shared, ifname: str) -> dict[str, Any]:
+    """The VM record's NIC on pod interface `ifname`, as `vm get -o json` shows it."""
+    rec = json.loads(shared.lab.ok("vm", "get", shared.vm, "-n", NS, "-o", "json"))[0]
+    nic: dict[str, Any] = next(n for n in rec["nics"] if n["ifname"] == ifname)
+    return nic
+
+
 def _ping_from_vm(shared: Shared, target: str, extra: str = "") -> int:
     return shared.vm_exec(f"ping -c 2 -W 2 {extra} {target}").returncode
 
@@ -86,14 +99,17 @@ def _ping_from_vm(shared: Shared, target: str, extra: str = "") -> int:
 def test_run_reports_accelerator_and_bindings(shared: Shared) -> None:
     out = shared.run_output
     assert "accelerator tcg" in out or "accelerator kvm" in out
-    assert "net1 (multus-test/bridge-dev) bound with bridge binding, guest eth0" in out
-    assert "net2 (multus-test/mvt) bound with macvtap binding, guest eth1" in out
+    assert "eth0 (pod) bound with masquerade binding, guest eth0" in out
+    assert "address 10.0.2.2/24 by DHCP" in out
+    assert "net1 (multus-test/bridge-dev) bound with bridge binding, guest eth1" in out
+    assert "net2 (multus-test/mvt) bound with macvtap binding, guest eth2" in out
     assert f"vm/{shared.vm} running (booted in" in out
     table = shared.lab.ok("vm", "get", "-n", NS)
     assert table.splitlines()[0].split() == ["NAMESPACE", "NAME", "STATUS", "ACCEL", "NICS",
                                              "AGE"]
     row = next(line.split() for line in table.splitlines() if shared.vm in line)
-    assert row[2] == "Running" and row[4] == "net1=bridge,net2=macvtap,net3=bridge"
+    assert row[2] == "Running"
+    assert row[4] == "eth0=masquerade,net1=bridge,net2=macvtap,net3=bridge"
     again = shared.lab.mh("vm", "run", shared.vm, "-n", NS, "--networks", "bridge-dev")
     assert again.returncode == 1
     assert f'vm: VM "{shared.vm}" already exists in namespace "{NS}"' in again.stderr
@@ -102,8 +118,7 @@ def test_run_reports_accelerator_and_bindings(shared: Shared) -> None:
 
 
 def test_bridge_binding_in_pod_and_macs(shared: Shared) -> None:
-    rec = json.loads(shared.lab.ok("vm", "get", shared.vm, "-n", NS, "-o", "json"))[0]
-    nic = rec["nics"][0]
+    nic = _nic(shared, "net1")
     status = json.loads(json.loads(shared.lab.ok(
         "pod", "get", f"virt-launcher-{shared.vm}", "-n", NS, "-o", "json"))
         ["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
@@ -117,10 +132,10 @@ def test_bridge_binding_in_pod_and_macs(shared: Shared) -> None:
     ports = shared.in_launcher("ip", "-o", "link", "show", "master", "k6t-net1")
     assert "net1@" in ports and "tap-net1" in ports
     assert "inet " not in shared.in_launcher("ip", "-4", "addr", "show", "net1")
-    guest = shared.vm_exec("ip addr show eth0").stdout
+    guest = shared.vm_exec("ip addr show eth1").stdout
     assert nic["mac"] in guest and f"{VM_IP}/24" in guest
     described = shared.lab.ok("vm", "describe", shared.vm, "-n", NS)
-    assert "eth0:  multus-test/bridge-dev via pod net1 (bridge binding)" in described
+    assert "eth1:  multus-test/bridge-dev via pod net1 (bridge binding)" in described
     assert f"Addresses: {VM_IP}/24" in described and "Pod Network Status:" in described
 
 
@@ -133,14 +148,13 @@ def test_vm_reaches_external_host_and_pod_and_is_reached(shared: Shared) -> None
 
 
 def test_macspoofchk_drops_a_changed_mac_and_restoring_it_restores(shared: Shared) -> None:
-    rec = json.loads(shared.lab.ok("vm", "get", shared.vm, "-n", NS, "-o", "json"))[0]
-    mac = rec["nics"][0]["mac"]
+    mac = _nic(shared, "net1")["mac"]
     try:
-        assert shared.vm_exec("ip link set eth0 address 02:00:5e:10:20:30").returncode == 0
+        assert shared.vm_exec("ip link set eth1 address 02:00:5e:10:20:30").returncode == 0
         assert _ping_from_vm(shared, EXTERNAL_HOST) != 0
         assert shared.lab.in_external("ping", "-c", "2", "-W", "2", VM_IP).returncode != 0
     finally:
-        shared.vm_exec(f"ip link set eth0 address {mac}")
+        shared.vm_exec(f"ip link set eth1 address {mac}")
     assert _ping_from_vm(shared, EXTERNAL_HOST) == 0
     assert shared.lab.in_external("ping", "-c", "2", "-W", "2", VM_IP).returncode == 0
 
@@ -148,10 +162,9 @@ def test_macspoofchk_drops_a_changed_mac_and_restoring_it_restores(shared: Share
 def test_macvtap_nic_reaches_the_external_host(shared: Shared) -> None:
     detail = shared.in_launcher("ip", "-d", "link", "show", "net2")
     assert "macvtap mode bridge" in detail
-    rec = json.loads(shared.lab.ok("vm", "get", shared.vm, "-n", NS, "-o", "json"))[0]
-    mac = rec["nics"][1]["mac"]
-    assert mac in detail and mac in shared.vm_exec("ip link show eth1").stdout
-    assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth1") == 0
+    mac = _nic(shared, "net2")["mac"]
+    assert mac in detail and mac in shared.vm_exec("ip link show eth2").stdout
+    assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth2") == 0
     neigh = shared.lab.in_external("ip", "neigh", "show", VM_MACVTAP_IP).stdout
     assert mac in neigh
 
@@ -163,9 +176,90 @@ def test_ipam_address_of_the_pod_interface_goes_to_the_guest(shared: Shared) -> 
     allocated = next(s for s in status if s["interface"] == "net3")["ips"][0]
     assert allocated.startswith(f"{SUBNET}.1")
     assert "inet " not in shared.in_launcher("ip", "-4", "addr", "show", "net3")
-    assert f"{allocated}/24" in shared.vm_exec("ip addr show eth2").stdout
-    assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth2") == 0
+    assert f"{allocated}/24" in shared.vm_exec("ip addr show eth3").stdout
+    assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth3") == 0
     assert shared.lab.in_external("ping", "-c", "2", "-W", "2", allocated).returncode == 0
+
+
+def _pod_ip(shared: Shared, pod: str) -> str:
+    body = json.loads(shared.lab.ok("pod", "get", pod, "-n", NS, "-o", "json"))
+    ip: str = body["status"]["podIP"]
+    return ip
+
+
+def _wait_guest(shared: Shared, condition: str) -> bool:
+    """`condition` (a guest shell test) becomes true within about 5 s."""
+    script = f"for i in $(seq 25); do {condition} && exit 0; sleep 0.2; done; exit 1"
+    return shared.vm_exec(script).returncode == 0
+
+
+def test_pod_network_nic_gets_10_0_2_2_by_dhcp_from_the_masquerade_binding(
+        shared: Shared) -> None:
+    nic = _nic(shared, "eth0")
+    assert (nic["binding"], nic["network"], nic["guest_ifname"]) == ("masquerade", "pod",
+                                                                     "eth0")
+    guest = shared.vm_exec("ip addr show eth0; ip route").stdout
+    assert nic["mac"] in guest and f"{MASQ_GUEST}/24" in guest
+    assert f"default via {MASQ_GATEWAY} dev eth0" in guest
+    # inside the launcher pod: the gateway on k6t-eth0, eth0 keeps the pod's address
+    assert f"{MASQ_GATEWAY}/24" in shared.in_launcher("ip", "-4", "addr", "show", "k6t-eth0")
+    launcher_ip = _pod_ip(shared, f"virt-launcher-{shared.vm}")
+    assert launcher_ip in shared.in_launcher("ip", "-4", "addr", "show", "eth0")
+    assert "tap-eth0" in shared.in_launcher("ip", "-o", "link", "show", "master", "k6t-eth0")
+    leases = (shared.lab.vm_dir(shared.vm) / "dnsmasq.log").read_text()
+    assert f"DHCPACK(k6t-eth0) {MASQ_GUEST} {nic['mac']}" in leases
+
+
+def test_guest_reaches_a_pod_through_nat_and_the_pod_reaches_a_guest_port(
+        shared: Shared) -> None:
+    peer_ip, launcher_ip = _pod_ip(shared, shared.pod), _pod_ip(
+        shared, f"virt-launcher-{shared.vm}")
+    assert _ping_from_vm(shared, peer_ip) == 0
+    # outbound: the peer sees the launcher pod's address, never the guest's 10.0.2.2
+    with in_pod_listener(shared.lab, shared.pod, 9090) as accepted:
+        assert shared.vm_exec(f"echo hi | nc -w 3 {peer_ip} 9090").returncode == 0
+        assert accepted() == launcher_ip
+    # inbound: a connection to the pod's address and any port lands in the guest
+    assert shared.vm_exec("(nc -ll -p 8080 -e echo guest-says-hi </dev/null >/dev/null "
+                          "2>&1 &); sleep 0.3").returncode == 0
+    try:
+        reply = shared.lab.ok("pod", "exec", shared.pod, "-n", NS, "--", sys.executable,
+                              "-c", CONNECT_AND_READ, launcher_ip, "8080")
+        assert reply.strip() == "guest-says-hi"
+    finally:
+        shared.vm_exec("killall nc")
+
+
+def test_link_state_down_stops_traffic_and_up_resumes_it(shared: Shared) -> None:
+    lab, vm = shared.lab, shared.vm
+    try:
+        out = lab.ok("vm", "link", vm, "net1", "down", "-n", NS)
+        assert f"vm/{vm}: eth1 (net1, {NS}/bridge-dev) link down" in out
+        assert _wait_guest(shared, '[ "$(cat /sys/class/net/eth1/carrier)" = 0 ]')
+        assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth1") != 0
+        assert lab.in_external("ping", "-c", "2", "-W", "2", VM_IP).returncode != 0
+        assert _nic(shared, "net1")["link"] == "down"
+        assert "Link:      down" in lab.ok("vm", "describe", vm, "-n", NS)
+        # the other NICs keep their link
+        assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth3") == 0
+    finally:
+        lab.ok("vm", "link", vm, "eth1", "up", "-n", NS)  # by the guest's name this time
+    assert _wait_guest(shared, '[ "$(cat /sys/class/net/eth1/carrier)" = 1 ]')
+    assert _ping_from_vm(shared, EXTERNAL_HOST, "-I eth1") == 0
+    assert lab.in_external("ping", "-c", "2", "-W", "2", VM_IP).returncode == 0
+    assert _nic(shared, "net1")["link"] == "up"
+
+
+def test_link_state_refuses_an_unknown_nic_and_state(shared: Shared) -> None:
+    nonic = shared.lab.mh("vm", "link", shared.vm, "net9", "down", "-n", NS)
+    assert nonic.returncode == 1 and f"VM \"{shared.vm}\" has no NIC 'net9'" in nonic.stderr
+    bad = shared.lab.mh("vm", "link", shared.vm, "net1", "sideways", "-n", NS)
+    assert bad.returncode == 2 and "sideways" in bad.stderr
+    badrun = shared.lab.mh("vm", "run", unique("vml"), "-n", NS, "--link-state", "net1=off")
+    assert badrun.returncode == 1 and "expected NIC=up|down" in badrun.stderr
+    badport = shared.lab.mh("vm", "run", unique("vml"), "-n", NS, "--port", "99999")
+    assert badport.returncode == 1 and "invalid port '99999'" in badport.stderr
+    assert "virt-launcher-vml" not in shared.lab.ok("pod", "get", "-n", NS)
 
 
 def test_exec_keeps_stdout_stderr_apart_and_passes_the_exit_code(shared: Shared) -> None:
@@ -225,12 +319,19 @@ def test_killed_qemu_then_delete_removes_everything(shared: Shared) -> None:
         time.sleep(0.1)
     row = next(line for line in lab.ok("vm", "get", "-n", NS).splitlines() if vm in line)
     assert "Stopped" in row
-    links_before = link_names()
+    # the DHCP server still runs in the pod: deleting the pod alone would strand it
+    dhcp_pid = _nic(shared, "eth0")["dhcp_pid"]
+    assert dhcp_pid and b"dnsmasq" in Path(f"/proc/{dhcp_pid}/cmdline").read_bytes()
+    refused = lab.mh("pod", "delete", f"virt-launcher-{vm}", "-n", NS)
+    assert refused.returncode == 1 and f'VM "{vm}"' in refused.stderr
+    ports_before = lab.bridge_ports()
     out = lab.ok("vm", "delete", vm, "-n", NS)
     assert f'vm "{vm}" deleted' in out and "networks detached" in out
+    assert "DHCP server of eth0 stopped" in out
+    assert not process_running(dhcp_pid)
     _nothing_left(lab, vm, pid)
     # the veths of eth0/net1 and nothing else of the VM are gone from the host
-    assert not (link_names() - links_before)
+    assert lab.bridge_ports() < ports_before
     gone = lab.mh("vm", "delete", vm, "-n", NS)
     assert gone.returncode == 1 and f'VM "{vm}" not found in namespace "{NS}"' in gone.stderr
 
@@ -247,15 +348,33 @@ def test_vm_that_never_comes_up_is_removed_and_the_step_named(shared: Shared) ->
 
 def test_forced_delete_of_the_launcher_pod_deletes_the_vm(shared: Shared) -> None:
     lab, vm = shared.lab, unique("vmf")
-    links_before = link_names()
-    lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev",
-           "--address", f"net1={SUBNET}.31/24")
+    ports_before = lab.bridge_ports()
+    out = lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev",
+                 "--address", f"net1={SUBNET}.31/24", "--link-state", "net1=down",
+                 "--port", "8080")
+    assert f"vm/{vm}: eth1 link down" in out
     pid = lab.qemu_pid(vm)
     assert qemu_alive(pid)
+    # started with its link down: the guest never sees carrier on eth1
+    carrier = lab.mh("vm", "exec", vm, "-n", NS, "--", "cat", "/sys/class/net/eth1/carrier")
+    assert carrier.stdout == "0\n"
+    # --port: only the listed port of the pod's address reaches the guest
+    launcher_ip = _pod_ip(shared, f"virt-launcher-{vm}")
+    for port in (8080, 8081):
+        listen = (f"(nc -ll -p {port} -e echo port-{port} </dev/null >/dev/null 2>&1 &); "
+                  "sleep 0.3")
+        assert lab.mh("vm", "exec", vm, "-n", NS, "--", "sh", "-c", listen).returncode == 0
+    reached = lab.mh("pod", "exec", shared.pod, "-n", NS, "--", sys.executable, "-c",
+                     CONNECT_AND_READ, launcher_ip, "8080")
+    assert reached.stdout.strip() == "port-8080"
+    # 8081 is not forwarded: the launcher pod itself answers, with a reset
+    refused = lab.mh("pod", "exec", shared.pod, "-n", NS, "--", sys.executable, "-c",
+                     CONNECT_AND_READ, launcher_ip, "8081")
+    assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
     out = lab.ok("pod", "delete", f"virt-launcher-{vm}", "-n", NS, "--force")
     assert f"vm/{vm}: qemu stopped" in out and f'vm "{vm}" deleted' in out
     _nothing_left(lab, vm, pid)
-    assert not (link_names() - links_before)
+    assert lab.bridge_ports() == ports_before
 
 
 def test_launcher_pod_force_deleted_during_boot(shared: Shared) -> None:

@@ -42,7 +42,7 @@ def test_vm_on_bridge_binding_leases_its_address_from_the_lan_server(lab: VMLab)
                                  "type": "cnv-bridge", "bridge": lab.dev_bridge,
                                  "macspoofchk": True, "vlan": 0})
     vm = unique("vm")
-    lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev")
+    lab.ok("vm", "run", vm, "-n", NS, "--networks", "bridge-dev", "--no-pod-network")
     mac = json.loads(lab.ok("vm", "get", vm, "-n", NS, "-o", "json"))[0]["nics"][0]["mac"]
 
     got = lab.mh("vm", "exec", vm, "-n", NS, "--", "sh", "-c", UDHCPC)

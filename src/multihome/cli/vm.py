@@ -12,8 +12,8 @@ import click
 from multihome.attach import status as netstatus
 from multihome.cli.context import get_store, name_callback, namespace_callback
 from multihome.errors import MultihomeError
+from multihome.lab import migration, vm_hotplug, vms
 from multihome.lab import settings as labsettings
-from multihome.lab import vms
 from multihome.store import POD, NotFound, StoreError
 from multihome.vm import agent, console, qemu, state
 from multihome.vm.errors import VMError
@@ -63,22 +63,108 @@ def vm() -> None:
     """Virtual machines of the local lab: qemu joined to a launcher pod's networks."""
 
 
+def _parse_link_states(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        nic, sep, value = item.partition("=")
+        if not sep or not nic or value not in state.LINK_STATES:
+            raise click.ClickException(f"invalid link state {item!r}: expected NIC=up|down, "
+                                       "e.g. net1=down")
+        out[nic] = value
+    return out
+
+
 @vm.command("run")
 @click.argument("name", callback=name_callback)
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
-@click.option("--networks", required=True, metavar="SELECTION",
-              help="Networks of the launcher pod, e.g. 'bridge-dev' or 'bridge-dev,other'.")
+@click.option("--networks", default="", metavar="SELECTION",
+              help="Secondary networks of the launcher pod, e.g. 'bridge-dev' or "
+                   "'bridge-dev,other'.")
+@click.option("--no-pod-network", is_flag=True,
+              help="No NIC on the pod network (KubeVirt's autoattachPodInterface: false).")
+@click.option("--port", "ports", multiple=True, metavar="PORT[/tcp|/udp]",
+              help="Forward only these inbound ports of the pod to the guest (default: all).")
+@click.option("--link-state", "link_states", multiple=True, metavar="NIC=up|down",
+              help="Start with this NIC's link down (or up); NIC: eth0, net1, a network.")
 @click.option("--memory", default=256, show_default=True, metavar="MiB")
 @click.option("--address", "addresses", multiple=True, metavar="IFNAME=CIDR",
               help="Guest address for the NIC on pod interface IFNAME, for NADs without IPAM "
                    "(the guest configures it, as a VM's own OS would).")
-def run_cmd(name: str, namespace: str | None, networks: str, memory: int,
+def run_cmd(name: str, namespace: str | None, networks: str, no_pod_network: bool,
+            ports: tuple[str, ...], link_states: tuple[str, ...], memory: int,
             addresses: tuple[str, ...]) -> None:
-    """Create the launcher pod, bind its networks to VM NICs and boot the VM."""
+    """Create the launcher pod, bind its networks to VM NICs and boot the VM.
+
+    The first NIC is the pod network with KubeVirt's masquerade binding (the guest gets
+    10.0.2.2 by DHCP, NAT through the pod's eth0), then one NIC per secondary network.
+    """
     try:
         vms.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
-                      memory=memory, guest_addresses=_parse_addresses(addresses),
-                      progress=_progress)
+                memory=memory, guest_addresses=_parse_addresses(addresses),
+                progress=_progress, pod_network=not no_pod_network,
+                link_states=_parse_link_states(link_states), ports=ports)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("link")
+@click.argument("name", callback=name_callback)
+@click.argument("nic")
+@click.argument("link_state", metavar="up|down", type=click.Choice(state.LINK_STATES))
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def link_cmd(name: str, nic: str, link_state: str, namespace: str | None) -> None:
+    """Set the link of a running VM's NIC up or down (KubeVirt's interface state).
+
+    NIC is the pod interface (eth0, net1), the guest interface or the network.
+    """
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.set_link(settings, _ns(namespace), name, nic, link_state, _progress)
+    except MultihomeError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("add-nic")
+@click.argument("name", callback=name_callback)
+@click.argument("network", metavar="NAD")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+@click.option("--address", default="", metavar="CIDR",
+              help="Record this guest address for the NIC (the guest's OS configures it).")
+def add_nic_cmd(name: str, network: str, namespace: str | None, address: str) -> None:
+    """Hot-plug a NIC on network NAD ([ns/]name, bridge binding) into a running VM."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vm_hotplug.plug(get_store(), settings, _ns(namespace), name, network, address,
+                            _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("remove-nic")
+@click.argument("name", callback=name_callback)
+@click.argument("nic")
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def remove_nic_cmd(name: str, nic: str, namespace: str | None) -> None:
+    """Unplug a bridge NIC (pod interface, guest interface or network) from a running VM."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vm_hotplug.unplug(get_store(), settings, _ns(namespace), name, nic, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("migrate")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def migrate_cmd(name: str, namespace: str | None) -> None:
+    """Live-migrate a running VM to a new launcher pod (same networks, MACs, addresses)."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            migration.migrate(get_store(), settings, _ns(namespace), name, _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -124,17 +210,23 @@ def describe_cmd(name: str, namespace: str | None) -> None:
     lines = [f"Name:          {rec.name}", f"Namespace:     {rec.namespace}",
              f"Status:        {_phase(rec)}", f"Accelerator:   {rec.accel}",
              f"Memory:        {rec.memory} MiB", f"Boot:          {rec.boot_seconds} s",
-             f"Launcher pod:  {rec.pod}", "NICs:"]
+             f"Launcher pod:  {rec.pod}", f"Migrations:    {rec.migrations}", "NICs:"]
     for nic in rec.nics:
         lines.append(f"  {nic.guest_ifname}:  {nic.network} via pod {nic.ifname} "
                      f"({nic.binding} binding)")
         lines.append(f"    MAC:       {nic.mac}")
+        lines.append(f"    Link:      {nic.link}")
         lines.append(f"    Addresses: {', '.join(nic.addresses) or '<none>'}")
         if nic.gateway:
             lines.append(f"    Gateway:   {nic.gateway}")
         if nic.binding == "bridge":
             lines.append(f"    In pod:    bridge {nic.bridge}, tap {nic.tap}, {nic.ifname} "
                          f"now {nic.pod_mac}")
+        if nic.binding == "masquerade":
+            lines.append(f"    In pod:    bridge {nic.bridge} ({nic.gateway}), tap {nic.tap}, "
+                         f"NAT through {nic.ifname}, inbound ports "
+                         f"{', '.join(nic.ports) or 'all'}, DHCP server pid "
+                         f"{nic.dhcp_pid or '<not running>'}")
     lines.append("Pod Network Status:")
     try:
         pod = get_store().get(POD, rec.namespace, rec.pod)

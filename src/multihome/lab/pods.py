@@ -25,8 +25,7 @@ from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, Conflict, NotFound, Object, Store, names
 from multihome.store.events import EVENT, events_of
-from multihome.vm import qemu
-from multihome.vm import state as vmstate
+from multihome.vm import launcher
 
 Progress = Callable[[str], None]
 
@@ -190,14 +189,14 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
            progress: Progress = _quiet) -> None:
     """Detach, remove the namespace and the object; whatever is already gone is skipped.
 
-    Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu runs.
+    Refused (LauncherPodInUse) while the pod is the launcher of a VM whose qemu (or DHCP
+    server) runs.
     """
     labdhcp.use(settings)  # a `dhcp` IPAM's leases live in the lab's daemon
     conf = parse_multus_config(settings.engine_config())
     req = _request(namespace, name)
-    vm = vmstate.vm_of_pod(name)
-    # by the qemu pid file, not the VM record: a record that cannot be read still refuses
-    if vm is not None and qemu.running(vmstate.vm_dir(settings.state_dir, namespace, vm)):
+    vm = launcher.vm_using(settings.state_dir, namespace, name)
+    if vm is not None:
         raise LauncherPodInUse(namespace, name, vm)
     in_store = True
     try:

@@ -23,9 +23,21 @@ from multihome.lab.settings import LabSettings
 from multihome.net import netns
 from multihome.store import POD, NotFound, Store
 from multihome.vm import accel as vmaccel
-from multihome.vm import agent, bindings, guest, qemu
+from multihome.vm import agent, announce_guard, bindings, dhcp, guest, masquerade, qemu, qmp
 from multihome.vm.errors import VMError
-from multihome.vm.state import Nic, VMRecord, load, load_all, pod_name, remove, save, vm_dir
+from multihome.vm.state import (
+    LINK_STATES,
+    POD_NETWORK,
+    Nic,
+    VMRecord,
+    find_nic,
+    load,
+    load_all,
+    pod_name,
+    remove,
+    save,
+    vm_dir,
+)
 
 Progress = Callable[[str], None]
 BOOT_TIMEOUT_ENV = "MULTIHOME_VM_BOOT_TIMEOUT"
@@ -43,42 +55,75 @@ def _boot_timeout() -> float:
         return DEFAULT_BOOT_TIMEOUT
 
 
-def _nics(outcome_attachments: Sequence[tuple[str, str]], pod_netns: str,
-          guest_addresses: dict[str, str]) -> list[Nic]:
+def _secondary_nics(attachments: Sequence[tuple[str, str]], pod_netns: str,
+                    guest_addresses: dict[str, str], first: int) -> list[Nic]:
     nics = []
-    for i, (ifname, network) in enumerate(outcome_attachments):
+    for i, (ifname, network) in enumerate(attachments, start=first):
         nic = Nic(ifname=ifname, network=network,
                   binding=bindings.binding_for(pod_netns, ifname), mac="",
-                  guest_ifname=f"eth{i}")
+                  guest_ifname=f"eth{i}", qemu_id=f"nic{i}", slot=qemu.FIRST_SLOT + i)
         if ifname in guest_addresses:
             nic.addresses = [guest_addresses[ifname]]
         nics.append(nic)
     return nics
 
 
+def _pod_nic(ifname: str, ports: Sequence[str]) -> Nic:
+    """The pod network's NIC: masquerade on the launcher pod's eth0, a MAC of its own."""
+    return Nic(ifname=ifname, network=POD_NETWORK, binding="masquerade",
+               mac=bindings.random_mac(), guest_ifname="eth0", qemu_id="nic0",
+               slot=qemu.FIRST_SLOT, ports=list(ports))
+
+
+def _check_options(rec: VMRecord, link_states: dict[str, str], ports: Sequence[str]) -> None:
+    """Refuse bad options before anything is made."""
+    for key, value in link_states.items():
+        if value not in LINK_STATES:
+            raise VMError("vm", f"invalid link state {key}={value}: use up or down")
+    for port in ports:
+        try:
+            masquerade.parse_port(port)
+        except ValueError as e:
+            raise VMError("vm", str(e)) from e
+    if ports and not rec.pod_network:
+        raise VMError("vm", "--port forwards to the pod network's NIC: drop --no-pod-network")
+
+
 def run(store: Store, settings: LabSettings, namespace: str, name: str, networks: str,
         memory: int = 256, guest_addresses: dict[str, str] | None = None,
-        progress: Progress = _quiet) -> VMRecord:
-    """Start VM `name`; on failure nothing of it is left and the error names the step."""
+        progress: Progress = _quiet, *, pod_network: bool = True,
+        link_states: dict[str, str] | None = None, ports: Sequence[str] = ()) -> VMRecord:
+    """Start VM `name`; on failure nothing of it is left and the error names the step.
+
+    The first NIC is the pod network's (masquerade) unless `pod_network` is False;
+    `link_states` maps a NIC (see state.find_nic) to up or down.
+    """
     root = settings.state_dir
     vdir = vm_dir(root, namespace, name)
     if load(root, namespace, name) is not None:
         raise VMError("vm", f'VM "{name}" already exists in namespace "{namespace}"',
                       f"delete it first: multihome vm delete {name} -n {namespace}")
-    if not networks:
-        raise VMError("vm", "a VM needs at least one network: pass --networks")
+    if not networks and not pod_network:
+        raise VMError("vm", "a VM without the pod network needs at least one network: "
+                      "pass --networks")
+    rec = VMRecord(name=name, namespace=namespace, memory=memory, networks=networks,
+                   pod_network=pod_network)
+    _check_options(rec, link_states or {}, ports)
     the_guest = guest.prepare(root)
     accel = vmaccel.choose(the_guest.kernel, guest.cache_dir(root))
+    rec.accel = accel.name
     progress(f"vm/{name}: guest kernel {the_guest.version}, accelerator {accel.name} "
              f"({accel.reason})")
-    rec = VMRecord(name=name, namespace=namespace, memory=memory, networks=networks,
-                   accel=accel.name)
-    fds = launch(store, settings, rec, guest_addresses or {}, progress)
+    fds = launch(store, settings, rec, guest_addresses or {}, progress, ports=ports)
     with _undone_on_failure(store, settings, rec, fds, "qemu", progress):
+        for key, value in (link_states or {}).items():
+            find_nic(rec, key).link = value
+        save(root, rec)
         started = time.monotonic()
         pid = qemu.start(name, vdir, the_guest, accel, memory, fds)
         progress(f"vm/{name}: qemu started (pid {pid}, {accel.name})")
-    _close(fds)  # qemu holds its own copies now
+        apply_link_states(vdir, rec.nics, f"vm/{name}", progress)
+    close_fds(fds)  # qemu holds its own copies now
     pod_netns = labpods.netns_path(namespace, rec.pod)
 
     def alive() -> str:
@@ -102,10 +147,51 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     return rec
 
 
+def apply_link_states(vdir: str, nics: list[Nic], label: str, progress: Progress) -> None:
+    """qemu has no command-line switch for a NIC's link: down ones go down over QMP
+    right after start (before the guest has loaded its NIC driver)."""
+    down = [(i, n) for i, n in enumerate(nics) if n.link == "down"]
+    if not down:
+        return
+    with qmp.connect(vdir) as mon:
+        for i, nic in down:
+            mon.execute("set_link", {"name": qemu.netdev_id(nic, i), "up": False})
+            progress(f"{label}: {nic.guest_ifname} link down")
+
+
+def set_link(settings: LabSettings, namespace: str, name: str, key: str, state: str,
+             progress: Progress = _quiet) -> Nic:
+    """Set a NIC's link of a running VM up or down (the guest sees carrier change)."""
+    if state not in LINK_STATES:
+        raise VMError("vm", f"invalid link state {state!r}: use up or down")
+    rec = running_record(settings, namespace, name)
+    nic = find_nic(rec, key)
+    vdir = vm_dir(settings.state_dir, namespace, name)
+    with qmp.connect(vdir) as mon:
+        mon.execute("set_link", {"name": qemu.netdev_id(nic, rec.nics.index(nic)),
+                                 "up": state == "up"})
+    nic.link = state
+    save(settings.state_dir, rec)
+    progress(f"vm/{name}: {nic.guest_ifname} ({nic.ifname}, {nic.network}) link {state}")
+    return nic
+
+
+def running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
+    rec = load(settings.state_dir, namespace, name)
+    if rec is None:
+        raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"')
+    if not qemu.running(vm_dir(settings.state_dir, namespace, name)):
+        raise VMError("vm", f'VM "{name}" is not running',
+                      f"delete it: multihome vm delete {name} -n {namespace}")
+    return rec
+
+
 def launch(store: Store, settings: LabSettings, rec: VMRecord,
-           guest_addresses: dict[str, str], progress: Progress = _quiet) -> list[qemu.NicFd]:
-    """The launcher pod with the VM's networks and a binding per secondary network: one
-    fd per NIC for qemu, in network order. On failure nothing of it is left."""
+           guest_addresses: dict[str, str], progress: Progress = _quiet,
+           ports: Sequence[str] = ()) -> list[qemu.NicFd]:
+    """The launcher pod with the VM's networks and a binding per NIC (the pod network's
+    masquerade first, then one per secondary network): one fd per NIC for qemu, in
+    network order. On failure nothing of it is left."""
     pod = pod_name(rec.name)
     try:
         # networks asking for persistent IPs get an IPAMClaim per NIC (lab/claims.py)
@@ -117,20 +203,55 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
                       str(e)) from e
     pod_netns = labpods.netns_path(rec.namespace, pod)
     fds: list[qemu.NicFd] = []
+    vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     with _undone_on_failure(store, settings, rec, fds, "binding", progress):
-        os.makedirs(vm_dir(settings.state_dir, rec.namespace, rec.name), exist_ok=True)
+        os.makedirs(vdir, exist_ok=True)
         save(settings.state_dir, rec)
+        default = [a.ifname for a in outcome.attachments if a.default]
+        rec.nics = [_pod_nic(default[0], ports)] if rec.pod_network and default else []
+        if rec.pod_network and not default:
+            raise VMError("binding", "the launcher pod has no default network interface")
         secondary = [(a.ifname, a.network) for a in outcome.attachments if not a.default]
-        rec.nics = _nics(secondary, pod_netns, guest_addresses)
+        rec.nics += _secondary_nics(secondary, pod_netns, guest_addresses, len(rec.nics))
         gateways = {s.interface: s.gateway[0] for s in outcome.status if s.gateway}
         for nic in rec.nics:
-            nic.gateway = gateways.get(nic.ifname, "")
-            fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
-            save(settings.state_dir, rec)  # after each, so delete can undo a partial binding
-            progress(f"vm/{rec.name}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
-                     f"binding, guest {nic.guest_ifname} mac {nic.mac} "
-                     f"address {','.join(nic.addresses) or '<none>'}")
+            if not nic.gateway:
+                nic.gateway = gateways.get(nic.ifname, "")
+        # saved after each step, so delete can undo a partial binding
+        bind_all(pod_netns, rec.nics, vdir, fds, lambda: save(settings.state_dir, rec),
+                 f"vm/{rec.name}", progress)
     return fds
+
+
+def bind_all(pod_netns: str, nics: list[Nic], log_dir: str, fds: list[qemu.NicFd],
+             saved: Callable[[], None], label: str, progress: Progress) -> None:
+    """Bind each NIC in the pod (and start the DHCP server of a masquerade one); the fds
+    go to `fds` as they are made, so the caller can close them on failure."""
+    for nic in nics:
+        fds.append(qemu.NicFd(nic, bindings.bind(pod_netns, nic)))
+        saved()
+        if nic.dhcp:
+            dhcp.start(pod_netns, log_dir, nic)
+            saved()
+        progress(f"{label}: {nic.ifname} ({nic.network}) bound with {nic.binding} "
+                 f"binding, guest {nic.guest_ifname} mac {nic.mac} "
+                 f"address {','.join(nic.addresses) or '<none>'}"
+                 + (" by DHCP" if nic.dhcp else ""))
+
+
+def release(pod_netns: str, nics: list[Nic], label: str, progress: Progress,
+            restore: bool = True) -> None:
+    """Stop the NICs' DHCP servers and undo their bindings; gone parts are fine.
+
+    restore=False leaves the bindings for the pod's deletion: a migration's source must
+    not give netN back the VM's MAC, which the VM now uses from another port."""
+    for nic in nics:
+        # before the pod goes: a DHCP server left running would keep its namespace alive
+        if dhcp.stop(nic):
+            progress(f"{label}: DHCP server of {nic.ifname} stopped")
+        if restore:
+            with contextlib.suppress(CNIError):
+                bindings.unbind(pod_netns, nic)
 
 
 @contextlib.contextmanager
@@ -142,14 +263,14 @@ def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
         yield
     except (MultihomeError, OSError) as e:
         progress(f"vm/{rec.name}: failed, removing it again")
-        _close(fds)
+        close_fds(fds)
         _teardown(store, settings, rec, progress)
         if isinstance(e, VMError):
             raise
         raise VMError(step, str(e)) from e
 
 
-def _close(fds: list[qemu.NicFd]) -> None:
+def close_fds(fds: list[qemu.NicFd]) -> None:
     for n in fds:
         with contextlib.suppress(OSError):
             os.close(n.fd)
@@ -160,19 +281,31 @@ def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Prog
     vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     if qemu.stop(vdir):
         progress(f"vm/{rec.name}: qemu stopped")
-    pod_netns = labpods.netns_path(rec.namespace, rec.pod)
-    for nic in rec.nics:
-        with contextlib.suppress(CNIError):
-            bindings.unbind(pod_netns, nic)
+    # a migration that did not finish (killed): its guard and its target
+    with contextlib.suppress(VMError):
+        announce_guard.remove(announce_guard.table_name(rec.namespace, rec.name))
+    if rec.target_pod:
+        if qemu.stop(qemu.target_dir(vdir, rec.migrations + 1)):
+            progress(f"vm/{rec.name}: migration target's qemu stopped")
+        release(labpods.netns_path(rec.namespace, rec.target_pod), rec.target_nics,
+                f"vm/{rec.name}", progress)
+        delete_pod(store, settings, rec.namespace, rec.target_pod, progress)
+    release(labpods.netns_path(rec.namespace, rec.pod), rec.nics, f"vm/{rec.name}", progress)
+    delete_pod(store, settings, rec.namespace, rec.pod, progress)
+    remove(settings.state_dir, rec.namespace, rec.name)
+
+
+def delete_pod(store: Store, settings: LabSettings, namespace: str, pod: str,
+               progress: Progress) -> None:
+    """Delete a launcher pod if anything of it is left."""
     try:
-        store.get(POD, rec.namespace, rec.pod)
+        store.get(POD, namespace, pod)
         exists = True
     except NotFound:
-        exists = labpods.exists_netns(rec.namespace, rec.pod)
+        exists = labpods.exists_netns(namespace, pod)
     if exists:
         with contextlib.suppress(labpods.PodError):
-            labpods.delete(store, settings, rec.namespace, rec.pod, progress)
-    remove(settings.state_dir, rec.namespace, rec.name)
+            labpods.delete(store, settings, namespace, pod, progress)
 
 
 def delete(store: Store, settings: LabSettings, namespace: str, name: str,

@@ -4,39 +4,24 @@ bridge: netN becomes the port of an in-pod bridge `k6t-netN` next to a tap for t
 The VM NIC takes netN's MAC (the one the node's macspoofchk allows), netN gets a new
 one, and netN's addresses move to the guest (as KubeVirt's bridge binding does).
 macvtap: the macvtap the plugin made is the NIC; its character device goes to qemu.
-Both return an fd for qemu's `-netdev tap,fd=`; undo puts the pod back as CNI left it.
+masquerade (the pod network's eth0): vm.masquerade. All return an fd for qemu's
+`-netdev tap,fd=`; undo puts the pod back as CNI left it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import secrets
 
 from multihome.cni.errors import CNIError
 from multihome.net import addr, links, netns, sysctl, tapfd
 from multihome.net.netns import Netlink
+from multihome.vm import masquerade
 from multihome.vm.errors import VMError
+from multihome.vm.naming import bridge_name, random_mac, tap_name
 from multihome.vm.state import Nic
 
 STEP = "binding"
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC."""
-    first = (secrets.randbits(8) & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in [first, *secrets.token_bytes(5)])
-
-
-def _suffix(ifname: str) -> str:
-    return ifname[-9:]
-
-
-def bridge_name(ifname: str) -> str:
-    return f"k6t-{_suffix(ifname)}"
-
-
-def tap_name(ifname: str) -> str:
-    return f"tap-{_suffix(ifname)}"
+__all__ = ["bind", "binding_for", "bridge_name", "random_mac", "tap_name", "unbind"]
 
 
 def _no_ipv6(ifname: str) -> None:
@@ -129,6 +114,8 @@ def binding_for(pod_netns: str, ifname: str) -> str:
 
 
 def bind(pod_netns: str, nic: Nic) -> int:
+    if nic.binding == "masquerade":
+        return masquerade.bind(pod_netns, nic)
     return bind_macvtap(pod_netns, nic) if nic.binding == "macvtap" \
         else bind_bridge(pod_netns, nic)
 
@@ -136,4 +123,6 @@ def bind(pod_netns: str, nic: Nic) -> int:
 def unbind(pod_netns: str, nic: Nic) -> None:
     if nic.binding == "bridge":
         unbind_bridge(pod_netns, nic)
+    elif nic.binding == "masquerade":
+        masquerade.unbind(pod_netns, nic)
     # macvtap: the device is the plugin's; the fd closes with qemu, DEL removes the link

@@ -7,7 +7,9 @@ stderr, `MHEND <id> <exit code>`. Base64 keeps arbitrary bytes from colliding wi
 framing; the two streams stay apart so `vm exec` can hand each to its own fd.
 
 Addresses: one `ip=<addr>::<gw>:<netmask>::<dev>:off` per NIC, the kernel's own
-syntax (this kernel has no IP_PNP, so the kernel ignores it and /init applies it).
+syntax (this kernel has no IP_PNP, so the kernel ignores it and /init applies it);
+`ip=:::::<dev>:dhcp` asks busybox's udhcpc instead (the masquerade binding's DHCP
+server), waiting for the lease before the next NIC so its default route comes first.
 """
 
 READY_MARKER = "multihome-guest: ready"
@@ -28,14 +30,31 @@ ip link set lo up
 echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore
 echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce
 for d in /sys/class/net/eth*; do ip link set "${d##*/}" up; done
+cat > /bin/dhcp-event <<'EOF'
+#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+  deconfig) ip addr flush dev "$interface" ;;
+esac
+exit 0
+EOF
+chmod 755 /bin/dhcp-event
 for p in $(cat /proc/cmdline); do
   case "$p" in
     ip=*)
       old="$IFS"; IFS=:; set -- ${p#ip=}; IFS="$old"
-      a="$1"; gw="$3"; mask="$4"; dev="$6"
+      a="$1"; gw="$3"; mask="$4"; dev="$6"; auto="$7"
       ip link set "$dev" up
-      [ -n "$a" ] && ip addr add "$a/$mask" dev "$dev"
-      [ -n "$gw" ] && ip route add default via "$gw" dev "$dev"
+      if [ "$auto" = dhcp ]; then
+        udhcpc -i "$dev" -s /bin/dhcp-event -b -t 30 -T 1 -A 2 >/dev/null 2>&1
+      else
+        [ -n "$a" ] && ip addr add "$a/$mask" dev "$dev"
+        [ -n "$gw" ] && ip route add default via "$gw" dev "$dev"
+      fi
       ;;
   esac
 done

@@ -5,7 +5,9 @@ in the pod, or a macvtap's character device), so qemu needs no rights in the pod
 can instead end in a unix stream socket that another qemu connects to (`NicStream`): the
 kernel tier joins a VM booted here to the pod network inside its own guest that way.
 Serial ports: ttyS0 is the console (`console.sock`, mirrored to `console.log`), ttyS1
-the command agent (`agent.sock`).
+the command agent (`agent.sock`); `qmp.sock` is qemu's monitor (vm.qmp).
+Each NIC has a fixed netdev id and PCI slot (Nic.qemu_id, Nic.slot): a migration target
+must have the same devices in the same places, and a hot-plugged NIC takes a free slot.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from multihome.vm.accel import QEMU, Accel
 from multihome.vm.errors import VMError
 from multihome.vm.guest import Guest
+from multihome.vm.qmp import QMP_SOCK
 from multihome.vm.state import Nic
 
 PID_FILE = "qemu.pid"
@@ -29,6 +32,13 @@ LOG_FILE = "qemu.log"
 CONSOLE_SOCK = "console.sock"
 CONSOLE_LOG = "console.log"
 AGENT_SOCK = "agent.sock"
+# a migration target's qemu keeps its files in <vm dir>/target-<n> until switch-over; a
+# new name each time, as qemu removes its sockets and pid file by their first path on exit
+TARGET_DIR = "target"
+
+
+def target_dir(vm_dir: str, migration: int) -> str:
+    return os.path.join(vm_dir, f"{TARGET_DIR}-{migration}")
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
@@ -59,8 +69,31 @@ def _fds(nics: Sequence[NicBackend]) -> list[int]:
     return [n.fd for n in nics if isinstance(n, NicFd)]
 
 
+FIRST_SLOT = 3
+
+
+def netdev_id(nic: Nic, index: int) -> str:
+    return nic.qemu_id or f"nic{index}"
+
+
+def device_id(nic: Nic, index: int) -> str:
+    return f"{netdev_id(nic, index)}-dev"
+
+
+def slot(nic: Nic, index: int) -> int:
+    return nic.slot or FIRST_SLOT + index
+
+
+def device_args(nic: Nic, index: int) -> str:
+    """The `-device` (or device_add) arguments of a NIC."""
+    return (f"virtio-net-pci,netdev={netdev_id(nic, index)},id={device_id(nic, index)},"
+            f"mac={nic.mac},addr={slot(nic, index):#x}")
+
+
 def _ip_param(nic: Nic) -> str:
-    """The kernel's `ip=` syntax: client::gateway:netmask::device:off."""
+    """The kernel's `ip=` syntax: client::gateway:netmask::device:autoconf (off|dhcp)."""
+    if nic.dhcp:
+        return f"ip=:::::{nic.guest_ifname}:dhcp"
     if not nic.addresses:
         return f"ip=:::::{nic.guest_ifname}:off"
     iface = ipaddress.ip_interface(nic.addresses[0])
@@ -75,7 +108,7 @@ def kernel_cmdline(name: str, nics: list[Nic]) -> str:
 
 
 def command(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
-            nics: Sequence[NicBackend]) -> list[str]:
+            nics: Sequence[NicBackend], incoming: str = "") -> list[str]:
     def sock(fname: str) -> str:
         return os.path.join(vm_dir, fname)
 
@@ -88,22 +121,26 @@ def command(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
            "-serial", "chardev:console",
            "-chardev", f"socket,id=agent,path={sock(AGENT_SOCK)},server=on,wait=off",
            "-serial", "chardev:agent",
+           "-qmp", f"unix:{sock(QMP_SOCK)},server=on,wait=off",
            "-daemonize", "-pidfile", sock(PID_FILE)]
     for i, n in enumerate(nics):
         # fixed PCI slots keep eth0, eth1… in the order of the networks
-        cmd += ["-netdev", n.netdev(f"nic{i}"),
-                "-device", f"virtio-net-pci,netdev=nic{i},mac={n.nic.mac},addr={3 + i:#x}"]
+        cmd += ["-netdev", n.netdev(netdev_id(n.nic, i)), "-device", device_args(n.nic, i)]
+    if incoming:
+        # a migration target: it waits for the source's state on this unix socket and
+        # stays paused after it (-S) until the switch-over says `cont`
+        cmd += ["-incoming", f"unix:{incoming}", "-S"]
     return cmd
 
 
 def start(name: str, vm_dir: str, guest: Guest, accel: Accel, memory: int,
-          nics: Sequence[NicBackend]) -> int:
+          nics: Sequence[NicBackend], incoming: str = "") -> int:
     """Start qemu daemonized; returns its pid. The fds are inherited by qemu."""
     longest = os.path.join(vm_dir, CONSOLE_SOCK)
     if len(longest.encode()) > SUN_PATH_MAX:
         raise VMError("qemu", f"the VM's socket path {longest} is longer than a unix socket "
                       f"allows ({SUN_PATH_MAX} bytes)", "use a shorter MULTIHOME_STATE_DIR")
-    cmd = command(name, vm_dir, guest, accel, memory, nics)
+    cmd = command(name, vm_dir, guest, accel, memory, nics, incoming)
     with open(os.path.join(vm_dir, LOG_FILE), "w") as log:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
                               stderr=subprocess.STDOUT, pass_fds=_fds(nics),
@@ -126,13 +163,17 @@ def read_pid(vm_dir: str) -> int | None:
 
 
 def _is_our_qemu(pid: int, vm_dir: str) -> bool:
-    """The pid is alive and is the qemu of this VM (not a recycled pid)."""
+    """The pid is alive and is a qemu of this VM (not a recycled pid): its pid file is in
+    the VM's directory (or the directory of a migration target under it)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().split(b"\0")
     except OSError:
         return False
-    return os.path.join(vm_dir, PID_FILE).encode() in args
+    own = os.path.join(vm_dir, PID_FILE).encode()
+    targets = os.path.join(vm_dir, f"{TARGET_DIR}-").encode()
+    return own in args or any(a.startswith(targets) and a.endswith(b"/" + PID_FILE.encode())
+                              and a.count(b"/") == own.count(b"/") + 1 for a in args)
 
 
 def running(vm_dir: str) -> bool:
