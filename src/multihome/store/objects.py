@@ -27,6 +27,8 @@ class KindInfo:
     version: str  # "v1"
     namespaced: bool = True
     short_names: tuple[str, ...] = field(default_factory=tuple)
+    # the CRD's `singular` when it differs from the kind in lower case
+    singular_name: str = ""
 
     @property
     def api_version(self) -> str:
@@ -59,6 +61,8 @@ NAMESPACE = "Namespace"
 NNCP = "NodeNetworkConfigurationPolicy"
 NNS = "NodeNetworkState"
 NNCE = "NodeNetworkConfigurationEnactment"
+# k8snetworkplumbingwg/multi-networkpolicy: NetworkPolicy for secondary networks
+MULTI_POLICY = "MultiNetworkPolicy"
 
 _KINDS: dict[str, KindInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -71,6 +75,8 @@ def register_kind(info: KindInfo) -> KindInfo:
         info.kind.lower(), info.plural, info.plural.replace("-", ""), info.singular + "s",
         *info.short_names,
     }
+    if info.singular_name:
+        names.add(info.singular_name)
     if info.group:
         names |= {f"{n}.{info.group}" for n in set(names)}
     for name in names:
@@ -90,6 +96,8 @@ register_kind(KindInfo(NNS, "nodenetworkstates", "nmstate.io", "v1beta1",
                        namespaced=False, short_names=("nns",)))
 register_kind(KindInfo(NNCE, "nodenetworkconfigurationenactments", "nmstate.io", "v1beta1",
                        namespaced=False, short_names=("nnce",)))
+register_kind(KindInfo(MULTI_POLICY, "multi-networkpolicies", "k8s.cni.cncf.io", "v1beta1",
+                       short_names=("multi-policy",), singular_name="multi-networkpolicy"))
 
 
 def resolve_kind(text: str) -> str:
