@@ -31,6 +31,7 @@ from multihome.attach.plan import (
     plan,
     plugin_capabilities,
 )
+from multihome.attach.policy import cleanup as policy_cleanup
 from multihome.cni import cache, jsontext, runtime
 from multihome.cni.errors import (
     CNIError,
@@ -425,11 +426,21 @@ def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
               for att, e in _detach_all(conf, record, path, "Del", netns)]
     if not errors or not conf.retry_delete_on_error:
         drop_record(conf, req.container_id)
+    _forget_policy_rules(req.container_id)
     _clear_status(store, record.pod or req.pod)
     if errors:
         msg = "; ".join(e.msg for e in errors)
         raise DeleteFailed(f"DEL of container {req.container_id} failed: {msg}",
                            code=errors[0].code)
+
+
+def _forget_policy_rules(container_id: str) -> None:
+    # the node-side MultiNetworkPolicy tables of the container (bridge ports) go with it;
+    # a failure here is logged, not a failed DEL: the next policy sync removes them
+    try:
+        policy_cleanup.forget(container_id)
+    except CNIError as e:
+        log.warning("cannot remove the policy rules of %s: %s", container_id, e)
 
 
 def _record_without_cache(conf: MultusConfig, store: Store | None,

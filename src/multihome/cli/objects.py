@@ -32,11 +32,14 @@ from multihome.store import (
     NotFound,
     Object,
     Store,
+    StoreError,
     UnknownKind,
     kind_info,
     names,
+    store_path,
     yamltext,
 )
+from multihome.store.labels import label_key_problem, parse_label_arg
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -92,6 +95,30 @@ class _Failures:
     def exit(self, ctx: click.Context) -> None:
         if self.count:
             ctx.exit(1)
+
+
+def _warn_only(line: str) -> None:
+    if line.startswith("warning:"):
+        click.echo(line, err=True)
+
+
+def sync_lab_policies(ctx: click.Context, kinds: set[str]) -> None:
+    """After a change to a policy, a namespace or a pod in the local lab's store, bring the
+    lab's MultiNetworkPolicy rules up to date (the daemon does it from its watches in
+    Kubernetes mode)."""
+    from multihome.lab import pods as labpods
+    from multihome.lab import policies as labpolicies
+    from multihome.lab import settings as labsettings
+
+    root = ctx.find_root()
+    path = root.obj.get("store") if isinstance(root.obj, dict) else None
+    if not kinds & labpolicies.POLICY_INPUTS or store_path(
+            path if isinstance(path, str) else None).startswith("k8s"):
+        return
+    try:
+        labpods.sync_policies(get_store(ctx), labsettings.load(), _warn_only)
+    except (MultihomeError, StoreError, OSError) as e:
+        click.echo(f"warning: multi-networkpolicy rules not updated: {e}", err=True)
 
 
 def _fail(ctx: click.Context, message: str) -> None:
@@ -176,6 +203,7 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
         _fail(ctx, str(e))
         return
     store = get_store(ctx)
+    touched: set[str] = set()
     for m in manifests:
         try:
             info, obj = manifest_object(m, namespace)
@@ -197,6 +225,8 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
         else:
             _, outcome = store.apply_outcome(obj)
             click.echo(f"{info.ref(obj.name)} {outcome}")
+        touched.add(info.kind)
+    sync_lab_policies(ctx, touched)
     failures.exit(ctx)
 
 
@@ -417,6 +447,7 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
         if delete_all and not work:
             click.echo("No resources found", err=True)
     store = get_store(ctx)
+    touched: set[str] = set()
     for info, ns, name, source in work:
         try:
             _delete_one(store, info, ns, name)
@@ -430,4 +461,59 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
             failures.report(f'error: deleting {info.type_name} "{name}": {e}')
             continue
         click.echo(f'{info.type_name} "{name}" deleted')
+        touched.add(info.kind)
+    sync_lab_policies(ctx, touched)
     failures.exit(ctx)
+
+
+# -- label ---------------------------------------------------------------------------
+
+
+@click.command("label")
+@click.argument("kind")
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True)
+@_ns_option
+@click.option("--overwrite", is_flag=True, help="Allow changing an existing label's value.")
+@click.pass_context
+def label_cmd(ctx: click.Context, kind: str, name: str, changes: tuple[str, ...],
+              namespace: str | None, overwrite: bool) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of one object, as kubectl label does."""
+    info = _resolve(ctx, kind)
+    _checked_name(ctx, name)
+    sets: dict[str, str] = {}
+    removes: list[str] = []
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            problem = label_key_problem(change[:-1])
+            removes.append(change[:-1])
+        else:
+            try:
+                sets.update(parse_label_arg(change))
+                problem = None
+            except ValueError as e:
+                problem = str(e)
+        if problem:
+            _fail(ctx, f"error: {problem}")
+    store = get_store(ctx)
+    ns = _namespace(info, namespace)
+    try:
+        obj = store.get(info.kind, ns, name)
+    except NotFound:
+        _fail(ctx, _not_found(info, name))
+        return
+    labels = obj.labels
+    for key, value in sets.items():
+        if key in labels and labels[key] != value and not overwrite:
+            _fail(ctx, f"error: '{key}' already has a value ({labels[key]}), and --overwrite "
+                       "is false")
+    before = dict(labels)
+    labels.update(sets)
+    for key in removes:
+        labels.pop(key, None)
+    if labels == before:
+        click.echo(f"{info.ref(name)} not labeled")
+        return
+    store.update(obj, expected_version=obj.resource_version)
+    click.echo(f"{info.ref(name)} labeled")
+    sync_lab_policies(ctx, {info.kind})

@@ -1,0 +1,245 @@
+"""Programming MultiNetworkPolicies on a node: every local attachment, from the store.
+
+:func:`sync` reads the policies, namespaces and pods, resolves what each local attachment
+(the engine's records: container, netns, network, interface, plugin type) must let
+through, and makes each one's table say exactly that. A table's name ends in a digest of
+its rules, so an unchanged interface costs one listing and no write, and a changed one
+is replaced in one atomic batch (old name deleted, new name added). Tables of
+attachments that are gone (the pod was deleted) are removed from the node; those inside
+a pod's namespace go with the namespace.
+
+Callers: the lab after every change that can move a rule (pod run/delete, apply/delete
+of a policy, a namespace or its labels), the daemon on its watches' events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from multihome.attach.engine import PodRecord
+from multihome.attach.policy import rules
+from multihome.attach.policy.cleanup import tables
+from multihome.attach.policy.model import EGRESS, INGRESS, InvalidPolicy, Policy, parse_policy
+from multihome.attach.policy.semantics import ContainerPort, IPAddress, PodInfo, resolve
+from multihome.attach.status import NETWORK_STATUS_ANNOTATION, parse
+from multihome.cni.errors import CNIError
+from multihome.net import links, netns, nft, sysctl
+from multihome.store import MULTI_POLICY, NAMESPACE, POD, Object, Store
+
+log = logging.getLogger(__name__)
+BRIDGE_TYPES = frozenset({"bridge", "cnv-bridge"})
+# br_netfilter's switches: bridged IP traffic must meet the inet hooks (kube-proxy sets
+# them too); per network namespace on current kernels.
+BR_NF_KEYS = ("net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
+
+
+@dataclass
+class SyncReport:
+    programmed: list[str] = field(default_factory=list)  # tables written
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)  # node tables removed
+    errors: list[str] = field(default_factory=list)  # one line each
+    invalid_policies: list[str] = field(default_factory=list)
+
+
+def pod_info(obj: Object) -> PodInfo:
+    """A stored pod as the semantics see it: labels, named ports, addresses per network."""
+    addresses: dict[str, list[IPAddress]] = {}
+    for entry in parse(obj.annotations.get(NETWORK_STATUS_ANNOTATION, "")):
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        for text in entry.get("ips") or []:
+            try:
+                addresses.setdefault(name, []).append(ipaddress.ip_address(str(text)))
+            except ValueError:
+                continue
+    ports: list[ContainerPort] = []
+    containers = obj.spec.get("containers")
+    for c in containers if isinstance(containers, list) else []:
+        for p in (c.get("ports") or []) if isinstance(c, dict) else []:
+            if (isinstance(p, dict) and isinstance(p.get("name"), str)
+                    and isinstance(p.get("containerPort"), int)):
+                ports.append(ContainerPort(p["name"], p["containerPort"],
+                                           str(p.get("protocol") or "TCP")))
+    return PodInfo(obj.namespace, obj.name, dict(obj.labels),
+                   {k: tuple(v) for k, v in addresses.items()}, tuple(ports))
+
+
+def load_policies(store: Store, report: SyncReport | None = None) -> list[Policy]:
+    """Every valid policy; an invalid one (written past admission) is skipped and named."""
+    out = []
+    for obj in store.list(MULTI_POLICY, None):
+        try:
+            out.append(parse_policy(obj))
+        except InvalidPolicy as e:
+            if report is not None:
+                report.invalid_policies.append(f"{obj.namespace}/{obj.name}: {e}")
+    return out
+
+
+def load_namespaces(store: Store) -> dict[str, dict[str, str]]:
+    return {o.name: dict(o.labels) for o in store.list(NAMESPACE, None)}
+
+
+@dataclass(frozen=True)
+class World:
+    """What the rules are computed from: one store read per sync."""
+
+    policies: list[Policy]
+    namespaces: dict[str, dict[str, str]]
+    pods: list[PodInfo]
+    status: dict[str, list[dict[str, Any]]]  # pod ns/name -> network-status entries
+
+    @classmethod
+    def read(cls, store: Store, report: SyncReport | None = None) -> World:
+        objs = store.list(POD, None)
+        return cls(load_policies(store, report), load_namespaces(store),
+                   [pod_info(o) for o in objs],
+                   {f"{o.namespace}/{o.name}": parse(
+                       o.annotations.get(NETWORK_STATUS_ANNOTATION, "")) for o in objs})
+
+
+def _plugin_type(conflist: dict[str, Any]) -> str:
+    plugins = conflist.get("plugins")
+    first = plugins[0] if isinstance(plugins, list) and plugins else conflist
+    return str(first.get("type", "")) if isinstance(first, dict) else ""
+
+
+def _entry(world: World, pod_key: str, network: str, ifname: str) -> dict[str, Any]:
+    for e in world.status.get(pod_key, []):
+        if e.get("name") == network and e.get("interface") == ifname:
+            return e
+    return {}
+
+
+def _host_veth(record: PodRecord, ifname: str) -> str:
+    """The node-side name of the pod's veth `ifname` ("" when it is not a veth)."""
+    with netns.iproute_in(record.netns) as ipr:
+        link = links.by_name(ipr, ifname)
+    if link is None or link.kind != "veth":
+        return ""
+    with netns.netlink() as ipr:
+        peer = links.by_index(ipr, link.peer_index)
+    return peer.name if peer is not None and peer.kind == "veth" else ""
+
+
+def _digest(cmds: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(cmds, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _named(cmds: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
+    text = json.dumps(cmds).replace(json.dumps(old), json.dumps(new))
+    out: list[dict[str, Any]] = json.loads(text)
+    return out
+
+
+def _apply(target: rules.Target, ingress: Any, egress: Any, existing: list[str],
+           report: SyncReport) -> str | None:
+    """Program one interface; the table name now holding its rules (None: none)."""
+    base = rules.program(target, ingress, egress)
+    if ingress is None and egress is None:
+        cmds = [c for t in existing for c in rules.remove(t)]
+        if cmds:
+            nft.run(cmds, what=f"remove the policy rules of {target.ifname}")
+            report.programmed += existing
+        return None
+    name = f"{target.table}_{_digest(base)}"
+    if existing == [name]:
+        report.unchanged += 1
+        return name
+    # one batch: the stale tables go in the same transaction the new one appears
+    cmds = [c for t in existing if t != name for c in rules.remove(t)]
+    cmds += _named(base, target.table, name)
+    nft.run(cmds, what=f"program the policy rules of {target.ifname}")
+    report.programmed.append(name)
+    return name
+
+
+def sync(store: Store, records: Sequence[PodRecord]) -> SyncReport:
+    """Make every local attachment's rules match the store; remove the node's stale tables."""
+    report = SyncReport()
+    world = World.read(store, report)
+    by_key = {p.key: p for p in world.pods}
+    keep: set[str] = set()
+    for record in records:
+        if record.pod is None:
+            continue
+        key = f"{record.pod.namespace}/{record.pod.name}"
+        pod = by_key.get(key)
+        for att in record.attachments:
+            if att.default or pod is None:
+                continue
+            try:
+                name = _sync_attachment(world, pod, record, att.network, att.ifname,
+                                        _plugin_type(att.conflist), report)
+            except (CNIError, OSError) as e:
+                report.errors.append(f"{key} {att.ifname} ({att.network}): {e}")
+                # keep what is there: a failure must not open an isolated port
+                keep.update(tables(rules.table_name(record.container_id, att.ifname)))
+                continue
+            if name:
+                keep.add(name)
+    try:
+        # only tables of the containers given: another lab's on this node are not ours
+        ours = {rules.container_prefix(r.container_id) for r in records}
+        stale = [t for t in tables(rules.TABLE_PREFIX)
+                 if t not in keep and t[:len(rules.TABLE_PREFIX) + 13] in ours]
+        if stale:
+            nft.run([c for t in stale for c in rules.remove(t)],
+                    what="remove the policy rules of deleted pods")
+            report.removed += stale
+    except CNIError as e:
+        report.errors.append(f"node tables: {e}")
+    return report
+
+
+def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str,
+                     ifname: str, plugin_type: str, report: SyncReport) -> str | None:
+    """Program one attachment; the node table name it uses (None: none on the node)."""
+    ingress = resolve(world.policies, pod, network, INGRESS, world.pods, world.namespaces)
+    egress = resolve(world.policies, pod, network, EGRESS, world.pods, world.namespaces)
+    table = rules.table_name(record.container_id, ifname)
+    if plugin_type in BRIDGE_TYPES:
+        existing = tables(table)
+        if ingress is None and egress is None and not existing:
+            return None
+        veth = _host_veth(record, ifname)
+        if not veth:
+            raise CNIError(f"the node side of {ifname} is not found")
+        entry = _entry(world, pod.key, network, ifname)
+        target = rules.Target(rules.PORT, table, veth, str(entry.get("mac") or ""),
+                              pod.addresses.get(network, ()))
+        if ingress is not None or egress is not None:
+            for key in BR_NF_KEYS:
+                sysctl.write_best_effort(key, "1")
+        return _apply(target, ingress, egress, existing, report)
+    with netns.entered(record.netns):
+        existing = tables(table)
+        if ingress is not None or egress is not None or existing:
+            _apply(rules.Target(rules.POD, table, ifname), ingress, egress, existing, report)
+    return None
+
+
+def nodetables() -> list[str]:
+    return tables(rules.TABLE_PREFIX)
+
+
+def isolated_interfaces(world: World, pods: Iterable[PodInfo]) -> dict[tuple[str, str], str]:
+    """(pod ns/name, network) -> "ingress", "egress" or "ingress+egress" for every
+    isolated attachment (the topology picture marks these)."""
+    out: dict[tuple[str, str], str] = {}
+    for pod in pods:
+        for network in pod.addresses:
+            dirs = [d.lower() for d in (INGRESS, EGRESS)
+                    if resolve(world.policies, pod, network, d, world.pods,
+                               world.namespaces) is not None]
+            if dirs:
+                out[(pod.key, network)] = "+".join(dirs)
+    return out
