@@ -67,6 +67,7 @@ DELETE_HANDLERS: dict[str, DeleteHandler] = {POD: _delete_lab_pod}
 
 # kind -> module that registers its `get` columns when imported (kept lazy for startup time).
 COLUMN_MODULES: dict[str, str] = {POD: "multihome.cli.pods",
+                                  "MultiNetworkPolicy": "multihome.cli.policies",
                                   **dict.fromkeys(("NodeNetworkConfigurationPolicy",
                                                    "NodeNetworkConfigurationEnactment",
                                                    "NodeNetworkState"), "multihome.cli.node")}
@@ -113,7 +114,7 @@ def sync_lab_policies(ctx: click.Context, kinds: set[str]) -> None:
     root = ctx.find_root()
     path = root.obj.get("store") if isinstance(root.obj, dict) else None
     if not kinds & labpolicies.POLICY_INPUTS or store_path(
-            path if isinstance(path, str) else None).startswith("k8s"):
+            path if isinstance(path, str) else None).startswith("k8s") or not labsettings.is_up():
         return
     try:
         labpods.sync_policies(get_store(ctx), labsettings.load(), _warn_only)
@@ -385,8 +386,17 @@ def describe_cmd(ctx: click.Context, args: tuple[str, ...], namespace: str | Non
         where = f" in {_namespace(targets[0][0], namespace)} namespace" if (
             targets[0][0].namespaced and not all_namespaces) else ""
         click.echo(f"No resources found{where}.", err=True)
-    click.echo("\n\n\n".join(present.describe(o) for o in shown) if shown else "", nl=bool(shown))
+    click.echo("\n\n\n".join(present.describe(o, extra_sections=_sections(store, o))
+                              for o in shown) if shown else "", nl=bool(shown))
     failures.exit(ctx)
+
+
+def _sections(store: Store, obj: Object) -> list[str]:
+    if obj.kind == "MultiNetworkPolicy":
+        from multihome.cli import policies
+
+        return policies.describe_sections(store, obj)
+    return []
 
 
 # -- delete --------------------------------------------------------------------------
