@@ -118,7 +118,12 @@ class PodRecord:
 # -- the engine's cache ------------------------------------------------------
 
 def _record_dir(conf: MultusConfig) -> str:
-    return os.path.join(conf.cni_dir, "multihome")
+    return record_dir(conf.cni_dir)
+
+
+def record_dir(cni_dir: str) -> str:
+    """Where the engine keeps its records under a CNI cache dir."""
+    return os.path.join(cni_dir, "multihome")
 
 
 def _record_path(conf: MultusConfig, container_id: str) -> str:
@@ -134,7 +139,10 @@ def save_record(conf: MultusConfig, record: PodRecord) -> None:
 
 
 def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
-    path = _record_path(conf, container_id)
+    return _load_record_file(_record_path(conf, container_id))
+
+
+def _load_record_file(path: str) -> PodRecord | None:
     try:
         with open(path, "rb") as f:
             data = jsontext.loads(f.read(), f"attachment cache {path}")
@@ -152,14 +160,20 @@ def drop_record(conf: MultusConfig, container_id: str) -> None:
 
 
 def list_records(conf: MultusConfig) -> list[PodRecord]:
+    return records_in(conf.cni_dir)
+
+
+def records_in(cni_dir: str) -> list[PodRecord]:
+    """Every container the engine holds on this node (its records under `cni_dir`)."""
     out: list[PodRecord] = []
+    where = record_dir(cni_dir)
     try:
-        names = sorted(os.listdir(_record_dir(conf)))
+        names = sorted(os.listdir(where))
     except FileNotFoundError:
         return out
     for fname in names:
         if fname.endswith(".json"):
-            rec = load_record(conf, fname[: -len(".json")])
+            rec = _load_record_file(os.path.join(where, fname))
             if rec is not None:
                 out.append(rec)
     return out

@@ -74,6 +74,12 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
         from multihome.k8s.node_policies import start_for_daemon as start_node_policies
 
         start_node_policies(store)  # Kubernetes mode: enact the NNCPs selecting this node
+        from multihome.attach.multus_config import DEFAULT_CNI_DIR
+        from multihome.k8s.multi_policies import start_for_daemon as start_multi_policies
+
+        # Kubernetes mode: MultiNetworkPolicies on this node's attachments
+        start_multi_policies(store, cni_dir or (multus.raw.get("cniDir", "") if multus else "")
+                             or DEFAULT_CNI_DIR)
     try:
         run(DaemonOptions(socket=socket_path, conf_dir=conf_dir, bin_dir=bin_dir,
                           store=store if store == "k8s" or store.startswith("k8s:")

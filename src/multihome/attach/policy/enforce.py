@@ -73,19 +73,19 @@ def pod_info(obj: Object) -> PodInfo:
 
 
 def load_policies(store: Store, report: SyncReport | None = None) -> list[Policy]:
+    return parse_policies(store.list(MULTI_POLICY, None), report)
+
+
+def parse_policies(objs: Iterable[Object], report: SyncReport | None = None) -> list[Policy]:
     """Every valid policy; an invalid one (written past admission) is skipped and named."""
     out = []
-    for obj in store.list(MULTI_POLICY, None):
+    for obj in objs:
         try:
             out.append(parse_policy(obj))
         except InvalidPolicy as e:
             if report is not None:
                 report.invalid_policies.append(f"{obj.namespace}/{obj.name}: {e}")
     return out
-
-
-def load_namespaces(store: Store) -> dict[str, dict[str, str]]:
-    return {o.name: dict(o.labels) for o in store.list(NAMESPACE, None)}
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,18 @@ class World:
 
     @classmethod
     def read(cls, store: Store, report: SyncReport | None = None) -> World:
-        objs = store.list(POD, None)
-        return cls(load_policies(store, report), load_namespaces(store),
-                   [pod_info(o) for o in objs],
+        return cls.of(store.list(MULTI_POLICY, None), store.list(NAMESPACE, None),
+                      store.list(POD, None), report)
+
+    @classmethod
+    def of(cls, policies: Iterable[Object], namespaces: Iterable[Object],
+           pods: Sequence[Object], report: SyncReport | None = None) -> World:
+        """From objects already at hand (the daemon's watch caches)."""
+        return cls(parse_policies(policies, report),
+                   {o.name: dict(o.labels) for o in namespaces},
+                   [pod_info(o) for o in pods],
                    {f"{o.namespace}/{o.name}": parse(
-                       o.annotations.get(NETWORK_STATUS_ANNOTATION, "")) for o in objs})
+                       o.annotations.get(NETWORK_STATUS_ANNOTATION, "")) for o in pods})
 
 
 def _plugin_type(conflist: dict[str, Any]) -> str:
@@ -165,7 +172,13 @@ def _apply(target: rules.Target, ingress: Any, egress: Any, existing: list[str],
 def sync(store: Store, records: Sequence[PodRecord]) -> SyncReport:
     """Make every local attachment's rules match the store; remove the node's stale tables."""
     report = SyncReport()
-    world = World.read(store, report)
+    return sync_world(World.read(store, report), records, report)
+
+
+def sync_world(world: World, records: Sequence[PodRecord],
+               report: SyncReport | None = None) -> SyncReport:
+    """:func:`sync` from a world already read."""
+    report = report if report is not None else SyncReport()
     by_key = {p.key: p for p in world.pods}
     keep: set[str] = set()
     for record in records:
