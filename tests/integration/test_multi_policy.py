@@ -60,16 +60,16 @@ def lab(tmp_path: Path) -> Iterator[PolicyLab]:
         pytest.skip("needs root to create namespaces and bridges")
     lab = new_lab(PolicyLab, tmp_path, "mp")
     lab.ns = unique("mp")
-    lab_up(lab, "10.67.0.1/24", "10.68.0.0/24")
+    lab_up(lab, "10.173.0.1/24", "10.174.0.0/24")
     try:
         for name, config in (
             ("br-net", {"cniVersion": "0.3.1", "name": "br-net", "type": "bridge",
                         "bridge": lab.dev_bridge,
-                        "ipam": {"type": "host-local", "subnet": "10.67.0.0/24",
-                                 "rangeStart": "10.67.0.10", "rangeEnd": "10.67.0.99"}}),
+                        "ipam": {"type": "host-local", "subnet": "10.173.0.0/24",
+                                 "rangeStart": "10.173.0.10", "rangeEnd": "10.173.0.99"}}),
             ("mv-net", {"cniVersion": "0.3.1", "name": "mv-net", "type": "macvlan",
                         "master": lab.dev_bridge, "mode": "bridge",
-                        "ipam": {"type": "host-local", "subnet": "10.69.0.0/24"}}),
+                        "ipam": {"type": "host-local", "subnet": "10.175.0.0/24"}}),
         ):
             lab.ok("apply", "-f", lab.nad_file(name, config), "-n", lab.ns)
         for pod, labels in (("db", "app=db,tier=data"), ("web", "app=web"), ("cli", "app=cli")):
@@ -134,7 +134,7 @@ def test_ip_block_with_except_and_udp_ports(lab: PolicyLab) -> None:
     db, cli = lab.ip("db", "br-net"), lab.ip("cli", "br-net")
     lab.ok("apply", "-f", lab.policy("block", "br-net", {
         "podSelector": {"matchLabels": {"tier": "data"}},
-        "ingress": [{"from": [{"ipBlock": {"cidr": "10.67.0.0/24", "except": [f"{cli}/32"]}}],
+        "ingress": [{"from": [{"ipBlock": {"cidr": "10.173.0.0/24", "except": [f"{cli}/32"]}}],
                      "ports": [{"protocol": "UDP", "port": 5000, "endPort": 5010}]}]}))
     assert udp_ok(lab.path("web"), lab.path("db"), db, 5005)
     assert not udp_ok(lab.path("cli"), lab.path("db"), db, 5005)  # except

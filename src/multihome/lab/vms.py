@@ -101,6 +101,12 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     return rec
 
 
+def launcher_labels(vm: str) -> dict[str, str]:
+    """KubeVirt's labels on a VM's launcher pod: what policies select a VM by."""
+    return {"kubevirt.io": "virt-launcher", "kubevirt.io/domain": vm,
+            "vm.kubevirt.io/name": vm}
+
+
 def launch(store: Store, settings: LabSettings, rec: VMRecord,
            guest_addresses: dict[str, str], progress: Progress = _quiet) -> list[qemu.NicFd]:
     """The launcher pod with the VM's networks and a binding per secondary network: one
@@ -108,7 +114,8 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
     pod = pod_name(rec.name)
     try:
         outcome = labpods.run(store, settings, rec.namespace, pod,
-                              labpods.networks_annotation(rec.networks), progress=progress)
+                              labpods.networks_annotation(rec.networks), progress=progress,
+                              labels=launcher_labels(rec.name))
     except (labpods.PodError, MultihomeError) as e:
         raise VMError("pod", f"launcher pod {rec.namespace}/{pod} could not be started",
                       str(e)) from e
