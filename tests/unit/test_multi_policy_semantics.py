@@ -9,11 +9,13 @@ networks; a pod not selected stays open). Every case is one flow and the expecte
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from multihome.attach.policy.enforce import pod_info
 from multihome.attach.policy.model import EGRESS, INGRESS, Policy
 from multihome.attach.policy.semantics import (
     Endpoint,
@@ -22,6 +24,7 @@ from multihome.attach.policy.semantics import (
     resolve,
     selecting,
 )
+from multihome.store import Object
 from support.policy_world import pod, policy
 
 NET_A, NET_B = "default/net-a", "default/net-b"
@@ -219,3 +222,15 @@ def test_resolve_gives_the_peers_addresses_on_the_same_network() -> None:
 def test_resolve_deny_all_has_no_allows() -> None:
     iso = resolve([policy("p", DENY_INGRESS)], DB, NET_A, INGRESS, [DB, WEB], NAMESPACES)
     assert iso is not None and iso.allows == ()
+
+
+@pytest.mark.parametrize("status", ["[" * 5000 + "]" * 5000, "{not json", '"x"', "[1, 2]",
+                                    json.dumps([{"name": 5, "ips": "10.0.0.1"}]),
+                                    json.dumps([{"name": "a/b", "ips": [None, "junk",
+                                                                        "10.0.0.9"]}])])
+def test_a_hostile_network_status_reads_as_what_it_validly_says(status: str) -> None:
+    obj = Object.from_manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "namespace": "default",
+        "annotations": {"k8s.v1.cni.cncf.io/network-status": status}}})
+    info = pod_info(obj)
+    assert dict(info.addresses) in ({}, {"a/b": (ipaddress.ip_address("10.0.0.9"),)})

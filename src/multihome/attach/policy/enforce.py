@@ -55,7 +55,9 @@ def pod_info(obj: Object) -> PodInfo:
         name = entry.get("name")
         if not isinstance(name, str):
             continue
-        for text in entry.get("ips") or []:
+        addresses.setdefault(name, [])  # on the network even without an address (a VM's)
+        ips = entry.get("ips")
+        for text in ips if isinstance(ips, list) else []:
             try:
                 addresses.setdefault(name, []).append(ipaddress.ip_address(str(text)))
             except ValueError:
@@ -244,15 +246,9 @@ def nodetables() -> list[str]:
     return tables(rules.TABLE_PREFIX)
 
 
-def isolated_interfaces(world: World, pods: Iterable[PodInfo]) -> dict[tuple[str, str], str]:
-    """(pod ns/name, network) -> "ingress", "egress" or "ingress+egress" for every
-    isolated attachment (the topology picture marks these)."""
-    out: dict[tuple[str, str], str] = {}
-    for pod in pods:
-        for network in pod.addresses:
-            dirs = [d.lower() for d in (INGRESS, EGRESS)
+def isolation_of(world: World, pod: PodInfo, network: str) -> str:
+    """"ingress", "egress", "ingress+egress" or "" (open): how the pod's attachment to
+    `network` is isolated (the topology picture and the console mark these)."""
+    return "+".join(d.lower() for d in (INGRESS, EGRESS)
                     if resolve(world.policies, pod, network, d, world.pods,
-                               world.namespaces) is not None]
-            if dirs:
-                out[(pod.key, network)] = "+".join(dirs)
-    return out
+                               world.namespaces) is not None)
