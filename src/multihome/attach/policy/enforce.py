@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,13 @@ from multihome.attach.engine import PodRecord
 from multihome.attach.policy import rules
 from multihome.attach.policy.cleanup import tables
 from multihome.attach.policy.model import EGRESS, INGRESS, InvalidPolicy, Policy, parse_policy
-from multihome.attach.policy.semantics import ContainerPort, IPAddress, PodInfo, resolve
+from multihome.attach.policy.semantics import (
+    ContainerPort,
+    IPAddress,
+    Isolation,
+    PodInfo,
+    resolve,
+)
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION, parse
 from multihome.cni.errors import CNIError
 from multihome.net import links, netns, nft, sysctl
@@ -139,36 +144,23 @@ def _host_veth(record: PodRecord, ifname: str) -> str:
     return peer.name if peer is not None and peer.kind == "veth" else ""
 
 
-def _digest(cmds: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(cmds, sort_keys=True).encode()).hexdigest()[:10]
+def _digest(*parts: object) -> str:
+    """What the rules are made from (never the node's veth name, which is the
+    attachment's for its life): equal digests, equal rules."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
-def _named(cmds: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
-    text = json.dumps(cmds).replace(json.dumps(old), json.dumps(new))
-    out: list[dict[str, Any]] = json.loads(text)
-    return out
-
-
-def _apply(target: rules.Target, ingress: Any, egress: Any, existing: list[str],
-           report: SyncReport) -> str | None:
-    """Program one interface; the table name now holding its rules (None: none)."""
-    base = rules.program(target, ingress, egress)
-    if ingress is None and egress is None:
-        cmds = [c for t in existing for c in rules.remove(t)]
-        if cmds:
-            nft.run(cmds, what=f"remove the policy rules of {target.ifname}")
-            report.programmed += existing
-        return None
-    name = f"{target.table}_{_digest(base)}"
-    if existing == [name]:
-        report.unchanged += 1
-        return name
-    # one batch: the stale tables go in the same transaction the new one appears
-    cmds = [c for t in existing if t != name for c in rules.remove(t)]
-    cmds += _named(base, target.table, name)
-    nft.run(cmds, what=f"program the policy rules of {target.ifname}")
-    report.programmed.append(name)
-    return name
+def _program(target: rules.Target, ingress: Isolation | None, egress: Isolation | None,
+             existing: list[str], report: SyncReport) -> None:
+    """Replace `existing` by the target's table in one batch (old ones go in the same
+    transaction the new one appears), or only remove them when nothing is isolated."""
+    isolated = ingress is not None or egress is not None
+    cmds = [c for t in existing if t != target.table for c in rules.remove(t)]
+    if isolated:
+        cmds += rules.program(target, ingress, egress)
+    if cmds:
+        nft.run(cmds, what=f"program the policy rules of {target.ifname}")
+        report.programmed += [target.table] if isolated else existing
 
 
 def sync(store: Store, records: Sequence[PodRecord]) -> SyncReport:
@@ -183,6 +175,11 @@ def sync_world(world: World, records: Sequence[PodRecord],
     report = report if report is not None else SyncReport()
     by_key = {p.key: p for p in world.pods}
     keep: set[str] = set()
+    try:
+        on_node = tables(rules.TABLE_PREFIX)  # one listing for every bridge port
+    except CNIError as e:
+        report.errors.append(f"node tables: {e}")
+        return report
     for record in records:
         if record.pod is None:
             continue
@@ -191,59 +188,70 @@ def sync_world(world: World, records: Sequence[PodRecord],
         for att in record.attachments:
             if att.default or pod is None:
                 continue
+            prefix = rules.table_name(record.container_id, att.ifname)
+            existing = [t for t in on_node if t.startswith(prefix)]
             try:
                 name = _sync_attachment(world, pod, record, att.network, att.ifname,
-                                        _plugin_type(att.conflist), report)
+                                        _plugin_type(att.conflist), existing, report)
             except (CNIError, OSError) as e:
                 report.errors.append(f"{key} {att.ifname} ({att.network}): {e}")
-                # keep what is there: a failure must not open an isolated port
-                keep.update(tables(rules.table_name(record.container_id, att.ifname)))
+                keep.update(existing)  # keep what is there: a failure must not open a port
                 continue
             if name:
                 keep.add(name)
-    try:
-        # only tables of the containers given: another lab's on this node are not ours
-        ours = {rules.container_prefix(r.container_id) for r in records}
-        stale = [t for t in tables(rules.TABLE_PREFIX)
-                 if t not in keep and t[:len(rules.TABLE_PREFIX) + 13] in ours]
-        if stale:
+    # only tables of the containers given: another lab's on this node are not ours
+    ours = {rules.container_prefix(r.container_id) for r in records}
+    stale = [t for t in on_node
+             if t not in keep and t[:len(rules.TABLE_PREFIX) + 13] in ours]
+    if stale:
+        try:
             nft.run([c for t in stale for c in rules.remove(t)],
-                    what="remove the policy rules of deleted pods")
+                    what="remove the policy rules of deleted attachments")
             report.removed += stale
-    except CNIError as e:
-        report.errors.append(f"node tables: {e}")
+        except CNIError as e:
+            report.errors.append(f"node tables: {e}")
     return report
 
 
 def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str,
-                     ifname: str, plugin_type: str, report: SyncReport) -> str | None:
+                     ifname: str, plugin_type: str, existing: list[str],
+                     report: SyncReport) -> str | None:
     """Program one attachment; the node table name it uses (None: none on the node)."""
     ingress = resolve(world.policies, pod, network, INGRESS, world.pods, world.namespaces)
     egress = resolve(world.policies, pod, network, EGRESS, world.pods, world.namespaces)
     table = rules.table_name(record.container_id, ifname)
+    isolated = ingress is not None or egress is not None
     if plugin_type in BRIDGE_TYPES:
-        existing = tables(table)
-        if ingress is None and egress is None and not existing:
+        mac = str(_entry(world, pod.key, network, ifname).get("mac") or "")
+        addrs = pod.addresses.get(network, ())
+        name = f"{table}_{_digest(rules.PORT, ingress, egress, mac, addrs)}"
+        if not isolated:
+            if existing:
+                _program(rules.Target(rules.PORT, name, ifname), None, None, existing, report)
             return None
+        if existing == [name]:
+            report.unchanged += 1
+            return name
         veth = _host_veth(record, ifname)
         if not veth:
             raise CNIError(f"the node side of {ifname} is not found")
-        entry = _entry(world, pod.key, network, ifname)
-        target = rules.Target(rules.PORT, table, veth, str(entry.get("mac") or ""),
-                              pod.addresses.get(network, ()))
-        if ingress is not None or egress is not None:
-            for key in BR_NF_KEYS:
-                sysctl.write_best_effort(key, "1")
-        return _apply(target, ingress, egress, existing, report)
+        for key in BR_NF_KEYS:
+            sysctl.write_best_effort(key, "1")
+        _program(rules.Target(rules.PORT, name, veth, mac, addrs), ingress, egress, existing,
+                 report)
+        return name
+    name = f"{table}_{_digest(rules.POD, ingress, egress, ifname)}"
     with netns.entered(record.netns):
-        existing = tables(table)
-        if ingress is not None or egress is not None or existing:
-            _apply(rules.Target(rules.POD, table, ifname), ingress, egress, existing, report)
+        in_pod = tables(table)
+        if in_pod == [name] and isolated:
+            report.unchanged += 1
+        elif isolated or in_pod:
+            _program(rules.Target(rules.POD, name, ifname), ingress, egress, in_pod, report)
     return None
 
 
-def nodetables() -> list[str]:
-    return tables(rules.TABLE_PREFIX)
+__all__ = ["SyncReport", "World", "isolation_of", "load_policies", "pod_info",
+           "sync", "sync_world"]
 
 
 def isolation_of(world: World, pod: PodInfo, network: str) -> str:
