@@ -65,7 +65,8 @@ class MultiPolicyController:
         """One pass over this node's attachments."""
         if not all(c.wait_synced(SYNC_WAIT_S) for c in self.watches.values()):
             raise TimeoutError("the watches of policies, pods and namespaces are not synced")
-        report = sync_world(self.world(), engine.records_in(self.cni_dir))
+        report = sync_world(self.world(), engine.records_in(self.cni_dir),
+                            cni_dir=self.cni_dir)
         for line in report.errors:
             log.warning("multi-networkpolicy rules: %s", line)
         self.last = report

@@ -208,15 +208,17 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
         progress(f"pod/{name}: failed, removing it again")
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(f"pod {pod} could not be started: {e}") from e
-    sync_policies(store, settings, progress)
+    sync_policies(store, settings, progress, first=container_id(namespace, name))
     progress(f"pod/{name} running")
     return outcome
 
 
-def sync_policies(store: Store, settings: LabSettings, progress: Progress = _quiet) -> None:
-    """Reprogram MultiNetworkPolicy rules after a change; problems are warnings (the
-    change itself is done, and what could not be written keeps its old rules)."""
-    report = policies.sync(store, settings)
+def sync_policies(store: Store, settings: LabSettings, progress: Progress = _quiet,
+                  first: str = "") -> None:
+    """Reprogram MultiNetworkPolicy rules after a change (container `first` before the
+    others); problems are warnings (the change itself is done, and what could not be
+    written keeps its old rules)."""
+    report = policies.sync(store, settings, first)
     for table in report.programmed:
         progress(f"policy rules programmed ({table})")
     for line in report.invalid_policies + report.errors:

@@ -19,6 +19,18 @@ from multihome.store import MULTI_POLICY, NAMESPACE, POD, Store
 POLICY_INPUTS = frozenset({MULTI_POLICY, NAMESPACE, POD})
 
 
-def sync(store: Store, settings: LabSettings) -> SyncReport:
+def sync(store: Store, settings: LabSettings, first: str = "") -> SyncReport:
+    """Reprogram every lab attachment; with `first` (a container ID), that container's
+    own rules are written before the others' (a new pod is isolated at once; its peers'
+    rules, which name its address, follow)."""
     conf = parse_multus_config(settings.engine_config())
-    return enforce_sync(store, engine.list_records(conf))
+    records = engine.list_records(conf)
+    if first:
+        mine = [r for r in records if r.container_id == first]
+        report = enforce_sync(store, mine, conf.cni_dir)
+        rest = enforce_sync(store, records, conf.cni_dir)
+        report.programmed += rest.programmed
+        report.errors += rest.errors
+        report.removed += rest.removed
+        return report
+    return enforce_sync(store, records, conf.cni_dir)

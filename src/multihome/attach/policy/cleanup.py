@@ -13,8 +13,7 @@ from multihome.net import nft
 
 def tables(prefix: str) -> list[str]:
     """Our tables on the node (the current network namespace) whose names start so."""
-    return [t["name"] for t in nft.of_kind(nft.list_objects("tables", rules.FAMILY), "table")
-            if str(t.get("name", "")).startswith(prefix)]
+    return [t for t in nft.table_names(rules.FAMILY) if t.startswith(prefix)]
 
 
 def forget(container_id: str) -> list[str]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from multihome.attach.engine import PodRecord
@@ -29,10 +30,12 @@ from multihome.attach.policy.semantics import (
     ContainerPort,
     IPAddress,
     Isolation,
+    PeerMemo,
     PodInfo,
     resolve,
 )
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION, parse
+from multihome.cni import cache
 from multihome.cni.errors import CNIError
 from multihome.net import links, netns, nft, sysctl
 from multihome.store import MULTI_POLICY, NAMESPACE, POD, Object, Store
@@ -103,6 +106,7 @@ class World:
     namespaces: dict[str, dict[str, str]]
     pods: list[PodInfo]
     status: dict[str, list[dict[str, Any]]]  # pod ns/name -> network-status entries
+    memo: PeerMemo = field(default_factory=dict, compare=False)  # see semantics.resolve
 
     @classmethod
     def read(cls, store: Store, report: SyncReport | None = None) -> World:
@@ -133,6 +137,23 @@ def _entry(world: World, pod_key: str, network: str, ifname: str) -> dict[str, A
     return {}
 
 
+def _cached_veth(cni_dir: str, record: PodRecord, network_name: str, ifname: str) -> str:
+    """The node-side veth the bridge plugin reported for the attachment (its result in
+    the engine's result cache: the interface without a sandbox that is not the bridge);
+    "" when the cache does not say. A file read, where netlink costs a few ms a port."""
+    if not cni_dir or not network_name:
+        return ""
+    try:
+        entry = cache.load(cni_dir, network_name, record.container_id, ifname)
+    except CNIError:
+        return ""
+    ifaces = (entry.result or {}).get("interfaces") if entry is not None else None
+    host = [i.get("name") for i in ifaces if isinstance(i, dict) and not i.get("sandbox")
+            and isinstance(i.get("name"), str)] if isinstance(ifaces, list) else []
+    # the bridge comes first, the veth second (the bridge plugin's order)
+    return str(host[1]) if len(host) == 2 else ""
+
+
 def _host_veth(record: PodRecord, ifname: str) -> str:
     """The node-side name of the pod's veth `ifname` ("" when it is not a veth)."""
     with netns.iproute_in(record.netns) as ipr:
@@ -150,27 +171,62 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
-def _program(target: rules.Target, ingress: Isolation | None, egress: Isolation | None,
-             existing: list[str], report: SyncReport) -> None:
-    """Replace `existing` by the target's table in one batch (old ones go in the same
-    transaction the new one appears), or only remove them when nothing is isolated."""
-    isolated = ingress is not None or egress is not None
+def _commands(target: rules.Target, ingress: Isolation | None, egress: Isolation | None,
+              existing: list[str]) -> list[dict[str, Any]]:
+    """The batch replacing `existing` by the target's table (old ones go in the same
+    transaction the new one appears), or only removing them when nothing is isolated."""
     cmds = [c for t in existing if t != target.table for c in rules.remove(t)]
-    if isolated:
+    if ingress is not None or egress is not None:
         cmds += rules.program(target, ingress, egress)
-    if cmds:
-        nft.run(cmds, what=f"program the policy rules of {target.ifname}")
-        report.programmed += [target.table] if isolated else existing
+    return cmds
 
 
-def sync(store: Store, records: Sequence[PodRecord]) -> SyncReport:
-    """Make every local attachment's rules match the store; remove the node's stale tables."""
+@dataclass
+class _Batch:
+    """The node's changes of one pass, written in one transaction: libnftables reads the
+    whole ruleset before each JSON batch, so one batch instead of one per port is what
+    keeps a pass over 100 ports in milliseconds. On a refusal each part is retried alone,
+    so one bad port does not hold back the others and its error names it."""
+
+    parts: list[tuple[str, list[str], list[dict[str, Any]]]] = field(default_factory=list)
+
+    def add(self, who: str, tables_written: list[str], cmds: list[dict[str, Any]]) -> None:
+        if cmds:
+            self.parts.append((who, tables_written, cmds))
+
+    def run(self, report: SyncReport) -> list[str]:
+        """Write everything; the tables of parts that failed (to keep nothing of them)."""
+        if not self.parts:
+            return []
+        try:
+            nft.run([c for _, _, cmds in self.parts for c in cmds],
+                    what="program MultiNetworkPolicy rules")
+        except CNIError:
+            failed: list[str] = []
+            for who, written, cmds in self.parts:
+                try:
+                    nft.run(cmds, what=f"program the policy rules of {who}")
+                except CNIError as e:
+                    report.errors.append(f"{who}: {e}")
+                    failed += written
+                else:
+                    report.programmed += written
+            return failed
+        for _, written, _ in self.parts:
+            report.programmed += written
+        return []
+
+
+def sync(store: Store, records: Sequence[PodRecord], cni_dir: str = "") -> SyncReport:
+    """Make every local attachment's rules match the store; remove the node's stale tables.
+
+    `cni_dir` is the engine's (its result cache names the bridge ports)."""
     report = SyncReport()
-    return sync_world(World.read(store, report), records, report)
+    return sync_world(World.read(store, report), records, report, cni_dir)
 
 
 def sync_world(world: World, records: Sequence[PodRecord],
-               report: SyncReport | None = None) -> SyncReport:
+               report: SyncReport | None = None, cni_dir: str = "") -> SyncReport:
     """:func:`sync` from a world already read."""
     report = report if report is not None else SyncReport()
     by_key = {p.key: p for p in world.pods}
@@ -180,6 +236,7 @@ def sync_world(world: World, records: Sequence[PodRecord],
     except CNIError as e:
         report.errors.append(f"node tables: {e}")
         return report
+    batch = _Batch()
     for record in records:
         if record.pod is None:
             continue
@@ -190,18 +247,23 @@ def sync_world(world: World, records: Sequence[PodRecord],
                 continue
             prefix = rules.table_name(record.container_id, att.ifname)
             existing = [t for t in on_node if t.startswith(prefix)]
+            who = f"{key} {att.ifname} ({att.network})"
             try:
                 name = _sync_attachment(world, pod, record, att.network, att.ifname,
-                                        _plugin_type(att.conflist), existing, report)
+                                        _plugin_type(att.conflist), existing, batch, who,
+                                        report, partial(
+                                            _cached_veth, cni_dir, record,
+                                            str(att.conflist.get("name", "")), att.ifname))
             except (CNIError, OSError) as e:
-                report.errors.append(f"{key} {att.ifname} ({att.network}): {e}")
+                report.errors.append(f"{who}: {e}")
                 keep.update(existing)  # keep what is there: a failure must not open a port
                 continue
             if name:
                 keep.add(name)
+    keep -= set(batch.run(report))
     # only tables of the containers given: another lab's on this node are not ours
     ours = {rules.container_prefix(r.container_id) for r in records}
-    stale = [t for t in on_node
+    stale = [t for t in tables(rules.TABLE_PREFIX)
              if t not in keep and t[:len(rules.TABLE_PREFIX) + 13] in ours]
     if stale:
         try:
@@ -214,11 +276,15 @@ def sync_world(world: World, records: Sequence[PodRecord],
 
 
 def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str,
-                     ifname: str, plugin_type: str, existing: list[str],
-                     report: SyncReport) -> str | None:
-    """Program one attachment; the node table name it uses (None: none on the node)."""
-    ingress = resolve(world.policies, pod, network, INGRESS, world.pods, world.namespaces)
-    egress = resolve(world.policies, pod, network, EGRESS, world.pods, world.namespaces)
+                     ifname: str, plugin_type: str, existing: list[str], batch: _Batch,
+                     who: str, report: SyncReport, cached_veth: Callable[[], str]
+                     ) -> str | None:
+    """Plan (bridge port: into `batch`) or program (in the pod) one attachment; the node
+    table name it uses (None: none on the node)."""
+    ingress = resolve(world.policies, pod, network, INGRESS, world.pods, world.namespaces,
+                      world.memo)
+    egress = resolve(world.policies, pod, network, EGRESS, world.pods, world.namespaces,
+                     world.memo)
     table = rules.table_name(record.container_id, ifname)
     isolated = ingress is not None or egress is not None
     if plugin_type in BRIDGE_TYPES:
@@ -226,19 +292,19 @@ def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str
         addrs = pod.addresses.get(network, ())
         name = f"{table}_{_digest(rules.PORT, ingress, egress, mac, addrs)}"
         if not isolated:
-            if existing:
-                _program(rules.Target(rules.PORT, name, ifname), None, None, existing, report)
+            batch.add(who, existing, _commands(rules.Target(rules.PORT, name, ifname), None,
+                                               None, existing))
             return None
         if existing == [name]:
             report.unchanged += 1
             return name
-        veth = _host_veth(record, ifname)
+        veth = cached_veth() or _host_veth(record, ifname)
         if not veth:
             raise CNIError(f"the node side of {ifname} is not found")
         for key in BR_NF_KEYS:
             sysctl.write_best_effort(key, "1")
-        _program(rules.Target(rules.PORT, name, veth, mac, addrs), ingress, egress, existing,
-                 report)
+        batch.add(who, [name], _commands(rules.Target(rules.PORT, name, veth, mac, addrs),
+                                         ingress, egress, existing))
         return name
     name = f"{table}_{_digest(rules.POD, ingress, egress, ifname)}"
     with netns.entered(record.netns):
@@ -246,7 +312,9 @@ def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str
         if in_pod == [name] and isolated:
             report.unchanged += 1
         elif isolated or in_pod:
-            _program(rules.Target(rules.POD, name, ifname), ingress, egress, in_pod, report)
+            cmds = _commands(rules.Target(rules.POD, name, ifname), ingress, egress, in_pod)
+            nft.run(cmds, what=f"program the policy rules of {who}")
+            report.programmed += [name] if isolated else in_pod
     return None
 
 
@@ -259,4 +327,4 @@ def isolation_of(world: World, pod: PodInfo, network: str) -> str:
     `network` is isolated (the topology picture and the console mark these)."""
     return "+".join(d.lower() for d in (INGRESS, EGRESS)
                     if resolve(world.policies, pod, network, d, world.pods,
-                               world.namespaces) is not None)
+                               world.namespaces, world.memo) is not None)

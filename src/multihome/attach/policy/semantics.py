@@ -212,29 +212,39 @@ def _l4(spec: PortSpec, owner: PodInfo | None) -> L4 | None:
     return L4(spec.protocol, spec.port, spec.end_port or spec.port)
 
 
+# (id of a rule's peers, policy namespace, network) -> the pods they match there: the
+# same for every pod a policy selects, so a pass over many pods computes it once
+PeerMemo = dict[tuple[int, str, str], list[PodInfo]]
+
+
 def resolve(policies: Sequence[Policy], pod: PodInfo, network: str, direction: str,
-            pods: Sequence[PodInfo], namespaces: Mapping[str, Mapping[str, str]]
-            ) -> Isolation | None:
+            pods: Sequence[PodInfo], namespaces: Mapping[str, Mapping[str, str]],
+            memo: PeerMemo | None = None) -> Isolation | None:
     """What `pod`'s interface on `network` must let through in `direction`; None when no
-    policy isolates it (then everything passes)."""
+    policy isolates it (then everything passes). `memo` (one per set of inputs) saves
+    matching the same peers again for the next pod."""
     selected = policies_for(policies, pod, network, direction)
     if not selected:
         return None
+    memo = memo if memo is not None else {}
     allows: list[Allow] = []
     for policy in selected:
         for rule in policy.ingress if direction == INGRESS else policy.egress:
-            allows += _rule_allows(rule.peers, rule.ports, policy.namespace, pod, network,
-                                   direction, pods, namespaces)
+            key = (id(rule.peers), policy.namespace, network)
+            if key not in memo:
+                memo[key] = [other for other in pods if other.addresses.get(network) and any(
+                    pod_peer_matches(p, policy.namespace, other, namespaces)
+                    for p in rule.peers)]
+            allows += _rule_allows(rule.peers, rule.ports, memo[key], pod, network,
+                                   direction, pods)
     return Isolation(direction, tuple(dict.fromkeys(allows)), tuple(p.key for p in selected))
 
 
-def _rule_allows(peers: tuple[Peer, ...], specs: tuple[PortSpec, ...], policy_ns: str,
-                 pod: PodInfo, network: str, direction: str, pods: Sequence[PodInfo],
-                 namespaces: Mapping[str, Mapping[str, str]]) -> list[Allow]:
+def _rule_allows(peers: tuple[Peer, ...], specs: tuple[PortSpec, ...],
+                 matching: list[PodInfo], pod: PodInfo, network: str, direction: str,
+                 pods: Sequence[PodInfo]) -> list[Allow]:
     blocks = tuple(p.ip_block for p in peers if p.ip_block is not None)
-    peer_pods = [other for other in pods
-                 if other.key != pod.key and other.addresses.get(network)
-                 and any(pod_peer_matches(p, policy_ns, other, namespaces) for p in peers)]
+    peer_pods = [other for other in matching if other.key != pod.key]
     named_egress = direction == EGRESS and any(isinstance(s.port, str) for s in specs)
     if not named_egress:
         ports = _ports(specs, pod if direction == INGRESS else None)
