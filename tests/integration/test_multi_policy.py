@@ -186,3 +186,26 @@ def test_rules_go_with_the_pod(lab: PolicyLab) -> None:
     lab.ok("pod", "delete", "db", "-n", lab.ns)
     after = lab.tables()
     assert len(after) == 2 and after < before
+
+
+def test_the_demo_flow_seed_nad_guest_addresses_and_the_external_host(lab: PolicyLab) -> None:
+    """The demo's step on the seed's shape: cnv-bridge with macspoofchk and no IPAM
+    (addresses set in the pods, as a VM guest would), so ingress is told by the pod's MAC;
+    the external host behind the bridge's uplink is the except entry."""
+    lab.ok("apply", "-n", lab.ns, "-f", lab.nad_file("seed", {
+        "cniVersion": "0.3.1", "name": "seed", "type": "cnv-bridge", "bridge": lab.dev_bridge,
+        "macspoofchk": True, "vlan": 0}))
+    for pod, ip in (("sa", "10.173.0.150"), ("sb", "10.173.0.151")):
+        lab.ok("pod", "run", pod, "-n", lab.ns, "--networks", "seed",
+               "--address", f"net1={ip}/24")
+    lab.ok("label", "pod", "sb", "app=db", "--overwrite", "-n", lab.ns)
+    assert ping_ok(lab.external, "10.173.0.151")
+    lab.ok("apply", "-f", lab.policy("seed-db", "seed", {
+        "podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"ipBlock": {"cidr": "10.173.0.0/24",
+                                           "except": ["10.173.0.1/32"]}}]}]}))
+    assert ping_ok(lab.netns("sa"), "10.173.0.151")  # allowed: a pod of the range
+    assert not ping_ok(lab.external, "10.173.0.151")  # denied: the external host
+    assert ping_ok(lab.external, "10.173.0.150")  # sa is not selected: open
+    lab.ok("delete", "multi-policy", "seed-db", "-n", lab.ns)
+    assert ping_ok(lab.external, "10.173.0.151")
