@@ -18,10 +18,12 @@ import pytest
 from multihome.attach.policy.cleanup import tables
 from multihome.attach.policy.rules import container_prefix
 from multihome.lab.pods import container_id, netns_name, netns_path
+from multihome.net import netns as net_netns
+from multihome.net import nft
 from support.cli_lab import CLILab, lab_down, lab_up, new_lab
 from support.flows import listening, ping_ok, still_talks, tcp_connect, tcp_ok, udp_ok
 from support.host_state import host_netns
-from support.netns import unique
+from support.netns import Netns, unique
 
 pytestmark = pytest.mark.netns
 
@@ -62,7 +64,7 @@ def lab(tmp_path: Path) -> Iterator[PolicyLab]:
     lab.ns = unique("mp")
     lab_up(lab, "10.173.0.1/24", "10.174.0.0/24")
     try:
-        for name, config in (
+        nads: tuple[tuple[str, dict[str, object]], ...] = (
             ("br-net", {"cniVersion": "0.3.1", "name": "br-net", "type": "bridge",
                         "bridge": lab.dev_bridge,
                         "ipam": {"type": "host-local", "subnet": "10.173.0.0/24",
@@ -70,7 +72,8 @@ def lab(tmp_path: Path) -> Iterator[PolicyLab]:
             ("mv-net", {"cniVersion": "0.3.1", "name": "mv-net", "type": "macvlan",
                         "master": lab.dev_bridge, "mode": "bridge",
                         "ipam": {"type": "host-local", "subnet": "10.175.0.0/24"}}),
-        ):
+        )
+        for name, config in nads:
             lab.ok("apply", "-f", lab.nad_file(name, config), "-n", lab.ns)
         for pod, labels in (("db", "app=db,tier=data"), ("web", "app=web"), ("cli", "app=cli")):
             lab.ok("pod", "run", pod, "-n", lab.ns, "--networks", "br-net,mv-net",
@@ -112,7 +115,7 @@ def test_policy_changed_while_traffic_flows(lab: PolicyLab) -> None:
     the policy goes everything passes again. (A connection that began before the node
     tracked connections at all cannot be told from a new one and is cut.)"""
     db = lab.ip("db", "br-net")
-    allow_web = {"podSelector": {"matchLabels": {"app": "db"}},
+    allow_web: dict[str, object] = {"podSelector": {"matchLabels": {"app": "db"}},
                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}
     lab.ok("apply", "-f", lab.policy("db", "br-net", allow_web))
     with listening(lab.path("db"), db, 5432) as server:
@@ -209,3 +212,14 @@ def test_the_demo_flow_seed_nad_guest_addresses_and_the_external_host(lab: Polic
     assert ping_ok(lab.external, "10.173.0.150")  # sa is not selected: open
     lab.ok("delete", "multi-policy", "seed-db", "-n", lab.ns)
     assert ping_ok(lab.external, "10.173.0.151")
+
+
+def test_visiting_a_pod_namespace_leaves_no_nft_context_holding_it(netns: Netns) -> None:
+    """The daemon programs pods' namespaces from one long-lived thread: a cached
+    libnftables context there would keep each deleted pod's namespace alive."""
+    inode = os.stat(netns.path).st_ino
+    with net_netns.entered(netns.path):
+        nft.run([{"add": {"table": {"family": "inet", "name": "mhpol_probe"}}}])
+        assert inode in nft._contexts.by_ns
+        nft.release_context()
+    assert inode not in nft._contexts.by_ns

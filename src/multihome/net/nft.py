@@ -62,6 +62,18 @@ def _context() -> Any:
     return ctx
 
 
+def release_context() -> None:
+    """Drop this thread's context for its current namespace. For short visits to a pod's
+    namespace from a long-lived process: a cached context's netlink socket would keep
+    the namespace alive after its pod is gone."""
+    try:
+        ns = os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return
+    cache: dict[int, Any] = _contexts.__dict__.setdefault("by_ns", {})
+    cache.pop(ns, None)
+
+
 def run(commands: list[Obj], *, what: str = "apply nftables rules") -> None:
     """Apply a batch atomically, like `nft -j -f -`: all commands or none."""
     if not commands:

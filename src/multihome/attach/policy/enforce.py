@@ -308,13 +308,17 @@ def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str
         return name
     name = f"{table}_{_digest(rules.POD, ingress, egress, ifname)}"
     with netns.entered(record.netns):
-        in_pod = tables(table)
-        if in_pod == [name] and isolated:
-            report.unchanged += 1
-        elif isolated or in_pod:
-            cmds = _commands(rules.Target(rules.POD, name, ifname), ingress, egress, in_pod)
-            nft.run(cmds, what=f"program the policy rules of {who}")
-            report.programmed += [name] if isolated else in_pod
+        try:
+            in_pod = tables(table)
+            if in_pod == [name] and isolated:
+                report.unchanged += 1
+            elif isolated or in_pod:
+                cmds = _commands(rules.Target(rules.POD, name, ifname), ingress, egress,
+                                 in_pod)
+                nft.run(cmds, what=f"program the policy rules of {who}")
+                report.programmed += [name] if isolated else in_pod
+        finally:
+            nft.release_context()  # the daemon must not hold the pod's namespace open
     return None
 
 
