@@ -114,3 +114,16 @@ def test_label_sets_and_removes_labels_as_kubectl_does(mh: Cli, tmp_path: Path) 
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     missing = mh("label", "ns", "nope", "a=b", env=env)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("--labels", "app=db,bad key=x"), ("--labels", "app"), ("--labels", "k=" + "v" * 64),
+    ("--port", "http"), ("--port", "http=0"), ("--port", "http=80/ICMP"),
+    ("--port", "Bad_Name=80"), ("--port", "x" * 16 + "=80"),
+])
+def test_pod_run_refuses_bad_labels_and_ports_in_one_line(mh: Cli, tmp_path: Path,
+                                                          args: tuple[str, str]) -> None:
+    proc = mh("pod", "run", "p", "-n", "blue", *args, env=_env(tmp_path))
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "No resources found" in mh("get", "pods", "-n", "blue", env=_env(tmp_path)).stderr
