@@ -20,6 +20,8 @@ from multihome.attach.policy.rules import container_prefix
 from multihome.lab.pods import container_id, netns_name, netns_path
 from multihome.net import netns as net_netns
 from multihome.net import nft
+from multihome.store import POD
+from multihome.store.sqlite import SQLiteStore
 from support.cli_lab import CLILab, lab_down, lab_up, new_lab
 from support.flows import listening, ping_ok, still_talks, tcp_connect, tcp_ok, udp_ok
 from support.host_state import host_netns
@@ -223,3 +225,25 @@ def test_visiting_a_pod_namespace_leaves_no_nft_context_holding_it(netns: Netns)
         assert inode in nft._contexts.by_ns
         nft.release_context()
     assert inode not in nft._contexts.by_ns
+
+
+def test_a_junk_mac_in_network_status_still_isolates_by_address(lab: PolicyLab) -> None:
+    """network-status is anyone's text: a MAC nftables would refuse must not fail the
+    pass (or open the port); the pod is then matched by its addresses."""
+    db = lab.ip("db", "br-net")
+    store = SQLiteStore(lab.tmp / "s.db")
+    try:
+        obj = store.get(POD, lab.ns, "db")
+        status = json.loads(obj.annotations["k8s.v1.cni.cncf.io/network-status"])
+        for entry in status:
+            entry["mac"] = "not-a-mac\"; drop"
+        store.patch_annotations(POD, lab.ns, "db", {
+            "k8s.v1.cni.cncf.io/network-status": json.dumps(status)})
+    finally:
+        store.close()
+    out = lab.mh("apply", "-f", lab.policy("db", "br-net", {
+        "podSelector": {"matchLabels": {"app": "db"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}))
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    assert ping_ok(lab.netns("web"), db)
+    assert not ping_ok(lab.netns("cli"), db)

@@ -234,3 +234,12 @@ def test_a_hostile_network_status_reads_as_what_it_validly_says(status: str) -> 
         "annotations": {"k8s.v1.cni.cncf.io/network-status": status}}})
     info = pod_info(obj)
     assert dict(info.addresses) in ({}, {"a/b": (ipaddress.ip_address("10.0.0.9"),)})
+
+
+def test_container_ports_that_are_not_ports_are_ignored() -> None:
+    obj = Object.from_manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "ports": [
+            {"name": "zero", "containerPort": 0}, {"name": "big", "containerPort": 70000},
+            {"name": "flag", "containerPort": True}, {"name": "text", "containerPort": "80"},
+            {"name": "ok", "containerPort": 8080}, "junk"]}, "junk"]}})
+    assert [(p.name, p.port) for p in pod_info(obj).ports] == [("ok", 8080)]

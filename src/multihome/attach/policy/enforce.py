@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,6 +43,7 @@ from multihome.store import MULTI_POLICY, NAMESPACE, POD, Object, Store
 
 log = logging.getLogger(__name__)
 BRIDGE_TYPES = frozenset({"bridge", "cnv-bridge"})
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # br_netfilter's switches: bridged IP traffic must meet the inet hooks (kube-proxy sets
 # them too); per network namespace on current kernels.
 BR_NF_KEYS = ("net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
@@ -74,8 +76,10 @@ def pod_info(obj: Object) -> PodInfo:
     containers = obj.spec.get("containers")
     for c in containers if isinstance(containers, list) else []:
         for p in (c.get("ports") or []) if isinstance(c, dict) else []:
+            port = p.get("containerPort") if isinstance(p, dict) else None
             if (isinstance(p, dict) and isinstance(p.get("name"), str)
-                    and isinstance(p.get("containerPort"), int)):
+                    and isinstance(port, int) and not isinstance(port, bool)
+                    and 1 <= port <= 65535):  # anyone's pod spec: only real ports
                 ports.append(ContainerPort(p["name"], p["containerPort"],
                                            str(p.get("protocol") or "TCP")))
     return PodInfo(obj.namespace, obj.name, dict(obj.labels),
@@ -288,7 +292,9 @@ def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str
     table = rules.table_name(record.container_id, ifname)
     isolated = ingress is not None or egress is not None
     if plugin_type in BRIDGE_TYPES:
-        mac = str(_entry(world, pod.key, network, ifname).get("mac") or "")
+        mac = str(_entry(world, pod.key, network, ifname).get("mac") or "").lower()
+        if not _MAC_RE.fullmatch(mac):
+            mac = ""  # the annotation is anyone's text: match the addresses only
         addrs = pod.addresses.get(network, ())
         name = f"{table}_{_digest(rules.PORT, ingress, egress, mac, addrs)}"
         if not isolated:
