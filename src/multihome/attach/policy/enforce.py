@@ -172,7 +172,7 @@ def _host_veth(record: PodRecord, ifname: str) -> str:
 def _digest(*parts: object) -> str:
     """What the rules are made from (never the node's veth name, which is the
     attachment's for its life): equal digests, equal rules."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
+    return hashlib.sha256(repr((rules.RENDERING, *parts)).encode()).hexdigest()[:10]
 
 
 def _commands(target: rules.Target, ingress: Isolation | None, egress: Isolation | None,

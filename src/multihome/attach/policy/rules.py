@@ -16,7 +16,8 @@ Two placements, one rule body:
   obvious place, but bridge conntrack (nf_conntrack_bridge) is missing from many kernels,
   this VM's included; br_netfilter's inet hooks have conntrack everywhere.
 - **pod** (macvlan, ipvlan, host-device, sriov …): the table lives in the pod's network
-  namespace, base chains at input (`iifname` = ingress) and output (`oifname` = egress).
+  namespace, base chains at prerouting (`iifname` = ingress, also what an in-pod bridge
+  forwards to a VM) and output (`oifname` = egress of the pod's own stack).
 
 Direction chains accept established/related (replies), IPv6 neighbour discovery (ARP is
 not IP and never reaches these chains), then what the policies allow, and count and drop
@@ -38,6 +39,8 @@ Obj = dict[str, Any]
 FAMILY = "inet"
 TABLE_PREFIX = "mhpol_"
 PORT, POD = "port", "pod"
+# part of every table's digest: a multihome whose rules look different rewrites them all
+RENDERING = 2
 ND_TYPES = ["nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit",
             "nd-neighbor-advert", "nd-redirect"]
 _PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
@@ -177,7 +180,9 @@ def program(target: Target, ingress: Isolation | None, egress: Isolation | None
                         not_own, _match(_payload(proto, "daddr"), _set(addrs)),
                         {"jump": {"target": "ingress"}}]))
         return cmds
-    for hook, key, iso, chain in (("input", "iifname", ingress, "ingress"),
+    # ingress at prerouting, not input: what arrives on the interface is filtered whether
+    # the pod's stack takes it or an in-pod bridge (a VM's binding) forwards it on
+    for hook, key, iso, chain in (("prerouting", "iifname", ingress, "ingress"),
                                   ("output", "oifname", egress, "egress")):
         if iso is None:
             continue
