@@ -108,6 +108,7 @@ bench: install cluster-bins
 	$(VPY) bench/bench_bridge.py
 	$(VPY) bench/bench_daemon.py
 	$(VPY) bench/bench_cluster.py
+	$(VPY) bench/bench_policy.py
 
 test-kernel: install
 	$(VPY) tests/kernel/run_tier.py

@@ -6,7 +6,8 @@ lab up (external network) → dev-bridge from examples/dev-bridge-policy.yml (NN
 enacted on this node, NNCE shown) → apply the seed NAD (verbatim) → get
 net-attach-def → two pods on bridge-dev → `ip address` in one → their
 network-status → ping pod↔pod and pod→external host over net1 → a pod in another
-namespace refused under namespace isolation → cleanup.
+namespace refused under namespace isolation → a MultiNetworkPolicy on bridge-dev: a
+ping from a pod allowed, one from the external host dropped → a VM → cleanup.
 
 The seed NAD has no IPAM, so net1 comes up without an address, exactly as in
 OpenShift Virtualization where the VM guest addresses its NIC. The demo plays the
@@ -27,6 +28,7 @@ import sys
 from pathlib import Path
 
 import hotplug_step  # demo/hotplug_step.py: a running pod gains and loses an interface
+import policy_step  # demo/policy_step.py: a MultiNetworkPolicy's allowed and denied flows
 import vm_step  # demo/vm_step.py: the VM on bridge-dev (runs from demo/, so it is importable)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,7 @@ STATE = Path(os.environ.get("MULTIHOME_DEMO_DIR", "/tmp/multihome-demo"))
 NS = "multus-test"
 PODS = {"vm-a": "10.250.0.10/24", "vm-b": "10.250.0.11/24"}
 EXTERNAL_HOST = "10.250.0.1"
+EXTERNAL_NETNS = "mh-external"  # `lab up`'s default external network namespace
 
 
 def _multihome() -> list[str]:
@@ -123,6 +126,9 @@ def main() -> int:
         mh("pod", "run", "intruder", "-n", "other", "--networks", f"{NS}/bridge-dev",
            expect_rc=1)
         mh("pod", "get", "-A")
+
+        policy_step.run(mh, step, NS, EXTERNAL_NETNS, "vm-a", "vm-b",
+                        PODS["vm-b"].split("/")[0])
 
         vm_step.run(mh, step, NS, EXTERNAL_HOST, PODS["vm-b"].split("/")[0])
 

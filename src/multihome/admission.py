@@ -14,6 +14,7 @@ from typing import Any
 
 from multihome.errors import MultihomeError
 from multihome.store import (
+    MULTI_POLICY,
     NAD,
     NNCP,
     InvalidObject,
@@ -45,8 +46,15 @@ def _validate_nncp(obj: Object) -> None:
     validate_policy(obj)
 
 
+def _validate_multi_policy(obj: Object) -> None:
+    from multihome.attach.policy.model import validate_policy
+
+    validate_policy(obj)
+
+
 # kind -> admission check run before create/apply (raises CNIError or ValueError).
-VALIDATORS: dict[str, Validator] = {NAD: _validate_nad, NNCP: _validate_nncp}
+VALIDATORS: dict[str, Validator] = {NAD: _validate_nad, NNCP: _validate_nncp,
+                                    MULTI_POLICY: _validate_multi_policy}
 
 
 def register_validator(kind: str, fn: Validator) -> None:

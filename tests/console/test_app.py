@@ -225,3 +225,25 @@ def test_vm_page_and_vm_in_topology(client: FlaskClient, store_file: str,
     owners = [a.owner for b in topo.bridges for a in b.attachments]
     assert owners == ["pod multus-test/pod-a", "vm multus-test/vm1"]
     assert 'data-owner="vm multus-test/vm1"' in topology.to_svg(topo)
+
+
+def test_pods_page_names_the_policies_and_the_picture_marks_isolated_ports(
+        client: FlaskClient, store_file: str) -> None:
+    _pod_with_status(store_file)
+    pods = client.get("/pods").get_data(as_text=True)
+    assert "none (open)" in pods
+    assert 'data-isolated=""' in client.get("/topology").get_data(as_text=True)
+    db = _store(store_file)
+    try:
+        db.apply(Object.from_manifest(
+            {"apiVersion": "k8s.cni.cncf.io/v1beta1", "kind": "MultiNetworkPolicy",
+             "metadata": {"name": "deny-in", "namespace": "multus-test", "annotations": {
+                 "k8s.v1.cni.cncf.io/policy-for": "bridge-dev"}},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}))
+    finally:
+        db.close()
+    pods = client.get("/pods").get_data(as_text=True)
+    assert '<td class="policies" rowspan="2">multus-test/deny-in</td>' in pods
+    assert '<td class="isolated">ingress+egress</td>' in pods
+    topo = client.get("/topology").get_data(as_text=True)
+    assert 'data-isolated="ingress+egress"' in topo and "isolated: ingress+egress" in topo

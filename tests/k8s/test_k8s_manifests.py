@@ -51,7 +51,8 @@ def test_crds_cover_the_kinds_the_store_knows() -> None:
         assert crd["spec"]["names"]["plural"] == info.plural
         assert [v["name"] for v in crd["spec"]["versions"]] == [info.version]
         assert (crd["spec"]["scope"] == "Namespaced") == info.namespaced
-    assert len(crds) == 8  # NAD, IPAMClaim, the three of nmstate, the three of whereabouts
+    assert len(crds) == 9  # NAD, IPAMClaim, MultiNetworkPolicy, the three of nmstate, the three
+    # of whereabouts
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")

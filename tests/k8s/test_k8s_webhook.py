@@ -459,3 +459,28 @@ def test_a_valid_nncp_is_allowed(webhook: Webhook) -> None:
     resp = webhook.review("/validate-nncp", NNCP_RES, "NodeNetworkConfigurationPolicy", body,
                           namespace="")
     assert resp["allowed"] is True
+
+
+MNP_RES = {"group": "k8s.cni.cncf.io", "version": "v1beta1",
+           "resource": "multi-networkpolicies"}
+
+
+def _multi_policy(spec: object) -> dict[str, Any]:
+    return {"apiVersion": "k8s.cni.cncf.io/v1beta1", "kind": "MultiNetworkPolicy",
+            "metadata": {"name": "p", "namespace": "default", "annotations": {
+                "k8s.v1.cni.cncf.io/policy-for": "br-net"}}, "spec": spec}
+
+
+def test_multi_network_policies_are_validated(webhook: Webhook) -> None:
+    ok = webhook.review("/validate-multi-policy", MNP_RES, "MultiNetworkPolicy",
+                        _multi_policy({"podSelector": {}, "ingress": [{}]}))
+    assert ok["allowed"] is True
+    for spec, needle in (({"podSelector": {}, "ingress": [{"from": [{}]}]}, "peer"),
+                         ({"podSelector": {}, "egress": [{"ports": [{"port": 99999}]}]},
+                          "65535"),
+                         ("junk", "spec"), ({"ingress": []}, "podSelector")):
+        resp = webhook.review("/validate-multi-policy", MNP_RES, "MultiNetworkPolicy",
+                              _multi_policy(spec))
+        assert resp["allowed"] is False
+        assert needle in resp["status"]["message"]
+        assert resp["status"]["message"].startswith("MultiNetworkPolicy p: ")

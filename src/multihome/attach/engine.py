@@ -31,6 +31,7 @@ from multihome.attach.plan import (
     plan,
     plugin_capabilities,
 )
+from multihome.attach.policy import cleanup as policy_cleanup
 from multihome.cni import cache, jsontext, runtime
 from multihome.cni.errors import (
     CNIError,
@@ -120,7 +121,12 @@ class PodRecord:
 # -- the engine's cache ------------------------------------------------------
 
 def record_dir(conf: MultusConfig) -> str:
-    return os.path.join(conf.cni_dir, "multihome")
+    return records_dir_in(conf.cni_dir)
+
+
+def records_dir_in(cni_dir: str) -> str:
+    """Where the engine keeps its records under a CNI cache dir."""
+    return os.path.join(cni_dir, "multihome")
 
 
 def record_path(conf: MultusConfig, container_id: str) -> str:
@@ -136,7 +142,10 @@ def save_record(conf: MultusConfig, record: PodRecord) -> None:
 
 
 def load_record(conf: MultusConfig, container_id: str) -> PodRecord | None:
-    path = record_path(conf, container_id)
+    return _load_record_file(record_path(conf, container_id))
+
+
+def _load_record_file(path: str) -> PodRecord | None:
     try:
         with open(path, "rb") as f:
             data = jsontext.loads(f.read(), f"attachment cache {path}")
@@ -154,14 +163,20 @@ def drop_record(conf: MultusConfig, container_id: str) -> None:
 
 
 def list_records(conf: MultusConfig) -> list[PodRecord]:
+    return records_in(conf.cni_dir)
+
+
+def records_in(cni_dir: str) -> list[PodRecord]:
+    """Every container the engine holds on this node (its records under `cni_dir`)."""
     out: list[PodRecord] = []
+    where = records_dir_in(cni_dir)
     try:
-        names = sorted(os.listdir(record_dir(conf)))
+        names = sorted(os.listdir(where))
     except FileNotFoundError:
         return out
     for fname in names:
         if fname.endswith(".json"):
-            rec = load_record(conf, fname[: -len(".json")])
+            rec = _load_record_file(os.path.join(where, fname))
             if rec is not None:
                 out.append(rec)
     return out
@@ -438,11 +453,21 @@ def _delete(conf: MultusConfig, store: Store | None, req: PodRequest,
               for att, e in detach_all(conf, record, path, "Del", netns)]
     if not errors or not conf.retry_delete_on_error:
         drop_record(conf, req.container_id)
+    _forget_policy_rules(req.container_id)
     _clear_status(store, record.pod or req.pod)
     if errors:
         msg = "; ".join(e.msg for e in errors)
         raise DeleteFailed(f"DEL of container {req.container_id} failed: {msg}",
                            code=errors[0].code)
+
+
+def _forget_policy_rules(container_id: str) -> None:
+    # the node-side MultiNetworkPolicy tables of the container (bridge ports) go with it;
+    # a failure here is logged, not a failed DEL: the next policy sync removes them
+    try:
+        policy_cleanup.forget(container_id)
+    except CNIError as e:
+        log.warning("cannot remove the policy rules of %s: %s", container_id, e)
 
 
 def _record_without_cache(conf: MultusConfig, store: Store | None,

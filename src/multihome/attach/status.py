@@ -84,6 +84,6 @@ def parse(text: str) -> list[dict[str, Any]]:
     """The annotation's entries; an empty or broken value reads as no entries."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # anyone's text: "[" * 5000 must not crash a reader
         return []
     return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []

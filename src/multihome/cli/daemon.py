@@ -93,9 +93,14 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
 
         # Kubernetes mode: enact the NNCPs selecting this node
         start_node_policies(store, probe_dns, probe_api_server)
+        from multihome.attach.multus_config import DEFAULT_CNI_DIR
         from multihome.k8s.hotplug import start_for_daemon as hotplug_for_daemon
+        from multihome.k8s.multi_policies import start_for_daemon as start_multi_policies
 
         on_start = hotplug_for_daemon(store)  # Kubernetes mode: follow pods' selections
+        # Kubernetes mode: MultiNetworkPolicies on this node's attachments
+        start_multi_policies(store, cni_dir or (multus.raw.get("cniDir", "") if multus else "")
+                             or DEFAULT_CNI_DIR)
     if store:
         _cluster_ipam(store, cni_dir)
     try:

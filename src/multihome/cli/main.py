@@ -19,6 +19,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("multihome.cli.objects", "get_cmd"),
     "delete": ("multihome.cli.objects", "delete_cmd"),
     "describe": ("multihome.cli.objects", "describe_cmd"),
+    "label": ("multihome.cli.objects", "label_cmd"),
     "pod": ("multihome.cli.pods", "pod"),
     "lab": ("multihome.cli.lab", "lab"),
     "node": ("multihome.cli.node", "node"),

@@ -33,12 +33,15 @@ from multihome.store import (
     NotFound,
     Object,
     Store,
+    StoreError,
     UnknownKind,
     kind_info,
     names,
+    store_path,
     yamltext,
 )
 from multihome.store.events import events_of
+from multihome.store.labels import label_key_problem, parse_label_arg
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -66,6 +69,7 @@ DELETE_HANDLERS: dict[str, DeleteHandler] = {POD: _delete_lab_pod}
 
 # kind -> module that registers its `get` columns when imported (kept lazy for startup time).
 COLUMN_MODULES: dict[str, str] = {POD: "multihome.cli.pods",
+                                  "MultiNetworkPolicy": "multihome.cli.policies",
                                   **dict.fromkeys(("NodeNetworkConfigurationPolicy",
                                                    "NodeNetworkConfigurationEnactment",
                                                    "NodeNetworkState"), "multihome.cli.node")}
@@ -94,6 +98,30 @@ class _Failures:
     def exit(self, ctx: click.Context) -> None:
         if self.count:
             ctx.exit(1)
+
+
+def _warn_only(line: str) -> None:
+    if line.startswith("warning:"):
+        click.echo(line, err=True)
+
+
+def sync_lab_policies(ctx: click.Context, kinds: set[str]) -> None:
+    """After a change to a policy, a namespace or a pod in the local lab's store, bring the
+    lab's MultiNetworkPolicy rules up to date (the daemon does it from its watches in
+    Kubernetes mode)."""
+    from multihome.lab import pods as labpods
+    from multihome.lab import policies as labpolicies
+    from multihome.lab import settings as labsettings
+
+    root = ctx.find_root()
+    path = root.obj.get("store") if isinstance(root.obj, dict) else None
+    if not kinds & labpolicies.POLICY_INPUTS or store_path(
+            path if isinstance(path, str) else None).startswith("k8s") or not labsettings.is_up():
+        return
+    try:
+        labpods.sync_policies(get_store(ctx), labsettings.load(), _warn_only)
+    except (MultihomeError, StoreError, OSError) as e:
+        click.echo(f"warning: multi-networkpolicy rules not updated: {e}", err=True)
 
 
 def _fail(ctx: click.Context, message: str) -> None:
@@ -178,6 +206,7 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
         _fail(ctx, str(e))
         return
     store = get_store(ctx)
+    touched: set[str] = set()
     for m in manifests:
         try:
             info, obj = manifest_object(m, namespace)
@@ -205,6 +234,8 @@ def _write_objects(ctx: click.Context, filenames: tuple[str, ...], namespace: st
                     failures.report(f'error: when applying "{m.source}": {problem}')
                     continue
             click.echo(f"{info.ref(obj.name)} {outcome}")
+        touched.add(info.kind)
+    sync_lab_policies(ctx, touched)
     failures.exit(ctx)
 
 
@@ -387,9 +418,18 @@ def describe_cmd(ctx: click.Context, args: tuple[str, ...], namespace: str | Non
             targets[0][0].namespaced and not all_namespaces) else ""
         click.echo(f"No resources found{where}.", err=True)
     click.echo("\n\n\n".join(
-        present.describe(o, events=events_of(store, o.namespace, o.name) if o.kind == POD
+        present.describe(o, extra_sections=_sections(store, o),
+                         events=events_of(store, o.namespace, o.name) if o.kind == POD
                          else ()) for o in shown) if shown else "", nl=bool(shown))
     failures.exit(ctx)
+
+
+def _sections(store: Store, obj: Object) -> list[str]:
+    if obj.kind == "MultiNetworkPolicy":
+        from multihome.cli import policies
+
+        return policies.describe_sections(store, obj)
+    return []
 
 
 # -- delete --------------------------------------------------------------------------
@@ -450,6 +490,7 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
         if delete_all and not work:
             click.echo("No resources found", err=True)
     store = get_store(ctx)
+    touched: set[str] = set()
     for info, ns, name, source in work:
         try:
             _delete_one(store, info, ns, name)
@@ -463,4 +504,59 @@ def delete_cmd(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, 
             failures.report(f'error: deleting {info.type_name} "{name}": {e}')
             continue
         click.echo(f'{info.type_name} "{name}" deleted')
+        touched.add(info.kind)
+    sync_lab_policies(ctx, touched)
     failures.exit(ctx)
+
+
+# -- label ---------------------------------------------------------------------------
+
+
+@click.command("label")
+@click.argument("kind")
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True)
+@_ns_option
+@click.option("--overwrite", is_flag=True, help="Allow changing an existing label's value.")
+@click.pass_context
+def label_cmd(ctx: click.Context, kind: str, name: str, changes: tuple[str, ...],
+              namespace: str | None, overwrite: bool) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of one object, as kubectl label does."""
+    info = _resolve(ctx, kind)
+    _checked_name(ctx, name)
+    sets: dict[str, str] = {}
+    removes: list[str] = []
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            problem = label_key_problem(change[:-1])
+            removes.append(change[:-1])
+        else:
+            try:
+                sets.update(parse_label_arg(change))
+                problem = None
+            except ValueError as e:
+                problem = str(e)
+        if problem:
+            _fail(ctx, f"error: {problem}")
+    store = get_store(ctx)
+    ns = _namespace(info, namespace)
+    try:
+        obj = store.get(info.kind, ns, name)
+    except NotFound:
+        _fail(ctx, _not_found(info, name))
+        return
+    labels = obj.labels
+    for key, value in sets.items():
+        if key in labels and labels[key] != value and not overwrite:
+            _fail(ctx, f"error: '{key}' already has a value ({labels[key]}), and --overwrite "
+                       "is false")
+    before = dict(labels)
+    labels.update(sets)
+    for key in removes:
+        labels.pop(key, None)
+    if labels == before:
+        click.echo(f"{info.ref(name)} not labeled")
+        return
+    store.update(obj, expected_version=obj.resource_version)
+    click.echo(f"{info.ref(name)} labeled")
+    sync_lab_policies(ctx, {info.kind})

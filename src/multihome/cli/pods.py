@@ -19,6 +19,7 @@ from multihome.lab import settings as labsettings
 from multihome.lab import vms
 from multihome.store import POD, NotFound, Object, StoreError, yamltext
 from multihome.store.events import events_of
+from multihome.store.labels import parse_label_arg
 
 
 def _progress(line: str) -> None:
@@ -84,8 +85,13 @@ def pod() -> None:
 @click.option("--address", "addresses", multiple=True, metavar="IFNAME=CIDR",
               help="Lab only: set an address inside the pod after attach, as a VM guest "
                    "would on a NIC whose NAD has no IPAM (not a CNI result).")
+@click.option("-l", "--labels", default="", metavar="KEY=VALUE,...",
+              help="Labels of the pod, as kubectl run --labels: 'app=db,tier=x'.")
+@click.option("--port", "ports", multiple=True, metavar="NAME=PORT[/PROTOCOL]",
+              help="A named container port (what a policy's named port refers to).")
 def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: str | None,
-            default_network: str, addresses: tuple[str, ...]) -> None:
+            default_network: str, addresses: tuple[str, ...], labels: str,
+            ports: tuple[str, ...]) -> None:
     """Create pod NAME and attach its networks."""
     ns = _namespace(namespace)
     if networks and annotations_file:
@@ -96,8 +102,13 @@ def run_cmd(name: str, namespace: str | None, networks: str, annotations_file: s
         annotations["v1.multus-cni.io/default-network"] = default_network
     try:
         guests = [labpods.GuestAddress.parse(a) for a in addresses]
+        try:
+            label_map = parse_label_arg(labels)
+        except ValueError as e:
+            raise labpods.PodError(f"--labels: {e}") from None
+        container_ports = [labpods.ContainerPort.parse(p) for p in ports]
         labpods.run(get_store(), labsettings.load(), ns, name, annotations, guests,
-                    progress=_progress)
+                    progress=_progress, labels=label_map, ports=container_ports)
     except (labpods.PodError, MultihomeError, StoreError) as e:
         _fail(str(e))
 

@@ -2,6 +2,7 @@
 
 POST /validate-nad   validating NetworkAttachmentDefinition
 POST /validate-nncp  validating NodeNetworkConfigurationPolicy
+POST /validate-multi-policy  validating MultiNetworkPolicy
 POST /mutate-pod     mutating Pod (network-resources-injector)
 GET  /healthz
 """
@@ -24,7 +25,8 @@ from multihome.k8s.webhook_server import (
 )
 from multihome.store import Store
 
-ROUTES = {"/validate-nad": "nad", "/validate-nncp": "nncp", "/mutate-pod": "pod"}
+ROUTES = {"/validate-nad": "nad", "/validate-nncp": "nncp",
+          "/validate-multi-policy": "multi-policy", "/mutate-pod": "pod"}
 MAX_BODY = 4 << 20
 MAX_DRAIN = 1 << 20
 DRAIN_WAIT_S = 0.2

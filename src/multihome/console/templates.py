@@ -91,13 +91,14 @@ NAD_DETAIL = """{% extends "base" %}{% block body %}
 PODS = """{% extends "base" %}{% block body %}
 {% if not pods %}<p>No pods.</p>{% endif %}
 <table id="pods"><tr><th>Namespace</th><th>Pod</th><th>Interface</th><th>Addresses</th><th>MAC</th>
-<th>Network (NAD)</th><th>Default</th></tr>
+<th>Network (NAD)</th><th>Default</th><th>Isolated</th><th>Selected by (MultiNetworkPolicy)</th></tr>
 {% for p in pods %}{% for e in p.status or [{}] %}<tr>
 {% if loop.first %}<td rowspan="{{ (p.status or [{}])|length }}">{{ p.namespace }}</td>
 <td rowspan="{{ (p.status or [{}])|length }}">{{ p.name }}</td>{% endif %}
 <td>{{ e.get('interface','') }}</td><td>{{ (e.get('ips') or [])|join(', ') }}</td>
 <td>{{ e.get('mac','') }}</td><td>{{ e.get('name','') }}</td>
-<td>{{ 'yes' if e.get('default') else '' }}</td></tr>{% endfor %}{% endfor %}</table>
+<td>{{ 'yes' if e.get('default') else '' }}</td><td class="isolated">{{ e.get('isolated','') }}</td>
+{% if loop.first %}<td class="policies" rowspan="{{ (p.status or [{}])|length }}">{{ p.policies|join(', ') or 'none (open)' }}</td>{% endif %}</tr>{% endfor %}{% endfor %}</table>
 {% endblock %}"""
 
 VMS = """{% extends "base" %}{% block body %}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from multihome.attach.policy.enforce import World, isolation_of, pod_info
 from multihome.store import NAD, POD, NotFound, Store
 
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
@@ -25,6 +26,7 @@ class Attachment:
     mac: str
     network: str
     vlan: int = 0
+    isolated: str = ""  # "ingress", "egress", "ingress+egress": MultiNetworkPolicies apply
 
 
 @dataclass
@@ -103,9 +105,11 @@ def build(store: Store, node_state: dict[str, Any], *, uplinks: set[str] | None 
                 view.vlans.append(int(vlan["tag"]))
         bridges[view.name] = view
     topo = Topology(list(bridges.values()), external)
+    world = World.read(store)
     for pod in store.list(POD, None):
         key = f"{pod.namespace}/{pod.name}"
         owner = f"vm {vm_pods[key]}" if key in vm_pods else f"pod {key}"
+        info = pod_info(pod)
         for entry in network_status(pod):
             if entry.get("default"):
                 continue
@@ -114,7 +118,7 @@ def build(store: Store, node_state: dict[str, Any], *, uplinks: set[str] | None 
             vlan = conf.get("vlan")
             vlan = vlan if isinstance(vlan, int) and not isinstance(vlan, bool) else 0
             att = Attachment(owner, entry["interface"], entry["ips"], entry["mac"], network,
-                             vlan)
+                             vlan, isolation_of(world, info, network) if network else "")
             bridge = bridges.get(_text(conf.get("bridge")))
             if bridge is None:
                 topo.unplaced.append(att)
@@ -173,10 +177,16 @@ def to_svg(topo: Topology) -> str:
 def _attachment(att: Attachment, x: int, y: int) -> str:
     colour = "#e0f5e0" if att.owner.startswith("pod") else "#f3e0f5"
     vlan = f" vlan {att.vlan}" if att.vlan else ""
-    return (f'<g class="attachment" data-owner="{escape(att.owner)}">'
+    # an isolated port: a red dashed border and a lock line naming the directions
+    border = ('stroke="#c0392b" stroke-width="2" stroke-dasharray="5,3"' if att.isolated
+              else 'stroke="#555"')
+    lock = (f'<text class="isolated" x="{x + _W_ATT - 8}" y="{y + 18}" text-anchor="end" '
+            f'fill="#c0392b">isolated: {escape(att.isolated)}</text>' if att.isolated else "")
+    return (f'<g class="attachment" data-owner="{escape(att.owner)}" '
+            f'data-isolated="{escape(att.isolated)}">'
             f'<path d="M{x + 10} 166 V{y + 27} H{x + 20}" fill="none" stroke="#888"/>'
             f'<rect x="{x + 20}" y="{y}" width="{_W_ATT - 20}" height="54" rx="6" '
-            f'fill="{colour}" stroke="#555"/>'
+            f'fill="{colour}" {border}/>{lock}'
             f'<text x="{x + 30}" y="{y + 18}" font-weight="bold">{escape(att.owner)}</text>'
             f'<text x="{x + 30}" y="{y + 33}">{escape(att.interface)} '
             f'{escape(" ".join(att.ips))}{escape(vlan)}</text>'

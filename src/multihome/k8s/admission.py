@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multihome.attach.nad import RESOURCE_NAME_ANNOTATION, InvalidNAD, resource_name, validate_nad
+from multihome.attach.policy.model import parse_policy
 from multihome.attach.selection import NETWORKS_ANNOTATION, parse_networks_annotation
 from multihome.cni.version import require_supported
 from multihome.errors import MultihomeError
@@ -90,6 +91,16 @@ def validate_nncp_object(body: dict[str, Any]) -> None:
     except (StoreError, ValueError) as e:
         raise Denied(f"NodeNetworkConfigurationPolicy "
                      f"{(body.get('metadata') or {}).get('name', '')}: {e}") from None
+
+
+def validate_multi_policy_object(body: dict[str, Any], namespace: str) -> None:
+    """A MultiNetworkPolicy the nodes can enforce (the checks of `multihome apply`)."""
+    try:
+        obj = Object.from_manifest(body, namespace)
+        parse_policy(obj)
+    except (StoreError, ValueError) as e:
+        raise Denied(f"MultiNetworkPolicy {(body.get('metadata') or {}).get('name', '')}: "
+                     f"{e}") from None
 
 
 def _escape(key: str) -> str:
@@ -178,7 +189,8 @@ def review_request(body: Any) -> dict[str, Any]:
 
 
 def review(body: Any, kind: str, policy: Policy, store: Store | None) -> dict[str, Any]:
-    """The AdmissionReview v1 answer to one request; ``kind`` is "nad", "nncp" or "pod".
+    """The AdmissionReview v1 answer to one request; ``kind`` is "nad", "nncp",
+    "multi-policy" or "pod".
     Raises MalformedReview when there is no request to answer (no uid)."""
     request = review_request(body)
     response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
@@ -193,6 +205,8 @@ def review(body: Any, kind: str, policy: Policy, store: Store | None) -> dict[st
             validate_nad_object(obj, namespace, policy)
         elif kind == "nncp":
             validate_nncp_object(obj)
+        elif kind == "multi-policy":
+            validate_multi_policy_object(obj, namespace)
         elif store is not None:
             warnings: list[str] = []
             patch = inject_resources(obj, namespace, store, warnings)

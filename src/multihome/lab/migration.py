@@ -125,7 +125,7 @@ def _start_target(store: Store, settings: LabSettings, rec: VMRecord, tdir: str,
     try:
         outcome = labpods.run(store, settings, rec.namespace, rec.target_pod,
                               labpods.networks_annotation(_selection(rec.nics)),
-                              progress=progress)
+                              progress=progress, labels=vms.launcher_labels(rec.name))
     except (labpods.PodError, MultihomeError) as e:
         raise VMError(STEP, f"target launcher pod {rec.namespace}/{rec.target_pod} could "
                       "not be started", str(e)) from e

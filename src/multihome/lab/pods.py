@@ -19,8 +19,10 @@ from multihome.attach import engine
 from multihome.attach import hotplug as attach_hotplug
 from multihome.attach.multus_config import parse_multus_config
 from multihome.attach.plan import NETWORKS_ANNOTATION, PodRef, plan
+from multihome.attach.policy.model import PROTOCOLS, svc_name_problem
 from multihome.errors import MultihomeError
 from multihome.lab import dhcp as labdhcp
+from multihome.lab import policies
 from multihome.lab.settings import LabSettings
 from multihome.net import addr, links, netns
 from multihome.store import POD, AlreadyExists, Conflict, NotFound, Object, Store, names
@@ -93,12 +95,47 @@ def _request(namespace: str, name: str) -> engine.PodRequest:
                              PodRef(namespace, name))
 
 
-def _pod_object(namespace: str, name: str, annotations: dict[str, str]) -> Object:
+@dataclass(frozen=True)
+class ContainerPort:
+    """A named container port (`--port http=8080/TCP`): what named ports in policies mean."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+    @classmethod
+    def parse(cls, text: str) -> ContainerPort:
+        name, sep, rest = text.partition("=")
+        number, _, proto = rest.partition("/")
+        proto = proto.upper() or "TCP"
+        problem = svc_name_problem(name) if sep else "expected NAME=PORT[/PROTOCOL]"
+        if problem is None and not (number.isdigit() and 1 <= int(number) <= 65535):
+            problem = "the port must be a number from 1 to 65535"
+        if problem is None and proto not in PROTOCOLS:
+            problem = "the protocol must be TCP, UDP or SCTP"
+        if problem:
+            raise PodError(f"invalid port {text[:80]!r}: {problem}")
+        return cls(name, int(number), proto)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "containerPort": self.port, "protocol": self.protocol}
+
+
+def _pod_object(namespace: str, name: str, annotations: dict[str, str],
+                labels: dict[str, str] | None = None,
+                ports: Sequence[ContainerPort] = ()) -> Object:
+    container: dict[str, Any] = {"name": name}
+    if ports:
+        container["ports"] = [p.to_json() for p in ports]
+    meta: dict[str, Any] = {"name": name, "namespace": namespace,
+                            "annotations": dict(annotations)}
+    if labels:
+        meta["labels"] = dict(labels)
     return Object(POD, name, namespace, {
         "apiVersion": "v1",
         "kind": POD,
-        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
-        "spec": {"nodeName": socket.gethostname(), "containers": [{"name": name}]},
+        "metadata": meta,
+        "spec": {"nodeName": socket.gethostname(), "containers": [container]},
         "status": {"phase": "Pending"},
     })
 
@@ -120,13 +157,14 @@ def _set_guest_address(path: str, guest: GuestAddress) -> None:
 
 def run(store: Store, settings: LabSettings, namespace: str, name: str,
         annotations: dict[str, str], guest_addresses: Sequence[GuestAddress] = (),
-        progress: Progress = _quiet) -> engine.AddOutcome:
+        progress: Progress = _quiet, labels: dict[str, str] | None = None,
+        ports: Sequence[ContainerPort] = ()) -> engine.AddOutcome:
     """Create the pod and attach its networks; on failure nothing of it is left."""
     labdhcp.use(settings)  # a `dhcp` IPAM's leases live in the lab's daemon
     conf = parse_multus_config(settings.engine_config())
     pod = f"{namespace}/{name}"
     try:
-        store.create(_pod_object(namespace, name, annotations))
+        store.create(_pod_object(namespace, name, annotations, labels, ports))
     except AlreadyExists as e:
         raise PodError(f'pods "{name}" already exists in namespace "{namespace}"') from e
     path = ""
@@ -173,8 +211,21 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str,
         progress(f"pod/{name}: failed, removing it again")
         _cleanup_after_failure(store, namespace, name, path)
         raise PodError(f"pod {pod} could not be started: {e}") from e
+    sync_policies(store, settings, progress, first=container_id(namespace, name))
     progress(f"pod/{name} running")
     return outcome
+
+
+def sync_policies(store: Store, settings: LabSettings, progress: Progress = _quiet,
+                  first: str = "") -> None:
+    """Reprogram MultiNetworkPolicy rules after a change (container `first` before the
+    others); problems are warnings (the change itself is done, and what could not be
+    written keeps its old rules)."""
+    report = policies.sync(store, settings, first)
+    for table in report.programmed:
+        progress(f"policy rules programmed ({table})")
+    for line in report.invalid_policies + report.errors:
+        progress(f"warning: multi-networkpolicy: {line}")
 
 
 def _cleanup_after_failure(store: Store, namespace: str, name: str, path: str) -> None:
@@ -225,6 +276,7 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
         with contextlib.suppress(NotFound):
             store.delete(POD, namespace, name)
     _delete_events(store, namespace, name)
+    sync_policies(store, settings, progress)
     progress(f'pod "{name}" deleted')
     if error is not None:
         raise PodError(f"pod {namespace}/{name} deleted, but some networks reported errors: "

@@ -99,6 +99,11 @@ class LabSettings:
         }
 
 
+def is_up(path: str | None = None) -> bool:
+    """Whether `lab up` recorded settings in this state dir (a lab to act on exists)."""
+    return os.path.exists(os.path.join(state_dir(path), SETTINGS_FILE))
+
+
 def load(path: str | None = None) -> LabSettings:
     """The settings `lab up` recorded, or the defaults for this state dir."""
     root = state_dir(path)

@@ -186,6 +186,12 @@ def running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord
     return rec
 
 
+def launcher_labels(vm: str) -> dict[str, str]:
+    """KubeVirt's labels on a VM's launcher pod: what policies select a VM by."""
+    return {"kubevirt.io": "virt-launcher", "kubevirt.io/domain": vm,
+            "vm.kubevirt.io/name": vm}
+
+
 def launch(store: Store, settings: LabSettings, rec: VMRecord,
            guest_addresses: dict[str, str], progress: Progress = _quiet,
            ports: Sequence[str] = ()) -> list[qemu.NicFd]:
@@ -197,7 +203,8 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
         # networks asking for persistent IPs get an IPAMClaim per NIC (lab/claims.py)
         selection = vmclaims.with_claims(store, rec.namespace, rec.name, pod, rec.networks)
         outcome = labpods.run(store, settings, rec.namespace, pod,
-                              labpods.networks_annotation(selection), progress=progress)
+                              labpods.networks_annotation(selection), progress=progress,
+                              labels=launcher_labels(rec.name))
     except (labpods.PodError, MultihomeError) as e:
         raise VMError("pod", f"launcher pod {rec.namespace}/{pod} could not be started",
                       str(e)) from e

@@ -23,6 +23,7 @@ from multihome.store.base import (
     check_ref,
 )
 from multihome.store.objects import (
+    MULTI_POLICY,
     NAD,
     NAMESPACE,
     NNCE,
@@ -50,6 +51,7 @@ def store_path(path: str | None = None) -> str:
 __all__ = [
     "DEFAULT_STORE_PATH",
     "LAST_APPLIED",
+    "MULTI_POLICY",
     "NAD",
     "NAMESPACE",
     "NNCE",

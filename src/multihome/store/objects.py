@@ -27,6 +27,8 @@ class KindInfo:
     version: str  # "v1"
     namespaced: bool = True
     short_names: tuple[str, ...] = field(default_factory=tuple)
+    # the CRD's `singular` when it differs from the kind in lower case
+    singular_name: str = ""
 
     @property
     def api_version(self) -> str:
@@ -67,6 +69,8 @@ NODE_SLICE_POOL = "NodeSlicePool"
 WHEREABOUTS_GROUP = "whereabouts.cni.cncf.io"
 # multi-network spec v1.3's persistent IPs: the address belongs to the claim, not the pod
 IPAM_CLAIM = "IPAMClaim"
+# k8snetworkplumbingwg/multi-networkpolicy: NetworkPolicy for secondary networks
+MULTI_POLICY = "MultiNetworkPolicy"
 
 _KINDS: dict[str, KindInfo] = {}
 _ALIASES: dict[str, str] = {}
@@ -79,6 +83,8 @@ def register_kind(info: KindInfo) -> KindInfo:
         info.kind.lower(), info.plural, info.plural.replace("-", ""), info.singular + "s",
         *info.short_names,
     }
+    if info.singular_name:
+        names.add(info.singular_name)
     if info.group:
         names |= {f"{n}.{info.group}" for n in set(names)}
     for name in names:
@@ -99,6 +105,8 @@ register_kind(KindInfo(NNS, "nodenetworkstates", "nmstate.io", "v1beta1",
                        namespaced=False, short_names=("nns",)))
 register_kind(KindInfo(NNCE, "nodenetworkconfigurationenactments", "nmstate.io", "v1beta1",
                        namespaced=False, short_names=("nnce",)))
+register_kind(KindInfo(MULTI_POLICY, "multi-networkpolicies", "k8s.cni.cncf.io", "v1beta1",
+                       short_names=("multi-policy",), singular_name="multi-networkpolicy"))
 
 register_kind(KindInfo(IPPOOL, "ippools", WHEREABOUTS_GROUP, "v1alpha1", short_names=("ipp",)))
 register_kind(KindInfo(OVERLAPPING_RESERVATION, "overlappingrangeipreservations",

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from multihome.attach.policy.enforce import World, isolation_of, pod_info
+from multihome.attach.policy.semantics import selecting
 from multihome.console import topology
 from multihome.console.pages.common import get_db, page
 from multihome.lab import settings as labsettings
@@ -17,8 +19,15 @@ bp = Blueprint("workloads", __name__)
 
 @bp.get("/pods")
 def pods() -> str:
-    rows = [{"namespace": p.namespace, "name": p.name,
-             "status": topology.network_status(p)} for p in get_db().list(POD, None)]
+    world = World.read(get_db())
+    rows = []
+    for p in get_db().list(POD, None):
+        info = pod_info(p)
+        status = topology.network_status(p)
+        for entry in status:  # how each attachment is isolated, next to it
+            entry["isolated"] = isolation_of(world, info, entry["name"]) if entry["name"] else ""
+        rows.append({"namespace": p.namespace, "name": p.name, "status": status,
+                     "policies": [pol.key for pol in selecting(world.policies, info)]})
     return page("pods", "Pods", pods=rows)
 
 
