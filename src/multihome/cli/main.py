@@ -7,6 +7,7 @@ import os
 
 import click
 
+from multihome.errors import MultihomeError
 from multihome.extras import missing_extra
 
 # module -> attribute holding a click command or group; imported lazily so that
@@ -59,6 +60,10 @@ class _LazyGroup(click.Group):
             # Loaded only on this path, like the subcommands: `--help` must stay cheap.
             store_base = importlib.import_module("multihome.store.base")
             if isinstance(e, store_base.StoreUnavailable):
+                raise click.ClickException(str(e)) from None
+            # any of multihome's own errors a command did not report itself is still the
+            # one sentence it carries, never a traceback
+            if isinstance(e, MultihomeError):
                 raise click.ClickException(str(e)) from None
             # a library of an extra met on the way (`topology -o png`, a k8s daemon)
             message = missing_extra(e, f"multihome {ctx.invoked_subcommand or ''}".rstrip())

@@ -32,8 +32,9 @@ from multihome.vm import launcher
 Progress = Callable[[str], None]
 
 
-class PodError(Exception):
-    """A lab pod operation failed; the message is for the person at the terminal."""
+class PodError(MultihomeError):
+    """A lab pod operation failed; the message is for the person at the terminal (one of
+    multihome's errors, so that every caller that reports those reports it too)."""
 
 
 class LauncherPodInUse(PodError):
