@@ -54,8 +54,13 @@ def test_seed_nad_is_created_and_listed_with_kubectl(cluster: Kube, seed_ns: str
 
 def test_node_policy_makes_dev_bridge_and_publishes_it(cluster: Kube,
                                                        node_bridges: None) -> None:
+    def enactment() -> str:  # what the node said, when it never becomes Available
+        nnce = cluster.get("nnce", "mh-lab-node.dev-bridge-policy") or {}
+        return json.dumps(nnce.get("status", {}).get("conditions"))
+
     wait_until(lambda: _condition(cluster.get("nnce", "mh-lab-node.dev-bridge-policy"),
-                                  "Available"), 90, "NNCE mh-lab-node.dev-bridge-policy Available")
+                                  "Available"), 90, "NNCE mh-lab-node.dev-bridge-policy Available",
+               describe=enactment)
     wait_until(lambda: _condition(cluster.get("nncp", "dev-bridge-policy"), "Available"),
                60, "NNCP dev-bridge-policy Available")
     ports = Path("/sys/class/net/dev-bridge/brif")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +294,11 @@ def test_store_used_after_fork_reconnects(tmp_path: Path) -> None:
     assert p.exitcode == 0
     assert [o.name for o in s.list(NAD, "ns")] == ["child", "parent"]
     s.close()
+
+
+def test_a_store_file_readable_by_others_is_made_private_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    open_store(str(path)).close()
+    os.chmod(path, 0o644)  # as an older release or a copy left it
+    open_store(str(path)).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -354,6 +355,12 @@ def _create_private(path: Path) -> None:
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                              0o600))
+    # a store file of ours made readable by others (an older release, a copy, a umask):
+    # closed again before anything is read from or written to it
+    with contextlib.suppress(OSError):
+        st = os.stat(path, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 def _read_only(path: Path) -> bool:

@@ -87,6 +87,11 @@ class ClusterLayout:
         return self.dir("cni", "cache")
 
     @property
+    def daemon_state(self) -> Path:
+        """The node daemon's own state (DHCP leases): the lab's, never the machine's."""
+        return self.dir("daemon")
+
+    @property
     def kubelet_root(self) -> Path:
         return self.dir("kubelet")
 

@@ -184,7 +184,8 @@ def _start_daemon(layout: ClusterLayout, kubeconfig: Path) -> None:
     procs.start(layout, "multihome-daemon", [
         *_multihome_argv(), "--store", f"k8s:{kubeconfig}", "daemon",
         "--socket", layout.daemon_socket, "--conf-dir", str(layout.cni_conf),
-        "--bin-dir", str(layout.cni_bin), "--cni-dir", str(layout.cni_cache)],
+        "--bin-dir", str(layout.cni_bin), "--cni-dir", str(layout.cni_cache),
+        "--state-dir", str(layout.daemon_state)],
         env={"NODE_NAME": layout.node_name})
     procs.wait_for(layout, "multihome-daemon",
                    lambda: (layout.cni_conf / "00-multihome.conflist").exists()
