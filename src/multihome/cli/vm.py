@@ -1,4 +1,4 @@
-"""`multihome vm run|get|describe|console|exec|delete`: VMs of the local lab."""
+"""`multihome vm run|stop|start|get|describe|console|exec|delete`: VMs of the local lab."""
 
 from __future__ import annotations
 
@@ -165,6 +165,33 @@ def migrate_cmd(name: str, namespace: str | None) -> None:
         settings = labsettings.load()
         with state.changing(settings.state_dir, _ns(namespace), name):
             migration.migrate(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("stop")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def stop_cmd(name: str, namespace: str | None) -> None:
+    """Stop a VM (virtctl stop): qemu ends and the launcher pod goes; the VM, its NICs'
+    MACs and its IPAMClaims (so its addresses) stay for `vm start`."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.stop(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("start")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def start_cmd(name: str, namespace: str | None) -> None:
+    """Start a stopped VM (virtctl start): a new launcher pod with the same networks."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.start(get_store(), settings, _ns(namespace), name, _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 

@@ -76,6 +76,9 @@ class VMRecord:
     target_nics: list[Nic] = field(default_factory=list)  # and its bindings
     pod_network: bool = True  # the first NIC is the pod network (masquerade)
     migrations: int = 0
+    # `vm stop` ended qemu and deleted the launcher pod; the record (and the VM's
+    # IPAMClaims, so its addresses) stay for `vm start`
+    stopped: bool = False
 
     @property
     def pod(self) -> str:
