@@ -4,7 +4,8 @@ One VM (real qemu), pod network + `sticky`: a bridge NAD with whereabouts IPAM a
 `"allowPersistentIPs": true`. In order: bad states, a stop (the address stays the
 claim's: another pod does not get it), a start (the same address, the guest reaches the
 external host with it), a migration (the target's ADD gets it while the source holds
-it; the source's DEL leaves it), then `vm delete` of the stopped VM (the claim goes).
+it; the source's DEL leaves it; a hot-plugged NIC's claim too), then `vm delete` of the
+stopped VM (the claims go).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class World:
         self.lab, self.vm = lab, vm
         self.claim = f"{vm}.{NAD}"
         self.address = ""  # the VM's net1 address (CIDR) as first allocated
+        self.plugged = ""  # the hot-plugged net2's
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = json.loads(
@@ -133,6 +135,23 @@ def test_stop_ends_qemu_and_the_pod_but_keeps_the_vm_and_its_claim(world: World)
     assert line.startswith("Error: ")
 
 
+def test_a_start_that_fails_leaves_the_vm_stopped_as_it_was(world: World) -> None:
+    lab, vm = world.lab, world.vm
+    before = world.record()
+    lab.ok("delete", "net-attach-def", NAD, "-n", NS)
+    try:
+        line = one_line_error(lab.mh("vm", "start", vm, "-n", NS))
+    finally:
+        lab.apply_nad(NAD, {**STICKY, "bridge": lab.dev_bridge})
+    assert line.startswith(f"Error: pod: launcher pod {NS}/virt-launcher-{vm} could not "
+                           "be started")
+    assert f"NAD {NS}/{NAD} not found" in line
+    assert "Stopped" in world.status_row()
+    assert world.record()["nics"] == before["nics"] and world.record()["stopped"]
+    assert f"virt-launcher-{vm}" not in lab.ok("pod", "get", "-n", NS)
+    assert world.claim_status()["ips"] == [world.address]
+
+
 def test_a_stopped_vms_address_is_not_given_to_another_pod(world: World) -> None:
     lab, pod = world.lab, unique("other")
     lab.ok("pod", "run", pod, "-n", NS, "--networks", NAD)
@@ -159,6 +178,19 @@ def test_start_boots_a_new_launcher_with_the_same_address(world: World) -> None:
     assert lab.in_external("ping", "-c", "2", "-W", "2", ip).returncode == 0
 
 
+def test_a_hot_plugged_nic_on_the_network_gets_a_claim_of_its_own(world: World) -> None:
+    lab, vm = world.lab, world.vm
+    out = lab.ok("vm", "add-nic", vm, NAD, "-n", NS)
+    assert "net2" in out
+    ip = pod_address(lab, world.record()["launcher"] or f"virt-launcher-{vm}", "net2")
+    world.plugged = f"{ip}/24"
+    assert world.plugged != world.address
+    status = json.loads(lab.ok("get", "ipamclaims", f"{world.claim}.net2", "-n", NS, "-o",
+                               "json"))["status"]
+    assert status["ips"] == [world.plugged]
+    assert world.claim_status()["ips"] == [world.address]
+
+
 def test_migration_keeps_the_claims_address(world: World) -> None:
     lab, vm = world.lab, world.vm
     source = world.record()["launcher"] or f"virt-launcher-{vm}"
@@ -166,15 +198,16 @@ def test_migration_keeps_the_claims_address(world: World) -> None:
     assert f"vm/{vm} migrated to virt-launcher-{vm}-" in out
     target = world.record()["launcher"]
     assert target != source
-    # the target's ADD named the claim and got its address while the source held it
+    # the target's ADD named the claims and got their addresses while the source held them
     assert f"{pod_address(lab, target)}/24" == world.address
+    assert f"{pod_address(lab, target, 'net2')}/24" == world.plugged
     # the source's DEL left it: the claim is unchanged and no other pod gets it
     assert world.claim_status()["ips"] == [world.address]
     assert world.claim_status()["ownerPod"] == {"name": target}
     pod = unique("other")
     lab.ok("pod", "run", pod, "-n", NS, "--networks", NAD)
     try:
-        assert f"{pod_address(lab, pod)}/24" != world.address
+        assert f"{pod_address(lab, pod)}/24" not in (world.address, world.plugged)
     finally:
         lab.ok("pod", "delete", pod, "-n", NS)
     ip = world.address.partition("/")[0]
@@ -187,7 +220,8 @@ def test_delete_of_a_stopped_vm_deletes_its_claim_and_frees_the_address(
     lab.ok("vm", "stop", vm, "-n", NS)
     out = lab.ok("vm", "delete", vm, "-n", NS)
     assert f'vm "{vm}" deleted' in out and "IPAMClaims deleted" in out
-    assert lab.mh("get", "ipamclaims", world.claim, "-n", NS).returncode == 1
+    for claim in (world.claim, f"{world.claim}.net2"):
+        assert lab.mh("get", "ipamclaims", claim, "-n", NS).returncode == 1
     assert not lab.vm_dir(vm).exists()
     # the address is free again: the next pod (lowest free address first) gets it
     pod = unique("after")
