@@ -131,8 +131,10 @@ def test_stop_ends_qemu_and_the_pod_but_keeps_the_vm_and_its_claim(world: World)
     assert world.claim_status()["ips"] == [world.address]
     line = one_line_error(lab.mh("vm", "stop", vm, "-n", NS))
     assert f'VM "{vm}" is already stopped' in line
-    line = one_line_error(lab.mh("vm", "exec", vm, "-n", NS, "--", "true"))
-    assert line.startswith("Error: ")
+    for argv in (("exec", vm, "-n", NS, "--", "true"), ("console", vm, "-n", NS),
+                 ("migrate", vm, "-n", NS), ("link", vm, "net1", "down", "-n", NS)):
+        line = one_line_error(lab.mh("vm", *argv))
+        assert f'VM "{vm}" is stopped' in line and f"multihome vm start {vm}" in line
 
 
 def test_a_start_that_fails_leaves_the_vm_stopped_as_it_was(world: World) -> None:
@@ -166,12 +168,14 @@ def test_a_stopped_vms_address_is_not_given_to_another_pod(world: World) -> None
 def test_start_boots_a_new_launcher_with_the_same_address(world: World) -> None:
     lab, vm = world.lab, world.vm
     mac = world.sticky_nic()["mac"]
+    pod_mac = world.record()["nics"][0]["mac"]
     out = lab.ok("vm", "start", vm, "-n", NS)
     assert f"vm/{vm} running" in out
     assert "Running" in world.status_row()
     assert f"{pod_address(lab, f'virt-launcher-{vm}')}/24" == world.address
     assert world.claim_status()["ips"] == [world.address]
     assert world.sticky_nic()["mac"] == mac
+    assert world.record()["nics"][0]["mac"] == pod_mac  # the pod network's NIC too
     assert world.address in world.guest("ip addr show eth1").stdout
     assert world.guest(f"ping -c 2 -W 2 -I eth1 {EXTERNAL_HOST}").returncode == 0
     ip = world.address.partition("/")[0]
@@ -212,6 +216,20 @@ def test_migration_keeps_the_claims_address(world: World) -> None:
         lab.ok("pod", "delete", pod, "-n", NS)
     ip = world.address.partition("/")[0]
     assert lab.in_external("ping", "-c", "2", "-W", "2", ip).returncode == 0
+
+
+def test_restart_after_a_migration_keeps_every_claims_address(world: World) -> None:
+    lab, vm = world.lab, world.vm
+    migrated = world.record()["launcher"]
+    out = lab.ok("vm", "restart", vm, "-n", NS)
+    assert f'vm "{vm}" stopped' in out and f"vm/{vm} running" in out
+    assert migrated not in lab.ok("pod", "get", "-n", NS)
+    launcher = f"virt-launcher-{vm}"
+    assert world.record()["launcher"] in ("", launcher)
+    assert f"{pod_address(lab, launcher)}/24" == world.address
+    assert f"{pod_address(lab, launcher, 'net2')}/24" == world.plugged
+    assert world.claim_status()["ownerPod"] == {"name": launcher}
+    assert world.address in world.guest("ip addr show eth1").stdout
 
 
 def test_delete_of_a_stopped_vm_deletes_its_claim_and_frees_the_address(

@@ -1,4 +1,4 @@
-"""`multihome vm run|stop|start|get|describe|console|exec|delete`: VMs of the local lab."""
+"""`multihome vm run|stop|start|restart|get|describe|console|exec|delete`: VMs of the local lab."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def _record(namespace: str, name: str) -> state.VMRecord:
     rec = state.load(labsettings.load().state_dir, namespace, name)
     if rec is None:
         raise click.ClickException(f'VM "{name}" not found in namespace "{namespace}"')
+    return rec
+
+
+def _started(rec: state.VMRecord) -> state.VMRecord:
+    """The record of a VM that is not stopped (exec and console need its qemu)."""
+    if rec.stopped:
+        raise click.ClickException(f'VM "{rec.name}" is stopped: start it with '
+                                   f"multihome vm start {rec.name} -n {rec.namespace}")
     return rec
 
 
@@ -196,6 +204,19 @@ def start_cmd(name: str, namespace: str | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
+@vm.command("restart")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def restart_cmd(name: str, namespace: str | None) -> None:
+    """Restart a VM (virtctl restart): stop it (if it runs), then start it again."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.restart(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
 @vm.command("get")
 @click.argument("names", nargs=-1, callback=name_callback)
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
@@ -273,7 +294,7 @@ def describe_cmd(name: str, namespace: str | None) -> None:
 def exec_cmd(name: str, namespace: str | None, timeout: float,
              command: tuple[str, ...]) -> None:
     """Run COMMAND in the guest (through its agent on the second serial port)."""
-    rec = _record(_ns(namespace), name)
+    rec = _started(_record(_ns(namespace), name))
     try:
         result = agent.run(_vm_dir(rec), shlex.join(command), timeout=timeout)
     except VMError as e:
@@ -291,7 +312,7 @@ def exec_cmd(name: str, namespace: str | None, timeout: float,
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def console_cmd(name: str, namespace: str | None) -> None:
     """Attach to the VM's serial console (Ctrl-] leaves)."""
-    rec = _record(_ns(namespace), name)
+    rec = _started(_record(_ns(namespace), name))
     try:
         console.attach(_vm_dir(rec))
     except VMError as e:

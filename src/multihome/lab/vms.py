@@ -70,10 +70,11 @@ def _secondary_nics(attachments: Sequence[tuple[str, str]], pod_netns: str,
     return nics
 
 
-def _pod_nic(ifname: str, ports: Sequence[str]) -> Nic:
-    """The pod network's NIC: masquerade on the launcher pod's eth0, a MAC of its own."""
+def _pod_nic(ifname: str, ports: Sequence[str], mac: str = "") -> Nic:
+    """The pod network's NIC: masquerade on the launcher pod's eth0, a MAC of its own
+    (`mac`, the one it had before a stop, else a new one)."""
     return Nic(ifname=ifname, network=POD_NETWORK, binding="masquerade",
-               mac=bindings.random_mac(), guest_ifname="eth0", qemu_id="nic0",
+               mac=mac or bindings.random_mac(), guest_ifname="eth0", qemu_id="nic0",
                slot=qemu.FIRST_SLOT, ports=list(ports))
 
 
@@ -115,7 +116,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
 
 def _boot(store: Store, settings: LabSettings, rec: VMRecord, selection: str,
           guest_addresses: dict[str, str], link_states: dict[str, str],
-          ports: Sequence[str], progress: Progress) -> VMRecord:
+          ports: Sequence[str], progress: Progress, pod_mac: str = "") -> VMRecord:
     """Launcher pod with `selection`, bindings, qemu, boot. On failure a new VM is
     removed; a stopped one being started (rec.stopped) is left stopped."""
     root, name, namespace = settings.state_dir, rec.name, rec.namespace
@@ -126,7 +127,7 @@ def _boot(store: Store, settings: LabSettings, rec: VMRecord, selection: str,
     progress(f"vm/{name}: guest kernel {the_guest.version}, accelerator {accel.name} "
              f"({accel.reason})")
     fds = launch(store, settings, rec, guest_addresses, progress, ports=ports,
-                 selection=selection)
+                 selection=selection, pod_mac=pod_mac)
     with _undone_on_failure(store, settings, rec, fds, "qemu", progress):
         for key, value in link_states.items():
             find_nic(rec, key).link = value
@@ -209,16 +210,27 @@ def start(store: Store, settings: LabSettings, namespace: str, name: str,
     given = {n.ifname: n.addresses[0] for n in before
              if n.network != POD_NETWORK and n.addresses and not n.pod_addresses}
     links = {n.ifname: n.link for n in before if n.link != "up"}
-    ports = next((n.ports for n in before if n.network == POD_NETWORK), [])
+    pod_nic = next((n for n in before if n.network == POD_NETWORK), None)
+    ports, pod_mac = (pod_nic.ports, pod_nic.mac) if pod_nic else ([], "")
     selection = nics_selection(before) if before else rec.networks
     try:
-        return _boot(store, settings, rec, selection, given, links, ports, progress)
+        return _boot(store, settings, rec, selection, given, links, ports, progress,
+                     pod_mac)
     except BaseException:  # Ctrl-C and store errors too: back to Stopped, as it was
         with contextlib.suppress(MultihomeError, OSError):
             _teardown(store, settings, rec, progress, keep=True)  # gone parts are fine
         rec.nics, rec.stopped = before, True
         save(settings.state_dir, rec)
         raise
+
+
+def restart(store: Store, settings: LabSettings, namespace: str, name: str,
+            progress: Progress = _quiet) -> VMRecord:
+    """`virtctl restart`: stop (when not stopped yet) and start; a new launcher pod."""
+    rec = _record(settings, namespace, name)
+    if not rec.stopped or qemu.running(vm_dir(settings.state_dir, namespace, name)):
+        stop(store, settings, namespace, name, progress)
+    return start(store, settings, namespace, name, progress)
 
 
 def _record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
@@ -278,7 +290,8 @@ def running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord
 
 def launch(store: Store, settings: LabSettings, rec: VMRecord,
            guest_addresses: dict[str, str], progress: Progress = _quiet,
-           ports: Sequence[str] = (), selection: str | None = None) -> list[qemu.NicFd]:
+           ports: Sequence[str] = (), selection: str | None = None,
+           pod_mac: str = "") -> list[qemu.NicFd]:
     """The launcher pod with the VM's networks (`selection`, else rec.networks) and a
     binding per NIC (the pod network's masquerade first, then one per secondary network):
     one fd per NIC for qemu, in network order. On failure nothing of it is left (a
@@ -301,7 +314,8 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
         os.makedirs(vdir, exist_ok=True)
         save(settings.state_dir, rec)
         default = [a.ifname for a in outcome.attachments if a.default]
-        rec.nics = [_pod_nic(default[0], ports)] if rec.pod_network and default else []
+        rec.nics = [_pod_nic(default[0], ports, pod_mac)] \
+            if rec.pod_network and default else []
         if rec.pod_network and not default:
             raise VMError("binding", "the launcher pod has no default network interface")
         secondary = [(a.ifname, a.network) for a in outcome.attachments if not a.default]
