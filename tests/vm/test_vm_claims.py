@@ -97,6 +97,25 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
+def claim_allocations(lab: VMLab) -> list[str]:
+    """The owners (ids) of the allocations in the lab's whereabouts pools."""
+    pools = json.loads(lab.ok("get", "ippools", "-n", "kube-system", "-o", "json"))
+    items = pools.get("items", pools) if isinstance(pools, dict) else pools
+    return sorted(a["id"] for p in items for a in p["spec"].get("allocations", {}).values())
+
+
+def test_a_vm_run_that_fails_leaves_no_claim_and_no_address(world: World) -> None:
+    lab, vm = world.lab, unique("vmf")
+    before = claim_allocations(lab)
+    proc = lab.mh("vm", "run", vm, "-n", NS, "--networks", NAD, "--no-pod-network",
+                  MULTIHOME_VM_BOOT_TIMEOUT="1")
+    line = one_line_error(proc)
+    assert "boot: the guest did not come up in time" in line
+    assert lab.mh("get", "ipamclaims", f"{vm}.{NAD}", "-n", NS).returncode == 1
+    assert claim_allocations(lab) == before
+    assert not lab.vm_dir(vm).exists()
+
+
 def test_the_running_vm_holds_its_claims_address(world: World) -> None:
     lab = world.lab
     ip = pod_address(lab, f"virt-launcher-{world.vm}")

@@ -386,8 +386,8 @@ def close_fds(fds: list[qemu.NicFd]) -> None:
 
 def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Progress,
               keep: bool = False) -> None:
-    """qemu, a migration's leftovers, the bindings and the launcher pod go; the record too
-    unless `keep` (the VM is then Stopped)."""
+    """qemu, a migration's leftovers, the bindings and the launcher pod go; the record and
+    the VM's IPAMClaims too unless `keep` (the VM is then Stopped)."""
     vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     if qemu.stop(vdir):
         progress(f"vm/{rec.name}: qemu stopped")
@@ -404,6 +404,11 @@ def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Prog
     delete_pod(store, settings, rec.namespace, rec.pod, progress)
     if not keep:
         remove(settings.state_dir, rec.namespace, rec.name)
+        # with the VM its claims go (a `vm run` that failed too: nothing else would
+        # ever delete them, and their addresses would stay taken)
+        freed = vmclaims.drop(store, rec.namespace, rec.name)
+        if freed:
+            progress(f"vm/{rec.name}: its IPAMClaims deleted, {', '.join(freed)} released")
         return
     rec.stopped, rec.launcher, rec.target_pod, rec.target_nics = True, "", "", []
     for nic in rec.nics:  # a later pid of the same number is not our DHCP server
@@ -431,9 +436,6 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
                 raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"') from e
         rec = VMRecord(name=name, namespace=namespace, memory=0, networks="")
     _teardown(store, settings, rec, progress)
-    freed = vmclaims.drop(store, namespace, name)
-    if freed:
-        progress(f"vm/{name}: its IPAMClaims deleted, {', '.join(freed)} released")
     progress(f'vm "{name}" deleted')
 
 
