@@ -227,6 +227,10 @@ def test_migration_keeps_the_claims_address(world: World) -> None:
     # the source's DEL left it: the claim is unchanged and no other pod gets it
     assert world.claim_status()["ips"] == [world.address]
     assert world.claim_status()["ownerPod"] == {"name": target}
+    # one allocation per claim: the target's ADD took no second address, the source's
+    # DEL freed none
+    assert claim_allocations(lab) == [f"ipamclaim/{NS}/{world.claim}",
+                                      f"ipamclaim/{NS}/{world.claim}.net2"]
     pod = unique("other")
     lab.ok("pod", "run", pod, "-n", NS, "--networks", NAD)
     try:
