@@ -369,7 +369,8 @@ def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
     try:
         yield
     except (MultihomeError, OSError) as e:
-        progress(f"vm/{rec.name}: failed, removing it again")
+        progress(f"vm/{rec.name}: failed, "
+                 + ("stopping it again" if rec.stopped else "removing it again"))
         close_fds(fds)
         _teardown(store, settings, rec, progress, keep=rec.stopped)
         if isinstance(e, VMError):
