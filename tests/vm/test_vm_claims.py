@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from support.cli_lab import MULTIHOME
 from support.host_state import host_netns
 from support.netns import unique
 from support.vm_world import (
@@ -114,6 +116,32 @@ def test_a_vm_run_that_fails_leaves_no_claim_and_no_address(world: World) -> Non
     assert lab.mh("get", "ipamclaims", f"{vm}.{NAD}", "-n", NS).returncode == 1
     assert claim_allocations(lab) == before
     assert not lab.vm_dir(vm).exists()
+
+
+def test_a_stop_during_the_boot_waits_for_it_and_stops_the_vm(world: World) -> None:
+    lab, vm = world.lab, unique("vmb")
+    run = subprocess.Popen([MULTIHOME, "--store", str(lab.tmp / "s.db"), "vm", "run", vm,
+                            "-n", NS, "--networks", NAD, "--no-pod-network"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=lab.env())
+    try:
+        record = lab.vm_dir(vm) / "vm.json"
+        for _ in range(300):  # the record is written before qemu starts
+            if record.exists() or run.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert record.exists(), run.communicate(timeout=10)
+        stopped = lab.ok("vm", "stop", vm, "-n", NS)
+        out, err = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert f"vm/{vm} running" in out and f'vm "{vm}" stopped' in stopped
+    assert json.loads(lab.ok("vm", "get", vm, "-n", NS, "-o", "json"))[0]["stopped"]
+    lab.ok("vm", "delete", vm, "-n", NS)
+    assert lab.mh("get", "ipamclaims", f"{vm}.{NAD}", "-n", NS).returncode == 1
 
 
 def test_the_running_vm_holds_its_claims_address(world: World) -> None:

@@ -107,10 +107,14 @@ def run_cmd(name: str, namespace: str | None, networks: str, no_pod_network: boo
     10.0.2.2 by DHCP, NAT through the pod's eth0), then one NIC per secondary network.
     """
     try:
-        vms.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
-                memory=memory, guest_addresses=_parse_addresses(addresses),
-                progress=_progress, pod_network=not no_pod_network,
-                link_states=_parse_link_states(link_states), ports=ports)
+        settings = labsettings.load()
+        # the VM's change lock from the start: a `vm stop` (or migrate, delete…) typed
+        # during the boot waits for it instead of pulling the pod from under it
+        with state.creating(settings.state_dir, _ns(namespace), name):
+            vms.run(get_store(), settings, _ns(namespace), name, networks,
+                    memory=memory, guest_addresses=_parse_addresses(addresses),
+                    progress=_progress, pod_network=not no_pod_network,
+                    link_states=_parse_link_states(link_states), ports=ports)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 

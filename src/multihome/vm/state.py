@@ -184,3 +184,20 @@ def changing(state_dir: str, namespace: str, name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def creating(state_dir: str, namespace: str, name: str) -> Iterator[None]:
+    """`changing` for a VM being made: its directory is made first (private), and
+    removed again when the VM was not made after all (a failed run leaves nothing)."""
+    path = vm_dir(state_dir, namespace, name)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise VMError("state", f"cannot make the VM's directory {path}", str(e)) from e
+    try:
+        with changing(state_dir, namespace, name):
+            yield
+    finally:
+        if not os.path.exists(os.path.join(path, VM_FILE)):
+            remove(state_dir, namespace, name)
