@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from multihome.attach import engine
+from multihome.attach import hotplug as attach_hotplug
 from multihome.attach.status import NETWORK_STATUS_ANNOTATION
 from multihome.store import POD, Object
 from multihome.store.objects import IPAM_CLAIM, IPPOOL
@@ -74,3 +76,28 @@ def test_a_claim_keeps_the_address_across_launcher_pods(
     assert claim.status == {"ips": ["10.63.0.16/24"],
                             "ownerPod": {"name": "virt-launcher-vm1-b"}}
     engine.delete(world.conf(), world.store, world.request(second, launcher2))
+
+
+def test_a_hot_plugged_whereabouts_network_allocates_from_the_engines_store(
+        world: World, netns_factory: Callable[..., Netns], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # where the plugin would keep its pools when given none: never the system's
+    default = tmp_path / "plugin-default.db"
+    monkeypatch.setenv("MULTIHOME_STORE", str(default))
+    world.nad("ns3", "wb-net", dict(WHEREABOUTS_NAD, bridge=world.bridge()))
+    ns = netns_factory("mhwh")
+    pod = world.pod("ns3", "ph")
+    engine.add(world.conf(), world.store, world.request(ns, pod))
+    world.pod("ns3", "ph", "wb-net")  # the selection edited on the running pod
+    try:
+        outcome = attach_hotplug.hotplug(world.conf(), world.store, f"cid-{ns.name}")
+        assert [a.ifname for a in outcome.added] == ["net1"]
+        assert _secondary_ips(world, "ns3", "ph") == ["10.63.0.16"]
+        pool = world.store.get(IPPOOL, DEFAULT_POOL_NAMESPACE, "10.63.0.0-24")
+        assert pool.spec["allocations"] == {
+            "16": {"id": f"cid-{ns.name}", "podref": "ns3/ph", "ifname": "net1"}}
+        assert not default.exists()
+    finally:
+        engine.delete(world.conf(), world.store, world.request(ns, pod))
+    pool = world.store.get(IPPOOL, DEFAULT_POOL_NAMESPACE, "10.63.0.0-24")
+    assert pool.spec["allocations"] == {}

@@ -64,3 +64,32 @@ def test_deleting_the_vm_deletes_its_claims_and_frees_their_addresses(
     assert vmclaims.drop(store, "vms", "vm2") == ["10.122.0.1"]
     assert [c.name for c in store.list(IPAM_CLAIM, "vms")] == ["other.sticky"]
     assert allocated(pools) == {}
+
+
+def _claims_of(selection: str) -> list[str | None]:
+    return [e.get("ipam-claim-reference") for e in json.loads(selection)]
+
+
+def test_each_nic_gets_its_own_claim_even_on_one_nad_and_keeps_it(store: SQLiteStore) -> None:
+    _nad(store, "sticky", dict(conf(range="10.123.0.0/24"), allowPersistentIPs=True))
+    first = vmclaims.with_claims(store, "vms", "vm3", "l", "sticky, sticky")
+    assert _claims_of(first) == ["vm3.sticky", "vm3.sticky.net2"]
+    # a restart or a migration names each NIC's network, interface and MAC: same claims
+    again = json.dumps([{"name": "sticky", "namespace": "vms", "interface": i, "mac": m}
+                        for i, m in (("net1", "02:00:00:00:00:01"),
+                                     ("net2", "02:00:00:00:00:02"))])
+    assert _claims_of(vmclaims.with_claims(store, "vms", "vm3", "l2", again)) == \
+        _claims_of(first)
+    # a hot-plugged NIC (appended, interface chosen) leaves the others' claims alone
+    plugged = json.dumps([*json.loads(first), {"name": "sticky", "interface": "net5"}])
+    assert _claims_of(vmclaims.with_claims(store, "vms", "vm3", "l", plugged)) == \
+        ["vm3.sticky", "vm3.sticky.net2", "vm3.sticky.net5"]
+    # so the two NICs get two addresses, not one shared
+    pools = ObjectPools(store)
+    got = []
+    for ifname, claim in (("net1", "vm3.sticky"), ("net2", "vm3.sticky.net2")):
+        rc, res = run(pools, "ADD", with_claim(conf(range="10.123.0.0/24"), claim),
+                      "launcher", ifname=ifname, pod=("vms", "launcher"))
+        assert rc == 0, res
+        got += addresses(res)
+    assert got == ["10.123.0.1/24", "10.123.0.2/24"]

@@ -82,18 +82,18 @@ def test_the_migration_guard_drops_a_vm_mac_from_every_port_but_the_source() -> 
 
 
 def test_a_migration_target_asks_cni_for_each_nics_interface_and_mac() -> None:
-    from multihome.lab import migration
+    from multihome.lab import migration, vms
 
     pod = Nic("eth0", "pod", "masquerade", "02:00:00:00:00:01", dhcp_pid=42, bridge="k6t")
     net1 = Nic("net1", "ns/a", "bridge", "02:00:00:00:00:02", pod_mac="02:aa:00:00:00:00",
                pod_addresses=["10.1.0.5/24"], addresses=["10.1.0.5/24"], link="down")
-    assert json.loads(migration._selection([pod, net1])) == [
+    assert json.loads(vms.nics_selection([pod, net1])) == [
         {"name": "a", "namespace": "ns", "interface": "net1", "mac": "02:00:00:00:00:02"}]
     t_pod, t_net1 = migration._target_nics([pod, net1])
     assert (t_pod.dhcp_pid, t_pod.bridge, t_net1.pod_mac, t_net1.pod_addresses) == \
         (0, "", "", [])
     assert (t_net1.mac, t_net1.addresses, t_net1.link) == (net1.mac, net1.addresses, "down")
-    assert migration._selection([pod]) == ""
+    assert vms.nics_selection([pod]) == ""
 
 
 def test_unplug_drops_the_named_element_or_the_first_unnamed_of_the_network() -> None:

@@ -620,7 +620,7 @@ LOCAL_POOLS_FILE = "multihome-pools.db"
 
 
 @contextlib.contextmanager
-def _pools(conf: MultusConfig, store: Store | None) -> Iterator[None]:
+def pools_bound(conf: MultusConfig, store: Store | None) -> Iterator[None]:
     if store is None:
         yield
         return
@@ -637,25 +637,25 @@ def add(conf: MultusConfig, store: Store | None, req: PodRequest,
     A container that already has attachments is never touched: the same ADD again gets
     the cached result (a runtime retrying after a lost reply), anything else an error.
     """
-    with _pools(conf, store):
+    with pools_bound(conf, store):
         return _add(conf, store, req, extra_path)
 
 
 def delete(conf: MultusConfig, store: Store | None, req: PodRequest,
            extra_path: Sequence[str] = ()) -> None:
     """Detach every cached attachment in reverse; idempotent, collects every error."""
-    with _pools(conf, store):
+    with pools_bound(conf, store):
         _delete(conf, store, req, extra_path)
 
 
 def status(conf: MultusConfig, store: Store | None, extra_path: Sequence[str] = ()) -> None:
     """Ready when the default network's plugins are and the readiness indicator exists."""
-    with _pools(conf, store):
+    with pools_bound(conf, store):
         _status(conf, store, extra_path)
 
 
 def gc(conf: MultusConfig, store: Store | None, valid: Sequence[dict[str, Any]],
        extra_path: Sequence[str] = ()) -> None:
     """DEL every cached pod not in `valid` (`{containerID, ifname}`), then GC each delegate."""
-    with _pools(conf, store):
+    with pools_bound(conf, store):
         _gc(conf, store, valid, extra_path)

@@ -162,7 +162,10 @@ def hotplug(conf: MultusConfig, store: Store, container_id: str,
         if not record.netns or not os.path.exists(record.netns):
             raise InvalidEnvironment(f"pod {record.pod}: its network namespace "
                                      f"{record.netns or '(none)'} is gone; cannot hot-plug")
-        return _hotplug(conf, store, record, path)
+        # the delegates' cluster IPAM keeps its pools (and IPAMClaims) in this store, as
+        # for the pod's first ADD: never in the plugin's own default
+        with engine.pools_bound(conf, store):
+            return _hotplug(conf, store, record, path)
 
 
 def _hotplug(conf: MultusConfig, store: Store, record: engine.PodRecord,

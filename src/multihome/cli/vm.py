@@ -1,4 +1,4 @@
-"""`multihome vm run|get|describe|console|exec|delete`: VMs of the local lab."""
+"""`multihome vm run|stop|start|restart|get|describe|console|exec|delete`: VMs of the local lab."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def _record(namespace: str, name: str) -> state.VMRecord:
     rec = state.load(labsettings.load().state_dir, namespace, name)
     if rec is None:
         raise click.ClickException(f'VM "{name}" not found in namespace "{namespace}"')
+    return rec
+
+
+def _started(rec: state.VMRecord) -> state.VMRecord:
+    """The record of a VM that is not stopped (exec and console need its qemu)."""
+    if rec.stopped:
+        raise click.ClickException(f'VM "{rec.name}" is stopped: start it with '
+                                   f"multihome vm start {rec.name} -n {rec.namespace}")
     return rec
 
 
@@ -99,10 +107,14 @@ def run_cmd(name: str, namespace: str | None, networks: str, no_pod_network: boo
     10.0.2.2 by DHCP, NAT through the pod's eth0), then one NIC per secondary network.
     """
     try:
-        vms.run(get_store(), labsettings.load(), _ns(namespace), name, networks,
-                memory=memory, guest_addresses=_parse_addresses(addresses),
-                progress=_progress, pod_network=not no_pod_network,
-                link_states=_parse_link_states(link_states), ports=ports)
+        settings = labsettings.load()
+        # the VM's change lock from the start: a `vm stop` (or migrate, delete…) typed
+        # during the boot waits for it instead of pulling the pod from under it
+        with state.creating(settings.state_dir, _ns(namespace), name):
+            vms.run(get_store(), settings, _ns(namespace), name, networks,
+                    memory=memory, guest_addresses=_parse_addresses(addresses),
+                    progress=_progress, pod_network=not no_pod_network,
+                    link_states=_parse_link_states(link_states), ports=ports)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -165,6 +177,46 @@ def migrate_cmd(name: str, namespace: str | None) -> None:
         settings = labsettings.load()
         with state.changing(settings.state_dir, _ns(namespace), name):
             migration.migrate(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("stop")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def stop_cmd(name: str, namespace: str | None) -> None:
+    """Stop a VM (virtctl stop): qemu ends and the launcher pod goes; the VM, its NICs'
+    MACs and its IPAMClaims (so its addresses) stay for `vm start`."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.stop(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("start")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def start_cmd(name: str, namespace: str | None) -> None:
+    """Start a stopped VM (virtctl start): a new launcher pod with the same networks."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.start(get_store(), settings, _ns(namespace), name, _progress)
+    except (MultihomeError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@vm.command("restart")
+@click.argument("name", callback=name_callback)
+@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
+def restart_cmd(name: str, namespace: str | None) -> None:
+    """Restart a VM (virtctl restart): stop it (if it runs), then start it again."""
+    try:
+        settings = labsettings.load()
+        with state.changing(settings.state_dir, _ns(namespace), name):
+            vms.restart(get_store(), settings, _ns(namespace), name, _progress)
     except (MultihomeError, StoreError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -246,7 +298,7 @@ def describe_cmd(name: str, namespace: str | None) -> None:
 def exec_cmd(name: str, namespace: str | None, timeout: float,
              command: tuple[str, ...]) -> None:
     """Run COMMAND in the guest (through its agent on the second serial port)."""
-    rec = _record(_ns(namespace), name)
+    rec = _started(_record(_ns(namespace), name))
     try:
         result = agent.run(_vm_dir(rec), shlex.join(command), timeout=timeout)
     except VMError as e:
@@ -264,7 +316,7 @@ def exec_cmd(name: str, namespace: str | None, timeout: float,
 @click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
 def console_cmd(name: str, namespace: str | None) -> None:
     """Attach to the VM's serial console (Ctrl-] leaves)."""
-    rec = _record(_ns(namespace), name)
+    rec = _started(_record(_ns(namespace), name))
     try:
         console.attach(_vm_dir(rec))
     except VMError as e:

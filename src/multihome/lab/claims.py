@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from multihome.attach.selection import parse_networks_annotation
+from multihome.attach.naming import assign_names
+from multihome.attach.selection import NetworkSelection, parse_networks_annotation
 from multihome.ipam.claims import ClaimRef
 from multihome.ipam.reconcile import release_owner
 from multihome.store import NAD, AlreadyExists, NotFound, Object, Store
 from multihome.store.objects import IPAM_CLAIM
 from multihome.store.pools import ObjectPools, pool_namespace
+from multihome.vm.errors import VMError
 
 VM_LABEL = "multihome.io/vm"
+_UNSAFE = re.compile(r"[^a-z0-9.-]")  # what a claim's name (a DNS subdomain) cannot hold
 
 
 def _persistent(store: Store, namespace: str, name: str) -> bool:
@@ -35,6 +40,26 @@ def _persistent(store: Store, namespace: str, name: str) -> bool:
     return any(c.get("allowPersistentIPs") is True for c in [config, *plugins])
 
 
+def claim_names(vm: str, elements: Sequence[NetworkSelection], pod: str) -> list[str]:
+    """The claim of each element: `<vm>.<nad>`, and `<vm>.<nad>.<ifname>` for each further
+    NIC on a NAD of that name (a claim is one NIC's: two NICs naming one claim would
+    share an owner, so one address). A function of the NIC's NAD, interface and order
+    alone, so a restart, a migration and a hot-plug (which append) name it again."""
+    ifnames = assign_names([e.interface for e in elements], pod)
+    seen: set[str] = set()
+    names: list[str] = []
+    for element, ifname in zip(elements, ifnames, strict=True):
+        name = f"{vm}.{element.name}"
+        if element.name in seen:
+            name += "." + _UNSAFE.sub("-", ifname.lower()).strip("-.")
+        seen.add(element.name)
+        if name in names:
+            raise VMError("pod", f"two NICs of VM {vm} would share IPAMClaim {name}",
+                          "rename a network or an interface")
+        names.append(name)
+    return names
+
+
 def with_claims(store: Store, namespace: str, vm: str, pod: str, selection: str) -> str:
     """The launcher pod's selection, with a claim named for each network that asks for
     persistent IPs (the claims made if missing); unchanged when none does."""
@@ -42,11 +67,11 @@ def with_claims(store: Store, namespace: str, vm: str, pod: str, selection: str)
     wanted = [_persistent(store, e.namespace, e.name) for e in elements]
     if not any(wanted):
         return selection
+    names = claim_names(vm, elements, f"{namespace}/{pod}")
     out: list[dict[str, Any]] = []
-    for element, persistent in zip(elements, wanted, strict=True):
+    for element, persistent, claim in zip(elements, wanted, names, strict=True):
         item = element.to_dict()
         if persistent:
-            claim = f"{vm}.{element.name}"
             with contextlib.suppress(AlreadyExists):
                 store.create(Object.from_manifest({
                     "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": IPAM_CLAIM,

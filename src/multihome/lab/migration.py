@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import secrets
 import time
 
 from multihome.errors import MultihomeError
+from multihome.lab import claims as vmclaims
 from multihome.lab import pods as labpods
 from multihome.lab import vms
 from multihome.lab.settings import LabSettings
@@ -31,7 +31,7 @@ from multihome.store import Store
 from multihome.vm import announce_guard, guest, qemu, qmp
 from multihome.vm.accel import Accel
 from multihome.vm.errors import VMError
-from multihome.vm.state import POD_NETWORK, Nic, VMRecord, pod_name, save, vm_dir
+from multihome.vm.state import Nic, VMRecord, pod_name, save, vm_dir
 
 STEP = "migrate"
 MIGRATE_SOCK = "migrate.sock"
@@ -43,20 +43,6 @@ ANNOUNCE = {"initial": 50, "max": 550, "rounds": 5, "step": 100}
 
 def target_pod_name(vm: str) -> str:
     return f"{pod_name(vm)}-{secrets.token_hex(3)[:5]}"
-
-
-def _selection(nics: list[Nic]) -> str:
-    """The target pod's networks: each secondary NIC's network, interface and MAC."""
-    out = []
-    for nic in nics:
-        if nic.network == POD_NETWORK:
-            continue
-        ns, _, nad = nic.network.rpartition("/")
-        element = {"name": nad, "interface": nic.ifname, "mac": nic.mac}
-        if ns:
-            element["namespace"] = ns
-        out.append(element)
-    return json.dumps(out) if out else ""
 
 
 def _target_nics(nics: list[Nic]) -> list[Nic]:
@@ -123,8 +109,12 @@ def _start_target(store: Store, settings: LabSettings, rec: VMRecord, tdir: str,
                   progress: vms.Progress) -> None:
     label = f"vm/{rec.name}"
     try:
+        # the same IPAMClaims: the target's ADD gets the addresses the source holds (they
+        # are the claims', so the source's DEL after the switch-over leaves them)
+        selection = vmclaims.with_claims(store, rec.namespace, rec.name, rec.target_pod,
+                                         vms.nics_selection(rec.nics))
         outcome = labpods.run(store, settings, rec.namespace, rec.target_pod,
-                              labpods.networks_annotation(_selection(rec.nics)),
+                              labpods.networks_annotation(selection),
                               progress=progress, labels=vms.launcher_labels(rec.name))
     except (labpods.PodError, MultihomeError) as e:
         raise VMError(STEP, f"target launcher pod {rec.namespace}/{rec.target_pod} could "

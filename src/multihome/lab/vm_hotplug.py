@@ -24,6 +24,7 @@ from multihome.attach.plan import NETWORKS_ANNOTATION
 from multihome.attach.selection import parse_networks_annotation
 from multihome.cni.errors import CNIError
 from multihome.errors import MultihomeError
+from multihome.lab import claims as vmclaims
 from multihome.lab import pods as labpods
 from multihome.lab import vms
 from multihome.lab.settings import LabSettings
@@ -94,8 +95,10 @@ def plug(store: Store, settings: LabSettings, namespace: str, name: str, network
     if nad_ns:
         element["namespace"] = nad_ns
     before = _annotation(store, namespace, rec.pod)  # put back verbatim on failure
-    _set_selection(store, namespace, rec.pod,
-                   [*_selection(store, namespace, rec.pod), element])
+    # a persistent-IPs network: the new NIC gets its own IPAMClaim, as at `vm run`
+    _set_selection(store, namespace, rec.pod, vmclaims.with_claims(
+        store, namespace, name, rec.pod,
+        json.dumps([*_selection(store, namespace, rec.pod), element])))
     label = f"vm/{name}"
     pod_netns = labpods.netns_path(namespace, rec.pod)
     slot = _free_slot(rec)
@@ -134,13 +137,13 @@ def plug(store: Store, settings: LabSettings, namespace: str, name: str, network
                     raise
         finally:
             os.close(fd)  # qemu holds its own copy
-    except (MultihomeError, StopIteration, OSError) as e:
+    except (MultihomeError, labpods.PodError, StopIteration, OSError) as e:
         if bound:
             with contextlib.suppress(CNIError):
                 bindings.unbind(pod_netns, nic)
         _set_selection(store, namespace, rec.pod, before)
         if attached:  # the pod follows its selection back: netN goes
-            with contextlib.suppress(MultihomeError):
+            with contextlib.suppress(MultihomeError, labpods.PodError):
                 labpods.hotplug(store, settings, namespace, rec.pod, before or None)
         if isinstance(e, VMError):
             raise
@@ -189,7 +192,10 @@ def unplug(store: Store, settings: LabSettings, namespace: str, name: str, key: 
     previous = _annotation(store, namespace, rec.pod)
     _set_selection(store, namespace, rec.pod,
                    _without(_selection(store, namespace, rec.pod), nic))
-    labpods.hotplug(store, settings, namespace, rec.pod, previous or None)
+    try:
+        labpods.hotplug(store, settings, namespace, rec.pod, previous or None)
+    except labpods.PodError as e:  # a one-line error, never a traceback
+        raise VMError(STEP, f"{nic.ifname} left the VM but not the pod", str(e)) from e
     progress(f"vm/{name}: {nic.guest_ifname} unplugged, pod {nic.ifname} detached from "
              f"{nic.network}")
     return nic

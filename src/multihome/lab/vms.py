@@ -11,6 +11,8 @@ cleans up after a killed qemu or a deleted pod.
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,10 +70,11 @@ def _secondary_nics(attachments: Sequence[tuple[str, str]], pod_netns: str,
     return nics
 
 
-def _pod_nic(ifname: str, ports: Sequence[str]) -> Nic:
-    """The pod network's NIC: masquerade on the launcher pod's eth0, a MAC of its own."""
+def _pod_nic(ifname: str, ports: Sequence[str], mac: str = "") -> Nic:
+    """The pod network's NIC: masquerade on the launcher pod's eth0, a MAC of its own
+    (`mac`, the one it had before a stop, else a new one)."""
     return Nic(ifname=ifname, network=POD_NETWORK, binding="masquerade",
-               mac=bindings.random_mac(), guest_ifname="eth0", qemu_id="nic0",
+               mac=mac or bindings.random_mac(), guest_ifname="eth0", qemu_id="nic0",
                slot=qemu.FIRST_SLOT, ports=list(ports))
 
 
@@ -98,9 +101,7 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     The first NIC is the pod network's (masquerade) unless `pod_network` is False;
     `link_states` maps a NIC (see state.find_nic) to up or down.
     """
-    root = settings.state_dir
-    vdir = vm_dir(root, namespace, name)
-    if load(root, namespace, name) is not None:
+    if load(settings.state_dir, namespace, name) is not None:
         raise VMError("vm", f'VM "{name}" already exists in namespace "{namespace}"',
                       f"delete it first: multihome vm delete {name} -n {namespace}")
     if not networks and not pod_network:
@@ -109,18 +110,30 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     rec = VMRecord(name=name, namespace=namespace, memory=memory, networks=networks,
                    pod_network=pod_network)
     _check_options(rec, link_states or {}, ports)
+    return _boot(store, settings, rec, networks, guest_addresses or {}, link_states or {},
+                 ports, progress)
+
+
+def _boot(store: Store, settings: LabSettings, rec: VMRecord, selection: str,
+          guest_addresses: dict[str, str], link_states: dict[str, str],
+          ports: Sequence[str], progress: Progress, pod_mac: str = "") -> VMRecord:
+    """Launcher pod with `selection`, bindings, qemu, boot. On failure a new VM is
+    removed; a stopped one being started (rec.stopped) is left stopped."""
+    root, name, namespace = settings.state_dir, rec.name, rec.namespace
+    vdir = vm_dir(root, namespace, name)
     the_guest = guest.prepare(root)
     accel = vmaccel.choose(the_guest.kernel, guest.cache_dir(root))
     rec.accel = accel.name
     progress(f"vm/{name}: guest kernel {the_guest.version}, accelerator {accel.name} "
              f"({accel.reason})")
-    fds = launch(store, settings, rec, guest_addresses or {}, progress, ports=ports)
+    fds = launch(store, settings, rec, guest_addresses, progress, ports=ports,
+                 selection=selection, pod_mac=pod_mac)
     with _undone_on_failure(store, settings, rec, fds, "qemu", progress):
-        for key, value in (link_states or {}).items():
+        for key, value in link_states.items():
             find_nic(rec, key).link = value
         save(root, rec)
         started = time.monotonic()
-        pid = qemu.start(name, vdir, the_guest, accel, memory, fds)
+        pid = qemu.start(name, vdir, the_guest, accel, rec.memory, fds)
         progress(f"vm/{name}: qemu started (pid {pid}, {accel.name})")
         apply_link_states(vdir, rec.nics, f"vm/{name}", progress)
     close_fds(fds)  # qemu holds its own copies now
@@ -138,13 +151,101 @@ def run(store: Store, settings: LabSettings, namespace: str, name: str, networks
     try:
         agent.wait_ready(vdir, started + _boot_timeout(), alive)
     except VMError:
-        progress(f"vm/{name}: boot failed, removing it again")
-        _teardown(store, settings, rec, progress)
+        progress(f"vm/{name}: boot failed, "
+                 + ("stopping it again" if rec.stopped else "removing it again"))
+        _teardown(store, settings, rec, progress, keep=rec.stopped)
         raise
     rec.boot_seconds = round(time.monotonic() - started, 1)
+    rec.stopped = False
     save(root, rec)
     progress(f"vm/{name} running (booted in {rec.boot_seconds} s)")
     return rec
+
+
+def nics_selection(nics: list[Nic]) -> str:
+    """A launcher pod's networks for these NICs (a migration target's, a restarted VM's):
+    each secondary NIC's network, interface and MAC, so the guest keeps its MACs (as
+    KubeVirt asks CNI, with kubemacpool's MACs on a restart)."""
+    out = []
+    for nic in nics:
+        if nic.network == POD_NETWORK:
+            continue
+        ns, _, nad = nic.network.rpartition("/")
+        element = {"name": nad, "interface": nic.ifname, "mac": nic.mac}
+        if ns:
+            element["namespace"] = ns
+        out.append(element)
+    return json.dumps(out) if out else ""
+
+
+def stop(store: Store, settings: LabSettings, namespace: str, name: str,
+         progress: Progress = _quiet) -> VMRecord:
+    """`virtctl stop`: qemu ends and the launcher pod goes; the VM (record, NICs with their
+    MACs, IPAMClaims and so their addresses) stays, Stopped, for `start`."""
+    rec = _record(settings, namespace, name)
+    vdir = vm_dir(settings.state_dir, namespace, name)
+    if rec.stopped and not qemu.running(vdir) and not _pod_left(store, namespace, rec.pod):
+        raise VMError("vm", f'VM "{name}" is already stopped',
+                      f"start it: multihome vm start {name} -n {namespace}")
+    _teardown(store, settings, rec, progress, keep=True)
+    progress(f'vm "{name}" stopped (its record and IPAMClaims kept)')
+    return rec
+
+
+def start(store: Store, settings: LabSettings, namespace: str, name: str,
+          progress: Progress = _quiet) -> VMRecord:
+    """`virtctl start` of a stopped VM: a new launcher pod with the same networks (same
+    interfaces, MACs and claims, so the same addresses), bindings, qemu, boot. A failure
+    leaves it stopped as it was."""
+    rec = _record(settings, namespace, name)
+    vdir = vm_dir(settings.state_dir, namespace, name)
+    if qemu.running(vdir):
+        raise VMError("vm", f'VM "{name}" is already running')
+    if not rec.stopped:
+        raise VMError("vm", f'VM "{name}" is not stopped: its qemu exited but its launcher '
+                      "pod is left", f"stop it first: multihome vm stop {name} -n {namespace}")
+    before = copy.deepcopy(rec.nics)
+    # addresses the user gave (NADs without IPAM) are the guest's again; IPAM ones come
+    # from the new pod (a claim's: the same)
+    given = {n.ifname: n.addresses[0] for n in before
+             if n.network != POD_NETWORK and n.addresses and not n.pod_addresses}
+    links = {n.ifname: n.link for n in before if n.link != "up"}
+    pod_nic = next((n for n in before if n.network == POD_NETWORK), None)
+    ports, pod_mac = (pod_nic.ports, pod_nic.mac) if pod_nic else ([], "")
+    selection = nics_selection(before) if before else rec.networks
+    try:
+        return _boot(store, settings, rec, selection, given, links, ports, progress,
+                     pod_mac)
+    except BaseException:  # Ctrl-C and store errors too: back to Stopped, as it was
+        with contextlib.suppress(MultihomeError, OSError):
+            _teardown(store, settings, rec, progress, keep=True)  # gone parts are fine
+        rec.nics, rec.stopped = before, True
+        save(settings.state_dir, rec)
+        raise
+
+
+def restart(store: Store, settings: LabSettings, namespace: str, name: str,
+            progress: Progress = _quiet) -> VMRecord:
+    """`virtctl restart`: stop (when not stopped yet) and start; a new launcher pod."""
+    rec = _record(settings, namespace, name)
+    if not rec.stopped or qemu.running(vm_dir(settings.state_dir, namespace, name)):
+        stop(store, settings, namespace, name, progress)
+    return start(store, settings, namespace, name, progress)
+
+
+def _record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
+    rec = load(settings.state_dir, namespace, name)
+    if rec is None:
+        raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"')
+    return rec
+
+
+def _pod_left(store: Store, namespace: str, pod: str) -> bool:
+    try:
+        store.get(POD, namespace, pod)
+        return True
+    except NotFound:
+        return labpods.exists_netns(namespace, pod)
 
 
 def apply_link_states(vdir: str, nics: list[Nic], label: str, progress: Progress) -> None:
@@ -177,9 +278,10 @@ def set_link(settings: LabSettings, namespace: str, name: str, key: str, state: 
 
 
 def running_record(settings: LabSettings, namespace: str, name: str) -> VMRecord:
-    rec = load(settings.state_dir, namespace, name)
-    if rec is None:
-        raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"')
+    rec = _record(settings, namespace, name)
+    if rec.stopped and not qemu.running(vm_dir(settings.state_dir, namespace, name)):
+        raise VMError("vm", f'VM "{name}" is stopped',
+                      f"start it: multihome vm start {name} -n {namespace}")
     if not qemu.running(vm_dir(settings.state_dir, namespace, name)):
         raise VMError("vm", f'VM "{name}" is not running',
                       f"delete it: multihome vm delete {name} -n {namespace}")
@@ -194,14 +296,18 @@ def launcher_labels(vm: str) -> dict[str, str]:
 
 def launch(store: Store, settings: LabSettings, rec: VMRecord,
            guest_addresses: dict[str, str], progress: Progress = _quiet,
-           ports: Sequence[str] = ()) -> list[qemu.NicFd]:
-    """The launcher pod with the VM's networks and a binding per NIC (the pod network's
-    masquerade first, then one per secondary network): one fd per NIC for qemu, in
-    network order. On failure nothing of it is left."""
+           ports: Sequence[str] = (), selection: str | None = None,
+           pod_mac: str = "") -> list[qemu.NicFd]:
+    """The launcher pod with the VM's networks (`selection`, else rec.networks) and a
+    binding per NIC (the pod network's masquerade first, then one per secondary network):
+    one fd per NIC for qemu, in network order. On failure nothing of it is left (a
+    stopped VM being started stays stopped)."""
+    rec.launcher = ""
     pod = pod_name(rec.name)
     try:
         # networks asking for persistent IPs get an IPAMClaim per NIC (lab/claims.py)
-        selection = vmclaims.with_claims(store, rec.namespace, rec.name, pod, rec.networks)
+        selection = vmclaims.with_claims(store, rec.namespace, rec.name, pod,
+                                         rec.networks if selection is None else selection)
         outcome = labpods.run(store, settings, rec.namespace, pod,
                               labpods.networks_annotation(selection), progress=progress,
                               labels=launcher_labels(rec.name))
@@ -215,7 +321,8 @@ def launch(store: Store, settings: LabSettings, rec: VMRecord,
         os.makedirs(vdir, exist_ok=True)
         save(settings.state_dir, rec)
         default = [a.ifname for a in outcome.attachments if a.default]
-        rec.nics = [_pod_nic(default[0], ports)] if rec.pod_network and default else []
+        rec.nics = [_pod_nic(default[0], ports, pod_mac)] \
+            if rec.pod_network and default else []
         if rec.pod_network and not default:
             raise VMError("binding", "the launcher pod has no default network interface")
         secondary = [(a.ifname, a.network) for a in outcome.attachments if not a.default]
@@ -269,9 +376,10 @@ def _undone_on_failure(store: Store, settings: LabSettings, rec: VMRecord,
     try:
         yield
     except (MultihomeError, OSError) as e:
-        progress(f"vm/{rec.name}: failed, removing it again")
+        progress(f"vm/{rec.name}: failed, "
+                 + ("stopping it again" if rec.stopped else "removing it again"))
         close_fds(fds)
-        _teardown(store, settings, rec, progress)
+        _teardown(store, settings, rec, progress, keep=rec.stopped)
         if isinstance(e, VMError):
             raise
         raise VMError(step, str(e)) from e
@@ -284,7 +392,10 @@ def close_fds(fds: list[qemu.NicFd]) -> None:
     fds.clear()
 
 
-def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Progress) -> None:
+def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Progress,
+              keep: bool = False) -> None:
+    """qemu, a migration's leftovers, the bindings and the launcher pod go; the record and
+    the VM's IPAMClaims too unless `keep` (the VM is then Stopped)."""
     vdir = vm_dir(settings.state_dir, rec.namespace, rec.name)
     if qemu.stop(vdir):
         progress(f"vm/{rec.name}: qemu stopped")
@@ -299,18 +410,24 @@ def _teardown(store: Store, settings: LabSettings, rec: VMRecord, progress: Prog
         delete_pod(store, settings, rec.namespace, rec.target_pod, progress)
     release(labpods.netns_path(rec.namespace, rec.pod), rec.nics, f"vm/{rec.name}", progress)
     delete_pod(store, settings, rec.namespace, rec.pod, progress)
-    remove(settings.state_dir, rec.namespace, rec.name)
+    if not keep:
+        remove(settings.state_dir, rec.namespace, rec.name)
+        # with the VM its claims go (a `vm run` that failed too: nothing else would
+        # ever delete them, and their addresses would stay taken)
+        freed = vmclaims.drop(store, rec.namespace, rec.name)
+        if freed:
+            progress(f"vm/{rec.name}: its IPAMClaims deleted, {', '.join(freed)} released")
+        return
+    rec.stopped, rec.launcher, rec.target_pod, rec.target_nics = True, "", "", []
+    for nic in rec.nics:  # a later pid of the same number is not our DHCP server
+        nic.dhcp_pid = nic.dhcp_started = 0
+    save(settings.state_dir, rec)
 
 
 def delete_pod(store: Store, settings: LabSettings, namespace: str, pod: str,
                progress: Progress) -> None:
     """Delete a launcher pod if anything of it is left."""
-    try:
-        store.get(POD, namespace, pod)
-        exists = True
-    except NotFound:
-        exists = labpods.exists_netns(namespace, pod)
-    if exists:
+    if _pod_left(store, namespace, pod):
         with contextlib.suppress(labpods.PodError):
             labpods.delete(store, settings, namespace, pod, progress)
 
@@ -327,9 +444,6 @@ def delete(store: Store, settings: LabSettings, namespace: str, name: str,
                 raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"') from e
         rec = VMRecord(name=name, namespace=namespace, memory=0, networks="")
     _teardown(store, settings, rec, progress)
-    freed = vmclaims.drop(store, namespace, name)
-    if freed:
-        progress(f"vm/{name}: its IPAMClaims deleted, {', '.join(freed)} released")
     progress(f'vm "{name}" deleted')
 
 

@@ -76,6 +76,9 @@ class VMRecord:
     target_nics: list[Nic] = field(default_factory=list)  # and its bindings
     pod_network: bool = True  # the first NIC is the pod network (masquerade)
     migrations: int = 0
+    # `vm stop` ended qemu and deleted the launcher pod; the record (and the VM's
+    # IPAMClaims, so its addresses) stay for `vm start`
+    stopped: bool = False
 
     @property
     def pod(self) -> str:
@@ -181,3 +184,20 @@ def changing(state_dir: str, namespace: str, name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def creating(state_dir: str, namespace: str, name: str) -> Iterator[None]:
+    """`changing` for a VM being made: its directory is made first (private), and
+    removed again when the VM was not made after all (a failed run leaves nothing)."""
+    path = vm_dir(state_dir, namespace, name)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise VMError("state", f"cannot make the VM's directory {path}", str(e)) from e
+    try:
+        with changing(state_dir, namespace, name):
+            yield
+    finally:
+        if not os.path.exists(os.path.join(path, VM_FILE)):
+            remove(state_dir, namespace, name)
