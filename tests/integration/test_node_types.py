@@ -1,6 +1,6 @@
 """Node policies with the interface types this host's kernel has (vxlan, mac-vlan), and
 the clear error for those it lacks (dummy, bond, vrf, ipvlan: applied in
-tests/kernel/test_node_types.py)."""
+tests/kernel/test_node_types_tier.py)."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def test_a_type_this_kernel_lacks_is_a_clear_error(node_ns: Netns, kind: str,
                                          "ipvlan": {"link": _index(node_ns, "ul0")}}
     extra = extras.get(kind, {})
     if kernel_has(node_ns, kind, **extra):
-        pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types.py")
+        pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types_tier.py")
     missing_feature_is_refused(node_ns, {"interfaces": [state]}, message)
 
 
