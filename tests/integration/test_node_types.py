@@ -186,7 +186,8 @@ def test_a_type_this_kernel_lacks_is_a_clear_error(node_ns: Netns, kind: str,
                                          "ipvlan": {"link": _index(node_ns, "ul0")}}
     extra = extras.get(kind, {})
     if kernel_has(node_ns, kind, **extra):
-        pytest.skip(f"this kernel has {kind} links: applied in tests/kernel/test_node_types_tier.py")
+        pytest.skip(f"this kernel has {kind} links: tested in "
+                    "tests/kernel/test_node_types_tier.py")
     missing_feature_is_refused(node_ns, {"interfaces": [state]}, message)
 
 
