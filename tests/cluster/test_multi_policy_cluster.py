@@ -25,13 +25,16 @@ def _labelled(name: str, app: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def pods(cluster: Kube) -> Iterator[dict[str, str]]:
+def pods(cluster: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    # host-local's allocations stay the test's, never the node's /var/lib/cni
+    ipam_dir = str(tmp_path_factory.mktemp("mnp-ipam"))
     cluster.apply(namespace_manifest(NS))
     cluster.apply({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
                    "metadata": {"name": "mnp-net"}, "spec": {"config": json.dumps({
                        "cniVersion": "0.3.1", "name": "mnp-net", "type": "bridge",
                        "bridge": BRIDGE, "ipam": {"type": "host-local",
-                                                  "subnet": "10.176.0.0/24"}})}},
+                                                  "subnet": "10.176.0.0/24",
+                                                  "dataDir": ipam_dir}})}},
                   namespace=NS)
     try:
         cluster.apply(_labelled("db", "db"), _labelled("web", "web"), _labelled("cli", "cli"),

@@ -65,15 +65,18 @@ def lab(tmp_path: Path) -> Iterator[PolicyLab]:
     lab = new_lab(PolicyLab, tmp_path, "mp")
     lab.ns = unique("mp")
     lab_up(lab, "10.173.0.1/24", "10.174.0.0/24")
+    ipam_dir = str(tmp_path / "ipam")  # the allocations stay the test's, never /var/lib/cni's
     try:
         nads: tuple[tuple[str, dict[str, object]], ...] = (
             ("br-net", {"cniVersion": "0.3.1", "name": "br-net", "type": "bridge",
                         "bridge": lab.dev_bridge,
                         "ipam": {"type": "host-local", "subnet": "10.173.0.0/24",
-                                 "rangeStart": "10.173.0.10", "rangeEnd": "10.173.0.99"}}),
+                                 "rangeStart": "10.173.0.10", "rangeEnd": "10.173.0.99",
+                                 "dataDir": ipam_dir}}),
             ("mv-net", {"cniVersion": "0.3.1", "name": "mv-net", "type": "macvlan",
                         "master": lab.dev_bridge, "mode": "bridge",
-                        "ipam": {"type": "host-local", "subnet": "10.175.0.0/24"}}),
+                        "ipam": {"type": "host-local", "subnet": "10.175.0.0/24",
+                                 "dataDir": ipam_dir}}),
         )
         for name, config in nads:
             lab.ok("apply", "-f", lab.nad_file(name, config), "-n", lab.ns)
