@@ -7,12 +7,14 @@ a rootdir conftest, puts tests/ on sys.path) and no test imports a conftest.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from multihome import paths
 from support.cni_exec import install_cni
 from support.host_state import cni_state_files, host_netns, link_names, nft_tables
 from support.netns import Netns, add_netns, del_netns, unique
@@ -22,6 +24,12 @@ from support.netns import Netns, add_netns, del_netns, unique
 settings.register_profile("multihome", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("multihome")
+
+# Tests give plugins dataDir/sysfsRoot/resolvConf paths in their tmp dirs: this node (the
+# test machine) lets network configs name those besides the defaults. Set in the
+# environment so that every daemon and plugin a test starts inherits it.
+os.environ.setdefault(paths.CONFIG_PATH_ROOTS_ENV, ":".join(
+    (*paths.DEFAULT_CONFIG_PATH_ROOTS, tempfile.gettempdir())))
 
 # The cluster tier (tests/cluster) starts a real cluster and runs on its own after the
 # kernel tier: `make test` runs it as `MH_CLUSTER_TIER=1 pytest tests/cluster`.

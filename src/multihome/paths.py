@@ -16,6 +16,31 @@ DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
 DEFAULT_DAEMON_STATE_DIR = "/var/lib/multihome/daemon"
 
 
+# Paths a network config (a NAD) may name: host-local's dataDir/resolvConf, tuning's and
+# sriov's dataDir, sysfsRoot, kernelpath. The root daemon must never touch a path only a
+# NAD's author chose; the node names others with $MULTIHOME_CONFIG_PATH_ROOTS
+# (colon-separated, replacing these).
+CONFIG_PATH_ROOTS_ENV = "MULTIHOME_CONFIG_PATH_ROOTS"
+DEFAULT_CONFIG_PATH_ROOTS = ("/var/lib/cni", "/run/cni", "/var/lib/multihome",
+                             "/run/multihome", "/etc/resolv.conf", "/run/systemd/resolve",
+                             "/sys", "/lib/modules", "/usr/lib/modules")
+
+
+def config_path_roots() -> tuple[str, ...]:
+    raw = os.environ.get(CONFIG_PATH_ROOTS_ENV, "")
+    roots = [r for r in raw.split(":") if r.startswith("/")] if raw.strip() else \
+        DEFAULT_CONFIG_PATH_ROOTS
+    return tuple(os.path.realpath(r) for r in roots)
+
+
+def config_path_allowed(path: str) -> bool:
+    """Whether `path` (absolute), with its symlinks and `..` resolved, is one of the
+    node's config path roots or lies under one."""
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root.rstrip("/") + "/")
+               for root in config_path_roots())
+
+
 def state_dir(path: str | None = None) -> str:
     """The state dir: the argument, else ``$MULTIHOME_STATE_DIR``, else the default."""
     return path or os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR

@@ -213,3 +213,20 @@ def test_relative_path_keys_are_refused(plugin: str, key: str, value: str) -> No
     with pytest.raises(CNIError) as info:
         parse(call)
     assert info.value.code == 7 and key in info.value.msg and "absolute" in info.value.msg
+
+
+@pytest.mark.parametrize(("plugin", "key"), [
+    ("sriov", "dataDir"), ("sriov", "sysfsRoot"), ("tuning", "dataDir"),
+    ("host-device", "kernelpath"), ("host-device", "sysfsRoot")])
+@pytest.mark.parametrize("value", ["/etc", "/etc/cron.d", "/var/lib/cni/../../../etc", "/"])
+def test_path_keys_outside_the_nodes_roots_are_refused(plugin: str, key: str,
+                                                       value: str) -> None:
+    """The root daemon runs what a NAD says: a path only the NAD's author chose (not the
+    node, through MULTIHOME_CONFIG_PATH_ROOTS) is never touched."""
+    parse, _ = PARSERS[plugin]
+    call = call_for(plugin, {"deviceID": "0000:00:01.0", "device": "eth1", key: value}, "")
+    assert call is not None
+    with pytest.raises(CNIError) as info:
+        parse(call)
+    assert info.value.code == 7 and key in info.value.msg
+    assert "MULTIHOME_CONFIG_PATH_ROOTS" in info.value.msg

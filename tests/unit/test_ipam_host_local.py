@@ -348,3 +348,14 @@ def test_concurrent_allocation_from_threads(tmp_path: Path) -> None:
         results = list(pool.map(_allocate_one, [(str(tmp_path), f"t{i}") for i in range(32)]))
     assert all(rc == 0 for rc, _ in results), results
     assert len({addr for _, addr in results}) == 32
+
+
+@pytest.mark.parametrize("key, value", [("dataDir", "/etc"), ("dataDir", "/root/x"),
+                                        ("resolvConf", "/etc/shadow")])
+def test_host_local_paths_outside_the_nodes_roots_are_refused(tmp_path: Path, key: str,
+                                                              value: str) -> None:
+    conf = make_conf(tmp_path, subnet="10.9.0.0/24", **{key: value})
+    rc, out = run("ADD", conf)
+    assert rc != 0 and out["code"] == 7
+    assert key in out["msg"] and "MULTIHOME_CONFIG_PATH_ROOTS" in out["msg"]
+    assert not os.path.exists("/etc/net1") and not os.path.exists("/root/x")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from multihome import paths
 from multihome.cni import version as ver
 from multihome.cni.errors import DecodingFailure, InvalidConfig
 from multihome.cni.result import DNS, IPConfig, Route
@@ -37,6 +38,10 @@ def absolute_path(value: str, what: str) -> str:
     config author can know. A NUL byte is refused too (no syscall takes it)."""
     if value and (not value.startswith("/") or "\0" in value):
         raise InvalidConfig(f"{what} {value!r} must be an absolute path (starting with /)")
+    if value and not paths.config_path_allowed(value):
+        roots = ":".join(paths.config_path_roots())
+        raise InvalidConfig(f"{what} {value[:200]!r} is outside the paths this node lets "
+                            f"network configs name ({paths.CONFIG_PATH_ROOTS_ENV}={roots})")
     return value
 
 
