@@ -29,8 +29,10 @@ DEFAULT_CONFIG_PATH_ROOTS = ("/var/lib/cni", "/run/cni", "/var/lib/multihome",
 def config_path_roots() -> tuple[str, ...]:
     raw = os.environ.get(CONFIG_PATH_ROOTS_ENV, "")
     roots = [r for r in raw.split(":") if r.startswith("/")] if raw.strip() else \
-        DEFAULT_CONFIG_PATH_ROOTS
-    return tuple(os.path.realpath(r) for r in roots)
+        list(DEFAULT_CONFIG_PATH_ROOTS)
+    # the lab's state dir is the node's own choice too ($MULTIHOME_STATE_DIR): its
+    # networks keep their allocations there
+    return tuple(os.path.realpath(r) for r in (*roots, state_dir()))
 
 
 def config_path_allowed(path: str) -> bool:
