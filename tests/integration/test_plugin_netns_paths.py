@@ -51,7 +51,7 @@ def test_relative_paths_in_ipam_are_refused(netns_factory: Any, key: str, tmp_pa
     """A relative path would depend on the daemon's working directory."""
     monkeypatch.chdir(tmp_path)  # were it accepted, what it made stays in tmp_path
     node: Netns = netns_factory("mhpr")
-    ipam = {"type": "host-local", "subnet": "10.86.0.0/24", "dataDir": "/run/mh-unused",
+    ipam = {"type": "host-local", "subnet": "10.86.0.0/24", "dataDir": str(tmp_path / "unused"),
             key: "relative/dir"}
     err = call(node, "ADD", conf("host-local", ipam=ipam), netns_path="/x").error(7)
     assert key in err["msg"] and "absolute" in err["msg"], err

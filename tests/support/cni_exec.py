@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multihome import paths
 from multihome.plugins.registry import BUILTIN, MULTUS_NAMES
 from support.netns import Netns
 
@@ -36,6 +37,13 @@ class CNIOutcome:
         return self.json
 
 
+def node_env() -> dict[str, str]:
+    """What the node sets for every plugin besides the CNI variables: the roots its
+    network configs may name paths under (tests/conftest.py adds the tmp dir)."""
+    roots = os.environ.get(paths.CONFIG_PATH_ROOTS_ENV)
+    return {paths.CONFIG_PATH_ROOTS_ENV: roots} if roots else {}
+
+
 def run_cni(
     exe: Path | str,
     command: str,
@@ -56,7 +64,7 @@ def run_cni(
     node: its bridge, sysctls and nft tables stay out of the real host.
     """
     full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                "CNI_COMMAND": command}
+                "CNI_COMMAND": command, **node_env()}
     for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
                        ("CNI_IFNAME", ifname if command != "VERSION" else ""),
                        ("CNI_PATH", str(cni_path)), ("CNI_ARGS", cni_args)):

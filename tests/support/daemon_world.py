@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from multihome.daemon.autoconf import CONFIG_NAME
-from support.cni_exec import CNIOutcome, run_cni
+from support.cni_exec import CNIOutcome, node_env, run_cni
 from support.netns import Netns
 
 MULTIHOME = str(Path(sys.executable).parent / "multihome")
@@ -137,7 +137,8 @@ class Node:
                        env=env, timeout=timeout)
 
     def cni_background(self, command: str, cid: str, pod: Netns) -> subprocess.Popen[bytes]:
-        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+        env = {"PATH": os.environ["PATH"], **node_env(), "CNI_COMMAND": command,
+               "CNI_CONTAINERID": cid,
                "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0",
                "CNI_PATH": f"{self.extra_bin}:{self.installed}"}
         stdin = self.tmp / f"stdin-{command}-{cid}.json"
