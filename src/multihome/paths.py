@@ -7,8 +7,10 @@ the CNI cache, plugin state files and the installed executables all use it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+import time
 
 STATE_ENV = "MULTIHOME_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/multihome/lab"
@@ -72,3 +74,17 @@ def write_file_atomic(dest: str | os.PathLike[str], data: str | bytes, mode: int
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def flock_within(fd: int, seconds: float, poll: float = 0.1) -> bool:
+    """Take an exclusive flock on `fd`, waiting at most `seconds`; False when another
+    holder kept it that long (every wait has a bound). Closing `fd` releases it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(poll)

@@ -19,14 +19,13 @@ tries them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from multihome import paths
 from multihome.attach import engine, events, naming, side_by_side
 from multihome.attach import status as netstatus
 from multihome.attach.logs import log
@@ -101,17 +100,9 @@ def exclusive(conf: MultusConfig) -> Iterator[None]:
         raise UnknownContainer(f"no attachment records in {directory}: nothing to "
                                "hot-plug", str(e)) from e
     try:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TryAgainLater(
-                        f"another hot-plug in {directory} did not finish within "
-                        f"{LOCK_WAIT_S:.0f} s; try again later") from None
-                time.sleep(_LOCK_POLL_S)
+        if not paths.flock_within(fd, LOCK_WAIT_S, _LOCK_POLL_S):
+            raise TryAgainLater(f"another hot-plug in {directory} did not finish within "
+                                f"{LOCK_WAIT_S:.0f} s; try again later")
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -12,13 +12,13 @@ retried after a growing wait, and a resync runs every RESYNC_INTERVAL_S regardle
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Iterable
 
 from multihome.attach import engine
 from multihome.attach.policy.enforce import SyncReport, World, sync_world
 from multihome.k8s import paths
-from multihome.k8s.backoff import Backoff
 from multihome.k8s.cache import WatchCache
+from multihome.k8s.reconcile_loop import ReconcileLoop
 from multihome.k8s.store import KubeStore, daemon_node_store
 from multihome.store import MULTI_POLICY, NAMESPACE, POD, Object
 
@@ -37,20 +37,20 @@ def _objects(kind: str, cache: WatchCache) -> list[Object]:
     return out
 
 
-class MultiPolicyController:
+class MultiPolicyController(ReconcileLoop):
     def __init__(self, store: KubeStore, cni_dir: str, *,
                  resync_s: float = RESYNC_INTERVAL_S) -> None:
-        self.store, self.cni_dir, self.resync_s = store, cni_dir, resync_s
+        super().__init__("multi-policies", resync_s)
+        self.store, self.cni_dir = store, cni_dir
         self.passes = 0  # completed passes (for tests)
-        self.errors = 0
         self.last: SyncReport | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="multi-policies", daemon=True)
         self.watches = {
-            kind: WatchCache(store.api, paths.collection(kind, None), on_change=self._wake.set)
+            kind: WatchCache(store.api, paths.collection(kind, None), on_change=self.wake)
             for kind in (MULTI_POLICY, POD, NAMESPACE)
         }
+
+    def caches(self) -> Iterable[WatchCache]:
+        return self.watches.values()
 
     def world(self) -> World:
         report = SyncReport()
@@ -72,33 +72,6 @@ class MultiPolicyController:
         self.last = report
         self.passes += 1
         return report
-
-    def start(self) -> None:
-        for cache in self.watches.values():
-            cache.start()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        for cache in self.watches.values():
-            cache.stop()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        backoff = Backoff(maximum=self.resync_s)
-        while not self._stop.is_set():
-            self._wake.clear()  # changes from here on wake the next pass
-            try:
-                self.reconcile()
-            except Exception as e:  # this thread must outlive any error
-                delay = backoff.next()
-                log.warning("multi-networkpolicy pass failed: %s (next in %.1fs)", e, delay)
-                self.errors += 1
-                self._stop.wait(delay)
-                continue
-            backoff.reset()
-            self._wake.wait(self.resync_s)
 
 
 def start_for_daemon(store_spec: str, cni_dir: str) -> MultiPolicyController | None:

@@ -31,15 +31,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import threading
 import urllib.parse
+from collections.abc import Iterable
 
 from multihome.cni.errors import CNIError
 from multihome.daemon.metrics import NODE_POLICIES, NodePolicyMetrics
 from multihome.k8s import paths
-from multihome.k8s.backoff import Backoff
 from multihome.k8s.cache import WatchCache
 from multihome.k8s.client import ApiError, ApiUnreachable
+from multihome.k8s.reconcile_loop import ReconcileLoop
 from multihome.k8s.store import KubeStore, daemon_node_store
 from multihome.node import policy, probes
 from multihome.store import NODE, Object, StoreError
@@ -52,24 +52,23 @@ RESYNC_INTERVAL_S = 60.0
 RETRIED_STATES = ("", "Pending", "Progressing")
 
 
-class NodePolicyController:
+class NodePolicyController(ReconcileLoop):
     def __init__(self, store: KubeStore, node_name: str, *, netns_path: str | None = None,
                  resync_s: float = RESYNC_INTERVAL_S,
                  metrics: NodePolicyMetrics | None = None,
                  probe_defaults: probes.Defaults | None = None) -> None:
+        super().__init__("node-policies", resync_s)
         self.store, self.node_name, self.netns_path = store, node_name, netns_path
         self.probe_defaults = probe_defaults
         self.metrics = metrics
-        self.resync_s = resync_s
-        self.errors = 0  # failed passes (for tests and metrics)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="node-policies", daemon=True)
         self.watches = [
-            WatchCache(store.api, paths.collection(NNCP, None), on_change=self._wake.set),
+            WatchCache(store.api, paths.collection(NNCP, None), on_change=self.wake),
             WatchCache(store.api, paths.collection(NODE, None), f"metadata.name={node_name}",
-                       on_change=self._wake.set),
+                       on_change=self.wake),
         ]
+
+    def caches(self) -> Iterable[WatchCache]:
+        return self.watches
 
     def due(self) -> list[str]:
         """Names of the policies whose enactment on this node needs a pass."""
@@ -129,36 +128,10 @@ class NodePolicyController:
     def _progress(self, line: str) -> None:
         log.info("node %s: %s", self.node_name, line)
 
-    def start(self) -> None:
-        for cache in self.watches:
-            cache.start()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        for cache in self.watches:
-            cache.stop()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        backoff = Backoff(maximum=self.resync_s)
-        while not self._stop.is_set():
-            self._wake.clear()  # changes from here on wake the next pass
-            try:
-                self.reconcile()
-            except Exception as e:  # this thread must outlive any error
-                delay = backoff.next()
-                log.warning("node policies on %s: %s (next pass in %.1fs)", self.node_name,
-                            e, delay, exc_info=not isinstance(
-                                e, ApiError | ApiUnreachable | StoreError | CNIError))
-                self.errors += 1
-                # a failing pass is retried after a growing, jittered wait: a change does
-                # not wake it sooner, or a broken API would be hammered on every event
-                self._stop.wait(delay)
-                continue
-            backoff.reset()
-            self._wake.wait(self.resync_s)
+    def pass_failed(self, error: Exception, delay: float) -> None:
+        log.warning("node policies on %s: %s (next pass in %.1fs)", self.node_name, error,
+                    delay, exc_info=not isinstance(
+                        error, ApiError | ApiUnreachable | StoreError | CNIError))
 
 
 def api_server_target(server: str) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from multihome import paths
 from multihome.paths import write_file_atomic
 from multihome.vm.errors import VMError
 
@@ -170,17 +170,10 @@ def changing(state_dir: str, namespace: str, name: str) -> Iterator[None]:
         raise VMError("vm", f'VM "{name}" not found in namespace "{namespace}"',
                       str(e)) from e
     try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise VMError("vm", f'another change of VM "{name}" (a migration, a NIC '
-                                  f"hot-plug) did not finish within {LOCK_WAIT:.0f} s; try "
-                                  "again later") from None
-                time.sleep(0.1)
+        if not paths.flock_within(fd, LOCK_WAIT):
+            raise VMError("vm", f'another change of VM "{name}" (a migration, a NIC '
+                          f"hot-plug) did not finish within {LOCK_WAIT:.0f} s; try again "
+                          "later")
         yield
     finally:
         os.close(fd)
