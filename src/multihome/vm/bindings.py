@@ -15,7 +15,7 @@ import ipaddress
 from multihome.cni.errors import CNIError
 from multihome.net import addr, links, netns, sysctl, tapfd
 from multihome.net.netns import Netlink
-from multihome.vm import masquerade
+from multihome.vm import masquerade, tap
 from multihome.vm.errors import VMError
 from multihome.vm.naming import bridge_name, random_mac, tap_name
 from multihome.vm.state import Nic
@@ -57,14 +57,8 @@ def bind_bridge(pod_netns: str, nic: Nic) -> int:
             bridge = links.ensure_bridge(ipr, nic.bridge)
             links.set_master(ipr, link.index, bridge.index)
             links.set_up(ipr, link.index)
-        fd = tapfd.open_tap(pod_netns, nic.tap)
-        with netns.iproute_in(pod_netns) as ipr:
-            tap = links.by_name(ipr, nic.tap)
-            if tap is None:
-                raise VMError(STEP, f"tap {nic.tap} vanished right after creation")
-            links.set_master(ipr, tap.index, bridge.index)
-            links.set_up(ipr, tap.index)
-        with netns.entered(pod_netns):
+        fd = tap.open_port(pod_netns, nic.tap, bridge.index, STEP)
+        with netns.entered(pod_netns):  # best effort: cannot fail
             for name in (nic.bridge, nic.tap, nic.ifname):
                 _no_ipv6(name)
         return fd

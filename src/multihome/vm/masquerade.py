@@ -13,10 +13,12 @@ eth0 itself stays as CNI made it (address, MAC, routes): the pod is the VM's fac
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any
 
 from multihome.cni.errors import CNIError
-from multihome.net import addr, links, netns, nft, sysctl, tapfd
+from multihome.net import addr, links, netns, nft, sysctl
+from multihome.vm import tap
 from multihome.vm.errors import VMError
 from multihome.vm.naming import bridge_name, tap_name
 from multihome.vm.state import Nic
@@ -95,19 +97,18 @@ def bind(pod_netns: str, nic: Nic) -> int:
             links.set_mac(ipr, bridge.index, GATEWAY_MAC)
             addr.add_address(ipr, bridge.index, GATEWAY, nodad=True, ifname=nic.bridge)
             links.set_up(ipr, bridge.index)
-        fd = tapfd.open_tap(pod_netns, nic.tap)
-        with netns.iproute_in(pod_netns) as ipr:
-            tap = links.by_name(ipr, nic.tap)
-            if tap is None:
-                raise VMError(STEP, f"tap {nic.tap} vanished right after creation")
-            links.set_master(ipr, tap.index, bridge.index)
-            links.set_up(ipr, tap.index)
-        with netns.entered(pod_netns):
-            # the pod routes between the guest and eth0: forwarding is per namespace
-            sysctl.write("net.ipv4.ip_forward", "1")
-            for name in (nic.bridge, nic.tap):
-                sysctl.write_best_effort(sysctl.iface_key("ipv6", name, "disable_ipv6"), "1")
-            nft.run(nat_rules(nic.ifname, nic.ports), what="add the masquerade rules")
+        fd = tap.open_port(pod_netns, nic.tap, bridge.index, STEP)
+        try:
+            with netns.entered(pod_netns):
+                # the pod routes between the guest and eth0: forwarding is per namespace
+                sysctl.write("net.ipv4.ip_forward", "1")
+                for name in (nic.bridge, nic.tap):
+                    sysctl.write_best_effort(sysctl.iface_key("ipv6", name, "disable_ipv6"),
+                                             "1")
+                nft.run(nat_rules(nic.ifname, nic.ports), what="add the masquerade rules")
+        except BaseException:
+            os.close(fd)  # qemu never gets it
+            raise
         nic.addresses, nic.gateway, nic.dhcp = [str(GUEST)], str(GATEWAY.ip), True
         return fd
     except VMError:
