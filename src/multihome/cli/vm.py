@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
@@ -181,44 +182,27 @@ def migrate_cmd(name: str, namespace: str | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
-@vm.command("stop")
-@click.argument("name", callback=name_callback)
-@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
-def stop_cmd(name: str, namespace: str | None) -> None:
-    """Stop a VM (virtctl stop): qemu ends and the launcher pod goes; the VM, its NICs'
-    MACs and its IPAMClaims (so its addresses) stay for `vm start`."""
-    try:
-        settings = labsettings.load()
-        with state.changing(settings.state_dir, _ns(namespace), name):
-            vms.stop(get_store(), settings, _ns(namespace), name, _progress)
-    except (MultihomeError, StoreError) as e:
-        raise click.ClickException(str(e)) from e
+def _lifecycle(verb: str, change: Callable[..., object], doc: str) -> None:
+    """`vm stop|start|restart`: one change of the VM under its change lock."""
+    @vm.command(verb, help=doc)
+    @click.argument("name", callback=name_callback)
+    @click.option("-n", "--namespace", default=None, metavar="NS",
+                  callback=namespace_callback)
+    def command(name: str, namespace: str | None) -> None:
+        try:
+            settings = labsettings.load()
+            with state.changing(settings.state_dir, _ns(namespace), name):
+                change(get_store(), settings, _ns(namespace), name, _progress)
+        except (MultihomeError, StoreError) as e:
+            raise click.ClickException(str(e)) from e
 
 
-@vm.command("start")
-@click.argument("name", callback=name_callback)
-@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
-def start_cmd(name: str, namespace: str | None) -> None:
-    """Start a stopped VM (virtctl start): a new launcher pod with the same networks."""
-    try:
-        settings = labsettings.load()
-        with state.changing(settings.state_dir, _ns(namespace), name):
-            vms.start(get_store(), settings, _ns(namespace), name, _progress)
-    except (MultihomeError, StoreError) as e:
-        raise click.ClickException(str(e)) from e
-
-
-@vm.command("restart")
-@click.argument("name", callback=name_callback)
-@click.option("-n", "--namespace", default=None, metavar="NS", callback=namespace_callback)
-def restart_cmd(name: str, namespace: str | None) -> None:
-    """Restart a VM (virtctl restart): stop it (if it runs), then start it again."""
-    try:
-        settings = labsettings.load()
-        with state.changing(settings.state_dir, _ns(namespace), name):
-            vms.restart(get_store(), settings, _ns(namespace), name, _progress)
-    except (MultihomeError, StoreError) as e:
-        raise click.ClickException(str(e)) from e
+_lifecycle("stop", vms.stop, "Stop a VM (virtctl stop): qemu ends and the launcher pod goes; "
+           "the VM, its NICs' MACs and its IPAMClaims (so its addresses) stay for `vm start`.")
+_lifecycle("start", vms.start,
+           "Start a stopped VM (virtctl start): a new launcher pod with the same networks.")
+_lifecycle("restart", vms.restart,
+           "Restart a VM (virtctl restart): stop it (if it runs), then start it again.")
 
 
 @vm.command("get")

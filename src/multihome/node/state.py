@@ -402,14 +402,27 @@ def _port_differences(name: str, where: str, want: tuple[str, ...] | None,
 
 
 @dataclass(frozen=True, kw_only=True)
-class Bond(Interface):
-    TYPE = "bond"
-    SECTION = "link-aggregation"
+class NamedPortsController(Interface):
+    """A controller whose section lists its ports by name (bond, vrf)."""
+
     VIRTUAL = True
     CONTROLLER = True
 
-    mode: str | None = None  # canonical (balance-rr, 802.3ad, …)
     ports: tuple[str, ...] | None = None
+
+    def linked_names(self) -> set[str]:
+        return set(self.ports or ())
+
+    def port_names(self) -> tuple[str, ...] | None:
+        return self.ports
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bond(NamedPortsController):
+    TYPE = "bond"
+    SECTION = "link-aggregation"
+
+    mode: str | None = None  # canonical (balance-rr, 802.3ad, …)
     options: Mapping[str, Any] | None = None  # normalised values (net.bond.normalise)
 
     @classmethod
@@ -431,12 +444,6 @@ class Bond(Interface):
             out["port"] = list(self.ports)
         return out or None
 
-    def linked_names(self) -> set[str]:
-        return set(self.ports or ())
-
-    def port_names(self) -> tuple[str, ...] | None:
-        return self.ports
-
     def section_differences(self, have: Interface) -> list[str]:
         got = have if isinstance(have, Bond) else Bond(name=have.name)
         where = f"{self.name}.link-aggregation"
@@ -452,13 +459,10 @@ class Bond(Interface):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Vrf(Interface):
+class Vrf(NamedPortsController):
     TYPE = "vrf"
     SECTION = "vrf"
-    VIRTUAL = True
-    CONTROLLER = True
 
-    ports: tuple[str, ...] | None = None
     table_id: int | None = None
 
     @classmethod
@@ -474,12 +478,6 @@ class Vrf(Interface):
         if self.table_id is not None:
             out["route-table-id"] = self.table_id
         return out or None
-
-    def linked_names(self) -> set[str]:
-        return set(self.ports or ())
-
-    def port_names(self) -> tuple[str, ...] | None:
-        return self.ports
 
     def section_differences(self, have: Interface) -> list[str]:
         got = have if isinstance(have, Vrf) else Vrf(name=have.name)
