@@ -213,13 +213,18 @@ def _ipconfig(ip: IPAddress, r: PoolRange, cfg: WhereaboutsConfig) -> IPConfig:
     return IPConfig(address=ipaddress.ip_interface(f"{ip}/{prefix}"), gateway=r.gateway)
 
 
+def _claimed_owner(call: Call) -> tuple[claims.ClaimRef | None, pools.Owner]:
+    """The attachment's IPAMClaim (if its selection names one) and who owns its
+    addresses: the claim when there is one, else the pod's attachment."""
+    ref = claims.claim_ref(call)
+    owner = owner_of(call.cmd)
+    return ref, owner if ref is None else claims.claim_owner(ref, owner.podref)
+
+
 @_store_errors
 def add(call: Call) -> Result:
     cfg = load(call.conf)
-    ref = claims.claim_ref(call)
-    owner = owner_of(call.cmd)
-    if ref is not None:
-        owner = claims.claim_owner(ref, owner.podref)
+    ref, owner = _claimed_owner(call)
     ips: list[IPConfig] = []
     with _pools_of(cfg, take_slice=True) as (store, targets):
         recorded = claims.recorded_ips(claims.read_claim(store, ref)) if ref else []
@@ -269,10 +274,7 @@ def delete(call: Call) -> None:
 @_store_errors
 def check(call: Call) -> None:
     cfg = load(call.conf)
-    ref = claims.claim_ref(call)
-    owner = owner_of(call.cmd)
-    if ref is not None:
-        owner = claims.claim_owner(ref, owner.podref)
+    _, owner = _claimed_owner(call)
     held: set[IPAddress] = set()
     with _pools_of(cfg, take_slice=False) as (_, targets):
         for p in targets:
