@@ -243,9 +243,12 @@ def add(call: Call) -> Result:
     try:
         lease = manager.acquire(key, call.cmd.netns, _options(call, conf, key))
         return result_of(lease, conf, call.conf.cni_version)
-    except DhcpError as e:
+    except BaseException as e:
+        # a failed ADD holds no lease, whatever failed (the result too)
         manager.release(key)
-        raise TryAgainLater(f"dhcp IPAM: {e}") from e
+        if isinstance(e, DhcpError):
+            raise TryAgainLater(f"dhcp IPAM: {e}") from e
+        raise
 
 
 def delete(call: Call) -> None:
