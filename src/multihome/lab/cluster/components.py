@@ -113,6 +113,12 @@ def scheduler(layout: ClusterLayout) -> list[str]:
     ]
 
 
+# Plain copies, not overlay mounts: the lab's images are one small layer each, and
+# overlayfs needs a filesystem under containerd's root that takes it as an upper
+# layer, which a state dir on overlay, tmpfs quirks or a container's root may not give.
+SNAPSHOTTER = "native"
+
+
 def containerd_config(layout: ClusterLayout) -> str:
     """containerd 1.6's CRI plugin: our CNI dirs, our pause image, cgroupfs."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -134,7 +140,7 @@ def containerd_config(layout: ClusterLayout) -> str:
         # oom_score_adj (the sandbox asks for -998): clamp to containerd's own instead
         "  restrict_oom_score_adj = true",
         f"[{cri}.containerd]",
-        '  snapshotter = "overlayfs"',
+        f'  snapshotter = "{SNAPSHOTTER}"',
         '  default_runtime_name = "runc"',
         f"[{cri}.containerd.runtimes.runc]",
         '  runtime_type = "io.containerd.runc.v2"',

@@ -213,9 +213,31 @@ def restart_apiserver(layout: ClusterLayout) -> None:
     _start_apiserver(layout)
 
 
+CTR_ATTEMPTS = 3
+CTR_RETRY_DELAY_S = 1.0
+
+
 def _ctr(layout: ClusterLayout, *args: str, timeout: float = 60) -> None:
-    subprocess.run(["ctr", "--address", layout.containerd_socket, "-n", "k8s.io", *args],
-                   check=True, capture_output=True, timeout=timeout)
+    """Run ctr against the lab's containerd; a failure names ctr's own reason.
+
+    A just-started containerd can refuse a request briefly while its services settle,
+    so a refused call is tried again, a bounded number of times."""
+    # containerd is serving when we call: a socket that does not answer at once won't
+    argv = ["ctr", "--address", layout.containerd_socket, "--connect-timeout", "2s",
+            "-n", "k8s.io", *args]
+    reason = ""
+    for attempt in range(CTR_ATTEMPTS):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                             check=False)
+        if out.returncode == 0:
+            return
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        reason = lines[-1][:400] if lines else "(no output)"
+        if attempt + 1 < CTR_ATTEMPTS:
+            time.sleep(CTR_RETRY_DELAY_S * (attempt + 1))
+    raise ClusterError(f"ctr {' '.join(args[:2])} failed {CTR_ATTEMPTS} times: {reason}; "
+                       f"containerd's log {layout.log('containerd')}: "
+                       f"{procs.last_line(layout.log('containerd'))}")
 
 
 def _node_address(layout: ClusterLayout) -> None:
@@ -240,7 +262,8 @@ def _node(layout: ClusterLayout, progress: Progress) -> None:
     procs.wait_for(layout, "containerd", lambda: os.path.exists(layout.containerd_socket),
                    60, "serving")
     for archive in images.write_lab_images(layout.dir("images")):
-        _ctr(layout, "images", "import", "--all-platforms", str(archive))
+        _ctr(layout, "images", "import", "--all-platforms",
+             "--snapshotter", components.SNAPSHOTTER, str(archive))
     progress(f"containerd is up with {images.PAUSE_IMAGE} and {images.TEST_IMAGE}")
     (layout.dir("kubelet-config.yaml")).write_text(components.kubelet_config(layout))
     layout.kubelet_root.mkdir(parents=True, exist_ok=True)
@@ -355,13 +378,39 @@ def _kill_shims(layout: ClusterLayout) -> None:
                 os.killpg(int(entry.name), signal.SIGKILL)
 
 
-def _remove_cgroups() -> None:
-    """The kubelet's cgroup tree (kubepods) in every v1 controller, leaves first."""
+CGROUP_EMPTY_WAIT_S = 5.0
+
+
+def _kubepods_trees() -> list[Path]:
     root = Path("/sys/fs/cgroup")
-    for controller in root.iterdir() if root.is_dir() else []:
-        top = controller / "kubepods"
-        if not top.is_dir():
-            continue
+    return [c / "kubepods" for c in (root.iterdir() if root.is_dir() else [])
+            if (c / "kubepods").is_dir()]
+
+
+def _kubepods_pids() -> set[int]:
+    pids: set[int] = set()
+    for top in _kubepods_trees():
+        for dirpath, _dirs, _files in os.walk(top):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in Path(dirpath, "cgroup.procs").read_text().split())
+    return pids
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's cgroup tree (kubepods) in every v1 controller, leaves first.
+
+    Whatever still runs in it is a pod's process whose shim is gone (a lab that failed
+    half-way up): the sandbox's sleep ignores SIGTERM, so it gets SIGKILL, and the
+    trees go once they are empty (a bounded wait)."""
+    import signal
+
+    deadline = time.monotonic() + CGROUP_EMPTY_WAIT_S
+    while (pids := _kubepods_pids()) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for top in _kubepods_trees():
         for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: len(t[0]),
                                              reverse=True):
             with contextlib.suppress(OSError):
