@@ -100,7 +100,11 @@ def main() -> None:
 
     from pyroute2 import netns
 
+    from multihome import paths
+
     tmp = Path(tempfile.mkdtemp(prefix="mh-bench-"))
+    # the node lets configs name the bench's own data dirs (host-local dataDir)
+    os.environ[paths.CONFIG_PATH_ROOTS_ENV] = ":".join((*paths.DEFAULT_CONFIG_PATH_ROOTS, str(tmp)))
     suffix = os.urandom(3).hex()
     node_ns, pod_ns = f"mhbnode{suffix}", f"mhbpod{suffix}"
     entered = False

@@ -417,7 +417,11 @@ def main() -> None:
         sys.exit("the Go reference plugins are missing: make install adds them")
     from pyroute2 import netns
 
+    from multihome import paths
+
     tmp = Path(tempfile.mkdtemp(prefix="mh-bench-daemon-"))
+    # the node lets configs name the bench's own data dirs (host-local dataDir)
+    os.environ[paths.CONFIG_PATH_ROOTS_ENV] = ":".join((*paths.DEFAULT_CONFIG_PATH_ROOTS, str(tmp)))
     bench: Bench | None = None
     try:
         with node_namespace() as node:
