@@ -42,6 +42,7 @@ from multihome.cni.errors import (
 )
 from multihome.cni.result import Result
 from multihome.ipam import whereabouts as cluster_ipam
+from multihome.net import link_batch
 from multihome.plugins.registry import IN_PROCESS
 from multihome.shim import ENGINE_TYPES
 from multihome.store import POD, NotFound, Store
@@ -411,15 +412,21 @@ def detach_all(conf: MultusConfig, record: PodRecord, path: Sequence[str], what:
                 netns: str | None = None) -> list[tuple[Attachment, CNIError]]:
     """DEL of every attachment of the record, side by side; the ones that failed."""
 
-    def detach(att: Attachment) -> None:
-        log.info("%s: %s", what, delegate_tag(record, att))
-        net = runtime.parse_network_config(att.conflist)
-        runtime.del_network_list(net, runtime_conf(conf, record, att, netns), path,
-                                 conf.executor)
-        devices.forget(_cni_info_path(conf, record, att))
-
     attachments = list(reversed(record.attachments))
-    outcomes = side_by_side.run_each(detach, attachments)
+    with link_batch.coalesced(len(attachments)) as batch:
+
+        def detach(att: Attachment) -> None:
+            try:
+                log.info("%s: %s", what, delegate_tag(record, att))
+                net = runtime.parse_network_config(att.conflist)
+                runtime.del_network_list(net, runtime_conf(conf, record, att, netns), path,
+                                         conf.executor)
+                devices.forget(_cni_info_path(conf, record, att))
+            finally:
+                if batch is not None:
+                    batch.leave()  # the others no longer wait for a link of this one
+
+        outcomes = side_by_side.run_each(detach, attachments)
     return [(att, o) for att, o in zip(attachments, outcomes, strict=True)
             if isinstance(o, CNIError)]
 

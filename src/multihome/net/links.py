@@ -15,6 +15,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError, InvalidConfig
+from multihome.net import link_batch
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -342,7 +343,10 @@ def delete_by_name(ipr: IPRoute, name: str) -> bool:
 
 
 def _delete(ipr: IPRoute, what: str, **key: Any) -> bool:
+    batch = link_batch.current()
     try:
+        if batch is not None:  # a pod's delegates side by side: one request for all
+            return batch.delete(ipr, key)
         ipr.link("del", **key)
     except NetlinkError as e:
         if e.code == errno.ENODEV:
