@@ -573,7 +573,7 @@ class Bench:
             children_seen = max(children_seen, len(kids))
             kids_pss = sum(Memory.of(pid).pss for pid in kids)
             totals.append(Memory(own.rss, own.pss + kids_pss))
-            label = f"burst {i} ({i * MEMORY_BURST_PODS} pods)" if i else "start"
+            label = f"burst {i} ({i * MEMORY_BURST_PODS} pods)" if i else "before the bursts"
             self.out(f"| {label} | {own.rss / MIB:.1f} | {own.pss / MIB:.1f} | {len(kids)} "
                      f"| {kids_pss / MIB:.1f} | {(own.pss + kids_pss) / MIB:.1f} "
                      f"| {failed} | {busy} |")
