@@ -1,18 +1,28 @@
-"""multihome's daemon + shim against Multus-style execution of the Go reference plugins.
+"""multihome's daemon + shim against the Go reference plugins and the Multus thin plugin.
 
 Runs as root. Everything happens inside a throw-away namespace that plays the node (this
 process switches into it before starting the daemon and exec'ing any plugin), with its own
 bridges, subnets, store and data dirs in a temporary directory; all of it is removed at
-the end, even on failure. Each comparison interleaves both sides in the same run; every
+the end, even on failure. Each comparison interleaves all sides in the same run; every
 figure is a median. Writes the tables to bench/RESULTS.md.
 
-    .venv/bin/python bench/bench_daemon.py [--runs 15] [--pods 200] [--no-write]
+    .venv/bin/python bench/bench_daemon.py [--runs 15] [--pods 100] [--bursts 3]
+                                           [--no-write] [--only N]
+
+The contenders for a pod: multihome (the `multihome` shim and the daemon), the Go bridge
+plugin exec'd once per network (what Multus does, without Multus), and Multus thin itself
+(`make cluster-bins` builds it into ~/.cache/multihome): without a kubeconfig it runs
+exactly the delegates of its config, the first as eth0 and the next as net1, net2, ...,
+exec'ing each from its binDir in turn, and DEL in reverse. Its cache (cniDir) and conf dir
+are in the temporary directory, so nothing lands under /var/lib/cni.
 
 1. one bridge attachment (host-local, macspoofchk) ADD+DEL: shim→daemon vs Go bridge
-2. a pod with eth0+net1+net2: `multihome` shim→daemon vs three Go bridge execs
+2. a pod with eth0+net1+net2: `multihome` shim→daemon vs three Go bridge execs vs Multus
 3. 1, 2, 4, 8 secondary networks: cost per added network
-4. 200 pods one after another and 8 at a time: throughput, p50/p99 ADD, daemon RSS
+4. a burst of 100 pods (eth0 + net1), 8 at a time: multihome vs Multus thin, pods/s,
+   ADD p50/p99, failures and "busy" refusals
 5. the floor: the netlink + nftables work of one attachment alone, in a warm process
+6. the daemon's memory over 5 bursts of 200 pods (RSS and PSS after each)
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -37,11 +48,58 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from procstat import Memory, cpu_seconds, descendants
+
 GO_DIR = Path("/usr/lib/cni")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECONDARY_COUNTS = (1, 2, 4, 8)
 POD_NAMESPACE = "bench"
 SECTION = "## Daemon benchmarks"
+BENCHMARKS = range(1, 7)
+BURST_PARALLEL = 8  # pods set up at a time in a burst, as a kubelet starting many pods
+MEMORY_BURSTS = 5
+MEMORY_BURST_PODS = 200
+EXEC_TIMEOUT_S = 120.0  # one plugin exec; a hung one is a failure, not a hung benchmark
+MIB = 2**20
+
+# the contenders, in the order of the tables' columns
+GO, MULTUS, OURS = "Go plugins", "Multus thin", "multihome"
+TAGS = {GO: "g", MULTUS: "t", OURS: "o"}  # in namespace names and container ids
+
+Samples = dict[str, list[float]]
+Side = Callable[[Samples], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One CNI call of a contender: how long it took and, when it failed, why."""
+
+    seconds: float
+    error: str = ""  # the CNI error's msg (or what the process printed); "" on success
+
+    @property
+    def busy(self) -> bool:
+        return "busy" in self.error.lower()
+
+
+# a contender setting up or tearing down a pod: (command, container id, netns path, k
+# secondary networks) -> the outcome
+PodCall = Callable[[str, str, str, int], Outcome]
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Pods ADDed all at once (so many at a time), then all DELeted."""
+
+    add_wall: float
+    adds: list[Outcome]
+    del_wall: float
+    dels: list[Outcome]
+    cpu: float  # seconds of CPU the contender's processes used in it
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in (*self.adds, *self.dels) if o.error]
 
 
 def ms(samples: list[float]) -> float:
@@ -53,15 +111,47 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
-def run_exe(exe: Path, env: dict[str, str], conf: dict[str, Any] | None) -> float:
+def cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def ratio(ours: float, theirs: float | None) -> str:
+    return "-" if not theirs else f"{ours / theirs:.2f}x"
+
+
+def error_text(stdout: bytes, stderr: bytes) -> str:
+    """The msg of a CNI error on stdout, else whatever the process printed."""
+    try:
+        err = json.loads(stdout)
+    except ValueError:
+        err = None
+    if isinstance(err, dict) and "msg" in err:
+        details = err.get("details")
+        return f"{err['msg']}: {details}" if details else str(err["msg"])
+    return (stdout + stderr).decode(errors="replace").strip()
+
+
+def try_exe(exe: Path, env: dict[str, str], conf: dict[str, Any] | None) -> Outcome:
     stdin = json.dumps(conf).encode() if conf is not None else b""
     start = time.perf_counter()
-    proc = subprocess.run([str(exe)], input=stdin, env=env, capture_output=True)
+    try:
+        proc = subprocess.run([str(exe)], input=stdin, env=env, capture_output=True,
+                              timeout=EXEC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return Outcome(time.perf_counter() - start,
+                       f"{exe.name} {env.get('CNI_COMMAND')} timed out after "
+                       f"{EXEC_TIMEOUT_S:.0f} s")
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{exe} {env.get('CNI_COMMAND')} failed: {proc.stdout.decode()} "
-                         f"{proc.stderr.decode()}")
-    return elapsed
+    if proc.returncode == 0:
+        return Outcome(elapsed)
+    return Outcome(elapsed, error_text(proc.stdout, proc.stderr) or f"exit {proc.returncode}")
+
+
+def run_exe(exe: Path, env: dict[str, str], conf: dict[str, Any] | None) -> float:
+    outcome = try_exe(exe, env, conf)
+    if outcome.error:
+        raise SystemExit(f"{exe} {env.get('CNI_COMMAND')} failed: {outcome.error}")
+    return outcome.seconds
 
 
 def cni_env(command: str, cid: str, netns: str, ifname: str, cni_path: Path | str,
@@ -74,6 +164,10 @@ def cni_env(command: str, cid: str, netns: str, ifname: str, cni_path: Path | st
     return env
 
 
+def pod_args(k: int) -> str:
+    return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME=pod-{k}"
+
+
 def bridge_conf(name: str, bridge: str, subnet: str, data_dir: Path,
                 version: str = "1.0.0") -> dict[str, Any]:
     return {"cniVersion": version, "name": name, "type": "bridge", "bridge": bridge,
@@ -82,13 +176,24 @@ def bridge_conf(name: str, bridge: str, subnet: str, data_dir: Path,
                      "ranges": [[{"subnet": subnet}]]}}
 
 
+def multus_binary() -> Path | None:
+    """The Multus thin plugin `make cluster-bins` built, if it did."""
+    from multihome.lab.cluster.build import multus_binaries
+
+    exe = multus_binaries().path("multus")
+    return exe if os.access(exe, os.X_OK) else None
+
+
 @dataclass
 class Bench:
     tmp: Path
     node_ns: str
     runs: int
     pods: int
+    bursts: int
+    multus: Path | None
     made_ns: list[str] = field(default_factory=list)
+    pools: dict[str, list[str]] = field(default_factory=dict)
     daemon: subprocess.Popen[bytes] | None = None
     lines: list[str] = field(default_factory=list)
     counter: int = 0
@@ -100,6 +205,10 @@ class Bench:
     @property
     def socket(self) -> str:
         return str(self.tmp / "run" / "mh.sock")
+
+    @property
+    def multus_cache(self) -> Path:
+        return self.tmp / "multus-cache"
 
     def cid(self, prefix: str) -> str:
         self.counter += 1
@@ -113,6 +222,13 @@ class Bench:
         self.made_ns.append(name)
         return f"/var/run/netns/{name}"
 
+    def pod_pool(self, contender: str, n: int) -> list[str]:
+        """n pod namespaces of this contender's, made once and reused burst after burst."""
+        pool = self.pools.setdefault(contender, [])
+        while len(pool) < n:
+            pool.append(self.netns(f"mhbq{TAGS[contender]}"))
+        return pool[:n]
+
     def out(self, line: str = "") -> None:
         print(line, flush=True)
         self.lines.append(line)
@@ -125,6 +241,7 @@ class Bench:
                        capture_output=True)
         conf_dir = self.tmp / "net.d"
         conf_dir.mkdir()
+        (self.tmp / "multus-net.d").mkdir()
         default = bridge_conf("cluster", "mhbdef", "10.215.0.0/22", self.tmp / "ipam-ours")
         (conf_dir / "10-cluster.conflist").write_text(json.dumps(
             {"cniVersion": "1.0.0", "name": "cluster", "plugins": [
@@ -178,64 +295,144 @@ class Bench:
                 os.killpg(self.daemon.pid, signal.SIGKILL)
                 self.daemon.wait()
 
-    # -- the two sides ---------------------------------------------------------
+    # -- the contenders: a pod with eth0 + k secondary networks ---------------------
 
-    def ours_pod(self, k: int, pod_ns: str, samples: dict[str, list[float]]) -> None:
-        """One pod with eth0 + k secondaries through the `multihome` shim."""
-        cid = self.cid("o")
-        args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME=pod-{k}"
-        env = cni_env("ADD", cid, pod_ns, "eth0", self.bin_dir, args)
-        add = run_exe(self.bin_dir / "multihome", env, self.engine_conf)
-        delete = run_exe(self.bin_dir / "multihome", {**env, "CNI_COMMAND": "DEL"},
-                         self.engine_conf)
-        for what, t in (("ADD", add), ("DEL", delete), ("ADD+DEL", add + delete)):
-            samples.setdefault(what, []).append(t)
+    def ours_call(self, command: str, cid: str, pod_ns: str, k: int) -> Outcome:
+        """The `multihome` shim, which hands the whole pod to the daemon."""
+        return try_exe(self.bin_dir / "multihome",
+                       cni_env(command, cid, pod_ns, "eth0", self.bin_dir, pod_args(k)),
+                       self.engine_conf)
 
-    def go_pod(self, k: int, pod_ns: str, samples: dict[str, list[float]]) -> None:
-        """What Multus does: exec each delegate, one after another, then DEL in reverse."""
-        cid = self.cid("g")
+    def go_call(self, command: str, cid: str, pod_ns: str, k: int) -> Outcome:
+        """What Multus does, without Multus: exec each delegate in turn, DEL in reverse."""
         confs = [("eth0", bridge_conf("gdef", "mhbgdef", "10.217.0.0/22", self.tmp / "ipam-go"))]
         confs += [(f"net{i}", bridge_conf(f"g-{i}", f"mhbg{i}", f"10.218.{i}.0/24",
                                           self.tmp / "ipam-go")) for i in range(1, k + 1)]
-        add = sum(run_exe(GO_DIR / "bridge", cni_env("ADD", cid, pod_ns, ifn, GO_DIR), c)
-                  for ifn, c in confs)
-        delete = sum(run_exe(GO_DIR / "bridge", cni_env("DEL", cid, pod_ns, ifn, GO_DIR), c)
-                     for ifn, c in reversed(confs))
-        for what, t in (("ADD", add), ("DEL", delete), ("ADD+DEL", add + delete)):
+        total = 0.0
+        for ifname, conf in confs if command != "DEL" else reversed(confs):
+            outcome = try_exe(GO_DIR / "bridge", cni_env(command, cid, pod_ns, ifname, GO_DIR),
+                              conf)
+            total += outcome.seconds
+            if outcome.error:
+                return Outcome(total, outcome.error)
+        return Outcome(total)
+
+    def multus_conf(self, k: int) -> dict[str, Any]:
+        """Multus thin's config: no kubeconfig, so its delegates are all it runs.
+
+        binDir is where it looks for the delegates' plugins (before CNI_PATH); cniDir holds
+        what it caches per container (the delegates, for DEL) and libcni's result cache;
+        confDir is only read with a kubeconfig, but gets a dir of its own all the same.
+        """
+        data = self.tmp / "ipam-multus"
+        delegates = [bridge_conf("mdef", "mhbmdef", "10.221.0.0/22", data)]
+        delegates += [bridge_conf(f"m-{i}", f"mhbm{i}", f"10.222.{i}.0/24", data)
+                      for i in range(1, k + 1)]
+        return {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+                "binDir": str(GO_DIR), "cniDir": str(self.multus_cache),
+                "confDir": str(self.tmp / "multus-net.d"), "delegates": delegates}
+
+    def multus_call(self, command: str, cid: str, pod_ns: str, k: int) -> Outcome:
+        assert self.multus is not None
+        return try_exe(self.multus, cni_env(command, cid, pod_ns, "eth0", GO_DIR, pod_args(k)),
+                       self.multus_conf(k))
+
+    def contenders(self) -> dict[str, PodCall]:
+        calls: dict[str, PodCall] = {GO: self.go_call}
+        if self.multus is not None:
+            calls[MULTUS] = self.multus_call
+        calls[OURS] = self.ours_call
+        return calls
+
+    def pod_namespaces(self) -> dict[str, str]:
+        """One pod namespace per contender, for benchmarks that reuse one pod."""
+        return {name: self.netns(f"mhbp{TAGS[name]}") for name in self.contenders()}
+
+    def pod_cycle(self, call: PodCall, k: int, pod_ns: str, samples: Samples) -> None:
+        """ADD then DEL one pod; either failing stops the benchmark (after the DEL)."""
+        cid = self.cid("p")
+        add = call("ADD", cid, pod_ns, k)
+        delete = call("DEL", cid, pod_ns, k)
+        for command, outcome in (("ADD", add), ("DEL", delete)):
+            if outcome.error:
+                raise SystemExit(f"pod with eth0 + {k} networks: {command} failed: "
+                                 f"{outcome.error}")
+        for what, t in (("ADD", add.seconds), ("DEL", delete.seconds),
+                        ("ADD+DEL", add.seconds + delete.seconds)):
             samples.setdefault(what, []).append(t)
 
-    def compare(self, ours: Callable[[dict[str, list[float]]], None],
-                go: Callable[[dict[str, list[float]]], None],
-                ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-        o: dict[str, list[float]] = {}
-        g: dict[str, list[float]] = {}
-        ours({})  # warm both (page cache, first-call imports in the daemon)
-        go({})
+    def compare(self, *sides: Side) -> list[Samples]:
+        """Warm each side once, then run them in turn, `runs` times, in rotating order."""
+        results: list[Samples] = [{} for _ in sides]
+        for side in sides:
+            side({})  # page cache, first-call imports in the daemon
+        n = len(sides)
         for i in range(self.runs):
-            for side in ((ours, o), (go, g)) if i % 2 == 0 else ((go, g), (ours, o)):
-                side[0](side[1])
-        return o, g
+            # who goes first rotates, and every other lap runs backwards, so no side
+            # always follows the same other one (a burst of dirty pages, a busy bridge)
+            order = [(i + j) % n for j in range(n)]
+            if (i // n) % 2:
+                order.reverse()
+            for j in order:
+                sides[j](results[j])
+        return results
 
-    def table(self, title: str, rows: list[tuple[str, float, float]], target: str) -> None:
+    def compare_pods(self, k: int, pods: dict[str, str]) -> dict[str, Samples]:
+        calls = self.contenders()
+        results = self.compare(*(partial(self.pod_cycle, call, k, pods[name])
+                                 for name, call in calls.items()))
+        return dict(zip(calls, results, strict=True))
+
+    def table(self, title: str, rows: list[tuple[str, dict[str, float], str]]) -> None:
+        """Go, Multus thin and multihome side by side; ratios are multihome's to each."""
         self.out(f"### {title}")
         self.out("")
-        self.out("| operation | Go plugins ms | multihome ms | ratio | target |")
-        self.out("|---|---:|---:|---:|---|")
-        # the issue's target is for the first row; the others show where the time goes
-        for i, (what, g, o) in enumerate(rows):
-            self.out(f"| {what} | {g:.1f} | {o:.1f} | {o / g:.2f}x | {target if i == 0 else ''} |")
+        self.out(f"| operation | {GO} ms | {MULTUS} ms | {OURS} ms | {OURS}/Go "
+                 f"| {OURS}/Multus | target |")
+        self.out("|---|---:|---:|---:|---:|---:|---|")
+        for what, figures, target in rows:
+            ours = figures[OURS]
+            self.out(f"| {what} | {cell(figures.get(GO))} | {cell(figures.get(MULTUS))} "
+                     f"| {ours:.1f} | {ratio(ours, figures.get(GO))} "
+                     f"| {ratio(ours, figures.get(MULTUS))} | {target} |")
         self.out("")
+
+    def burst(self, call: PodCall, pods: list[str], k: int = 1) -> Burst:
+        """ADD a pod in each namespace, BURST_PARALLEL at a time, then DEL them all alike.
+
+        A failed call is recorded, never raised: the burst is about how many fail.
+        """
+        cids = [self.cid("b") for _ in pods]
+        cpu_before = self.cpu()
+
+        def phase(command: str) -> tuple[float, list[Outcome]]:
+            start = time.perf_counter()
+            with ThreadPoolExecutor(BURST_PARALLEL) as pool:
+                outcomes = list(pool.map(lambda c, p: call(command, c, p, k), cids, pods))
+            return time.perf_counter() - start, outcomes
+
+        add_wall, adds = phase("ADD")
+        del_wall, dels = phase("DEL")
+        return Burst(add_wall, adds, del_wall, dels, self.cpu() - cpu_before)
+
+    def cpu(self) -> float:
+        """CPU seconds of the processes this bench started (execs it waited for, the daemon)."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # the daemon is not reaped until the end, so it is not in RUSAGE_CHILDREN yet
+        daemon = cpu_seconds(self.daemon.pid) if self.daemon is not None else 0.0
+        return children.ru_utime + children.ru_stime + daemon
 
     # -- the benchmarks ----------------------------------------------------------
 
     def one_attachment(self) -> float:
-        pod_o, pod_g = self.netns("mhbpo"), self.netns("mhbpg")
+        pods = self.pod_namespaces()
+        pod_o, pod_g = pods[OURS], pods[GO]
         conf_o = bridge_conf("one-o", "mhb1o", "10.219.1.0/24", self.tmp / "ipam-ours")
         conf_g = bridge_conf("one-g", "mhb1g", "10.219.2.0/24", self.tmp / "ipam-go")
         fast = {"MULTIHOME_SOCKET": self.socket}
 
         def cycle(exe: Path, conf: dict[str, Any], pod: str, path: Path, extra: dict[str, str],
-                  s: dict[str, list[float]]) -> None:
+                  s: Samples) -> None:
             cid = self.cid("b")
             add = run_exe(exe, cni_env("ADD", cid, pod, "eth0", path, **extra), conf)
             delete = run_exe(exe, cni_env("DEL", cid, pod, "eth0", path, **extra), conf)
@@ -245,81 +442,152 @@ class Bench:
                 s.setdefault(what, []).append(t)
 
         o, g = self.compare(
-            lambda s: cycle(self.bin_dir / "bridge", conf_o, pod_o, self.bin_dir, fast, s),
-            lambda s: cycle(GO_DIR / "bridge", conf_g, pod_g, GO_DIR, {}, s))
-        # the engine path too: the `multihome` shim with only the default network
-        e, g2 = self.compare(lambda s: self.ours_pod(0, pod_o, s),
-                             lambda s: self.go_pod(0, pod_g, s))
-        rows = [(w, ms(g[w]), ms(o[w])) for w in ("ADD+DEL", "ADD", "DEL", "VERSION")]
-        rows.append(("ADD+DEL via `multihome` shim (engine, eth0 only)", ms(g2["ADD+DEL"]),
-                     ms(e["ADD+DEL"])))
+            partial(cycle, self.bin_dir / "bridge", conf_o, pod_o, self.bin_dir, fast),
+            partial(cycle, GO_DIR / "bridge", conf_g, pod_g, GO_DIR, {}))
+        # the engine path too: the `multihome` shim with only the default network, against
+        # Go's one exec and Multus thin with its one delegate
+        engine = self.compare_pods(0, pods)
+        targets = {"ADD+DEL": "≤ 0.7x Go", "ADD": "≤ 1.0x Go"}
+        rows = [(w, {GO: ms(g[w]), OURS: ms(o[w])}, targets.get(w, ""))
+                for w in ("ADD+DEL", "ADD", "DEL", "VERSION")]
+        rows.append(("ADD+DEL via `multihome` shim (engine, eth0 only)",
+                     {name: ms(s["ADD+DEL"]) for name, s in engine.items()}, ""))
         self.table("1. One bridge attachment (host-local, macspoofchk): `bridge` shim→daemon "
-                   "vs /usr/lib/cni/bridge", rows, "≤ 1.0x")
+                   "vs /usr/lib/cni/bridge (and, through the engine, Multus thin with one "
+                   "delegate)", rows)
         return ms(o["ADD+DEL"])
 
     def three_networks(self) -> None:
-        pod_o, pod_g = self.netns("mhbpo"), self.netns("mhbpg")
-        o, g = self.compare(lambda s: self.ours_pod(2, pod_o, s),
-                            lambda s: self.go_pod(2, pod_g, s))
+        results = self.compare_pods(2, self.pod_namespaces())
         self.table("2. Pod with eth0 + net1 + net2: `multihome` shim→daemon vs three Go "
-                   "bridge execs in sequence (Multus-style)",
-                   [(w, ms(g[w]), ms(o[w])) for w in ("ADD+DEL", "ADD", "DEL")], "≤ 0.5x")
+                   "bridge execs in sequence vs Multus thin with three delegates",
+                   [(w, {name: ms(s[w]) for name, s in results.items()},
+                     "≤ 0.3x Go" if w == "ADD+DEL" else "")
+                    for w in ("ADD+DEL", "ADD", "DEL")])
 
     def scaling(self) -> None:
-        pod_o, pod_g = self.netns("mhbpo"), self.netns("mhbpg")
+        pods = self.pod_namespaces()
+        names = list(self.contenders())
         self.out("### 3. Secondary networks per pod: ADD+DEL and the cost of each added network")
         self.out("")
-        self.out("| secondaries | Go ms | multihome ms | ratio | Go ms/added net "
-                 "| multihome ms/added net |")
-        self.out("|---:|---:|---:|---:|---:|---:|")
-        prev: tuple[int, float, float] | None = None
+        self.out(f"| secondaries | {GO} ms | {MULTUS} ms | {OURS} ms | {OURS}/Go "
+                 f"| {OURS}/Multus | Go ms/added net | Multus ms/added net "
+                 f"| {OURS} ms/added net |")
+        self.out("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        prev: tuple[int, dict[str, float]] | None = None
         for k in SECONDARY_COUNTS:
-            o, g = self.compare(partial(self.ours_pod, k, pod_o), partial(self.go_pod, k, pod_g))
-            go_ms, our_ms = ms(g["ADD+DEL"]), ms(o["ADD+DEL"])
-            if prev is None:
-                per_go = per_ours = "-"
-            else:
-                n = k - prev[0]
-                per_go = f"{(go_ms - prev[1]) / n:.1f}"
-                per_ours = f"{(our_ms - prev[2]) / n:.1f}"
-            self.out(f"| {k} | {go_ms:.1f} | {our_ms:.1f} | {our_ms / go_ms:.2f}x "
-                     f"| {per_go} | {per_ours} |")
-            prev = (k, go_ms, our_ms)
+            results = self.compare_pods(k, pods)
+            now = {name: ms(results[name]["ADD+DEL"]) for name in names}
+            per: dict[str, float] = {}
+            if prev is not None:
+                per = {name: (now[name] - prev[1][name]) / (k - prev[0]) for name in names}
+            self.out(f"| {k} | {cell(now.get(GO))} | {cell(now.get(MULTUS))} "
+                     f"| {now[OURS]:.1f} | {ratio(now[OURS], now.get(GO))} "
+                     f"| {ratio(now[OURS], now.get(MULTUS))} | {cell(per.get(GO))} "
+                     f"| {cell(per.get(MULTUS))} | {cell(per.get(OURS))} |")
+            prev = (k, now)
         self.out("")
 
-    def many_pods(self) -> None:
-        from multihome.daemon.metrics import resident_bytes
+    def burst_vs_multus(self) -> None:
+        calls = {name: call for name, call in self.contenders().items() if name != GO}
+        pools = {name: self.pod_pool(name, self.pods) for name in calls}
+        for name, call in calls.items():  # warm: bridges made, page cache, daemon imports
+            self.burst(call, pools[name][:BURST_PARALLEL])
+        bursts: dict[str, list[Burst]] = {name: [] for name in calls}
+        for i in range(self.bursts):
+            for name in list(calls) if i % 2 == 0 else reversed(list(calls)):
+                bursts[name].append(self.burst(calls[name], pools[name]))
+        self.out(f"### 4. A burst of {self.pods} pods (eth0 + net1 each), {BURST_PARALLEL} at "
+                 "a time: `multihome` shim→daemon vs Multus thin")
+        self.out("")
+        self.out("| contender | ADD pods/s | DEL pods/s | ADD p50 ms | ADD p99 ms | DEL p50 ms "
+                 "| CPU s a burst | failures | busy |")
+        self.out("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        add_rate: dict[str, float] = {}
+        add_p99: dict[str, float] = {}
+        for name in (MULTUS, OURS):
+            if name not in bursts:
+                self.out(f"| {name} | - | - | - | - | - | - | - | - |")
+                continue
+            runs = bursts[name]
+            add_rate[name] = statistics.median(
+                sum(not o.error for o in b.adds) / b.add_wall for b in runs)
+            del_rate = statistics.median(sum(not o.error for o in b.dels) / b.del_wall
+                                         for b in runs)
+            adds = [o.seconds for b in runs for o in b.adds if not o.error] or [0.0]
+            dels = [o.seconds for b in runs for o in b.dels if not o.error] or [0.0]
+            add_p99[name] = pct(adds, 0.99)
+            failed = [o for b in runs for o in b.failures]
+            self.out(f"| {name} | {add_rate[name]:.1f} | {del_rate:.1f} | {pct(adds, 0.5):.0f} "
+                     f"| {add_p99[name]:.0f} | {pct(dels, 0.5):.0f} "
+                     f"| {statistics.median(b.cpu for b in runs):.1f} | {len(failed)} "
+                     f"| {sum(o.busy for o in failed)} |")
+        self.out("")
+        if MULTUS in add_rate:
+            below = "yes" if add_p99[OURS] < add_p99[MULTUS] else "no"
+            self.out(f"ADD throughput multihome/Multus thin: "
+                     f"{add_rate[OURS] / add_rate[MULTUS]:.2f}x (target ≥ 1.5x); multihome's "
+                     f"ADD p99 below Multus's: {below} ({add_p99[OURS]:.0f} vs "
+                     f"{add_p99[MULTUS]:.0f} ms).")
+        self.out(f"Pods/s: successful calls over the phase's wall time, median of "
+                 f"{self.bursts} bursts each (who goes first alternates); latencies over all "
+                 "of them. CPU: the execs this bench waited for (shims, Multus and its "
+                 "delegates) plus the daemon and anything below it. Failures: CNI errors of "
+                 "ADD or DEL; busy: those whose msg says the daemon is busy.")
+        self.out(self.leftovers())
+        self.report_failures(bursts)
+        self.out("")
 
+    def leftovers(self) -> str:
         assert self.daemon is not None
-        rss_before = resident_bytes(self.daemon.pid)
-        self.out(f"### 4. {self.pods} pods (eth0 + net1 each) through the `multihome` shim")
-        self.out("")
-        self.out("| mode | pods/s | ADD p50 ms | ADD p99 ms | DEL p50 ms | RSS after MiB |")
-        self.out("|---|---:|---:|---:|---:|---:|")
-        nss = [self.netns("mhbpc") for _ in range(8)]
-        for mode, parallel in (("sequential", 1), ("8 concurrent", 8)):
-            samples: list[dict[str, list[float]]] = [{} for _ in range(parallel)]
-            per_worker = self.pods // parallel
+        records = list((self.tmp / "cache" / "multihome").glob("*.json"))
+        multus = [p for p in self.multus_cache.rglob("*") if p.is_file()]
+        return (f"Daemon RSS after: {Memory.of(self.daemon.pid).rss / MIB:.1f} MiB; "
+                f"multihome attachment records left: {len(records)}; files left in Multus's "
+                f"cniDir: {len(multus)}.")
 
-            def worker(i: int, samples: list[dict[str, list[float]]] = samples,
-                       per_worker: int = per_worker) -> None:
-                for _ in range(per_worker):
-                    self.ours_pod(1, nss[i], samples[i])
+    def report_failures(self, bursts: dict[str, list[Burst]]) -> None:
+        for name, runs in bursts.items():
+            messages = sorted({o.error for b in runs for o in b.failures})
+            for msg in messages[:3]:
+                self.out(f"- {name} failure: {msg[:300]}")
 
-            start = time.perf_counter()
-            with ThreadPoolExecutor(parallel) as ex:
-                list(ex.map(worker, range(parallel)))
-            wall = time.perf_counter() - start
-            adds = [t for s in samples for t in s["ADD"]]
-            dels = [t for s in samples for t in s["DEL"]]
-            rss = resident_bytes(self.daemon.pid) / 2**20
-            self.out(f"| {mode} | {len(adds) / wall:.1f} | {pct(adds, 0.5):.1f} "
-                     f"| {pct(adds, 0.99):.1f} | {pct(dels, 0.5):.1f} | {rss:.1f} |")
-        leftovers = list((self.tmp / "cache" / "multihome").glob("*.json"))
+    def memory(self) -> None:
+        assert self.daemon is not None
+        pool = self.pod_pool(OURS, MEMORY_BURST_PODS)
+        self.out(f"### 6. Daemon memory: {MEMORY_BURSTS} bursts of {MEMORY_BURST_PODS} pods "
+                 f"(eth0 + net1 each, {BURST_PARALLEL} at a time) through the daemon")
         self.out("")
-        self.out(f"Daemon RSS before: {rss_before / 2**20:.1f} MiB, after "
-                 f"{2 * self.pods} pods: {resident_bytes(self.daemon.pid) / 2**20:.1f} MiB "
-                 f"(target ≤ 60 MiB); attachment records left: {len(leftovers)}.")
+        self.out("| after | RSS MiB | PSS MiB | child processes | their PSS MiB | total PSS MiB "
+                 "| failures | busy |")
+        self.out("|---|---:|---:|---:|---:|---:|---:|---:|")
+        totals: list[Memory] = []
+        children_seen = 0
+        for i in range(MEMORY_BURSTS + 1):
+            failed, busy = "-", "-"
+            if i:
+                failures = self.burst(self.ours_call, pool).failures
+                failed, busy = str(len(failures)), str(sum(o.busy for o in failures))
+            own = Memory.of(self.daemon.pid)
+            kids = descendants(self.daemon.pid)
+            children_seen = max(children_seen, len(kids))
+            kids_pss = sum(Memory.of(pid).pss for pid in kids)
+            totals.append(Memory(own.rss, own.pss + kids_pss))
+            label = f"burst {i} ({i * MEMORY_BURST_PODS} pods)" if i else "before the bursts"
+            self.out(f"| {label} | {own.rss / MIB:.1f} | {own.pss / MIB:.1f} | {len(kids)} "
+                     f"| {kids_pss / MIB:.1f} | {(own.pss + kids_pss) / MIB:.1f} "
+                     f"| {failed} | {busy} |")
+        self.out("")
+        second, last = totals[2], totals[-1]
+        self.out(f"Growth from burst 2 to burst {MEMORY_BURSTS}: RSS "
+                 f"{(last.rss - second.rss) / MIB:+.1f} MiB, PSS "
+                 f"{(last.pss - second.pss) / MIB:+.1f} MiB (target: flat); total PSS after "
+                 f"{MEMORY_BURSTS * MEMORY_BURST_PODS} pods: {last.pss / MIB:.1f} MiB "
+                 "(target ≤ 60 MiB).")
+        self.out("RSS and PSS from /proc/<pid>/smaps_rollup, after each burst's DELs: PSS "
+                 "splits each shared page among the processes mapping it. "
+                 + ("The daemon had no child processes." if not children_seen else
+                    "The daemon has child processes: their PSS is summed into the total."))
         self.out("")
 
     def floor(self, ours_one_ms: float) -> None:
@@ -406,9 +674,11 @@ def node_namespace() -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--pods", type=int, default=200)
+    parser.add_argument("--pods", type=int, default=100, help="pods in a burst (benchmark 4)")
+    parser.add_argument("--bursts", type=int, default=3,
+                        help="bursts of each contender in benchmark 4")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
-    parser.add_argument("--only", type=int, action="append", choices=range(1, 6),
+    parser.add_argument("--only", type=int, action="append", choices=BENCHMARKS,
                         help="run only this benchmark (repeatable); implies --no-write")
     opts = parser.parse_args()
     if os.geteuid() != 0:
@@ -419,30 +689,36 @@ def main() -> None:
 
     from multihome import paths
 
+    multus = multus_binary()
     tmp = Path(tempfile.mkdtemp(prefix="mh-bench-daemon-"))
     # the node lets configs name the bench's own data dirs (host-local dataDir)
     os.environ[paths.CONFIG_PATH_ROOTS_ENV] = ":".join((*paths.DEFAULT_CONFIG_PATH_ROOTS, str(tmp)))
     bench: Bench | None = None
     try:
         with node_namespace() as node:
-            bench = Bench(tmp, node, opts.runs, opts.pods)
+            bench = Bench(tmp, node, opts.runs, opts.pods, opts.bursts, multus)
             bench.out(f"{SECTION} ({datetime.date.today().isoformat()})")
             bench.out("")
             bench.out(f"Machine: {machine()}. Medians of {opts.runs} interleaved runs; "
-                      "`make bench` (`.venv/bin/python bench/bench_daemon.py`).")
+                      "`make bench` (`.venv/bin/python bench/bench_daemon.py`). "
+                      + (f"Multus thin: {multus.parent.parent.name} built from its module."
+                         if multus else "Multus thin is not built (`make cluster-bins`): "
+                         "its columns show -."))
             bench.out("")
             try:
                 bench.setup()
-                wanted = set(opts.only or range(1, 6))
+                wanted = set(opts.only or BENCHMARKS)
                 one = bench.one_attachment() if 1 in wanted else 0.0
                 if 2 in wanted:
                     bench.three_networks()
                 if 3 in wanted:
                     bench.scaling()
                 if 4 in wanted:
-                    bench.many_pods()
+                    bench.burst_vs_multus()
                 if 5 in wanted:
                     bench.floor(one)
+                if 6 in wanted:
+                    bench.memory()
             finally:
                 bench.stop_daemon()
     finally:
