@@ -127,3 +127,27 @@ def test_either_plugins_del_removes_the_others_spoof_rules(lab: Lab, adder: str)
         lab.call("DEL", conf, c1, cid="x1").ok()
     assert kstate.macspoof_state(lab.node.name, "x1", "eth0") == {"chains": [], "comments": []}
     assert kstate.nft_rules(lab.node.name) == []
+
+
+def test_a_repeated_setup_keeps_one_mac_and_teardown_removes_every_trace(lab: Lab) -> None:
+    # ADD does not list the table (its cost must not grow with the node's attachments):
+    # a second setup of the same attachment replaces its MAC rules, and DEL removes all
+    # jump rules carrying its comment, the table with the last attachment
+    with netns.entered(lab.node.path):
+        bridge_nft.spoof_setup("mhv-a", "02:00:00:00:00:0a", "rep-eth0")
+        bridge_nft.spoof_setup("mhv-b", "02:00:00:00:00:0b", "other-eth0")
+        bridge_nft.spoof_setup("mhv-a", "02:00:00:00:00:0c", "rep-eth0")
+    rules = kstate.nft_rules(lab.node.name)
+    macs = [r["expr"][0]["match"]["right"] for r in rules
+            if r["chain"] == "cni-br-iface-rep-eth0-mac" and "match" in r["expr"][0]]
+    assert macs == ["02:00:00:00:00:0c"]
+    with netns.entered(lab.node.path):
+        assert bridge_nft.spoof_teardown("rep-eth0") == "mhv-a"
+        assert bridge_nft.spoof_teardown("rep-eth0") == ""  # twice: nothing left to do
+    assert {r["comment"] for r in kstate.nft_rules(lab.node.name)} == {
+        "macspoofchk-other-eth0"}
+    assert not {"cni-br-iface-rep-eth0", "cni-br-iface-rep-eth0-mac"} & set(
+        kstate.nft_chains(lab.node.name))
+    with netns.entered(lab.node.path):
+        assert bridge_nft.spoof_teardown("other-eth0") == "mhv-b"
+    assert not any(t.endswith(" nat") for t in kstate.nft_tables(lab.node.name))

@@ -59,29 +59,38 @@ def _spoof_table() -> list[Obj]:
     ]
 
 
+def _chain(name: str) -> Obj:
+    return {"chain": {"family": SPOOF_FAMILY, "table": SPOOF_TABLE, "name": name}}
+
+
 def spoof_setup(host_veth: str, container_mac: str, uid: str) -> None:
-    """Let only `container_mac` enter the bridge from `host_veth`; count the rest and drop it."""
+    """Let only `container_mac` enter the bridge from `host_veth`; count the rest and drop it.
+
+    One batch and no listing, so an ADD costs the same with 1 or 1,000 attachments on the
+    node: the attachment's chains are created if missing and flushed (what an earlier
+    ADD of the same attachment left in them goes), then filled. An earlier ADD's jump
+    rule can only remain if that ADD was never undone; DEL removes every rule carrying
+    the attachment's comment, so a duplicate never outlives the attachment.
+    """
     iface, mac_chain = spoof_chains(uid)
     comment = spoof_comment(uid)
-    with nft.locked():
-        _spoof_delete_locked(uid)
-        cmds = _spoof_table()
-        for chain in (iface, mac_chain):
-            cmds.append({"add": {"chain": {"family": SPOOF_FAMILY, "table": SPOOF_TABLE,
-                                           "name": chain}}})
-        cmds += [
-            {"add": _spoof_rule(SPOOF_BASE, [
-                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
-                           "right": host_veth}},
-                {"jump": {"target": iface}}], comment)},
-            {"add": _spoof_rule(iface, [{"jump": {"target": mac_chain}}], comment)},
-            {"add": _spoof_rule(mac_chain, [
-                {"match": {"op": "==", "left": {"payload": {"protocol": "ether",
-                                                             "field": "saddr"}},
-                           "right": container_mac}},
-                {"return": None}], comment)},
-            {"add": _spoof_rule(mac_chain, [{"counter": None}, {"drop": None}], comment)},
-        ]
+    cmds = _spoof_table()
+    for chain in (iface, mac_chain):
+        cmds += [{"add": _chain(chain)}, {"flush": _chain(chain)}]
+    cmds += [
+        {"add": _spoof_rule(SPOOF_BASE, [
+            {"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
+                       "right": host_veth}},
+            {"jump": {"target": iface}}], comment)},
+        {"add": _spoof_rule(iface, [{"jump": {"target": mac_chain}}], comment)},
+        {"add": _spoof_rule(mac_chain, [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ether",
+                                                         "field": "saddr"}},
+                       "right": container_mac}},
+            {"return": None}], comment)},
+        {"add": _spoof_rule(mac_chain, [{"counter": None}, {"drop": None}], comment)},
+    ]
+    with nft.locked():  # a DEL removing the table once empty must not race this
         nft.run(cmds, what=f"set up the MAC spoof check for {host_veth}")
 
 
@@ -147,13 +156,6 @@ def _left_after(objects: list[Obj], uids: set[str]) -> bool:
     return any(r.get("comment") not in gone_comments for r in nft.of_kind(objects, "rule"))
 
 
-def _spoof_delete_locked(uid: str) -> None:
-    objects = nft.list_objects("table", SPOOF_FAMILY, SPOOF_TABLE)
-    if objects:
-        nft.run(_spoof_delete_cmds(uid, objects)[0],
-                what=f"remove the MAC spoof check {spoof_comment(uid)}")
-
-
 def _delete_table_cmd() -> Obj:
     return {"delete": {"table": {"family": SPOOF_FAMILY, "name": SPOOF_TABLE}}}
 
@@ -161,17 +163,41 @@ def _delete_table_cmd() -> Obj:
 def spoof_teardown(uid: str) -> str:
     """Remove one attachment's spoof check (and the table once empty); return its veth name.
 
-    One listing and one atomic batch: DEL pays for two nft runs, not five.
+    Only the base chain is listed (one jump rule per attachment), not the whole table
+    (two chains and four rules apiece: 10 ms with 200 attachments against 2 ms): the
+    attachment's own chains are known by name, and "add, flush, delete" removes them
+    whether or not they exist, in the same atomic batch as its jump rules.
     """
+    comment = spoof_comment(uid)
     with nft.locked():
-        objects = nft.list_objects("table", SPOOF_FAMILY, SPOOF_TABLE)
-        if not objects:
-            return ""
-        cmds, veth = _spoof_delete_cmds(uid, objects)
-        if not _left_after(objects, {uid}):
+        base = nft.of_kind(nft.list_objects("chain", SPOOF_FAMILY, SPOOF_TABLE, SPOOF_BASE),
+                           "rule")
+        ours = [r for r in base if r.get("comment") == comment]
+        if not ours and not _chain_exists(spoof_chains(uid)[0]):
+            return ""  # nothing of this attachment (the table may not even exist)
+        veth = next((_iifname(r) for r in ours if _iifname(r)), "")
+        cmds: list[Obj] = [{"delete": {"rule": {
+            "family": SPOOF_FAMILY, "table": SPOOF_TABLE, "chain": SPOOF_BASE,
+            "handle": r["handle"]}}} for r in ours]
+        chains = spoof_chains(uid)
+        cmds += [{"add": _chain(c)} for c in chains] + [{"flush": _chain(c)} for c in chains]
+        cmds += [{"delete": _chain(c)} for c in chains]
+        if len(ours) == len(base) and _only_ours_left({uid}):
             cmds = [_delete_table_cmd()]
-        nft.run(cmds, what=f"remove the MAC spoof check {spoof_comment(uid)}")
+        nft.run(cmds, what=f"remove the MAC spoof check {comment}")
         return veth
+
+
+def _chain_exists(name: str) -> bool:
+    return bool(nft.list_objects("chain", SPOOF_FAMILY, SPOOF_TABLE, name))
+
+
+def _only_ours_left(uids: set[str]) -> bool:
+    """Whether the table holds nothing but the base chain and the chains of `uids`
+    (read only when the base chain is about to be empty: a chain listing, no rules)."""
+    keep = {c for uid in uids for c in spoof_chains(uid)} | {SPOOF_BASE}
+    chains = nft.of_kind(nft.list_objects("chains", SPOOF_FAMILY), "chain")
+    return all(c.get("name") in keep for c in chains if c.get("table") == SPOOF_TABLE)
 
 
 def spoof_gc(is_stale: Any) -> list[str]:
