@@ -50,6 +50,8 @@ from typing import Any
 
 from procstat import Memory, cpu_seconds, descendants
 
+from multihome.daemon.memory import TRIM_INTERVAL_S
+
 GO_DIR = Path("/usr/lib/cni")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECONDARY_COUNTS = (1, 2, 4, 8)
@@ -568,6 +570,9 @@ class Bench:
             if i:
                 failures = self.burst(self.ours_call, pool).failures
                 failed, busy = str(len(failures)), str(sum(o.busy for o in failures))
+            # read once the daemon settled: it hands freed heap back when idle, at most
+            # once per TRIM_INTERVAL_S (daemon/memory.py)
+            time.sleep(TRIM_INTERVAL_S + 1)
             own = Memory.of(self.daemon.pid)
             kids = descendants(self.daemon.pid)
             children_seen = max(children_seen, len(kids))
@@ -584,7 +589,10 @@ class Bench:
                  f"{(last.pss - second.pss) / MIB:+.1f} MiB (target: flat); total PSS after "
                  f"{MEMORY_BURSTS * MEMORY_BURST_PODS} pods: {last.pss / MIB:.1f} MiB "
                  "(target ≤ 60 MiB).")
-        self.out("RSS and PSS from /proc/<pid>/smaps_rollup, after each burst's DELs: PSS "
+        self.out("RSS and PSS from /proc/<pid>/smaps_rollup, read "
+                 f"{TRIM_INTERVAL_S + 1:.0f} s after each burst's DELs (the daemon returns "
+                 "freed heap when idle, at most once per "
+                 f"{TRIM_INTERVAL_S:.0f} s): PSS "
                  "splits each shared page among the processes mapping it. "
                  + ("The daemon had no child processes." if not children_seen else
                     "The daemon has child processes: their PSS is summed into the total."))

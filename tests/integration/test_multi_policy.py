@@ -225,9 +225,9 @@ def test_visiting_a_pod_namespace_leaves_no_nft_context_holding_it(netns: Netns)
     inode = os.stat(netns.path).st_ino
     with net_netns.entered(netns.path):
         nft.run([{"add": {"table": {"family": "inet", "name": "mhpol_probe"}}}])
-        assert inode in nft._contexts.by_ns
+        assert inode in nft._namespaces
         nft.release_context()
-    assert inode not in nft._contexts.by_ns
+    assert inode not in nft._namespaces
 
 
 def test_a_junk_mac_in_network_status_still_isolates_by_address(lab: PolicyLab) -> None:

@@ -267,6 +267,23 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
 
 
+def test_idle_trim_runs_off_the_callers_thread_and_one_at_a_time() -> None:
+    import platform
+    import threading
+
+    from multihome.daemon.memory import IdleTrim
+
+    trim = IdleTrim(interval=0.2)
+    trim.idle()  # trims at once
+    for t in [t for t in threading.enumerate() if t.name == "malloc-trim"]:
+        t.join(timeout=10)
+    trim.idle()  # within the interval: one trim when it ends...
+    trim.idle()  # ...and none more while that one is pending
+    for t in [t for t in threading.enumerate() if t.name == "malloc-trim"]:
+        t.join(timeout=10)
+    assert trim.trims == (2 if platform.libc_ver()[0] == "glibc" else 0)
+
+
 def test_autoconf_skips_configs_nested_too_deep(tmp_path: Path) -> None:
     (tmp_path / "05-deep.conf").write_text('{"type": "bridge", "x": ' + "[" * 100000 +
                                            "]" * 100000 + "}")

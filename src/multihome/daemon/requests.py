@@ -15,7 +15,7 @@ from multihome.attach import engine as attach_engine
 from multihome.cni import skel
 from multihome.cni.errors import CNIError, DecodingFailure, InternalError, TryAgainLater
 from multihome.cni.version import LATEST
-from multihome.daemon import logs
+from multihome.daemon import logs, memory
 from multihome.daemon.metrics import DaemonMetrics
 from multihome.daemon.pool import Busy, WaitTimeout, WorkerPool
 from multihome.plugins import registry
@@ -129,6 +129,7 @@ class Runner:
         self.metrics = metrics
         self.engine = engine or EngineDefaults()
         self.own_netns = netns_id()
+        self.trim = memory.IdleTrim()
         # every delegate the engine runs in this process is timed for /metrics
         attach_engine.use_executor(registry.Observed(registry.IN_PROCESS,
                                                      self._observe_delegate))
@@ -171,6 +172,8 @@ class Runner:
             result = "error"
         finally:
             self.metrics.in_flight.dec()
+            if not nested and self.pool.admitted == 0:
+                self.trim.idle()
         seconds = time.perf_counter() - start
         self.metrics.requests.inc(command_label(command), type_label(ptype), result)
         self.metrics.request_seconds.observe(seconds, command_label(command))

@@ -3,7 +3,7 @@
 libnftables (Debian's python3-nftables binding, loaded with ctypes) does in-process what
 `nft -j -f -` does, in about 0.1 ms instead of the 10-15 ms of starting `nft`: this is
 on every attachment's critical path. A context's netlink socket belongs to the network
-namespace it was opened in, so contexts are kept per thread and per namespace.
+namespace it was opened in, so a context is kept per namespace (shared by threads).
 
 Tables shared between attachments (e.g. `bridge nat`) are created and removed under
 one file lock so a DEL removing an empty table cannot race an ADD filling it.
@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,54 +34,80 @@ class NftError(CNIError):
     """nftables refused a batch; `details` holds its own message."""
 
 
-_contexts = threading.local()
+@dataclass
+class _Namespace:
+    """What this process keeps open in one network namespace, shared by its threads.
+
+    One libnftables context and one nfnetlink dump socket per namespace, used under a
+    lock: the kernel serialises nftables transactions of a namespace anyway, and a
+    context per thread kept a copy of the ruleset cache in each of the daemon's
+    threads (megabytes apiece once a node holds hundreds of attachments)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ctx: Any = None
+    dumpers: dict[str, NFTables] = field(default_factory=dict)
+
+    def context(self) -> Any:
+        if self.ctx is None:
+            try:
+                import nftables
+            except ImportError as e:
+                raise CNIError("the nftables Python binding is missing: install the Debian "
+                               "package python3-nftables (make install does)") from e
+            try:
+                ctx = nftables.Nftables()
+            except OSError as e:
+                raise CNIError("cannot load libnftables: install the nftables package",
+                               str(e)) from e
+            ctx.set_json_output(True)
+            ctx.set_handle_output(True)
+            self.ctx = ctx
+        return self.ctx
+
+    def close(self) -> None:
+        for nl in self.dumpers.values():
+            nl.close()
+        self.dumpers.clear()
+        self.ctx = None
 
 
-def _context() -> Any:
-    """This thread's libnftables context for its current network namespace."""
+_namespaces: dict[int, _Namespace] = {}
+_namespaces_guard = threading.Lock()
+
+
+def _current_ns() -> int:
     try:
-        ns = os.stat("/proc/thread-self/ns/net").st_ino
+        return os.stat("/proc/thread-self/ns/net").st_ino
     except OSError:
-        ns = 0
-    cache: dict[int, Any] = _contexts.__dict__.setdefault("by_ns", {})
-    ctx = cache.get(ns)
-    if ctx is None:
-        try:
-            import nftables
-        except ImportError as e:
-            raise CNIError("the nftables Python binding is missing: install the Debian "
-                           "package python3-nftables (make install does)") from e
-        try:
-            ctx = nftables.Nftables()
-        except OSError as e:
-            raise CNIError("cannot load libnftables: install the nftables package",
-                           str(e)) from e
-        ctx.set_json_output(True)
-        ctx.set_handle_output(True)
-        cache[ns] = ctx
-    return ctx
+        return 0
+
+
+@contextmanager
+def _here() -> Iterator[_Namespace]:
+    """The calling thread's current namespace's handles, locked for the caller."""
+    with _namespaces_guard:
+        ns = _namespaces.setdefault(_current_ns(), _Namespace())
+    with ns.lock:
+        yield ns
 
 
 def release_context() -> None:
-    """Drop this thread's context for its current namespace. For short visits to a pod's
-    namespace from a long-lived process: a cached context's netlink socket would keep
-    the namespace alive after its pod is gone."""
-    try:
-        ns = os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        return
-    cache: dict[int, Any] = _contexts.__dict__.setdefault("by_ns", {})
-    cache.pop(ns, None)
-    dumpers: dict[tuple[int, str], NFTables] = _contexts.__dict__.setdefault("dumpers", {})
-    for key in [k for k in dumpers if k[0] == ns]:
-        dumpers.pop(key).close()
+    """Drop this process's handles for the calling thread's current namespace. For short
+    visits to a pod's namespace from a long-lived process: a kept netlink socket would
+    keep the namespace alive after its pod is gone."""
+    with _namespaces_guard:
+        ns = _namespaces.pop(_current_ns(), None)
+    if ns is not None:
+        with ns.lock:
+            ns.close()
 
 
 def run(commands: list[Obj], *, what: str = "apply nftables rules") -> None:
     """Apply a batch atomically, like `nft -j -f -`: all commands or none."""
     if not commands:
         return
-    rc, out, err = _context().json_cmd({"nftables": commands})
+    with _here() as ns:
+        rc, out, err = ns.context().json_cmd({"nftables": commands})
     if rc != 0:
         raise NftError(f"cannot {what}", (err or str(out)).strip())
 
@@ -90,7 +117,8 @@ def list_objects(*target: str) -> list[Obj]:
 
     A missing table or chain gives an empty list.
     """
-    rc, out, err = _context().cmd("list " + " ".join(target))
+    with _here() as ns:
+        rc, out, err = ns.context().cmd("list " + " ".join(target))
     if rc != 0:
         msg = (err or "").strip()
         if "No such file or directory" in msg or "does not exist" in msg:
@@ -106,29 +134,19 @@ def list_objects(*target: str) -> list[Obj]:
 _NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
 
-def _dumper(family: str) -> NFTables:
-    """This thread's nfnetlink socket for table dumps in its current namespace.
-
-    Kept open like the libnftables contexts, not opened per call: closing an nfnetlink
-    socket makes nf_tables flush its pending destroy work, an RCU grace period (10-30 ms
-    right after a DEL removed chains) on the caller's clock."""
-    try:
-        ns = os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        ns = 0
-    dumpers: dict[tuple[int, str], NFTables] = _contexts.__dict__.setdefault("dumpers", {})
-    nl = dumpers.get((ns, family))
-    if nl is None:
-        nl = dumpers[(ns, family)] = NFTables(nfgen_family=_NFPROTO[family])
-    return nl
-
-
 def table_names(family: str) -> list[str]:
     """Names of the tables of one family in the current namespace, by a netlink dump of
     tables alone: libnftables' `list tables` fetches and prints the whole ruleset first
     (about 1 s with 100 policy tables here), this costs 0.3 ms whatever the ruleset."""
+    # The dump socket is kept open, not opened per call: closing an nfnetlink socket
+    # makes nf_tables flush its pending destroy work, an RCU grace period (10-30 ms
+    # right after a DEL removed chains) on the caller's clock.
     try:
-        return [str(t.get_attr("NFTA_TABLE_NAME")) for t in _dumper(family).get_tables()]
+        with _here() as ns:
+            nl = ns.dumpers.get(family)
+            if nl is None:
+                nl = ns.dumpers[family] = NFTables(nfgen_family=_NFPROTO[family])
+            return [str(t.get_attr("NFTA_TABLE_NAME")) for t in nl.get_tables()]
     except (NetlinkError, OSError) as e:
         release_context()  # a socket that failed once is not trusted again
         raise NftError(f"cannot list the nftables tables of family {family}", str(e)) from e
