@@ -166,6 +166,20 @@ def test_unreachable_is_not_not_found() -> None:
         s.close()
 
 
+def test_a_closed_client_is_unreachable_for_requests_and_watches(
+        apiserver: FakeApiServer) -> None:
+    # a watcher thread still running while its owner shuts down must get the error it
+    # handles (and stop), not httpx's RuntimeError killing the thread
+    from multihome.k8s.client import ApiUnreachable
+
+    api = ApiClient(Credentials(server=apiserver.url), timeout_s=5)
+    api.close()
+    with pytest.raises(ApiUnreachable, match="the client was closed"):
+        api.request("GET", "/api/v1/pods")
+    with pytest.raises(ApiUnreachable, match="the client was closed"):
+        next(api.watch("/api/v1/pods", {}))
+
+
 def test_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
     server = FakeApiServer(token="first").start()
     token = tmp_path / "token"

@@ -94,7 +94,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._conn_lock = threading.Lock()
+        self._conn_lock = threading.Condition()
         self.connections = 0
         # refused connections, closed a little later: closing one whose request is still
         # unread would reset it before the client reads our answer
@@ -138,6 +138,14 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             with self._conn_lock:
                 self.connections -= 1
+                self._conn_lock.notify_all()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every accepted connection got its answer and closed (bounded);
+        True when none is left. A request's work ends before its connection thread
+        writes the answer: exiting at that moment would lose it."""
+        with self._conn_lock:
+            return self._conn_lock.wait_for(lambda: self.connections <= 0, max(0.0, timeout))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # one log line, never a traceback on stderr per bad client
@@ -462,7 +470,10 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.opts.socket)  # new callers see "not running" at once
             server.server_close()
+        deadline = time.monotonic() + self.opts.shutdown_grace
         idle = self.pool.wait_idle(self.opts.shutdown_grace)
+        if idle and server is not None:
+            server.wait_drained(deadline - time.monotonic())
         if not idle:
             logs.log(30, "stopping without waiting for requests still running",
                      in_flight=self.pool.admitted, grace_s=self.opts.shutdown_grace)

@@ -118,6 +118,14 @@ class ApiClient:
             verify = ssl.create_default_context(cafile=creds.ca_file)
         self._http = httpx.Client(base_url=creds.server, verify=verify,
                                   cert=creds.client_cert, timeout=timeout_s)
+        self._closed = False
+
+    def _unreachable_if_closed(self, e: RuntimeError) -> ApiUnreachable:
+        """httpx refuses a closed client with RuntimeError: a watcher still running
+        while its owner shuts down gets the error every caller already handles."""
+        if self._closed:
+            return ApiUnreachable(f"{self.creds.server}: the client was closed")
+        raise e
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -138,6 +146,8 @@ class ApiClient:
                 headers=self._headers(content_type if body is not None else None))
         except httpx.TransportError as e:
             raise ApiUnreachable(f"{self.creds.server}: {e}") from e
+        except RuntimeError as e:
+            raise self._unreachable_if_closed(e) from e
         try:
             data = resp.json() if resp.content else {}
         except ValueError:
@@ -163,6 +173,9 @@ class ApiClient:
                         yield json.loads(line)
         except httpx.TransportError as e:
             raise ApiUnreachable(f"{self.creds.server}: {e}") from e
+        except RuntimeError as e:
+            raise self._unreachable_if_closed(e) from e
 
     def close(self) -> None:
+        self._closed = True
         self._http.close()
