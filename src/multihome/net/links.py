@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError, InvalidConfig
-from multihome.net import link_batch
+from multihome.net import link_batch, link_reads
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -40,14 +40,18 @@ class Link:
     alias: str = ""  # IFLA_IFALIAS: host-device keeps the original name here
     txqlen: int = 0
     num_tx_queues: int = 0
-    # IFLA_LINKINFO as received; `data` decodes its IFLA_INFO_DATA when first asked for
+    # IFLA_LINKINFO as pyroute2 decoded it, or the message as read by link_reads;
+    # `data` decodes its IFLA_INFO_DATA when first asked for
     info: Any = field(default=None, compare=False, repr=False)
+    raw: link_reads.RawLink | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def data(self) -> dict[str, Any]:
         """IFLA_INFO_DATA attributes (macvlan mode, vlan id, tun owner…), names as
         pyroute2 gives them; read only by the few callers that need them."""
-        nla = self.info.get_attr("IFLA_INFO_DATA") if self.info is not None else None
+        info = self.raw.decoded().get_attr("IFLA_LINKINFO") if self.raw is not None \
+            else self.info
+        nla = info.get_attr("IFLA_INFO_DATA") if info is not None else None
         if nla is None or isinstance(nla, str | bytes):
             return {}
         return {k: v for k, v in nla["attrs"] if k != "UNKNOWN"}
@@ -109,24 +113,43 @@ def _fail(what: str, e: NetlinkError) -> CNIError:
     return CNIError(what, f"{e.args[1] if len(e.args) > 1 else e} (errno {e.code})")
 
 
+def _from_raw(raw: link_reads.RawLink) -> Link:
+    return Link(
+        index=raw.index,
+        name=raw.text(link_reads.IFLA_IFNAME),
+        kind=raw.kind(),
+        mac=raw.mac(),
+        mtu=raw.u32(link_reads.IFLA_MTU) or 0,
+        flags=raw.flags,
+        master=raw.u32(link_reads.IFLA_MASTER) or 0,
+        peer_index=raw.u32(link_reads.IFLA_LINK) or 0,
+        operstate=raw.operstate(),
+        link_netnsid=raw.s32(link_reads.IFLA_LINK_NETNSID),
+        alias=raw.text(link_reads.IFLA_IFALIAS),
+        txqlen=raw.u32(link_reads.IFLA_TXQLEN) or 0,
+        num_tx_queues=raw.u32(link_reads.IFLA_NUM_TX_QUEUES) or 0,
+        raw=raw,
+    )
+
+
 def by_index(ipr: IPRoute, index: int) -> Link | None:
+    if index <= 0:
+        return None
     try:
-        msgs = ipr.get_links(index)
+        raw = link_reads.get_link(ipr, index=index)
     except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            return None
         raise _fail(f"cannot read link {index}", e) from e
-    return _to_link(msgs[0]) if msgs else None
+    return _from_raw(raw) if raw is not None else None
 
 
 def by_name(ipr: IPRoute, name: str) -> Link | None:
+    if not name or len(name.encode()) > 15:
+        return None  # no link has such a name (the kernel would say EINVAL)
     try:
-        msgs = ipr.link("get", ifname=name)
+        raw = link_reads.get_link(ipr, name=name)
     except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            return None
         raise _fail(f"cannot read link {name}", e) from e
-    return _to_link(msgs[0]) if msgs else None
+    return _from_raw(raw) if raw is not None else None
 
 
 def all_links(ipr: IPRoute) -> list[Link]:
