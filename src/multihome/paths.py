@@ -7,8 +7,10 @@ the CNI cache, plugin state files and the installed executables all use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 import time
 
@@ -74,6 +76,31 @@ def write_file_atomic(dest: str | os.PathLike[str], data: str | bytes, mode: int
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+STATE_FILE_LIMIT = 1 << 20  # no state or config file of ours is anywhere near this
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int = STATE_FILE_LIMIT) -> bytes:
+    """A regular file's content, at most `limit` bytes; OSError otherwise.
+
+    Opened non-blocking and checked before reading: a FIFO, a device or a directory put
+    where a state file (or a config's resolvConf) is expected is an error at once, never
+    a daemon blocked in open() or read() forever, and a huge file never fills memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(65536, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", os.fspath(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def flock_within(fd: int, seconds: float, poll: float = 0.1) -> bool:

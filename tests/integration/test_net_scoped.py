@@ -4,6 +4,7 @@ and reading the state of a link that vanished meanwhile is not a crash."""
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -36,3 +37,27 @@ def test_details_of_a_link_that_vanished_is_empty_not_a_crash(netns: Netns) -> N
     # deleted in between (by another process) must not abort the apply with ENODEV.
     with mh_netns.iproute_in(netns.path) as ipr:
         assert node_links.details(ipr, 2**31 - 1) == node_links.LinkDetails()
+
+
+def test_a_worker_thread_keeps_its_node_netlink_handle_but_never_a_pods(netns: Netns) -> None:
+    seen: dict[str, object] = {}
+
+    def worker() -> None:
+        mh_netns.keep_netlink()
+        with mh_netns.netlink() as first:
+            first.link("get", index=1)
+        with mh_netns.netlink() as again:
+            again.link("get", index=1)  # still open after the first `with` ended
+        seen["kept"] = first is again
+        with mh_netns.iproute_in(netns.path) as a, mh_netns.iproute_in(netns.path) as b:
+            seen["pod handles differ"] = a is not b
+
+    def plain() -> None:
+        with mh_netns.netlink() as a, mh_netns.netlink() as b:
+            seen["unmarked handles differ"] = a is not b
+
+    for target in (worker, plain):
+        t = threading.Thread(target=target)
+        t.start()
+        t.join(timeout=30)
+    assert seen == {"kept": True, "pod handles differ": True, "unmarked handles differ": True}

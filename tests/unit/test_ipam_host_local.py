@@ -359,3 +359,18 @@ def test_host_local_paths_outside_the_nodes_roots_are_refused(tmp_path: Path, ke
     assert rc != 0 and out["code"] == 7
     assert key in out["msg"] and "MULTIHOME_CONFIG_PATH_ROOTS" in out["msg"]
     assert not os.path.exists("/etc/net1") and not os.path.exists("/root/x")
+
+
+def test_a_fifo_or_directory_in_the_data_dir_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    # every ADD and DEL reads all address files: one that would block a reader (a FIFO
+    # someone left there) must not hang the daemon, nor a directory break it
+    (tmp_path / "net1").mkdir()
+    os.mkfifo(tmp_path / "net1" / "10.1.2.2")
+    (tmp_path / "net1" / "10.1.2.3").mkdir()
+    os.mkfifo(tmp_path / "net1" / "last_reserved_ip.0")
+    conf = make_conf(tmp_path, subnet="10.1.2.0/24")
+    rc, res = run("ADD", conf, "c1")
+    assert rc == 0 and addresses(res) == ["10.1.2.4/24"]  # .2 and .3 are taken names
+    assert run("DEL", conf, "c1")[0] == 0
+    assert "10.1.2.4" not in os.listdir(tmp_path / "net1")
+    os.unlink(tmp_path / "net1" / "last_reserved_ip.0")

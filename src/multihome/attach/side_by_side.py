@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from multihome.cni.errors import CNIError
+from multihome.net import netns
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,7 +36,8 @@ def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="multihome-delegate")
+            _pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="multihome-delegate",
+                                       initializer=netns.keep_netlink)
         return _pool
 
 

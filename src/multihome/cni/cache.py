@@ -20,7 +20,7 @@ from typing import Any
 
 from multihome.cni import jsontext
 from multihome.cni.errors import DecodingFailure, InvalidConfig, IOFailure
-from multihome.paths import write_file_atomic
+from multihome.paths import read_bounded, write_file_atomic
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"
@@ -150,8 +150,7 @@ def save(cache_dir: str, entry: CacheEntry) -> str:
 
 def _read(path: str) -> CacheEntry | None:
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bounded(path)
     except FileNotFoundError:
         return None
     except OSError as e:

@@ -31,6 +31,8 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
+from multihome.net import netns
+
 T = TypeVar("T")
 
 # Longer than any single plugin exec may take (invoke.EXEC_TIMEOUT), shorter than the
@@ -89,7 +91,9 @@ class _Lane:
         self.name = name
         self.limit = limit
         self.refuse = refuse  # True: Busy when full; False: wait for a slot
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"cni-{name}")
+        # long-lived workers: each keeps its netlink handle for the node between requests
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"cni-{name}",
+                                           initializer=netns.keep_netlink)
         self.admitted = 0
 
 

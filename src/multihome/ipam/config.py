@@ -109,8 +109,7 @@ def parse_dns(raw: Any, where: str = "ipam 'dns'") -> DNS:
 def parse_resolv_conf(path: str) -> DNS:
     """nameserver/domain/search/options of a resolv.conf, as the reference reads it."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        text = paths.read_bounded(path).decode("utf-8", errors="replace")
     except (OSError, ValueError) as e:
         raise InvalidConfig(f"ipam 'resolvConf' {path!r} cannot be read: {e}") from e
     return parse_resolv_text(text)

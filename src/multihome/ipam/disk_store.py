@@ -12,6 +12,7 @@ duplicating allocations.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import ipaddress
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from multihome.cni.errors import IOFailure
+from multihome.paths import read_bounded
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -42,6 +44,23 @@ class Allocation:
         if self.container_id != container_id.strip():
             return False
         return self.ifname in ("", ifname)
+
+
+# an owner is a container ID and an interface name: anything past this is not ours
+_OWNER_MAX = 4096
+_NOT_ADDRESSES = frozenset({LOCK_NAME})
+
+
+def _read_small(path: str) -> bytes | None:
+    """A small state file's content; None when it is gone, or is not a regular file of
+    at most _OWNER_MAX bytes (a FIFO planted in the directory must not hang the daemon:
+    such a name is simply not an allocation)."""
+    try:
+        return read_bounded(path, _OWNER_MAX)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EISDIR, errno.EINVAL, errno.EFBIG):
+            return None
+        raise
 
 
 def _parse_owner(text: str) -> tuple[str, str]:
@@ -70,7 +89,8 @@ class Store:
     def locked(self) -> Iterator[Store]:
         path = os.path.join(self.dir, LOCK_NAME)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, _LOCK_MODE)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK,
+                         _LOCK_MODE)
         except OSError as e:
             raise IOFailure(f"cannot open the IPAM lock file {path}", str(e)) from e
         try:
@@ -81,7 +101,10 @@ class Store:
 
     # -- reading ------------------------------------------------------------
     def allocations(self) -> list[Allocation]:
-        """Every address file; names that are not IP addresses are not allocations."""
+        """Every address file; names that are not IP addresses are not allocations.
+
+        Every ADD and DEL reads them all (as the reference's DEL does), so this is the
+        IPAM's cost per pod on a busy node: plain descriptors and bytes, no text layer."""
         out: list[Allocation] = []
         try:
             names = os.listdir(self.dir)
@@ -90,19 +113,20 @@ class Store:
         except OSError as e:
             raise IOFailure(f"cannot list the IPAM data directory {self.dir}", str(e)) from e
         for name in sorted(names):
+            if name[:1] == "." or name in _NOT_ADDRESSES:
+                continue
             try:
                 ip = ipaddress.ip_address(name)
             except ValueError:
                 continue
             try:
-                with open(os.path.join(self.dir, name), encoding="utf-8",
-                          errors="replace") as f:
-                    cid, ifname = _parse_owner(f.read())
-            except (FileNotFoundError, IsADirectoryError):
-                continue
+                raw = _read_small(os.path.join(self.dir, name))
             except OSError as e:
                 raise IOFailure(f"cannot read allocation file {name} in {self.dir}",
                                 str(e)) from e
+            if raw is None:
+                continue
+            cid, ifname = _parse_owner(raw.decode("utf-8", errors="replace"))
             out.append(Allocation(ip, cid, ifname))
         return out
 
@@ -113,8 +137,9 @@ class Store:
     def last_reserved(self, range_set_index: int) -> IPAddress | None:
         path = os.path.join(self.dir, f"{LAST_IP_PREFIX}{range_set_index}")
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                return ipaddress.ip_address(f.read().strip())
+            raw = _read_small(path)
+            return ipaddress.ip_address(raw.decode("utf-8", errors="replace").strip()) \
+                if raw is not None else None
         except (OSError, ValueError):
             # A missing or garbled file only costs the round-robin position.
             return None
@@ -137,12 +162,17 @@ class Store:
             os.unlink(path)
             raise IOFailure(f"cannot write allocation file {path}", str(e)) from e
         os.close(fd)
+        # the round-robin position: best effort (a lost one only moves where the next
+        # search starts), and never an error once the address is ours; non-blocking, so
+        # a FIFO planted under this name cannot hang the daemon
         last = os.path.join(self.dir, f"{LAST_IP_PREFIX}{range_set_index}")
-        try:
-            with open(last, "w", encoding="utf-8") as f:
-                f.write(str(ip))
-        except OSError as e:
-            raise IOFailure(f"cannot write {last}", str(e)) from e
+        with contextlib.suppress(OSError):
+            fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                         | os.O_NONBLOCK, _FILE_MODE)
+            try:
+                os.write(fd, str(ip).encode())
+            finally:
+                os.close(fd)
         return True
 
     def release(self, allocation: Allocation) -> bool:

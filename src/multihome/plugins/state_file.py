@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from multihome.cni.errors import CNIError
-from multihome.paths import write_file_atomic
+from multihome.paths import read_bounded, write_file_atomic
 
 
 def path(data_dir: str, container_id: str, ifname: str) -> Path:
@@ -32,7 +32,7 @@ def load(data_dir: str, container_id: str, ifname: str) -> dict[str, Any] | None
     """The saved state; None when there is none (ADD never got that far, or DEL ran)."""
     target = path(data_dir, container_id, ifname)
     try:
-        state = json.loads(target.read_text())
+        state = json.loads(read_bounded(target))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:

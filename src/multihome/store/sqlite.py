@@ -332,11 +332,18 @@ class SQLiteStore:
         self.create(obj)
         # the pod's events are named `<pod>.<hex>`: read those rows only, not the namespace's
         prefix = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        where = "kind = ? AND namespace = ? AND name LIKE ? ESCAPE '\\'"
         with self._lock, self._unavailable():
+            # counted first: the rows (and their JSON) are read only when there may be
+            # some to drop, not on every event (the count includes other pods' events
+            # whose names share the prefix, so it is an upper bound)
+            (count,) = self._connect().execute(
+                f"SELECT COUNT(*) FROM objects WHERE {where}", (EVENT, ns, prefix)).fetchone()
+            if count <= MAX_EVENTS_PER_POD:
+                return
             rows = self._connect().execute(
-                "SELECT kind, namespace, name, body FROM objects WHERE kind = ? AND "
-                "namespace = ? AND name LIKE ? ESCAPE '\\' ORDER BY resource_version",
-                (EVENT, ns, prefix)).fetchall()
+                f"SELECT kind, namespace, name, body FROM objects WHERE {where} "
+                "ORDER BY resource_version", (EVENT, ns, prefix)).fetchall()
         mine = [e for e in map(self._row_to_object, rows) if is_about(e, ns, name)]
         for old in mine[:-MAX_EVENTS_PER_POD]:
             with contextlib.suppress(NotFound):
