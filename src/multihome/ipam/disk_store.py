@@ -48,7 +48,6 @@ class Allocation:
 
 # an owner is a container ID and an interface name: anything past this is not ours
 _OWNER_MAX = 4096
-_NOT_ADDRESSES = frozenset({LOCK_NAME})
 
 
 def _read_small(path: str) -> bytes | None:
@@ -113,8 +112,6 @@ class Store:
         except OSError as e:
             raise IOFailure(f"cannot list the IPAM data directory {self.dir}", str(e)) from e
         for name in sorted(names):
-            if name[:1] == "." or name in _NOT_ADDRESSES:
-                continue
             try:
                 ip = ipaddress.ip_address(name)
             except ValueError:

@@ -15,7 +15,6 @@ reaches them through a context variable; outside one, links are deleted one by o
 from __future__ import annotations
 
 import contextvars
-import errno
 import secrets
 import socket
 import threading
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
+
+from multihome.net import link_reads
 
 SO_NETNS_COOKIE = 71  # linux >= 5.14: the namespace of a socket, as a 64-bit cookie
 # how long the first tagged link waits for the other participants: about one deletion,
@@ -58,19 +59,15 @@ class DeleteBatch:
             self.participants -= 1
             self._cond.notify_all()
 
-    def delete(self, ipr: Any, key: dict[str, Any]) -> bool:
+    def delete(self, ipr: Any, key: dict[str, Any]) -> None:
         """Delete the link `key` names (ifname= or index=) with the others of its
-        namespace; False if it is gone. A NetlinkError is the kernel's refusal."""
+        namespace. A NetlinkError is the kernel's refusal (ENODEV: the link is gone),
+        for the caller to sort as it sorts a deletion of its own."""
         cookie = _netns_cookie(ipr)
         if cookie is None:
             ipr.link("del", **key)
-            return True
-        try:
-            ipr.link("set", group=self.group, **key)
-        except NetlinkError as e:
-            if e.code == errno.ENODEV:
-                return False
-            raise
+            return
+        ipr.link("set", group=self.group, **key)
         waiter = _Waiter()
         with self._cond:
             self._pending.setdefault(cookie, []).append(waiter)
@@ -92,13 +89,7 @@ class DeleteBatch:
                 # the others sleep until the flush wakes them (re-checking now and then)
                 self._cond.wait(max(self._wait_left(), 0.001) if first else 1.0)
         if waiter.alone:
-            try:
-                ipr.link("del", **key)
-            except NetlinkError as e:
-                if e.code == errno.ENODEV:
-                    return False
-                raise
-        return True
+            ipr.link("del", **key)
 
     def _due(self) -> bool:
         """Every participant still running has tagged its link, or the bound passed."""
@@ -126,15 +117,10 @@ class DeleteBatch:
 
 def _netns_cookie(ipr: Any) -> int | None:
     try:
-        sock = socket.socket(fileno=ipr.fileno())
+        with link_reads.socket_of(ipr) as sock:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
     except (AttributeError, OSError, ValueError):
         return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
-    except OSError:
-        return None
-    finally:
-        sock.detach()  # the fd stays the IPRoute's
     return int.from_bytes(raw, "little")
 
 

@@ -16,6 +16,8 @@ import itertools
 import select
 import socket
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +114,17 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
+@contextmanager
+def socket_of(ipr: Any) -> Iterator[socket.socket]:
+    """The IPRoute's netlink socket as a socket object, for a call or two; the
+    descriptor stays the IPRoute's (detached, never closed, on the way out)."""
+    sock = socket.socket(fileno=ipr.fileno())
+    try:
+        yield sock
+    finally:
+        sock.detach()
+
+
 def get_link(ipr: Any, *, index: int = 0, name: str = "") -> RawLink | None:
     """The link with this index (or name), None when there is none. Raises NetlinkError
     for any other refusal, as pyroute2 would."""
@@ -121,8 +134,7 @@ def get_link(ipr: Any, *, index: int = 0, name: str = "") -> RawLink | None:
         body += _attr(IFLA_IFNAME, name.encode() + b"\0")
     body += _attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
     request = _HEADER.pack(_HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
-    sock = socket.socket(fileno=ipr.fileno())
-    try:
+    with socket_of(ipr) as sock:
         sock.send(request)
         for _ in range(16):  # anything that is not our answer is skipped, a bounded number
             reply = _receive(sock)
@@ -142,8 +154,6 @@ def get_link(ipr: Any, *, index: int = 0, name: str = "") -> RawLink | None:
             message = reply[:length]
             return RawLink(idx, flags, _attrs(message, _HEADER.size + _IFINFO.size), message)
         raise NetlinkError(errno.EPROTO, "no answer to RTM_GETLINK")
-    finally:
-        sock.detach()  # the descriptor stays the IPRoute's
 
 
 def _receive(sock: socket.socket) -> bytes:

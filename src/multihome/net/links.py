@@ -387,8 +387,9 @@ def _delete(ipr: IPRoute, what: str, **key: Any) -> bool:
     batch = link_batch.current()
     try:
         if batch is not None:  # a pod's delegates side by side: one request for all
-            return batch.delete(ipr, key)
-        ipr.link("del", **key)
+            batch.delete(ipr, key)
+        else:
+            ipr.link("del", **key)
     except NetlinkError as e:
         if e.code == errno.ENODEV:
             return False

@@ -140,14 +140,17 @@ class _KeptIPRoute(IPRoute):  # type: ignore[misc]
         pass
 
 
-def _own_netns() -> int:
+def inode(path: str = THIS_NETNS) -> int:
+    """The namespace's inode (the calling thread's by default): what tells two network
+    namespaces apart while both live; 0 when /proc cannot say."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino
+        return os.stat(path).st_ino
     except OSError:
-        return -1
+        return 0
 
 
-_HOME_NETNS = _own_netns()  # where the process started: the node, for the daemon
+# where the process started (the node, for the daemon); -1 never matches a namespace
+_HOME_NETNS = inode("/proc/self/ns/net") or -1
 _kept = threading.local()
 
 
@@ -168,11 +171,7 @@ def netlink() -> Netlink:
     cost ~0.35 ms of Python, paid twice per attachment otherwise. Anywhere else (a pod's
     namespace) it is a new one, closed by the caller, so that no kept socket holds a
     pod's namespace alive."""
-    try:
-        here = os.stat(THIS_NETNS).st_ino
-    except OSError:
-        here = -2
-    if here != _HOME_NETNS or not getattr(_kept, "wanted", False):
+    if inode() != _HOME_NETNS or not getattr(_kept, "wanted", False):
         return IPRoute()
     kept: IPRoute | None = getattr(_kept, "ipr", None)
     if kept is None:

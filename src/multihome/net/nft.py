@@ -24,6 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.nftables.main import NFTables
 
 from multihome.cni.errors import CNIError
+from multihome.net import netns
 
 LOCK_PATH = os.environ.get("MULTIHOME_NFT_LOCK", "/run/multihome/nft.lock")
 
@@ -75,18 +76,11 @@ _namespaces: dict[int, _Namespace] = {}
 _namespaces_guard = threading.Lock()
 
 
-def _current_ns() -> int:
-    try:
-        return os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        return 0
-
-
 @contextmanager
 def _here() -> Iterator[_Namespace]:
     """The calling thread's current namespace's handles, locked for the caller."""
     with _namespaces_guard:
-        ns = _namespaces.setdefault(_current_ns(), _Namespace())
+        ns = _namespaces.setdefault(netns.inode(), _Namespace())
     with ns.lock:
         yield ns
 
@@ -96,7 +90,7 @@ def release_context() -> None:
     visits to a pod's namespace from a long-lived process: a kept netlink socket would
     keep the namespace alive after its pod is gone."""
     with _namespaces_guard:
-        ns = _namespaces.pop(_current_ns(), None)
+        ns = _namespaces.pop(netns.inode(), None)
     if ns is not None:
         with ns.lock:
             ns.close()
