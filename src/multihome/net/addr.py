@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +13,17 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError
+from multihome.net import rtnl_wire
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 IFA_F_NODAD = 0x02
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_BROADCAST = 4
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 
 
 def _family(version: int) -> int:
@@ -23,16 +31,24 @@ def _family(version: int) -> int:
 
 
 def list_addresses(ipr: IPRoute, index: int, version: int | None = None) -> list[IPInterface]:
-    """Global and link addresses of a link, as interfaces (address/prefix)."""
-    kwargs: dict[str, Any] = {"index": index}
-    if version is not None:
-        kwargs["family"] = _family(version)
+    """Global and link addresses of a link, as interfaces (address/prefix).
+
+    One RTM_GETADDR dump on the socket itself (rtnl_wire: every ADD lists the bridge's
+    and the pod's addresses); the kernel dumps the namespace's, we keep the link's."""
+    family = _family(version) if version is not None else socket.AF_UNSPEC
     out: list[IPInterface] = []
-    for msg in ipr.get_addr(**kwargs):
-        addr = msg.get_attr("IFA_ADDRESS")
-        if msg["family"] == socket.AF_INET:
-            addr = msg.get_attr("IFA_LOCAL") or addr
-        out.append(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
+    for _kind, message in rtnl_wire.request(ipr, RTM_GETADDR, rtnl_wire.NLM_F_DUMP,
+                                            _IFADDR.pack(family, 0, 0, 0, 0)):
+        fam, prefixlen, _flags, _scope, idx = _IFADDR.unpack_from(message,
+                                                                  rtnl_wire.HEADER.size)
+        if idx != index or fam not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        found = rtnl_wire.attrs(message, rtnl_wire.HEADER.size + _IFADDR.size)
+        raw = (found.get(IFA_LOCAL) if fam == socket.AF_INET else None) \
+            or found.get(IFA_ADDRESS)
+        if raw is None or len(raw) != (4 if fam == socket.AF_INET else 16):
+            continue
+        out.append(ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen)))
     return out
 
 
@@ -53,21 +69,20 @@ def add_address(ipr: IPRoute, index: int, address: IPInterface, *, nodad: bool =
     `nodad` marks IPv6 addresses IFA_F_NODAD so they are usable at once (the reference
     plugin does this unless `enabledad` is set).
     """
-    kwargs: dict[str, Any] = {
-        "index": index,
-        "address": str(address.ip),
-        "prefixlen": address.network.prefixlen,
-        "family": _family(address.version),
-    }
+    packed = address.ip.packed
+    prefixlen = address.network.prefixlen
     if address.version == 4:
-        kwargs["broadcast"] = str(address.network.broadcast_address) \
-            if address.network.prefixlen < 31 else None
-        if kwargs["broadcast"] is None:
-            del kwargs["broadcast"]
-    elif nodad:
-        kwargs["flags"] = IFA_F_NODAD
+        body = _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index) \
+            + rtnl_wire.attr(IFA_LOCAL, packed) + rtnl_wire.attr(IFA_ADDRESS, packed)
+        if prefixlen < 31:
+            body += rtnl_wire.attr(IFA_BROADCAST,
+                                   address.network.broadcast_address.packed)
+    else:
+        body = _IFADDR.pack(socket.AF_INET6, prefixlen, IFA_F_NODAD if nodad else 0, 0,
+                            index) + rtnl_wire.attr(IFA_ADDRESS, packed)
     try:
-        ipr.addr("add", **kwargs)
+        rtnl_wire.request(ipr, RTM_NEWADDR, rtnl_wire.NLM_F_ACK | rtnl_wire.NLM_F_CREATE
+                          | rtnl_wire.NLM_F_EXCL, body)
     except NetlinkError as e:
         if e.code == errno.EEXIST:
             return

@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError, InvalidConfig
-from multihome.net import link_batch, link_reads
+from multihome.net import link_batch, link_reads, link_writes
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -240,15 +240,12 @@ def create_veth(ipr: IPRoute, container_ifname: str, netns_fd: int, *, mtu: int 
     """
     for _ in range(8):
         name = host_name or random_veth_name()
-        peer: dict[str, Any] = {"ifname": container_ifname, "net_ns_fd": netns_fd}
-        spec: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer}
-        if mtu:
-            spec["mtu"] = mtu
-            peer["mtu"] = mtu
-        if mac:
-            peer["address"] = mac
         try:
-            ipr.link("add", **spec)
+            link_writes.create_veth(ipr, name, container_ifname, netns_fd, mtu=mtu,
+                                    peer_mac=mac)
+        except ValueError as e:
+            raise InvalidConfig(f"cannot use MAC address {mac} for {container_ifname}",
+                                str(e)) from e
         except NetlinkError as e:
             if e.code == errno.EEXIST and not host_name:
                 # Either our random host name or the container name exists.
@@ -276,20 +273,27 @@ def _set(ipr: IPRoute, index: int, what: str, **attrs: Any) -> None:
         raise _fail(f"cannot {what}", e) from e
 
 
+def _set_fast(ipr: IPRoute, index: int, what: str, *, up: bool | None = None,
+              master: int | None = None) -> None:
+    """The changes every attachment makes, without pyroute2's per-call cost."""
+    try:
+        link_writes.set_link(ipr, index, up=up, master=master)
+    except NetlinkError as e:
+        raise _fail(f"cannot {what}", e) from e
+
+
 def set_up(ipr: IPRoute, index: int) -> None:
-    _set(ipr, index, f"set link {index} up", state="up")
+    _set_fast(ipr, index, f"set link {index} up", up=True)
 
 
 def set_down(ipr: IPRoute, index: int) -> None:
-    _set(ipr, index, f"set link {index} down", state="down")
+    _set_fast(ipr, index, f"set link {index} down", up=False)
 
 
 def set_master(ipr: IPRoute, index: int, master_index: int, *, up: bool = False) -> None:
     """Enslave to a bridge; `up` sets the link up in the same request."""
-    attrs: dict[str, Any] = {"master": master_index}
-    if up:
-        attrs["state"] = "up"
-    _set(ipr, index, f"attach link {index} to bridge {master_index}", **attrs)
+    _set_fast(ipr, index, f"attach link {index} to bridge {master_index}",
+              up=True if up else None, master=master_index)
 
 
 def set_mtu(ipr: IPRoute, index: int, mtu: int) -> None:
