@@ -27,3 +27,18 @@ def test_events_are_kept_per_pod_newest_first_to_stay(tmp_path: Path) -> None:
             "other namespace"]
     finally:
         store.close()
+
+
+def test_pruning_one_pod_never_drops_a_pod_whose_name_shares_the_prefix(tmp_path: Path
+                                                                        ) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        for i in range(MAX_EVENTS_PER_POD + 3):
+            store.record_event(("ns", "web.x"), "AddedInterface", f"x{i}")
+            store.record_event(("ns", "web"), "AddedInterface", f"w{i}")
+        assert {e.body["message"] for e in events_of(store, "ns", "web.x")} == {
+            f"x{i}" for i in range(3, MAX_EVENTS_PER_POD + 3)}
+        assert {e.body["message"] for e in events_of(store, "ns", "web")} == {
+            f"w{i}" for i in range(3, MAX_EVENTS_PER_POD + 3)}
+    finally:
+        store.close()

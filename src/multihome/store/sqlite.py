@@ -32,7 +32,7 @@ from multihome.store.base import (
     check_ref,
     format_timestamp,
 )
-from multihome.store.events import EVENT, event_body, is_about
+from multihome.store.events import EVENT, event_body
 from multihome.store.merge import merge_apply, normalize
 from multihome.store.shared import Registry
 
@@ -341,13 +341,17 @@ class SQLiteStore:
                 f"SELECT COUNT(*) FROM objects WHERE {where}", (EVENT, ns, prefix)).fetchone()
             if count <= MAX_EVENTS_PER_POD:
                 return
+            # which are this pod's, asked of SQLite's JSON functions: decoding every
+            # event in Python cost each event of a busy pod ~MAX_EVENTS_PER_POD loads
             rows = self._connect().execute(
-                f"SELECT kind, namespace, name, body FROM objects WHERE {where} "
-                "ORDER BY resource_version", (EVENT, ns, prefix)).fetchall()
-        mine = [e for e in map(self._row_to_object, rows) if is_about(e, ns, name)]
-        for old in mine[:-MAX_EVENTS_PER_POD]:
+                f"SELECT name FROM objects WHERE {where} "
+                "AND json_extract(body, '$.involvedObject.kind') = 'Pod' "
+                "AND json_extract(body, '$.involvedObject.namespace') = ? "
+                "AND json_extract(body, '$.involvedObject.name') = ? "
+                "ORDER BY resource_version", (EVENT, ns, prefix, ns, name)).fetchall()
+        for (old,) in rows[:-MAX_EVENTS_PER_POD]:
             with contextlib.suppress(NotFound):
-                self.delete(EVENT, ns, old.name)
+                self.delete(EVENT, ns, old)
 
 
 def _create_private(path: Path) -> None:
