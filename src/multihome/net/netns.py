@@ -212,6 +212,10 @@ class _LazyNetlink:
             os.close(self._ns)
             self._ns = -1
 
+    def __del__(self) -> None:  # a handle dropped unclosed still gives its descriptors back
+        with suppress(Exception):
+            self.close()
+
     def __enter__(self) -> _LazyNetlink:
         return self
 

@@ -85,8 +85,11 @@ def request(ipr: Any, kind: int, flags: int, body: bytes, *,
     """
     seq = next(_seq) & 0xFFFFFFFF
     fd = ipr.fileno()
-    os.write(fd, HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | flags, seq, 0)
-             + body)
+    try:
+        os.write(fd, HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | flags, seq,
+                                 0) + body)
+    except OSError as e:  # one error type for callers, as from pyroute2
+        raise _error(e.errno or errno.EIO) from e
     dump = flags & NLM_F_DUMP == NLM_F_DUMP
     out: list[tuple[int, bytes]] = []
     foreign = 0
@@ -136,3 +139,5 @@ def _receive(fd: int, deadline: float) -> bytes:
             poller.register(fd, select.POLLIN)
             if left <= 0 or not poller.poll(left * 1000):
                 raise _error(errno.ETIMEDOUT) from None
+        except OSError as e:  # ENOBUFS and the like: the answer is lost
+            raise _error(e.errno or errno.EIO) from e
