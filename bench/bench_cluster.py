@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results import RESULTS, write_section
+
 from multihome.lab.cluster import layout as cluster_layout
 from multihome.lab.cluster import procs, up
 from multihome.lab.cluster.images import TEST_IMAGE
 from multihome.lab.cluster.layout import ClusterLayout
 from multihome.net import links, netns
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Cluster benchmarks"
 NS = "mh-bench"
 NETWORKS = ("bench-a", "bench-b", "bench-c")
@@ -277,11 +278,7 @@ def main() -> None:
                 for i in range(len(NETWORKS)):
                     links.delete_by_name(ipr, f"mh-bench{i}")
     if not args.no_write:
-        kept = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-        head = kept.split(SECTION, 1)[0]
-        tail = kept.split(SECTION, 1)[1] if SECTION in kept else ""
-        rest = tail[tail.find("\n## "):] if "\n## " in tail else ""
-        RESULTS.write_text(head.rstrip("\n") + "\n\n" + "\n".join(bench.lines) + "\n" + rest)
+        write_section(SECTION, bench.lines)
         print(f"wrote {RESULTS}")
 
 

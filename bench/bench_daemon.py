@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from procstat import Memory, cpu_seconds, descendants
+from results import RESULTS, write_section
 
 from multihome.daemon.memory import TRIM_INTERVAL_S
 
 GO_DIR = Path("/usr/lib/cni")
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECONDARY_COUNTS = (1, 2, 4, 8)
 POD_NAMESPACE = "bench"
 SECTION = "## Daemon benchmarks"
@@ -737,9 +737,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     if bench is not None and not opts.no_write and not opts.only:
         # other benchmarks may own other sections of the file: replace only ours
-        kept = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-        head = kept.partition(SECTION)[0]
-        RESULTS.write_text(head.rstrip("\n") + "\n\n" + "\n".join(bench.lines) + "\n")
+        write_section(SECTION, bench.lines)
         print(f"wrote {RESULTS}")
 
 
