@@ -163,15 +163,22 @@ def keep_netlink() -> None:
     _kept.wanted = True
 
 
+def at_home() -> bool:
+    """Whether the calling thread is in the namespace the process started in: the only
+    one where a long-lived process may keep sockets open between calls. A socket kept in
+    any other (a pod's) would keep that namespace, and the links in it, alive after its
+    pod is gone."""
+    return inode() == _HOME_NETNS
+
+
 def netlink() -> Netlink:
     """A netlink handle in the current thread's namespace (use it as a context manager).
 
     A worker thread that asked to (`keep_netlink`) keeps one for the namespace the
     process started in and hands it out again: opening an IPRoute and its first request
     cost ~0.35 ms of Python, paid twice per attachment otherwise. Anywhere else (a pod's
-    namespace) it is a new one, closed by the caller, so that no kept socket holds a
-    pod's namespace alive."""
-    if inode() != _HOME_NETNS or not getattr(_kept, "wanted", False):
+    namespace) it is a new one, closed by the caller (see `at_home`)."""
+    if not at_home() or not getattr(_kept, "wanted", False):
         return IPRoute()
     kept: IPRoute | None = getattr(_kept, "ipr", None)
     if kept is None:

@@ -3,7 +3,9 @@
 libnftables (Debian's python3-nftables binding, loaded with ctypes) does in-process what
 `nft -j -f -` does, in about 0.1 ms instead of the 10-15 ms of starting `nft`: this is
 on every attachment's critical path. A context's netlink socket belongs to the network
-namespace it was opened in, so a context is kept per namespace (shared by threads).
+namespace it was opened in: the process keeps one for its own namespace (shared by
+threads), and opens one per call anywhere else, closed before the call returns, so that
+no socket of a long-lived process keeps a pod's namespace alive (`netns.at_home`).
 
 Tables shared between attachments (e.g. `bridge nat`) are created and removed under
 one file lock so a DEL removing an empty table cannot race an ADD filling it.
@@ -37,12 +39,13 @@ class NftError(CNIError):
 
 @dataclass
 class _Namespace:
-    """What this process keeps open in one network namespace, shared by its threads.
+    """What this process has open in one network namespace.
 
-    One libnftables context and one nfnetlink dump socket per namespace, used under a
-    lock: the kernel serialises nftables transactions of a namespace anyway, and a
-    context per thread kept a copy of the ruleset cache in each of the daemon's
-    threads (megabytes apiece once a node holds hundreds of attachments)."""
+    One libnftables context and one nfnetlink dump socket, used under a lock. In the
+    process's own namespace they are kept and shared by its threads: the kernel
+    serialises nftables transactions of a namespace anyway, and a context per thread
+    kept a copy of the ruleset cache in each of the daemon's threads (megabytes apiece
+    once a node holds hundreds of attachments)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     ctx: Any = None
@@ -72,25 +75,35 @@ class _Namespace:
         self.ctx = None
 
 
-_namespaces: dict[int, _Namespace] = {}
-_namespaces_guard = threading.Lock()
+_home: _Namespace | None = None  # the process's own namespace's, once used
+_home_guard = threading.Lock()
 
 
 @contextmanager
 def _here() -> Iterator[_Namespace]:
-    """The calling thread's current namespace's handles, locked for the caller."""
-    with _namespaces_guard:
-        ns = _namespaces.setdefault(netns.inode(), _Namespace())
+    """The calling thread's current namespace's handles, locked for the caller: the kept
+    ones at home, elsewhere ones of this call alone, closed when it ends."""
+    global _home
+    if not netns.at_home():
+        ns = _Namespace()
+        try:
+            yield ns
+        finally:
+            ns.close()
+        return
+    with _home_guard:
+        if _home is None:
+            _home = _Namespace()
+        ns = _home
     with ns.lock:
         yield ns
 
 
-def release_context() -> None:
-    """Drop this process's handles for the calling thread's current namespace. For short
-    visits to a pod's namespace from a long-lived process: a kept netlink socket would
-    keep the namespace alive after its pod is gone."""
-    with _namespaces_guard:
-        ns = _namespaces.pop(netns.inode(), None)
+def _forget_home() -> None:
+    """Close the kept handles (a socket that failed once is not trusted again)."""
+    global _home
+    with _home_guard:
+        ns, _home = _home, None
     if ns is not None:
         with ns.lock:
             ns.close()
@@ -142,7 +155,8 @@ def table_names(family: str) -> list[str]:
                 nl = ns.dumpers[family] = NFTables(nfgen_family=_NFPROTO[family])
             return [str(t.get_attr("NFTA_TABLE_NAME")) for t in nl.get_tables()]
     except (NetlinkError, OSError) as e:
-        release_context()  # a socket that failed once is not trusted again
+        if netns.at_home():
+            _forget_home()
         raise NftError(f"cannot list the nftables tables of family {family}", str(e)) from e
 
 
