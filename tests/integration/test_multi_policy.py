@@ -18,14 +18,12 @@ import pytest
 from multihome.attach.policy.cleanup import tables
 from multihome.attach.policy.rules import container_prefix
 from multihome.lab.pods import container_id, netns_name, netns_path
-from multihome.net import netns as net_netns
-from multihome.net import nft
 from multihome.store import POD
 from multihome.store.sqlite import SQLiteStore
 from support.cli_lab import CLILab, lab_down, lab_up, new_lab
 from support.flows import listening, ping_ok, still_talks, tcp_connect, tcp_ok, udp_ok
 from support.host_state import host_netns
-from support.netns import Netns, unique
+from support.netns import unique
 
 pytestmark = pytest.mark.netns
 
@@ -217,17 +215,6 @@ def test_the_demo_flow_seed_nad_guest_addresses_and_the_external_host(lab: Polic
     assert ping_ok(lab.external, "10.173.0.150")  # sa is not selected: open
     lab.ok("delete", "multi-policy", "seed-db", "-n", lab.ns)
     assert ping_ok(lab.external, "10.173.0.151")
-
-
-def test_visiting_a_pod_namespace_leaves_no_nft_context_holding_it(netns: Netns) -> None:
-    """The daemon programs pods' namespaces from one long-lived thread: a cached
-    libnftables context there would keep each deleted pod's namespace alive."""
-    inode = os.stat(netns.path).st_ino
-    with net_netns.entered(netns.path):
-        nft.run([{"add": {"table": {"family": "inet", "name": "mhpol_probe"}}}])
-        assert inode in nft._namespaces
-        nft.release_context()
-    assert inode not in nft._namespaces
 
 
 def test_a_junk_mac_in_network_status_still_isolates_by_address(lab: PolicyLab) -> None:

@@ -267,6 +267,19 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
 
 
+def test_daemon_environment_turns_off_per_thread_malloc_caches() -> None:
+    from multihome.daemon.memory import tunables_env
+
+    assert tunables_env({"PATH": "/bin"}) == {
+        "PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    # other tunables the operator set are kept
+    assert tunables_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}) == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0"}
+    # the operator's own cache size stands (and nothing re-executes)
+    assert tunables_env({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}) is None
+    assert tunables_env({"GLIBC_TUNABLES": "a=1:glibc.malloc.tcache_count=0"}) is None
+
+
 def test_idle_trim_runs_off_the_callers_thread_and_one_at_a_time() -> None:
     import platform
     import threading

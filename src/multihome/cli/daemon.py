@@ -60,7 +60,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
                probe_api_server: bool) -> None:
     """Serve CNI requests on a unix socket, running the engine and plugins in-process."""
     from multihome.daemon import logs
-    from multihome.daemon.memory import limit_malloc_arenas
+    from multihome.daemon.memory import limit_malloc_arenas, reexec_without_thread_caches
     from multihome.daemon.multus_daemon_config import DaemonConfigError, load
     from multihome.daemon.server import DaemonOptions, run
 
@@ -80,6 +80,7 @@ def daemon_cmd(ctx: click.Context, socket_path: str, conf_dir: str, bin_dir: str
     if os.geteuid() != 0:
         raise click.ClickException("multihome daemon must run as root (it changes the "
                                    "node's network and owns a root-only socket)")
+    reexec_without_thread_caches()  # once the arguments are known good; returns when set
     limit_malloc_arenas()  # before the first thread
     logs.setup(log_level)
     _recover_node()

@@ -156,13 +156,27 @@ _HOME_NETNS = inode("/proc/self/ns/net") or -1
 _kept = threading.local()
 
 
+def at_home() -> bool:
+    """Whether the calling thread is in the namespace the process started in: the only
+    one where a long-lived process may keep sockets open between calls. A socket kept in
+    any other (a pod's) would keep that namespace, and the links in it, alive after its
+    pod is gone."""
+    return inode() == _HOME_NETNS
+
+
 def keep_netlink() -> None:
     """Let this thread keep the IPRoute of the process's own namespace between calls.
 
     For the long-lived worker threads of a daemon (thread pool initializers call it):
     a thread that ends takes its kept socket to the garbage collector, not at once, so
-    short-lived threads do not keep one."""
+    short-lived threads do not keep one. The handle is opened now, as the thread starts,
+    not at its first use: which worker first touches netlink is the scheduler's choice,
+    so opened lazily the daemon's RSS crept up burst after burst, ~0.1 MiB each time
+    one more thread opened its own (measured, benchmark 6 of bench/bench_daemon.py)."""
     _kept.wanted = True
+    if at_home() and getattr(_kept, "ipr", None) is None:
+        with suppress(OSError):  # no socket now (descriptors exhausted): opened on use
+            _kept.ipr = _KeptIPRoute(groups=0)
 
 
 class _LazyNetlink:
@@ -229,10 +243,9 @@ def netlink() -> Netlink:
     A worker thread that asked to (`keep_netlink`) keeps one for the namespace the
     process started in and hands it out again: opening an IPRoute and its first request
     cost ~0.35 ms of Python, paid twice per attachment otherwise. Anywhere else (a pod's
-    namespace) it is a new one, closed by the caller, so that no kept socket holds a
-    pod's namespace alive; its IPRoute is built only if a caller needs more than the
-    socket (_LazyNetlink)."""
-    if inode() != _HOME_NETNS or not getattr(_kept, "wanted", False):
+    namespace) it is a new one, closed by the caller (see `at_home`); its IPRoute is
+    built only if a caller needs more than the socket (_LazyNetlink)."""
+    if not at_home() or not getattr(_kept, "wanted", False):
         # typed as the IPRoute it stands for: every other attribute is the IPRoute's
         return cast(IPRoute, _LazyNetlink())
     kept: IPRoute | None = getattr(_kept, "ipr", None)

@@ -3,7 +3,9 @@
 libnftables (Debian's python3-nftables binding, loaded with ctypes) does in-process what
 `nft -j -f -` does, in about 0.1 ms instead of the 10-15 ms of starting `nft`: this is
 on every attachment's critical path. A context's netlink socket belongs to the network
-namespace it was opened in, so a context is kept per namespace (shared by threads).
+namespace it was opened in: the process keeps one for its own namespace (shared by
+threads), and opens one per call anywhere else, closed before the call returns, so that
+no socket of a long-lived process keeps a pod's namespace alive (`netns.at_home`).
 
 Tables shared between attachments (e.g. `bridge nat`) are created and removed under
 one file lock so a DEL removing an empty table cannot race an ADD filling it.
@@ -37,16 +39,19 @@ class NftError(CNIError):
 
 @dataclass
 class _Namespace:
-    """What this process keeps open in one network namespace, shared by its threads.
+    """What this process has open in one network namespace.
 
-    One libnftables context and one nfnetlink dump socket per namespace, used under a
-    lock: the kernel serialises nftables transactions of a namespace anyway, and a
-    context per thread kept a copy of the ruleset cache in each of the daemon's
-    threads (megabytes apiece once a node holds hundreds of attachments)."""
+    One libnftables context, used under a lock, and nfnetlink dump sockets. In the
+    process's own namespace the context is kept and shared by its threads: the kernel
+    serialises nftables transactions of a namespace anyway, and a context per thread
+    kept a copy of the ruleset cache in each of the daemon's threads (megabytes apiece
+    once a node holds hundreds of attachments). Its dump sockets there are each
+    thread's own (`_thread_dumpers`)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     ctx: Any = None
-    dumpers: dict[str, NFTables] = field(default_factory=dict)
+    dumpers: dict[str, NFTables] = field(default_factory=dict)  # away from home only
+    kept: bool = False
 
     def context(self) -> Any:
         if self.ctx is None:
@@ -72,28 +77,50 @@ class _Namespace:
         self.ctx = None
 
 
-_namespaces: dict[int, _Namespace] = {}
-_namespaces_guard = threading.Lock()
+_home: _Namespace | None = None  # the process's own namespace's, once used
+_home_guard = threading.Lock()
+_home_dumpers = threading.local()
+
+
+def _thread_dumpers() -> dict[str, NFTables]:
+    """The calling thread's dump sockets in the process's own namespace, by family.
+
+    Not shared: a pyroute2 socket keeps its asyncio loop per thread, and only the thread
+    that opened it keeps that loop between calls. Shared by the daemon's DEL workers,
+    every other worker made and dropped a loop (3 descriptors) per call, and pyroute2
+    remembered each loop's id for good (~140 a burst of 200 pods, never freed)."""
+    kept: dict[str, NFTables] | None = getattr(_home_dumpers, "by_family", None)
+    if kept is None:
+        kept = _home_dumpers.by_family = {}
+    return kept
 
 
 @contextmanager
 def _here() -> Iterator[_Namespace]:
-    """The calling thread's current namespace's handles, locked for the caller."""
-    with _namespaces_guard:
-        ns = _namespaces.setdefault(netns.inode(), _Namespace())
+    """The calling thread's current namespace's handles, locked for the caller: the kept
+    ones at home, elsewhere ones of this call alone, closed when it ends."""
+    global _home
+    if not netns.at_home():
+        ns = _Namespace()
+        try:
+            yield ns
+        finally:
+            ns.close()
+        return
+    with _home_guard:
+        if _home is None:
+            _home = _Namespace(kept=True)
+        ns = _home
     with ns.lock:
         yield ns
 
 
-def release_context() -> None:
-    """Drop this process's handles for the calling thread's current namespace. For short
-    visits to a pod's namespace from a long-lived process: a kept netlink socket would
-    keep the namespace alive after its pod is gone."""
-    with _namespaces_guard:
-        ns = _namespaces.pop(netns.inode(), None)
-    if ns is not None:
-        with ns.lock:
-            ns.close()
+def close_thread_handles() -> None:
+    """Close the calling thread's own dump sockets: for a thread about to end, whose
+    sockets would otherwise wait for the garbage collector."""
+    kept: dict[str, NFTables] = getattr(_home_dumpers, "by_family", None) or {}
+    while kept:
+        kept.popitem()[1].close()
 
 
 def run(commands: list[Obj], *, what: str = "apply nftables rules") -> None:
@@ -135,14 +162,18 @@ def table_names(family: str) -> list[str]:
     # The dump socket is kept open, not opened per call: closing an nfnetlink socket
     # makes nf_tables flush its pending destroy work, an RCU grace period (10-30 ms
     # right after a DEL removed chains) on the caller's clock.
+    dumpers: dict[str, NFTables] = {}
     try:
         with _here() as ns:
-            nl = ns.dumpers.get(family)
+            dumpers = _thread_dumpers() if ns.kept else ns.dumpers
+            nl = dumpers.get(family)
             if nl is None:
-                nl = ns.dumpers[family] = NFTables(nfgen_family=_NFPROTO[family])
+                nl = dumpers[family] = NFTables(nfgen_family=_NFPROTO[family])
             return [str(t.get_attr("NFTA_TABLE_NAME")) for t in nl.get_tables()]
     except (NetlinkError, OSError) as e:
-        release_context()  # a socket that failed once is not trusted again
+        failed = dumpers.pop(family, None)  # a socket that failed once is not trusted again
+        if failed is not None:
+            failed.close()
         raise NftError(f"cannot list the nftables tables of family {family}", str(e)) from e
 
 

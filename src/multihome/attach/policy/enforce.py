@@ -313,18 +313,14 @@ def _sync_attachment(world: World, pod: PodInfo, record: PodRecord, network: str
                                          ingress, egress, existing))
         return name
     name = f"{table}_{_digest(rules.POD, ingress, egress, ifname)}"
-    with netns.entered(record.netns):
-        try:
-            in_pod = tables(table)
-            if in_pod == [name] and isolated:
-                report.unchanged += 1
-            elif isolated or in_pod:
-                cmds = _commands(rules.Target(rules.POD, name, ifname), ingress, egress,
-                                 in_pod)
-                nft.run(cmds, what=f"program the policy rules of {who}")
-                report.programmed += [name] if isolated else in_pod
-        finally:
-            nft.release_context()  # the daemon must not hold the pod's namespace open
+    with netns.entered(record.netns):  # nft keeps nothing open here once it returns
+        in_pod = tables(table)
+        if in_pod == [name] and isolated:
+            report.unchanged += 1
+        elif isolated or in_pod:
+            cmds = _commands(rules.Target(rules.POD, name, ifname), ingress, egress, in_pod)
+            nft.run(cmds, what=f"program the policy rules of {who}")
+            report.programmed += [name] if isolated else in_pod
     return None
 
 
