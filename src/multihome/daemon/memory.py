@@ -18,6 +18,7 @@ re-executes itself once.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import platform
 import sys
@@ -121,5 +122,9 @@ class IdleTrim:
         with self._guard:
             self._pending = False
             self._last = time.monotonic()
+        # cycles the burst left (asyncio loops, tracebacks) hold pymalloc arenas until
+        # a full collection; collected first, their pages go back with the trim (RSS
+        # then stays level from burst to burst, benchmark 6 of bench/bench_daemon.py)
+        gc.collect()
         self._trim(0)
         self.trims += 1
