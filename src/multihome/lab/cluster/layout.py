@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from multihome.lab.cluster.build import KUBE_VERSION, Binaries, kube_binaries
+from multihome.paths import STATE_ENV
 
 LAYOUT_FILE = "cluster.json"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -49,6 +50,12 @@ class ClusterLayout:
     @property
     def base(self) -> Path:
         return Path(self.root)
+
+    def daemon_env(self) -> dict[str, str]:
+        """What multihome's node daemon needs from its environment, whoever starts it
+        (`lab up`, or `lab cni` from a shell without $MULTIHOME_STATE_DIR): the lab's
+        state dir is a config path root its networks' IPAM lives under."""
+        return {"NODE_NAME": self.node_name, STATE_ENV: os.path.dirname(self.root)}
 
     def dir(self, *parts: str) -> Path:
         return self.base.joinpath(*parts)

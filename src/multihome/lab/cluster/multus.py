@@ -165,7 +165,7 @@ def multihome_on_multus_config(layout: ClusterLayout, multihome: list[str],
     procs.start(layout, "multihome-daemon", [
         *multihome, "--store", f"k8s:{node_kubeconfig}", "daemon",
         "--multus-config", str(config), "--bin-dir", str(layout.cni_bin)],
-        env={"NODE_NAME": layout.node_name})
+        env=layout.daemon_env())
     procs.wait_for(layout, "multihome-daemon",
                    lambda: written.exists() and (SOCKET_DIR / "multus.sock").exists(),
                    60, "serving on Multus' socket")

@@ -186,7 +186,7 @@ def _start_daemon(layout: ClusterLayout, kubeconfig: Path) -> None:
         "--socket", layout.daemon_socket, "--conf-dir", str(layout.cni_conf),
         "--bin-dir", str(layout.cni_bin), "--cni-dir", str(layout.cni_cache),
         "--state-dir", str(layout.daemon_state)],
-        env={"NODE_NAME": layout.node_name})
+        env=layout.daemon_env())
     procs.wait_for(layout, "multihome-daemon",
                    lambda: (layout.cni_conf / "00-multihome.conflist").exists()
                    and os.path.exists(layout.daemon_socket), 60, "serving")
