@@ -123,8 +123,13 @@ class Bench:
         self.lines.append(line)
 
     def use(self, cni: str) -> None:
+        """Swap the CNI, then run one pod through it unmeasured: the first pod after a
+        swap measured the freshly started daemon (multihome's ~1 s of imports and
+        informers, Multus' much less), not pod start-up; both sides get the warm-up."""
         up.use_cni(self.state, cni, lambda _: None)
         time.sleep(1.0)  # containerd reloads its CNI config on the file event
+        self.create_and_wait(1)
+        self.delete_all()
 
     def create_and_wait(self, networks: int) -> tuple[float, bool]:
         self.counter += 1
