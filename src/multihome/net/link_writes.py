@@ -11,13 +11,19 @@ import struct
 from typing import Any
 
 from multihome.net import rtnl_wire
-from multihome.net.link_reads import IFINFO, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, RTM_NEWLINK
+from multihome.net.link_reads import (
+    IFINFO,
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    IFLA_MASTER,
+    IFLA_MTU,
+    RTM_NEWLINK,
+)
 
 IFF_UP = 0x1
-IFLA_MASTER = 10
-IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
-IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
 NLA_F_NESTED = 0x8000

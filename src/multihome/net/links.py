@@ -17,8 +17,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from multihome.cni.errors import CNIError, InvalidConfig
 from multihome.net import link_batch, link_reads, link_writes
+from multihome.net.link_writes import IFF_UP
 
-IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
 
